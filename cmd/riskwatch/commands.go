@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/api"
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/source"
+	"github.com/riskwatch/riskwatch/internal/store"
+)
+
+// setup parses flags, loads the config and builds the logger.
+func setup(fs flags, args []string, stderr io.Writer, getenv func(string) string) (*config.Config, *slog.Logger, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, usageError{fmt.Sprintf("%s: unexpected arguments %q", fs.Name(), fs.Args())}
+	}
+	cfg, err := config.Load(*fs.config, getenv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return nil, nil, fmt.Errorf("config: log.level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if cfg.Log.Format == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	return cfg, slog.New(h), nil
+}
+
+func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	return store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	cfg, log, err := setup(newFlags("run", stderr), args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	log.Info("starting riskwatch", "version", version,
+		"source", config.RedactDSN(cfg.Source.DSN), "sink", config.RedactDSN(cfg.Sink.DSN),
+		"slot", cfg.Source.Slot, "business_timezone", cfg.BusinessTimezone)
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if applied, err := st.Migrate(ctx); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		log.Info("sink schema migrated", "applied", applied)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := eng.Run(gctx)
+		if err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		return api.Serve(gctx, api.Options{
+			Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log,
+			Ready: func() (bool, any) {
+				s := eng.Status()
+				return s.Ready, map[string]any{
+					"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.AppliedLSN.String(),
+					"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
+				}
+			},
+		}, nil)
+	})
+	err = g.Wait()
+	log.Info("riskwatch stopped")
+	return err
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, _, err := setup(newFlags("migrate", stderr), args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "sink schema %s is up to date\n", cfg.Sink.Schema)
+		return nil
+	}
+	fmt.Fprintf(stdout, "applied to sink schema %s: %s\n", cfg.Sink.Schema, strings.Join(applied, ", "))
+	return nil
+}
+
+func newSource(cfg *config.Config, log *slog.Logger) (*source.Source, error) {
+	mapping, err := pipeline.NewMapping(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.NewSource(cfg, mapping, log, nil), nil
+}
+
+func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, log, err := setup(newFlags("slot status", stderr), args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	src, err := newSource(cfg, log)
+	if err != nil {
+		return err
+	}
+	si, err := src.Slot(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	if si == nil {
+		fmt.Fprintf(tw, "slot\t%s\nexists\tno (the next run creates it with a first snapshot)\n", cfg.Source.Slot)
+	} else {
+		pid := "-"
+		if si.ActivePID != nil {
+			pid = fmt.Sprint(*si.ActivePID)
+		}
+		fmt.Fprintf(tw, "slot\t%s\nplugin\t%s\ndatabase\t%s\nactive\t%v (pid %s)\nrestart_lsn\t%s\nconfirmed_flush_lsn\t%s\ncurrent_wal_lsn\t%s\nretained_wal\t%s\nwal_status\t%s\n",
+			si.Name, si.Plugin, si.Database, si.Active, pid, si.RestartLSN, si.ConfirmedFlushLSN, si.CurrentWALLSN, humanBytes(si.RetainedBytes), si.WALStatus)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cp, err := st.Checkpoint(ctx, cfg.Source.Slot)
+	switch {
+	case err == store.ErrNoCheckpoint:
+		fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
+	case err != nil:
+		fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", err)
+	default:
+		fmt.Fprintf(tw, "sink_checkpoint_lsn\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
+			source.LSN(cp.LSN), cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func cmdSlotDrop(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, log, err := setup(newFlags("slot drop", stderr), args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	src, err := newSource(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := src.DropSlot(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "dropped replication slot %s; the next run rebuilds the sink from a new snapshot\n", cfg.Source.Slot)
+	return nil
+}
+
+func cmdExportMinutes(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("export minutes", stderr)
+	fromS := fs.String("from", "", "start, inclusive: RFC 3339 time, or a date (YYYY-MM-DD) in the business time zone")
+	toS := fs.String("to", "", "end, exclusive: same forms as --from")
+	cfg, _, err := setup(fs, args, stderr, getenv)
+	if err != nil {
+		return err
+	}
+	from, err := parseTime(*fromS, cfg.Location)
+	if err != nil {
+		return usageError{fmt.Sprintf("--from: %v", err)}
+	}
+	to, err := parseTime(*toS, cfg.Location)
+	if err != nil {
+		return usageError{fmt.Sprintf("--to: %v", err)}
+	}
+	if !from.Before(to) {
+		return usageError{fmt.Sprintf("--from %s is not before --to %s", *fromS, *toS)}
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = st.ExportMinutes(ctx, from, to, stdout)
+	return err
+}
+
+// parseTime reads an RFC 3339 time, or a date meaning its midnight in loc.
+func parseTime(s string, loc *time.Location) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, fmt.Errorf("required")
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-25T17:01:00+09:00) nor a date (2026-11-25)", s)
+}

@@ -1,0 +1,105 @@
+// Command riskwatch is the real-time merchant risk engine: it reads the
+// transaction database's change stream, keeps per-merchant minute aggregates
+// and serves them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at link time (make build).
+var version = "dev"
+
+const usage = `riskwatch — real-time merchant risk engine
+
+Usage:
+  riskwatch run            --config FILE   run the engine (CDC, aggregates, HTTP)
+  riskwatch migrate        --config FILE   create or upgrade the sink schema
+  riskwatch slot status    --config FILE   show the replication slot
+  riskwatch slot drop      --config FILE   drop the replication slot (the next run re-snapshots)
+  riskwatch export minutes --config FILE --from T --to T
+                                           stored minute aggregates as CSV
+  riskwatch version                        print the version
+
+FILE is riskwatch.yaml; without --config, defaults apply and the DSNs come
+from RISKWATCH_SOURCE_DSN / RISKWATCH_SINK_DSN.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(os.Stderr, "riskwatch: %v\n\n%s", err, usage)
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "riskwatch: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// run dispatches a command line; main only adds the process around it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return usageError{"missing command"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stderr, getenv)
+	case "migrate":
+		return cmdMigrate(ctx, rest, stdout, stderr, getenv)
+	case "slot":
+		if len(rest) == 0 {
+			return usageError{"slot: missing subcommand (status or drop)"}
+		}
+		switch rest[0] {
+		case "status":
+			return cmdSlotStatus(ctx, rest[1:], stdout, stderr, getenv)
+		case "drop":
+			return cmdSlotDrop(ctx, rest[1:], stdout, stderr, getenv)
+		}
+		return usageError{fmt.Sprintf("slot: unknown subcommand %q", rest[0])}
+	case "export":
+		if len(rest) == 0 || rest[0] != "minutes" {
+			return usageError{"export: only \"export minutes\" exists"}
+		}
+		return cmdExportMinutes(ctx, rest[1:], stdout, stderr, getenv)
+	case "version":
+		fs := newFlags("version", stderr)
+		if err := fs.Parse(rest); err != nil {
+			return usageError{err.Error()}
+		}
+		fmt.Fprintf(stdout, "riskwatch %s\n", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+type flags struct {
+	*flag.FlagSet
+	config *string
+}
+
+// newFlags returns a flag set with the --config flag every command takes.
+func newFlags(name string, stderr io.Writer) flags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return flags{FlagSet: fs, config: fs.String("config", "", "path to riskwatch.yaml")}
+}

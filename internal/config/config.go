@@ -1,0 +1,304 @@
+// Package config loads riskwatch.yaml.
+//
+// Every field has a default, so an empty file (or no file) is a valid
+// configuration apart from the source DSN, which is best supplied through
+// RISKWATCH_SOURCE_DSN so the password stays out of the file. Unknown keys
+// are rejected so that a typo cannot silently fall back to a default. A key
+// present with no value (e.g. "source:" with all its children commented out)
+// counts as absent and keeps its default; a key given an explicit zero
+// ("grace: 0s") keeps the zero.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	// The business timezone must resolve on minimal container images that
+	// ship no zoneinfo; day boundaries would otherwise depend on the host.
+	_ "time/tzdata"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Environment variables that override the file. DSNs usually carry a
+// password, which belongs in a secret store rather than in a config file.
+const (
+	EnvSourceDSN = "RISKWATCH_SOURCE_DSN"
+	EnvSinkDSN   = "RISKWATCH_SINK_DSN"
+)
+
+// Mapping kinds.
+const (
+	KindApproval = "approval"
+	KindCancel   = "cancel"
+)
+
+// Config is the whole of riskwatch.yaml.
+type Config struct {
+	Source           Source         `yaml:"source"`
+	Sink             Sink           `yaml:"sink"`
+	BusinessTimezone string         `yaml:"business_timezone"` // default "Asia/Seoul"
+	Location         *time.Location `yaml:"-"`                 // loaded from BusinessTimezone by Load/Parse
+	Retention        Duration       `yaml:"retention"`         // default 8d; must be >= 1h
+	Grace            Duration       `yaml:"grace"`             // default 1s; 0 <= grace < 1m
+	MaxFuture        Duration       `yaml:"max_future"`        // default 5m; > 0 (events further than this after their commit time are dead-lettered)
+	HTTP             HTTP           `yaml:"http"`
+	Mapping          []TableMapping `yaml:"mapping"` // default: DefaultMapping()
+	Pipeline         Pipeline       `yaml:"pipeline"`
+	Log              Log            `yaml:"log"`
+}
+
+// Source is the PostgreSQL server read through logical replication.
+type Source struct {
+	DSN               string   `yaml:"dsn"`                // required (after env override); env RISKWATCH_SOURCE_DSN overrides the file
+	Slot              string   `yaml:"slot"`               // default "riskwatch"; must match ^[a-z0-9_]{1,63}$
+	Publication       string   `yaml:"publication"`        // default "riskwatch"; same pattern
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"` // default 200ms; > 0
+	StatusInterval    Duration `yaml:"status_interval"`    // default 1s; > 0
+	ReconnectMin      Duration `yaml:"reconnect_min"`      // default 500ms; > 0
+	ReconnectMax      Duration `yaml:"reconnect_max"`      // default 30s; >= reconnect_min
+}
+
+// Sink is the PostgreSQL database the aggregates are written to.
+type Sink struct {
+	DSN    string `yaml:"dsn"`    // env RISKWATCH_SINK_DSN overrides; when still empty it defaults to source.dsn (the sink may be the same server)
+	Schema string `yaml:"schema"` // default "riskwatch"; must match ^[a-z_][a-z0-9_]{0,62}$
+}
+
+// HTTP is the metrics/health/query listener.
+type HTTP struct {
+	Listen string `yaml:"listen"` // default "127.0.0.1:8080"; must parse with net.SplitHostPort, port numeric 0..65535
+}
+
+// TableMapping tells riskwatch which columns of a source table carry the
+// merchant, amount and event time, and whether its rows are approvals or
+// cancellations.
+type TableMapping struct {
+	Table    string  `yaml:"table"`    // "schema.table" or "table" (schema then defaults to "public"); required
+	Kind     string  `yaml:"kind"`     // "approval" or "cancel"; required
+	Merchant string  `yaml:"merchant"` // column name; required
+	Amount   string  `yaml:"amount"`   // column name; required
+	Time     string  `yaml:"time"`     // column name; required
+	Filter   *Filter `yaml:"filter"`   // optional
+}
+
+// Filter keeps only rows whose Column's text value is one of In (e.g. a
+// ledger table's type column).
+type Filter struct {
+	Column string   `yaml:"column"` // required when filter given
+	In     []string `yaml:"in"`     // non-empty
+}
+
+// SchemaTable splits Table into schema and table name ("public" when
+// unqualified). It splits at the first dot, so a dot inside the table name
+// is kept ("s.a.b" is table "a.b" in schema "s").
+func (m TableMapping) SchemaTable() (schema, table string) {
+	if s, t, ok := strings.Cut(m.Table, "."); ok {
+		return s, t
+	}
+	return "public", m.Table
+}
+
+// Pipeline sizes the receiver -> applier path.
+type Pipeline struct {
+	FlushInterval  Duration `yaml:"flush_interval"`   // default 100ms; > 0
+	MaxBatchEvents int      `yaml:"max_batch_events"` // default 50000; > 0
+	QueueSize      int      `yaml:"queue_size"`       // default 256 (transactions batches buffered between receiver and applier); > 0
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error, default info
+	Format string `yaml:"format"` // text|json, default text
+}
+
+// DefaultMapping is the default source schema of SPEC: public.payments (kind
+// approval, merchant merchant_id, amount amount, time approved_at) and
+// public.payment_cancels (kind cancel, merchant merchant_id, amount
+// cancel_amount, time canceled_at). It returns a fresh slice on every call
+// so callers may modify it.
+func DefaultMapping() []TableMapping {
+	return []TableMapping{
+		{Table: "public.payments", Kind: KindApproval, Merchant: "merchant_id", Amount: "amount", Time: "approved_at"},
+		{Table: "public.payment_cancels", Kind: KindCancel, Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
+	}
+}
+
+const defaultTimezone = "Asia/Seoul"
+
+// Default returns a config with every default filled in (DSNs empty,
+// Location = Asia/Seoul).
+func Default() *Config {
+	loc, err := time.LoadLocation(defaultTimezone)
+	if err != nil {
+		// Cannot happen: time/tzdata is linked in.
+		panic(fmt.Sprintf("config: load %s: %v", defaultTimezone, err))
+	}
+	return &Config{
+		Source: Source{
+			Slot:              "riskwatch",
+			Publication:       "riskwatch",
+			HeartbeatInterval: Duration(200 * time.Millisecond),
+			StatusInterval:    Duration(time.Second),
+			ReconnectMin:      Duration(500 * time.Millisecond),
+			ReconnectMax:      Duration(30 * time.Second),
+		},
+		Sink:             Sink{Schema: "riskwatch"},
+		BusinessTimezone: defaultTimezone,
+		Location:         loc,
+		Retention:        Duration(8 * day),
+		Grace:            Duration(time.Second),
+		MaxFuture:        Duration(5 * time.Minute),
+		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
+		Mapping:          DefaultMapping(),
+		Pipeline: Pipeline{
+			FlushInterval:  Duration(100 * time.Millisecond),
+			MaxBatchEvents: 50000,
+			QueueSize:      256,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads the YAML file at path (path "" means: no file, defaults only),
+// applies env overrides through getenv (pass os.Getenv in production; tests
+// pass a map lookup; nil means no environment), fills defaults, loads
+// Location, and validates. Errors name the file.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	if path == "" {
+		return load(nil, getenv)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// *fs.PathError already names the file.
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := load(data, getenv)
+	if err != nil {
+		return nil, prefixEach(path, err)
+	}
+	return cfg, nil
+}
+
+// Parse is Load on bytes.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	return load(data, getenv)
+}
+
+func load(data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	cfg := Default()
+	// Decoding into the defaults is what lets an explicit zero survive.
+	if err := decode(data, cfg); err != nil {
+		return nil, err
+	}
+	if len(cfg.Mapping) == 0 {
+		cfg.Mapping = DefaultMapping()
+	}
+	if v := getenv(EnvSourceDSN); v != "" {
+		cfg.Source.DSN = v
+	}
+	if v := getenv(EnvSinkDSN); v != "" {
+		cfg.Sink.DSN = v
+	}
+	if cfg.Sink.DSN == "" {
+		cfg.Sink.DSN = cfg.Source.DSN
+	}
+	// On failure Location stays nil and Validate reports the timezone.
+	cfg.Location = nil
+	if cfg.BusinessTimezone != "" {
+		if loc, err := time.LoadLocation(cfg.BusinessTimezone); err == nil {
+			cfg.Location = loc
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// decode overlays the YAML document in data onto cfg.
+//
+// It decodes twice: a strict pass whose only job is to report unknown keys
+// and type errors with their lines, then a pass from a node tree with
+// null-valued keys removed, so that "key:" with nothing after it keeps the
+// default instead of zeroing a whole section. yaml.v3 offers strictness only
+// on its Decoder and pruning only on nodes, hence the two passes.
+func decode(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var scratch Config
+	if err := dec.Decode(&scratch); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty file or only comments
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document; riskwatch.yaml must hold exactly one")
+	}
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if isNull(root) {
+		return nil
+	}
+	pruneNulls(root)
+	return root.Decode(cfg)
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// pruneNulls removes mapping entries whose value is null, at every depth.
+// Sequence items are left alone: a null list entry is a mistake that
+// validation should report rather than hide.
+func pruneNulls(n *yaml.Node) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if isNull(n.Content[i+1]) {
+				continue
+			}
+			pruneNulls(n.Content[i+1])
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+	case yaml.SequenceNode, yaml.DocumentNode:
+		for _, c := range n.Content {
+			pruneNulls(c)
+		}
+	}
+}
+
+// prefixEach puts name in front of every line of a joined error so each
+// reported problem names the file on its own, while errors.Is/As still see
+// the original errors.
+func prefixEach(name string, err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		errs := joined.Unwrap()
+		out := make([]error, 0, len(errs))
+		for _, e := range errs {
+			out = append(out, fmt.Errorf("%s: %w", name, e))
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

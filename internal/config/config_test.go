@@ -1,0 +1,753 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+const (
+	testSourceDSN = "postgres://rw:srcpw@src.example:5432/shop"
+	testSinkDSN   = "host=sink.example user=agg password='sink pw' dbname=risk"
+)
+
+// env returns a getenv backed by a map, so tests never see the real
+// environment.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func withSource() func(string) string { return env(EnvSourceDSN, testSourceDSN) }
+
+// comparable strips Location, which holds a per-load cache, after checking
+// that it names the same zone.
+func comparable(t *testing.T, c *Config) Config {
+	t.Helper()
+	if c.Location == nil {
+		t.Fatal("Location is nil")
+	}
+	if c.Location.String() != c.BusinessTimezone {
+		t.Fatalf("Location %q does not match business_timezone %q", c.Location, c.BusinessTimezone)
+	}
+	out := *c
+	out.Location = nil
+	return out
+}
+
+func mustParse(t *testing.T, yml string, getenv func(string) string) *Config {
+	t.Helper()
+	c, err := Parse([]byte(yml), getenv)
+	if err != nil {
+		t.Fatalf("Parse:\n%s\nerror: %v", yml, err)
+	}
+	return c
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	tests := []struct {
+		field string
+		got   any
+		want  any
+	}{
+		{"source.dsn", c.Source.DSN, ""},
+		{"source.slot", c.Source.Slot, "riskwatch"},
+		{"source.publication", c.Source.Publication, "riskwatch"},
+		{"source.heartbeat_interval", c.Source.HeartbeatInterval.D(), 200 * time.Millisecond},
+		{"source.status_interval", c.Source.StatusInterval.D(), time.Second},
+		{"source.reconnect_min", c.Source.ReconnectMin.D(), 500 * time.Millisecond},
+		{"source.reconnect_max", c.Source.ReconnectMax.D(), 30 * time.Second},
+		{"sink.dsn", c.Sink.DSN, ""},
+		{"sink.schema", c.Sink.Schema, "riskwatch"},
+		{"business_timezone", c.BusinessTimezone, "Asia/Seoul"},
+		{"Location", c.Location.String(), "Asia/Seoul"},
+		{"retention", c.Retention.D(), 8 * 24 * time.Hour},
+		{"grace", c.Grace.D(), time.Second},
+		{"max_future", c.MaxFuture.D(), 5 * time.Minute},
+		{"http.listen", c.HTTP.Listen, "127.0.0.1:8080"},
+		{"mapping", c.Mapping, DefaultMapping()},
+		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
+		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
+		{"pipeline.queue_size", c.Pipeline.QueueSize, 256},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, "text"},
+	}
+	for _, tt := range tests {
+		if !reflect.DeepEqual(tt.got, tt.want) {
+			t.Errorf("%s = %#v, want %#v", tt.field, tt.got, tt.want)
+		}
+	}
+}
+
+func TestDefaultMapping(t *testing.T) {
+	want := []TableMapping{
+		{Table: "public.payments", Kind: "approval", Merchant: "merchant_id", Amount: "amount", Time: "approved_at"},
+		{Table: "public.payment_cancels", Kind: "cancel", Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
+	}
+	if got := DefaultMapping(); !reflect.DeepEqual(got, want) {
+		t.Errorf("DefaultMapping() = %+v, want %+v", got, want)
+	}
+	// Callers may modify what they get; the next call must not see it.
+	DefaultMapping()[0].Table = "changed"
+	if DefaultMapping()[0].Table != "public.payments" {
+		t.Error("DefaultMapping shares its slice between calls")
+	}
+}
+
+func TestDefaultIsValidWithDSN(t *testing.T) {
+	c := Default()
+	c.Source.DSN = testSourceDSN
+	c.Sink.DSN = testSourceDSN
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+func TestParseDefaultsOnly(t *testing.T) {
+	want := *Default()
+	want.Location = nil
+	want.Source.DSN = testSourceDSN
+	want.Sink.DSN = testSourceDSN
+
+	inputs := map[string]string{
+		"empty":            "",
+		"comments only":    "# nothing here\n\n# still nothing\n",
+		"document marker":  "---\n",
+		"null document":    "~\n",
+		"empty sections":   "source:\nsink:\nhttp:\npipeline:\nlog:\nmapping:\n",
+		"children omitted": "source:\n  # dsn: postgres://...\n  # slot: riskwatch\nlog:\n  # level: debug\n",
+		"null scalars":     "retention:\ngrace: ~\nbusiness_timezone: null\n",
+		"empty mapping":    "mapping: []\n",
+	}
+	for name, yml := range inputs {
+		t.Run(name, func(t *testing.T) {
+			got := comparable(t, mustParse(t, yml, withSource()))
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Parse(%q)\n got  %+v\n want %+v", yml, got, want)
+			}
+		})
+	}
+
+	t.Run("Load without file", func(t *testing.T) {
+		c, err := Load("", withSource())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := comparable(t, c); !reflect.DeepEqual(got, want) {
+			t.Errorf("Load(\"\")\n got  %+v\n want %+v", got, want)
+		}
+	})
+}
+
+func TestDSNSources(t *testing.T) {
+	const (
+		fileSource = "postgres://file@src/db"
+		fileSink   = "postgres://file@sink/db"
+		envSource  = "postgres://env@src/db"
+		envSink    = "postgres://env@sink/db"
+	)
+	tests := []struct {
+		name               string
+		yml                string
+		getenv             func(string) string
+		wantSource, wantSk string
+	}{
+		{"file only", "source: {dsn: '" + fileSource + "'}\nsink: {dsn: '" + fileSink + "'}\n", nil, fileSource, fileSink},
+		{"env overrides both", "source: {dsn: '" + fileSource + "'}\nsink: {dsn: '" + fileSink + "'}\n", env(EnvSourceDSN, envSource, EnvSinkDSN, envSink), envSource, envSink},
+		{"env source only", "source: {dsn: '" + fileSource + "'}\nsink: {dsn: '" + fileSink + "'}\n", env(EnvSourceDSN, envSource), envSource, fileSink},
+		{"env sink only", "source: {dsn: '" + fileSource + "'}\nsink: {dsn: '" + fileSink + "'}\n", env(EnvSinkDSN, envSink), fileSource, envSink},
+		{"sink defaults to file source", "source: {dsn: '" + fileSource + "'}\n", nil, fileSource, fileSource},
+		{"sink defaults to env source", "source: {dsn: '" + fileSource + "'}\n", env(EnvSourceDSN, envSource), envSource, envSource},
+		{"env only", "", env(EnvSourceDSN, envSource, EnvSinkDSN, envSink), envSource, envSink},
+		{"empty env is unset", "source: {dsn: '" + fileSource + "'}\n", env(EnvSourceDSN, "", EnvSinkDSN, ""), fileSource, fileSource},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, tt.yml, tt.getenv)
+			if c.Source.DSN != tt.wantSource {
+				t.Errorf("source.dsn = %q, want %q", c.Source.DSN, tt.wantSource)
+			}
+			if c.Sink.DSN != tt.wantSk {
+				t.Errorf("sink.dsn = %q, want %q", c.Sink.DSN, tt.wantSk)
+			}
+		})
+	}
+}
+
+func TestParseOverridesEveryField(t *testing.T) {
+	yml := `
+source:
+  dsn: postgres://u@src/db
+  slot: rw_slot
+  publication: rw_pub
+  heartbeat_interval: 1s
+  status_interval: 2s
+  reconnect_min: 1s
+  reconnect_max: 1m
+sink:
+  dsn: postgres://u@sink/db
+  schema: agg
+business_timezone: UTC
+retention: 1d12h
+grace: 0s
+max_future: 90s
+http:
+  listen: ":9090"
+mapping:
+  - table: ledger
+    kind: approval
+    merchant: mid
+    amount: amt
+    time: ts
+    filter: {column: type, in: [approval, capture]}
+pipeline:
+  flush_interval: 250ms
+  max_batch_events: 1000
+  queue_size: 8
+log:
+  level: debug
+  format: json
+`
+	got := comparable(t, mustParse(t, yml, nil))
+	want := Config{
+		Source: Source{
+			DSN: "postgres://u@src/db", Slot: "rw_slot", Publication: "rw_pub",
+			HeartbeatInterval: Duration(time.Second), StatusInterval: Duration(2 * time.Second),
+			ReconnectMin: Duration(time.Second), ReconnectMax: Duration(time.Minute),
+		},
+		Sink:             Sink{DSN: "postgres://u@sink/db", Schema: "agg"},
+		BusinessTimezone: "UTC",
+		Retention:        Duration(36 * time.Hour),
+		Grace:            0,
+		MaxFuture:        Duration(90 * time.Second),
+		HTTP:             HTTP{Listen: ":9090"},
+		Mapping: []TableMapping{{
+			Table: "ledger", Kind: "approval", Merchant: "mid", Amount: "amt", Time: "ts",
+			Filter: &Filter{Column: "type", In: []string{"approval", "capture"}},
+		}},
+		Pipeline: Pipeline{FlushInterval: Duration(250 * time.Millisecond), MaxBatchEvents: 1000, QueueSize: 8},
+		Log:      Log{Level: "debug", Format: "json"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse\n got  %+v\n want %+v", got, want)
+	}
+}
+
+func TestExplicitZeroKept(t *testing.T) {
+	for _, yml := range []string{"grace: 0s\n", "grace: 0\n", "grace: 0d\n"} {
+		c := mustParse(t, yml, withSource())
+		if c.Grace != 0 {
+			t.Errorf("Parse(%q): grace = %v, want 0s", yml, c.Grace)
+		}
+	}
+	// Explicit zeros where zero is invalid must reach validation, not be
+	// papered over by defaults.
+	_, err := Parse([]byte("pipeline: {queue_size: 0}\n"), withSource())
+	if err == nil || !strings.Contains(err.Error(), "pipeline.queue_size: must be greater than 0, got 0") {
+		t.Errorf("queue_size: 0 gave %v", err)
+	}
+}
+
+func TestPartialSectionKeepsOtherDefaults(t *testing.T) {
+	c := mustParse(t, "source:\n  slot: other\npipeline:\n  queue_size: 4\n", withSource())
+	if c.Source.Slot != "other" || c.Source.Publication != "riskwatch" || c.Source.ReconnectMax.D() != 30*time.Second {
+		t.Errorf("source = %+v", c.Source)
+	}
+	if c.Pipeline.QueueSize != 4 || c.Pipeline.MaxBatchEvents != 50000 {
+		t.Errorf("pipeline = %+v", c.Pipeline)
+	}
+}
+
+func TestLedgerMappingValid(t *testing.T) {
+	yml := `
+mapping:
+  - table: public.ledger
+    kind: approval
+    merchant: merchant_id
+    amount: amount
+    time: created_at
+    filter:
+      column: type
+      in: [approval]
+  - table: public.ledger
+    kind: cancel
+    merchant: merchant_id
+    amount: amount
+    time: created_at
+    filter:
+      column: type
+      in: [cancel]
+`
+	c := mustParse(t, yml, withSource())
+	if len(c.Mapping) != 2 || c.Mapping[1].Filter == nil || c.Mapping[1].Filter.In[0] != "cancel" {
+		t.Fatalf("mapping = %+v", c.Mapping)
+	}
+}
+
+func TestSchemaTable(t *testing.T) {
+	tests := []struct{ table, schema, name string }{
+		{"public.payments", "public", "payments"},
+		{"payments", "public", "payments"},
+		{"shop.orders", "shop", "orders"},
+		{"s.a.b", "s", "a.b"},
+	}
+	for _, tt := range tests {
+		s, n := TableMapping{Table: tt.table}.SchemaTable()
+		if s != tt.schema || n != tt.name {
+			t.Errorf("SchemaTable(%q) = %q, %q; want %q, %q", tt.table, s, n, tt.schema, tt.name)
+		}
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	tests := []struct {
+		name, yml string
+		want      []string
+	}{
+		{"top level", "retention: 8d\nretension: 9d\n", []string{"line 2", "retension"}},
+		{"nested", "source:\n  slot: a\n  slto: b\n", []string{"line 3", "slto"}},
+		{"in mapping item", "mapping:\n  - table: t\n    kind: approval\n    merchant: m\n    amount: a\n    time: ts\n    colour: red\n", []string{"line 7", "colour"}},
+		{"with null value", "sorce:\n", []string{"line 1", "sorce"}},
+		{"yaml-ignored field", "Location: UTC\n", []string{"line 1", "Location"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yml), withSource())
+			if err == nil {
+				t.Fatal("Parse succeeded, want unknown key error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name, yml string
+		want      []string
+	}{
+		{"bad duration", "retention: 8x\n", []string{"line 1", `"8x"`, "unknown unit"}},
+		{"bare number duration", "source:\n  heartbeat_interval: 5\n", []string{"line 2", "missing unit"}},
+		{"duration as list", "grace: [1s]\n", []string{"line 1", "expected a duration"}},
+		{"every bad field reported", "retention: 8x\ngrace: 9y\n", []string{"line 1", "line 2"}},
+		{"bad int", "pipeline:\n  queue_size: lots\n", []string{"line 2", "lots"}},
+		{"not a mapping", "- a\n- b\n", []string{"line 1"}},
+		{"syntax", "source: [\n", []string{"yaml"}},
+		{"two documents", "grace: 1s\n---\ngrace: 2s\n", []string{"more than one YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yml), withSource())
+			if err == nil {
+				t.Fatal("Parse succeeded, want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateRules(t *testing.T) {
+	ledger := func(kind string, in ...string) TableMapping {
+		return TableMapping{Table: "public.ledger", Kind: kind, Merchant: "m", Amount: "a", Time: "t",
+			Filter: &Filter{Column: "type", In: in}}
+	}
+	plain := func(table string) TableMapping {
+		return TableMapping{Table: table, Kind: "approval", Merchant: "m", Amount: "a", Time: "t"}
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+		// want is the whole error line when exact, otherwise a prefix that
+		// starts with the field path.
+		want  string
+		exact bool
+	}{
+		{"source dsn required", func(c *Config) { c.Source.DSN = ""; c.Sink.DSN = "" },
+			"source.dsn: required (set it in the file or RISKWATCH_SOURCE_DSN)", true},
+		{"source dsn unparsable", func(c *Config) { c.Source.DSN = "postgres://u@h:notaport/db" },
+			"source.dsn: cannot parse connection string", false},
+		{"source slot uppercase", func(c *Config) { c.Source.Slot = "Riskwatch" },
+			`source.slot: must match ^[a-z0-9_]{1,63}$, got "Riskwatch"`, true},
+		{"source slot empty", func(c *Config) { c.Source.Slot = "" }, "source.slot: must match", false},
+		{"source slot too long", func(c *Config) { c.Source.Slot = strings.Repeat("a", 64) }, "source.slot: must match", false},
+		{"source publication", func(c *Config) { c.Source.Publication = "rw-pub" }, `source.publication: must match ^[a-z0-9_]{1,63}$, got "rw-pub"`, true},
+		{"heartbeat zero", func(c *Config) { c.Source.HeartbeatInterval = 0 }, "source.heartbeat_interval: must be greater than 0s, got 0s", true},
+		{"status negative", func(c *Config) { c.Source.StatusInterval = Duration(-time.Second) }, "source.status_interval: must be greater than 0s, got -1s", true},
+		{"reconnect min zero", func(c *Config) { c.Source.ReconnectMin = 0 }, "source.reconnect_min: must be greater than 0s", false},
+		{"reconnect max zero", func(c *Config) { c.Source.ReconnectMax = 0 }, "source.reconnect_max: must be greater than 0s", false},
+		{"reconnect max below min", func(c *Config) {
+			c.Source.ReconnectMin = Duration(time.Minute)
+			c.Source.ReconnectMax = Duration(30 * time.Second)
+		}, "source.reconnect_max: must be at least source.reconnect_min (1m), got 30s", true},
+		{"sink dsn unparsable", func(c *Config) { c.Sink.DSN = "host=h port=x" }, "sink.dsn: cannot parse connection string", false},
+		{"sink dsn empty", func(c *Config) { c.Sink.DSN = "" }, "sink.dsn: required", false},
+		{"sink schema digit", func(c *Config) { c.Sink.Schema = "1risk" }, `sink.schema: must match ^[a-z_][a-z0-9_]{0,62}$, got "1risk"`, true},
+		{"sink schema empty", func(c *Config) { c.Sink.Schema = "" }, "sink.schema: must match", false},
+		{"timezone unknown", func(c *Config) { c.BusinessTimezone = "Mars/Olympus" }, `business_timezone: unknown time zone "Mars/Olympus"`, false},
+		{"timezone empty", func(c *Config) { c.BusinessTimezone = "" }, "business_timezone: required", false},
+		{"location nil", func(c *Config) { c.Location = nil }, "business_timezone: Location not loaded", false},
+		{"location mismatch", func(c *Config) { c.BusinessTimezone = "UTC" }, `business_timezone: is "UTC" but Location is "Asia/Seoul"`, false},
+		{"retention short", func(c *Config) { c.Retention = Duration(30 * time.Minute) }, "retention: must be at least 1h, got 30m", true},
+		{"grace negative", func(c *Config) { c.Grace = Duration(-time.Second) }, "grace: must be at least 0s and less than 1m, got -1s", true},
+		{"grace one minute", func(c *Config) { c.Grace = Duration(time.Minute) }, "grace: must be at least 0s and less than 1m, got 1m", true},
+		{"max future zero", func(c *Config) { c.MaxFuture = 0 }, "max_future: must be greater than 0s, got 0s", true},
+		{"listen no port", func(c *Config) { c.HTTP.Listen = "localhost" }, "http.listen: must be host:port", false},
+		{"listen port range", func(c *Config) { c.HTTP.Listen = ":65536" }, `http.listen: port must be a number from 0 to 65535, got "65536"`, true},
+		{"listen named port", func(c *Config) { c.HTTP.Listen = "127.0.0.1:http" }, `http.listen: port must be a number from 0 to 65535, got "http"`, true},
+		{"listen empty port", func(c *Config) { c.HTTP.Listen = "127.0.0.1:" }, "http.listen: port must be a number", false},
+		{"mapping empty", func(c *Config) { c.Mapping = nil }, "mapping: at least one table mapping is required", true},
+		{"mapping table required", func(c *Config) { c.Mapping[0].Table = "" }, "mapping[0].table: required", true},
+		{"mapping table NUL", func(c *Config) { c.Mapping[1].Table = "pay\x00ments" }, "mapping[1].table: must not contain a NUL byte", true},
+		{"mapping table empty schema", func(c *Config) { c.Mapping[0].Table = ".payments" }, `mapping[0].table: must be "schema.table" or "table", got ".payments"`, true},
+		{"mapping table empty name", func(c *Config) { c.Mapping[0].Table = "public." }, "mapping[0].table: must be", false},
+		{"mapping kind required", func(c *Config) { c.Mapping[0].Kind = "" }, `mapping[0].kind: required ("approval" or "cancel")`, true},
+		{"mapping kind unknown", func(c *Config) { c.Mapping[1].Kind = "refund" }, `mapping[1].kind: must be "approval" or "cancel", got "refund"`, true},
+		{"mapping merchant required", func(c *Config) { c.Mapping[0].Merchant = "" }, "mapping[0].merchant: required", true},
+		{"mapping amount required", func(c *Config) { c.Mapping[1].Amount = "" }, "mapping[1].amount: required", true},
+		{"mapping time required", func(c *Config) { c.Mapping[0].Time = "" }, "mapping[0].time: required", true},
+		{"mapping column NUL", func(c *Config) { c.Mapping[0].Amount = "a\x00" }, "mapping[0].amount: must not contain a NUL byte", true},
+		{"filter column required", func(c *Config) { c.Mapping[0].Filter = &Filter{In: []string{"x"}} }, "mapping[0].filter.column: required", true},
+		{"filter in empty", func(c *Config) { c.Mapping[0].Filter = &Filter{Column: "type"} }, "mapping[0].filter.in: must list at least one value", true},
+		{"filter in NUL", func(c *Config) { c.Mapping[0].Filter = &Filter{Column: "type", In: []string{"ok", "x\x00"}} }, "mapping[0].filter.in[1]: must not contain a NUL byte", true},
+		{"table mapped twice unfiltered", func(c *Config) { c.Mapping = append(c.Mapping, plain("public.payments")) },
+			"mapping[2]: table public.payments is mapped more than once; each mapping of it needs a filter", true},
+		{"table mapped twice, earlier unfiltered", func(c *Config) {
+			m := ledger("cancel", "cancel")
+			m.Table = "public.payments"
+			c.Mapping = append(c.Mapping, m)
+		}, "mapping[2]: table public.payments is mapped more than once; each mapping of it needs a filter", true},
+		{"unqualified name is public", func(c *Config) { c.Mapping = append(c.Mapping, plain("payment_cancels")) },
+			"mapping[2]: table public.payment_cancels is mapped more than once", false},
+		{"filters overlap", func(c *Config) {
+			c.Mapping = []TableMapping{ledger("approval", "approval", "capture"), ledger("cancel", "cancel", "capture")}
+		}, `mapping[1].filter.in: value "capture" is also selected by mapping[0] on table public.ledger; such rows would be counted twice`, true},
+		{"flush interval zero", func(c *Config) { c.Pipeline.FlushInterval = 0 }, "pipeline.flush_interval: must be greater than 0s, got 0s", true},
+		{"max batch zero", func(c *Config) { c.Pipeline.MaxBatchEvents = 0 }, "pipeline.max_batch_events: must be greater than 0, got 0", true},
+		{"queue size negative", func(c *Config) { c.Pipeline.QueueSize = -1 }, "pipeline.queue_size: must be greater than 0, got -1", true},
+		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of debug|info|warn|error, got "verbose"`, true},
+		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "log.level: must be one of", false},
+		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be one of text|json, got "xml"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Source.DSN = testSourceDSN
+			c.Sink.DSN = testSinkDSN
+			tt.mutate(c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("Validate succeeded, want error")
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != 1 {
+				t.Errorf("want exactly one problem, got %d:\n%v", len(lines), err)
+			}
+			if tt.exact && lines[0] != tt.want {
+				t.Errorf("error\n got  %q\n want %q", lines[0], tt.want)
+			}
+			if !tt.exact && !strings.HasPrefix(lines[0], tt.want) {
+				t.Errorf("error %q does not start with %q", lines[0], tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsEdgeValues(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+	}{
+		{"grace zero", func(c *Config) { c.Grace = 0 }},
+		{"grace just under a minute", func(c *Config) { c.Grace = Duration(time.Minute - 1) }},
+		{"retention one hour", func(c *Config) { c.Retention = Duration(time.Hour) }},
+		{"reconnect max equals min", func(c *Config) { c.Source.ReconnectMax = c.Source.ReconnectMin }},
+		{"listen any host", func(c *Config) { c.HTTP.Listen = ":8080" }},
+		{"listen port zero", func(c *Config) { c.HTTP.Listen = "localhost:0" }},
+		{"listen ipv6", func(c *Config) { c.HTTP.Listen = "[::1]:65535" }},
+		{"slot 63 chars", func(c *Config) { c.Source.Slot = strings.Repeat("a", 63) }},
+		{"schema underscore", func(c *Config) { c.Sink.Schema = "_risk2" }},
+		{"odd identifiers", func(c *Config) { c.Mapping[0].Merchant = `Merchant "ID"` }},
+		{"sink dsn falls back", func(c *Config) { c.Sink.DSN = testSourceDSN }},
+		{"filters on different columns", func(c *Config) {
+			c.Mapping = append(c.Mapping, TableMapping{Table: "public.ledger", Kind: "approval", Merchant: "m", Amount: "a", Time: "t", Filter: &Filter{Column: "type", In: []string{"x"}}},
+				TableMapping{Table: "public.ledger", Kind: "cancel", Merchant: "m", Amount: "a", Time: "t", Filter: &Filter{Column: "status", In: []string{"x"}}})
+		}},
+		{"utc", func(c *Config) { c.BusinessTimezone = "UTC"; c.Location = time.UTC }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Source.DSN = testSourceDSN
+			c.Sink.DSN = testSinkDSN
+			tt.mutate(c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	yml := `
+source:
+  slot: Bad-Slot
+retention: 30m
+http:
+  listen: nowhere
+mapping:
+  - table: public.payments
+    kind: approval
+    merchant: merchant_id
+    amount: amount
+    time: approved_at
+  - table: public.payment_cancels
+    kind: refund
+    merchant: merchant_id
+    amount: cancel_amount
+    time: canceled_at
+log:
+  format: xml
+`
+	_, err := Parse([]byte(yml), nil)
+	if err == nil {
+		t.Fatal("Parse succeeded")
+	}
+	want := []string{
+		"source.dsn: required (set it in the file or RISKWATCH_SOURCE_DSN)",
+		`source.slot: must match ^[a-z0-9_]{1,63}$, got "Bad-Slot"`,
+		"retention: must be at least 1h, got 30m",
+		`http.listen: must be host:port such as "127.0.0.1:8080" or ":8080", got "nowhere"`,
+		`mapping[1].kind: must be "approval" or "cancel", got "refund"`,
+		`log.format: must be one of text|json, got "xml"`,
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("errors\n got  %q\n want %q", got, want)
+	}
+}
+
+func TestDSNErrorsHidePassword(t *testing.T) {
+	const secret = "Sup3rSecretPW"
+	dsns := []string{
+		"postgres://rw:" + secret + "@db:notaport/shop",
+		"postgres://rw:" + secret + "@db/shop?connect_timeout=soon",
+		"postgres://rw:" + secret + "@db/shop?sslmode=bogus",
+		"postgres://rw@db/shop?password=" + secret + "&target_session_attrs=odd",
+		"postgres://rw:" + secret + "@db/shop?password=" + secret + "&novalue",
+		"postgres://rw:Sup3r/SecretPW@db:5432/shop?sslmode=bogus",
+		"postgres://rw:Sup3r@SecretPW@db:5432,db2:x/shop",
+		"postgres://rw:" + secret + "@[::1/shop",
+		"host=db port=notaport user=rw password=" + secret,
+		"host=db user=rw password='" + secret + "' sslmode=bogus",
+		"host=db user=rw password='Sup3r SecretPW",
+		"host=db user=rw password=Sup3r SecretPW dbname=shop",
+		"host=db user=rw password=" + secret + " connect_timeout=never",
+		"postgres:/rw:" + secret + "@db/shop",
+	}
+	pieces := []string{secret, "Sup3r", "SecretPW"}
+	for _, dsn := range dsns {
+		t.Run(dsn, func(t *testing.T) {
+			for _, field := range []string{"source.dsn", "sink.dsn"} {
+				getenv := env(EnvSourceDSN, dsn)
+				if field == "sink.dsn" {
+					getenv = env(EnvSourceDSN, testSourceDSN, EnvSinkDSN, dsn)
+				}
+				_, err := Parse(nil, getenv)
+				if err == nil {
+					t.Fatalf("%s: Parse succeeded, want a parse error", field)
+				}
+				msg := err.Error()
+				// The sink defaults to the source; one bad string is one problem.
+				if n := strings.Count(msg, "\n") + 1; n != 1 {
+					t.Errorf("%s: want one problem, got %d: %q", field, n, msg)
+				}
+				if !strings.HasPrefix(msg, field+": cannot parse connection string") {
+					t.Errorf("%s: error %q does not name the field", field, msg)
+				}
+				for _, p := range pieces {
+					if strings.Contains(msg, p) {
+						t.Errorf("%s: error %q contains password text %q", field, msg, p)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestDSNErrorKeepsSafeDetail(t *testing.T) {
+	_, err := Parse(nil, env(EnvSourceDSN, "postgres://rw:pw@db/shop?sslmode=bogus"))
+	if err == nil || !strings.Contains(err.Error(), "sslmode") {
+		t.Errorf("want the sslmode problem explained, got %v", err)
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "riskwatch.yaml")
+	yml := "source:\n  dsn: postgres://rw@db/shop\n  slot: rw_slot\nretention: 2d\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, env(EnvSinkDSN, "postgres://agg@sink/risk"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Source.DSN != "postgres://rw@db/shop" || c.Source.Slot != "rw_slot" || c.Retention.D() != 48*time.Hour || c.Sink.DSN != "postgres://agg@sink/risk" {
+		t.Errorf("Load = %+v", c)
+	}
+	if c.Location == nil || c.Location.String() != "Asia/Seoul" {
+		t.Errorf("Location = %v", c.Location)
+	}
+}
+
+func TestLoadErrorsNameFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	t.Run("missing file", func(t *testing.T) {
+		p := filepath.Join(dir, "absent.yaml")
+		_, err := Load(p, withSource())
+		if err == nil || !strings.Contains(err.Error(), p) || !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Load(%q) error = %v", p, err)
+		}
+	})
+	t.Run("unknown key", func(t *testing.T) {
+		p := write("typo.yaml", "grace: 1s\ngarce: 2s\n")
+		_, err := Load(p, withSource())
+		if err == nil || !strings.HasPrefix(err.Error(), p+": ") || !strings.Contains(err.Error(), "garce") || !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("every validation line", func(t *testing.T) {
+		p := write("invalid.yaml", "retention: 30m\nlog: {level: loud}\n")
+		_, err := Load(p, nil)
+		if err == nil {
+			t.Fatal("Load succeeded")
+		}
+		lines := strings.Split(err.Error(), "\n")
+		if len(lines) != 3 {
+			t.Errorf("want 3 problems, got %q", lines)
+		}
+		for _, l := range lines {
+			if !strings.HasPrefix(l, p+": ") {
+				t.Errorf("line %q does not name the file", l)
+			}
+		}
+		if !strings.Contains(err.Error(), p+": retention: must be at least 1h, got 30m") {
+			t.Errorf("error = %v", err)
+		}
+	})
+}
+
+func TestExampleMatchesDefault(t *testing.T) {
+	data, err := os.ReadFile("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data, withSource())
+	if err != nil {
+		t.Fatalf("Parse(example.yaml): %v", err)
+	}
+	want := *Default()
+	want.Location = nil
+	want.Source.DSN = testSourceDSN
+	want.Sink.DSN = testSourceDSN
+	if got := comparable(t, c); !reflect.DeepEqual(got, want) {
+		t.Errorf("example.yaml\n got  %+v\n want %+v", got, want)
+	}
+
+	// Every key the decoder knows must appear in the example, so that the
+	// documentation cannot fall behind the struct.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	collectKeys(doc.Content[0], "", keys)
+	for _, k := range yamlKeys(reflect.TypeFor[Config](), "") {
+		if !keys[k] {
+			t.Errorf("example.yaml does not show %s", k)
+		}
+	}
+}
+
+func collectKeys(n *yaml.Node, prefix string, into map[string]bool) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := prefix + n.Content[i].Value
+			into[k] = true
+			collectKeys(n.Content[i+1], k+".", into)
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			collectKeys(c, prefix, into)
+		}
+	}
+}
+
+// yamlKeys lists dotted key paths of t; slice elements share their parent's
+// prefix. Filter is optional and shown only in comments, so it is skipped.
+func yamlKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || name == "filter" {
+			continue
+		}
+		out = append(out, prefix+name)
+		ft := f.Type
+		if ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Location]() {
+			out = append(out, yamlKeys(ft, prefix+name+".")...)
+		}
+	}
+	return out
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c := Default()
+	c.Source.DSN = testSourceDSN
+	c.Sink.DSN = testSinkDSN
+	c.Mapping = append(c.Mapping, TableMapping{Table: "public.ledger", Kind: "cancel", Merchant: "m", Amount: "a", Time: "t",
+		Filter: &Filter{Column: "type", In: []string{"cancel"}}})
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, nil)
+	if err != nil {
+		t.Fatalf("Parse(Marshal(c)): %v\n%s", err, out)
+	}
+	if got, want := comparable(t, back), comparable(t, c); !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip\n got  %+v\n want %+v\n%s", got, want, out)
+	}
+	if !strings.Contains(string(out), "retention: 8d\n") {
+		t.Errorf("retention not marshalled as 8d:\n%s", out)
+	}
+}

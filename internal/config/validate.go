@@ -1,0 +1,292 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var (
+	// Slot and publication names go into replication protocol commands,
+	// which take no bind parameters and which pglogrepl builds without
+	// quoting, so only names PostgreSQL accepts unquoted (within
+	// NAMEDATALEN) are safe.
+	slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	// The sink schema is created by riskwatch; keeping it a plain lowercase
+	// identifier avoids case-folding surprises when operators query it.
+	schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+)
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// problems collects validation failures as "<field path>: <problem>".
+type problems []error
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// Validate checks every field and returns ALL problems joined (errors.Join),
+// each formatted "<field path>: <problem>", so an operator fixes the file in
+// one round instead of one restart per mistake.
+func (c *Config) Validate() error {
+	var p problems
+
+	c.validateSource(&p)
+	c.validateSink(&p)
+
+	switch {
+	case c.BusinessTimezone == "":
+		p.add("business_timezone", "required (an IANA name such as %q)", defaultTimezone)
+	default:
+		if _, err := time.LoadLocation(c.BusinessTimezone); err != nil {
+			p.add("business_timezone", "unknown time zone %q (use an IANA name such as %q)", c.BusinessTimezone, defaultTimezone)
+		} else if c.Location == nil {
+			// Day buckets are computed in Location; nil would panic later.
+			p.add("business_timezone", "Location not loaded; build the config with Load, Parse or Default")
+		} else if c.Location.String() != c.BusinessTimezone {
+			p.add("business_timezone", "is %q but Location is %q; they must agree", c.BusinessTimezone, c.Location.String())
+		}
+	}
+
+	if c.Retention < Duration(time.Hour) {
+		p.add("retention", "must be at least 1h, got %s", c.Retention)
+	}
+	if c.Grace < 0 || c.Grace >= Duration(time.Minute) {
+		p.add("grace", "must be at least 0s and less than 1m, got %s", c.Grace)
+	}
+	positive(&p, "max_future", c.MaxFuture)
+
+	validateListen(&p, "http.listen", c.HTTP.Listen)
+
+	c.validateMapping(&p)
+
+	positive(&p, "pipeline.flush_interval", c.Pipeline.FlushInterval)
+	if c.Pipeline.MaxBatchEvents <= 0 {
+		p.add("pipeline.max_batch_events", "must be greater than 0, got %d", c.Pipeline.MaxBatchEvents)
+	}
+	if c.Pipeline.QueueSize <= 0 {
+		p.add("pipeline.queue_size", "must be greater than 0, got %d", c.Pipeline.QueueSize)
+	}
+
+	oneOf(&p, "log.level", c.Log.Level, logLevels)
+	oneOf(&p, "log.format", c.Log.Format, logFormats)
+
+	return errors.Join(p...)
+}
+
+func (c *Config) validateSource(p *problems) {
+	s := c.Source
+	if s.DSN == "" {
+		p.add("source.dsn", "required (set it in the file or %s)", EnvSourceDSN)
+	} else if msg := checkDSN(s.DSN); msg != "" {
+		p.add("source.dsn", "%s", msg)
+	}
+	if !slotNameRE.MatchString(s.Slot) {
+		p.add("source.slot", "must match %s, got %q", slotNameRE, s.Slot)
+	}
+	if !slotNameRE.MatchString(s.Publication) {
+		p.add("source.publication", "must match %s, got %q", slotNameRE, s.Publication)
+	}
+	positive(p, "source.heartbeat_interval", s.HeartbeatInterval)
+	positive(p, "source.status_interval", s.StatusInterval)
+	positive(p, "source.reconnect_min", s.ReconnectMin)
+	positive(p, "source.reconnect_max", s.ReconnectMax)
+	if s.ReconnectMin > 0 && s.ReconnectMax > 0 && s.ReconnectMax < s.ReconnectMin {
+		p.add("source.reconnect_max", "must be at least source.reconnect_min (%s), got %s", s.ReconnectMin, s.ReconnectMax)
+	}
+}
+
+func (c *Config) validateSink(p *problems) {
+	switch {
+	case c.Sink.DSN == c.Source.DSN:
+		// Either both are empty, which the source.dsn error already
+		// explains, or this is the single-server setup, whose string
+		// source.dsn already checked; saying it twice adds nothing.
+	case c.Sink.DSN != "":
+		if msg := checkDSN(c.Sink.DSN); msg != "" {
+			p.add("sink.dsn", "%s", msg)
+		}
+	case c.Source.DSN != "":
+		// Load copies source.dsn here; only a hand-built config gets this far.
+		p.add("sink.dsn", "required (set it, %s, or source.dsn)", EnvSinkDSN)
+	}
+
+	if !schemaNameRE.MatchString(c.Sink.Schema) {
+		p.add("sink.schema", "must match %s, got %q", schemaNameRE, c.Sink.Schema)
+	}
+}
+
+func (c *Config) validateMapping(p *problems) {
+	if len(c.Mapping) == 0 {
+		// Load substitutes DefaultMapping; a hand-built config must not
+		// silently watch nothing.
+		p.add("mapping", "at least one table mapping is required")
+		return
+	}
+	type seen struct {
+		index    int
+		filtered bool
+	}
+	byTable := map[string][]seen{}
+	for i, m := range c.Mapping {
+		f := fmt.Sprintf("mapping[%d]", i)
+		tableOK := identifier(p, f+".table", m.Table)
+		if tableOK {
+			if s, t := m.SchemaTable(); s == "" || t == "" {
+				p.add(f+".table", "must be \"schema.table\" or \"table\", got %q", m.Table)
+				tableOK = false
+			}
+		}
+		switch m.Kind {
+		case KindApproval, KindCancel:
+		case "":
+			p.add(f+".kind", "required (%q or %q)", KindApproval, KindCancel)
+		default:
+			p.add(f+".kind", "must be %q or %q, got %q", KindApproval, KindCancel, m.Kind)
+		}
+		identifier(p, f+".merchant", m.Merchant)
+		identifier(p, f+".amount", m.Amount)
+		identifier(p, f+".time", m.Time)
+		if m.Filter != nil {
+			identifier(p, f+".filter.column", m.Filter.Column)
+			if len(m.Filter.In) == 0 {
+				p.add(f+".filter.in", "must list at least one value")
+			}
+			for j, v := range m.Filter.In {
+				if strings.ContainsRune(v, 0) {
+					p.add(fmt.Sprintf("%s.filter.in[%d]", f, j), "must not contain a NUL byte")
+				}
+			}
+		}
+		if !tableOK {
+			continue
+		}
+
+		// A row of a table mapped twice would be counted by both mappings
+		// unless filters split the rows between them.
+		s, t := m.SchemaTable()
+		key := s + "." + t
+		earlier := byTable[key]
+		byTable[key] = append(earlier, seen{index: i, filtered: m.Filter != nil})
+		if len(earlier) == 0 {
+			continue
+		}
+		allFiltered := m.Filter != nil
+		for _, e := range earlier {
+			allFiltered = allFiltered && e.filtered
+		}
+		if !allFiltered {
+			p.add(f, "table %s is mapped more than once; each mapping of it needs a filter", key)
+			continue
+		}
+		// Filters on different columns may or may not overlap, which only
+		// the data can tell; on the same column an overlap is certain.
+		for _, e := range earlier {
+			prev := c.Mapping[e.index].Filter
+			if prev.Column != m.Filter.Column {
+				continue
+			}
+			for _, v := range m.Filter.In {
+				if slices.Contains(prev.In, v) {
+					p.add(f+".filter.in", "value %q is also selected by mapping[%d] on table %s; such rows would be counted twice", v, e.index, key)
+				}
+			}
+		}
+	}
+}
+
+// identifier checks a column or table name. Names are quoted by the SQL
+// code, never spliced, so anything non-empty is acceptable except NUL,
+// which PostgreSQL cannot store in a name.
+func identifier(p *problems, field, v string) bool {
+	switch {
+	case v == "":
+		p.add(field, "required")
+		return false
+	case strings.ContainsRune(v, 0):
+		p.add(field, "must not contain a NUL byte")
+		return false
+	}
+	return true
+}
+
+func positive(p *problems, field string, d Duration) {
+	if d <= 0 {
+		p.add(field, "must be greater than 0s, got %s", d)
+	}
+}
+
+func oneOf(p *problems, field, v string, allowed []string) {
+	if !slices.Contains(allowed, v) {
+		p.add(field, "must be one of %s, got %q", strings.Join(allowed, "|"), v)
+	}
+}
+
+func validateListen(p *problems, field, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.add(field, "must be host:port such as \"127.0.0.1:8080\" or \":8080\", got %q", addr)
+		return
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		p.add(field, "port must be a number from 0 to 65535, got %q", port)
+	}
+}
+
+// checkDSN returns why dsn cannot be parsed, or "" when it can.
+//
+// pgconn's own error text echoes the connection string with passwords
+// masked only on a best-effort basis, so the DSN is never echoed here and
+// the remaining detail is dropped if it still contains any piece of a
+// password.
+func checkDSN(dsn string) string {
+	_, err := pgconn.ParseConfig(dsn)
+	if err == nil {
+		return ""
+	}
+	detail := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// Re-render the error without its connection string; the message
+		// and cause are what the operator needs, and the DSN is in the file.
+		bare := *pe
+		bare.ConnString = ""
+		detail = strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+	}
+	detail = strings.ReplaceAll(detail, dsn, RedactDSN(dsn))
+	for _, secret := range dsnSecrets(dsn) {
+		if leaks(detail, secret) {
+			return "cannot parse connection string (details withheld because they would reveal the password)"
+		}
+	}
+	return "cannot parse connection string: " + detail
+}
+
+// leaks reports whether msg contains secret or any whitespace-separated
+// piece of it; a malformed password can be split by the parser and echoed
+// in parts.
+func leaks(msg, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	if strings.Contains(msg, secret) {
+		return true
+	}
+	for _, piece := range strings.Fields(secret) {
+		if strings.Contains(msg, piece) {
+			return true
+		}
+	}
+	return false
+}

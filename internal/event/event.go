@@ -1,0 +1,99 @@
+// Package event turns inserted source rows into approval and cancellation
+// events (SPEC §2), and rows that cannot be events into dead letters with a
+// reason (SPEC §3). Which table feeds which kind, and from which columns, is
+// configuration: a Mapping bound to the column layout that the replication
+// stream announces for each table.
+package event
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kind says whether an event is an approval or a cancellation.
+type Kind uint8
+
+const (
+	// Approval is a payment (SPEC §2: an INSERT into payments).
+	Approval Kind = iota + 1
+	// Cancel is a full or partial cancellation (an INSERT into payment_cancels).
+	Cancel
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Approval:
+		return "approval"
+	case Cancel:
+		return "cancel"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ParseKind reads "approval" or "cancel".
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "approval":
+		return Approval, nil
+	case "cancel":
+		return Cancel, nil
+	}
+	return 0, fmt.Errorf("event kind must be \"approval\" or \"cancel\", got %q", s)
+}
+
+// Event is one approval or cancellation. Money is integer KRW; the time is
+// the row's own transaction time, never the commit time.
+type Event struct {
+	Merchant int64
+	Kind     Kind
+	Amount   int64
+	// TimeUS is the transaction time in Unix microseconds (UTC).
+	TimeUS int64
+}
+
+// Time returns the transaction time as a time.Time in UTC.
+func (e Event) Time() time.Time { return time.UnixMicro(e.TimeUS).UTC() }
+
+// Reason says why a row could not be aggregated.
+type Reason string
+
+// Reasons a row becomes a dead letter. They are metric label values and are
+// stored with each dead letter, so they are part of the operator's interface.
+const (
+	ReasonNullMerchant   Reason = "null_merchant"
+	ReasonNullAmount     Reason = "null_amount"
+	ReasonNullTime       Reason = "null_time"
+	ReasonNegativeAmount Reason = "negative_amount"
+	ReasonInvalidValue   Reason = "invalid_value"
+	ReasonFutureTime     Reason = "future_time"
+	ReasonTooOld         Reason = "older_than_retention"
+)
+
+// Reasons lists every reason, so metrics can start each at zero.
+var Reasons = []Reason{ReasonNullMerchant, ReasonNullAmount, ReasonNullTime, ReasonNegativeAmount, ReasonInvalidValue, ReasonFutureTime, ReasonTooOld}
+
+// DeadLetter is a row that was not aggregated, kept with everything needed to
+// find it at the source and to repair it.
+type DeadLetter struct {
+	// Table is the schema-qualified source table.
+	Table  string
+	Kind   Kind
+	Reason Reason
+	// Detail explains the reason in words (which column, which value).
+	Detail string
+	// Row is the whole row, column name to value, ready for JSON.
+	Row map[string]any
+	// LSN is the source transaction's commit end position; 0 for rows found
+	// by the first snapshot.
+	LSN uint64
+	// CommitTime is the source transaction's commit time; zero for snapshot rows.
+	CommitTime time.Time
+}
+
+// Limits bound which transaction times are aggregated (SPEC §3).
+type Limits struct {
+	// MaxFuture: an event more than this after its commit time is invalid.
+	MaxFuture time.Duration
+	// Retention: an event older than this before its commit time is invalid.
+	Retention time.Duration
+}

@@ -1,0 +1,149 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/source"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// applier is the apply loop of one session. It owns the window; the only
+// state shared with the stream is the durable position.
+type applier struct {
+	e  *Engine
+	in <-chan *source.Txn
+	w  *window.Window
+
+	// applied is the end of the newest transaction in w (not yet durable).
+	applied    source.LSN
+	progressUS int64
+	durable    atomic.Uint64
+
+	deadLetters []event.DeadLetter
+	commitTimes []int64 // of pending transactions with events, for latency
+	lastFlush   time.Time
+	closedFrom  window.Minute
+	closing     bool
+}
+
+func (a *applier) run(ctx context.Context) error {
+	interval := a.e.cfg.Pipeline.FlushInterval.D()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Everything in the window is whole transactions in commit
+			// order, so it is safe to keep; a failed flush just means it
+			// is streamed again after the restart.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := a.flush(fctx); err != nil {
+				a.e.log.Warn("final flush failed; the stream resumes from the checkpoint", "err", err)
+			}
+			return nil
+		case txn := <-a.in:
+			a.apply(txn)
+			if a.closing || a.w.PendingEvents() >= a.e.cfg.Pipeline.MaxBatchEvents {
+				if err := a.flush(ctx); err != nil {
+					return err
+				}
+			}
+		case now := <-tick.C:
+			// Data waits at most one interval; a position with no data
+			// (heartbeats) is made durable about once a second so the
+			// server can recycle WAL.
+			idleCheckpoint := a.applied > source.LSN(a.durable.Load()) && now.Sub(a.lastFlush) >= time.Second
+			if a.w.PendingEvents() > 0 || len(a.deadLetters) > 0 || idleCheckpoint {
+				if err := a.flush(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (a *applier) apply(txn *source.Txn) {
+	if txn.EndLSN <= a.applied {
+		return // sent again after a reconnect; already counted
+	}
+	m := a.e.m
+	late, approvals := 0, 0
+	for _, ev := range txn.Events {
+		var isLate bool
+		if ev.Kind == event.Approval {
+			approvals++
+			isLate = a.w.AddApproval(ev.Merchant, ev.TimeUS, ev.Amount)
+		} else {
+			isLate = a.w.AddCancel(ev.Merchant, ev.TimeUS, ev.Amount)
+		}
+		if isLate {
+			late++
+		}
+	}
+	if n := len(txn.Events); n > 0 {
+		m.events.WithLabelValues(event.Approval.String()).Add(float64(approvals))
+		m.events.WithLabelValues(event.Cancel.String()).Add(float64(n - approvals))
+		a.commitTimes = append(a.commitTimes, txn.CommitUS)
+	}
+	if late > 0 {
+		m.late.Add(float64(late))
+	}
+	for _, dl := range txn.DeadLetters {
+		m.deadLetters.WithLabelValues(string(dl.Reason)).Inc()
+	}
+	a.deadLetters = append(a.deadLetters, txn.DeadLetters...)
+	if txn.Filtered > 0 {
+		m.filtered.Add(float64(txn.Filtered))
+	}
+	a.applied = txn.EndLSN
+	a.progressUS = max(a.progressUS, txn.CommitUS)
+	if first, _, ok := a.w.Advance(a.progressUS); ok {
+		if !a.closing {
+			a.closedFrom = first
+		}
+		a.closing = true
+	}
+}
+
+// flush writes the window's deltas, the dead letters and the checkpoint in
+// one sink transaction, then confirms the position and reports closed minutes.
+func (a *applier) flush(ctx context.Context) error {
+	if a.applied <= source.LSN(a.durable.Load()) && a.w.PendingEvents() == 0 && len(a.deadLetters) == 0 {
+		return nil
+	}
+	started := a.e.now()
+	progress := time.UnixMicro(a.progressUS).UTC()
+	b := &store.Batch{
+		Deltas:      a.w.Drain(),
+		DeadLetters: a.deadLetters,
+		Checkpoint:  store.Checkpoint{Slot: a.e.cfg.Source.Slot, LSN: uint64(a.applied), LastClosed: a.w.LastClosed(), Progress: progress},
+	}
+	if err := a.e.opts.Store.Apply(ctx, b); err != nil {
+		return fmt.Errorf("flushing to sink: %w", err)
+	}
+	now := a.e.now()
+	a.e.m.flushDuration.Observe(now.Sub(started).Seconds())
+	for _, ct := range a.commitTimes {
+		a.e.m.commitToAgg.Observe(float64(now.UnixMicro()-ct) / 1e6)
+	}
+	a.commitTimes = a.commitTimes[:0]
+	a.deadLetters = nil
+	a.lastFlush = now
+	a.durable.Store(uint64(a.applied))
+	a.e.setDurable(a.applied, a.w.LastClosed(), progress)
+	if a.closing {
+		a.closing = false
+		last := a.w.LastClosed()
+		a.e.log.Debug("minutes closed", "first", a.closedFrom.String(), "last", last.String())
+		if a.e.opts.OnClose != nil {
+			a.e.opts.OnClose(ctx, a.closedFrom, last)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+)
+
+// metrics of the apply loop. Every labelled series is created up front so it
+// starts at 0 and rate() works from the first scrape.
+type metrics struct {
+	events        *prometheus.CounterVec
+	late          prometheus.Counter
+	deadLetters   *prometheus.CounterVec
+	filtered      prometheus.Counter
+	lastClosed    prometheus.Gauge
+	commitToAgg   prometheus.Histogram
+	flushDuration prometheus.Histogram
+	restarts      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
+	m := &metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskwatch_events_total",
+			Help: "Events aggregated, by kind (approval, cancel).",
+		}, []string{"kind"}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskwatch_late_events_total",
+			Help: "Events whose minute was already closed; applied to the stored minute, never dropped.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskwatch_dead_letters_total",
+			Help: "Stream rows written to the dead-letter table instead of being aggregated, by reason.",
+		}, []string{"reason"}),
+		filtered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskwatch_filtered_rows_total",
+			Help: "Inserted rows of mapped tables that no mapping filter selected.",
+		}),
+		lastClosed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "riskwatch_last_closed_minute_timestamp_seconds",
+			Help: "Start of the newest closed minute, Unix seconds.",
+		}),
+		commitToAgg: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "riskwatch_commit_to_aggregate_seconds",
+			Help:    "From a source transaction's commit to the sink commit holding its events.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .15, .2, .25, .35, .5, .75, 1, 2.5, 5, 10, 30, 60},
+		}),
+		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "riskwatch_sink_flush_seconds",
+			Help:    "Duration of one sink transaction (aggregates, dead letters, checkpoint).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "riskwatch_pipeline_restarts_total",
+			Help: "Times the pipeline restarted from its checkpoint after an error (source or sink down).",
+		}),
+	}
+	for _, k := range []event.Kind{event.Approval, event.Cancel} {
+		m.events.WithLabelValues(k.String())
+	}
+	for _, r := range event.Reasons {
+		m.deadLetters.WithLabelValues(string(r))
+	}
+	if reg != nil {
+		reg.MustRegister(m.events, m.late, m.deadLetters, m.filtered, m.lastClosed, m.commitToAgg, m.flushDuration, m.restarts,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "riskwatch_replication_lag_bytes",
+				Help: "WAL the server has that the sink does not hold yet.",
+			}, func() float64 { return float64(e.Status().LagBytes) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "riskwatch_replication_lag_seconds",
+				Help: "Server time of the newest replication message minus the commit time the sink holds everything up to.",
+			}, func() float64 { return e.Status().LagSeconds }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "riskwatch_ready",
+				Help: "1 when the pipeline is bootstrapped and streaming.",
+			}, func() float64 {
+				if e.Status().Ready {
+					return 1
+				}
+				return 0
+			}),
+		)
+	}
+	return m
+}

@@ -1,0 +1,325 @@
+// Package pipeline is the single-node engine: it wires the replication
+// source, the event mapping, the minute window and the sink into one apply
+// loop, restarts it from the sink's checkpoint when the source or the sink
+// fails, and takes the first snapshot when there is no checkpoint yet.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/progress"
+	"github.com/riskwatch/riskwatch/internal/source"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Config   *config.Config
+	Store    *store.Store
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	// Now is the engine's clock (time.Now when nil).
+	Now func() time.Time
+	// ProgressOut receives progress lines on a terminal (os.Stderr when nil).
+	ProgressOut io.Writer
+	// OnClose is called after minutes [first, last] closed and the sink holds
+	// everything up to their end + grace. It runs on the apply loop.
+	OnClose func(ctx context.Context, first, last window.Minute)
+	// SnapshotHook runs inside the first snapshot, after the slot was created
+	// and before history is aggregated (tests insert rows here to prove that
+	// rows committed during the snapshot are counted exactly once).
+	SnapshotHook func(ctx context.Context) error
+}
+
+// Status is the engine's state for health checks, metrics and the API.
+type Status struct {
+	Ready      bool
+	LastClosed window.Minute
+	// AppliedLSN is the position the sink holds everything up to.
+	AppliedLSN source.LSN
+	LagBytes   int64
+	LagSeconds float64
+	// Progress is the source commit time the sink holds everything up to.
+	Progress time.Time
+}
+
+// Engine runs the pipeline.
+type Engine struct {
+	opts    Options
+	cfg     *config.Config
+	log     *slog.Logger
+	now     func() time.Time
+	src     *source.Source
+	mapping *event.Mapping
+	m       *metrics
+	tracker *source.Tracker
+
+	mu     sync.Mutex
+	status Status
+	ready  atomic.Bool
+}
+
+// Specs converts the configured mapping.
+func Specs(tables []config.TableMapping) ([]event.Spec, error) {
+	out := make([]event.Spec, 0, len(tables))
+	for i, t := range tables {
+		kind, err := event.ParseKind(t.Kind)
+		if err != nil {
+			return nil, fmt.Errorf("mapping[%d].kind: %w", i, err)
+		}
+		schema, table := t.SchemaTable()
+		sp := event.Spec{Schema: schema, Table: table, Kind: kind, Merchant: t.Merchant, Amount: t.Amount, Time: t.Time}
+		if t.Filter != nil {
+			sp.FilterColumn, sp.FilterIn = t.Filter.Column, t.Filter.In
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// NewMapping builds the event mapping from the configuration.
+func NewMapping(cfg *config.Config) (*event.Mapping, error) {
+	specs, err := Specs(cfg.Mapping)
+	if err != nil {
+		return nil, err
+	}
+	return event.NewMapping(specs, event.Limits{MaxFuture: cfg.MaxFuture.D(), Retention: cfg.Retention.D()})
+}
+
+// NewSource builds the replication source from the configuration.
+func NewSource(cfg *config.Config, mapping *event.Mapping, log *slog.Logger, reg prometheus.Registerer) *source.Source {
+	return source.New(source.Options{
+		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mapping: mapping,
+		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(),
+		Logger: log, Metrics: source.NewMetrics(reg),
+	})
+}
+
+// New builds an engine.
+func New(opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	mapping, err := NewMapping(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, mapping: mapping, tracker: &source.Tracker{}}
+	e.src = NewSource(opts.Config, mapping, opts.Logger, opts.Registry)
+	e.m = newMetrics(opts.Registry, e)
+	return e, nil
+}
+
+// Status returns the current state.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	st := e.status
+	e.mu.Unlock()
+	st.Ready = e.ready.Load()
+	pos := e.tracker.Position()
+	if pos.ServerWALEnd > st.AppliedLSN {
+		st.LagBytes = int64(pos.ServerWALEnd - st.AppliedLSN)
+	}
+	if !pos.ServerTime.IsZero() && !st.Progress.IsZero() {
+		st.LagSeconds = max(0, pos.ServerTime.Sub(st.Progress).Seconds())
+	}
+	return st
+}
+
+func (e *Engine) setDurable(lsn source.LSN, lastClosed window.Minute, progress time.Time) {
+	e.mu.Lock()
+	e.status.AppliedLSN, e.status.LastClosed, e.status.Progress = lsn, lastClosed, progress
+	e.mu.Unlock()
+	e.m.lastClosed.Set(float64(lastClosed.Start().Unix()))
+}
+
+// Run runs the pipeline until ctx is done. Failures of the source or the
+// sink restart it from the sink's checkpoint after a backoff; what was
+// received but not yet durable is simply received again. Only permanent
+// errors (a mapping that does not match the tables) end it.
+func (e *Engine) Run(ctx context.Context) error {
+	backoff := e.cfg.Source.ReconnectMin.D()
+	for {
+		started := e.now()
+		err := e.session(ctx)
+		e.ready.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if source.IsPermanent(err) {
+			return err
+		}
+		if e.now().Sub(started) > time.Minute {
+			backoff = e.cfg.Source.ReconnectMin.D()
+		}
+		e.m.restarts.Inc()
+		e.log.Warn("pipeline stopped; restarting from the checkpoint", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, e.cfg.Source.ReconnectMax.D())
+	}
+}
+
+func (e *Engine) session(ctx context.Context) error {
+	if err := e.src.Prepare(ctx); err != nil {
+		return fmt.Errorf("preparing source: %w", err)
+	}
+	cp, err := e.checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if cp.BusinessTimezone != e.cfg.Location.String() {
+		e.log.Warn("business time zone changed; rebuilding hourly and daily rollups", "from", cp.BusinessTimezone, "to", e.cfg.Location.String())
+		if err := e.opts.Store.RebuildRollups(ctx, e.cfg.Source.Slot); err != nil {
+			return err
+		}
+	}
+	e.setDurable(source.LSN(cp.LSN), cp.LastClosed, cp.Progress)
+
+	txns := make(chan *source.Txn, e.cfg.Pipeline.QueueSize)
+	a := &applier{
+		e: e, in: txns, w: window.New(e.cfg.Grace.D(), cp.LastClosed),
+		applied: source.LSN(cp.LSN), progressUS: cp.Progress.UnixMicro(), lastFlush: e.now(),
+	}
+	a.durable.Store(uint64(cp.LSN))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return e.src.Stream(gctx, source.StreamOptions{
+			Start: source.LSN(cp.LSN), Flushed: func() source.LSN { return source.LSN(a.durable.Load()) },
+			Tracker: e.tracker, Out: txns,
+		})
+	})
+	g.Go(func() error {
+		return e.src.Heartbeat(gctx, func(d time.Duration) bool { return e.tracker.Quiet(e.now(), d) })
+	})
+	g.Go(func() error { return a.run(gctx) })
+	g.Go(func() error { return e.catchUpProgress(gctx, a) })
+	e.ready.Store(true)
+	return g.Wait()
+}
+
+// checkpoint returns the sink's checkpoint, taking the first snapshot when
+// there is none or when the slot it belongs to is gone.
+func (e *Engine) checkpoint(ctx context.Context) (store.Checkpoint, error) {
+	slotName := e.cfg.Source.Slot
+	cp, err := e.opts.Store.Checkpoint(ctx, slotName)
+	if err != nil && !errors.Is(err, store.ErrNoCheckpoint) {
+		return cp, err
+	}
+	haveCP := err == nil
+	slot, err := e.src.Slot(ctx)
+	if err != nil {
+		return cp, err
+	}
+	switch {
+	case haveCP && slot != nil:
+		return cp, nil
+	case haveCP:
+		e.log.Warn("replication slot is gone; the changes since the checkpoint are not in any stream, so the sink is rebuilt from a new snapshot",
+			"slot", slotName, "checkpoint_lsn", source.LSN(cp.LSN).String())
+	case slot != nil:
+		// A slot without a checkpoint is a snapshot that never finished:
+		// its start point was never reached by the sink.
+		e.log.Warn("replication slot has no checkpoint in the sink (an earlier first start did not finish); recreating it", "slot", slotName)
+		if err := e.src.DropSlot(ctx); err != nil {
+			return cp, err
+		}
+	}
+	if err := e.bootstrap(ctx); err != nil {
+		return cp, fmt.Errorf("first snapshot: %w", err)
+	}
+	return e.opts.Store.Checkpoint(ctx, slotName)
+}
+
+func (e *Engine) bootstrap(ctx context.Context) error {
+	started := e.now()
+	return e.src.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *source.Snapshot) error {
+		if e.opts.SnapshotHook != nil {
+			if err := e.opts.SnapshotHook(ctx); err != nil {
+				return err
+			}
+		}
+		// Minutes already over (end + grace) at the snapshot are closed.
+		lastClosed := window.New(e.cfg.Grace.D(), 0).ClosableThrough(snap.Time.UnixMicro())
+		cp := store.Checkpoint{Slot: e.cfg.Source.Slot, LSN: uint64(snap.LSN), LastClosed: lastClosed, Progress: snap.Time}
+		return e.opts.Store.Bootstrap(ctx, cp, func(ctx context.Context, l *store.Loader) error {
+			chunks := snap.Chunks()
+			rep := progress.New("first snapshot", "chunks", int64(len(chunks)), progress.Options{Out: e.opts.ProgressOut, Logger: e.log})
+			var minutes int64
+			for _, c := range chunks {
+				n, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+					_, err := snap.CopyMinutes(ctx, c, w)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				minutes += n
+				rep.Add(1)
+			}
+			rep.Done()
+			dead, err := l.CopyDeadLetters(ctx, func(w io.Writer) error {
+				_, err := snap.CopyDeadLetters(ctx, w)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			e.log.Info("first snapshot loaded", "merchant_minutes", minutes, "dead_letters", dead,
+				"snapshot_time", snap.Time, "consistent_point", snap.LSN.String(), "elapsed", e.now().Sub(started).Round(time.Millisecond))
+			return nil
+		})
+	})
+}
+
+// catchUpProgress shows progress while the sink trails the server by more
+// than a few megabytes of WAL (after downtime, or a burst).
+func (e *Engine) catchUpProgress(ctx context.Context, a *applier) error {
+	const threshold = 8 << 20
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var rep *progress.Reporter
+	var start source.LSN
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pos := e.tracker.Position()
+		done := source.LSN(a.durable.Load())
+		behind := pos.ServerWALEnd > done && pos.ServerWALEnd-done > threshold
+		switch {
+		case behind && rep == nil:
+			start = done
+			rep = progress.New("catching up", "bytes of WAL", int64(pos.ServerWALEnd-start), progress.Options{Out: e.opts.ProgressOut, Logger: e.log})
+		case behind:
+			rep.SetTotal(int64(pos.ServerWALEnd - start))
+			rep.Set(int64(done - start))
+		case rep != nil:
+			rep.Set(int64(done - start))
+			rep.Done()
+			rep = nil
+			e.log.Info("caught up", "lsn", done.String())
+		}
+	}
+}

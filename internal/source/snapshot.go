@@ -1,0 +1,236 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+)
+
+// Snapshot is the source as of the slot's consistent point: everything
+// committed before it is visible here, everything after arrives through the
+// stream from LSN. The two neither overlap nor leave a gap.
+type Snapshot struct {
+	// LSN is the slot's consistent point, where streaming starts.
+	LSN LSN
+	// Time is the source's clock just before the slot was created; every
+	// transaction committed before it is in the snapshot. It stands in for
+	// the commit time when validating snapshot rows.
+	Time    time.Time
+	tx      pgx.Tx
+	mapping *event.Mapping
+	indexed bool
+}
+
+// Chunk is a range of transaction time [From, To) aggregated in one query.
+type Chunk struct{ From, To time.Time }
+
+// CreateSlotWithSnapshot creates the replication slot with an exported
+// snapshot, opens a transaction on that snapshot and calls fill with it. If
+// fill fails, the slot is dropped again so that the next start retries from
+// a clean state instead of streaming from a point the sink never reached.
+func (s *Source) CreateSlotWithSnapshot(ctx context.Context, fill func(ctx context.Context, snap *Snapshot) error) (err error) {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var t0 time.Time
+	if err := conn.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&t0); err != nil {
+		return fmt.Errorf("reading source clock: %w", err)
+	}
+
+	repl, err := s.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, s.opts.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Mode:           pglogrepl.LogicalReplication,
+		SnapshotAction: "EXPORT_SNAPSHOT",
+	})
+	if err != nil {
+		return fmt.Errorf("creating replication slot %s: %w", s.opts.Slot, err)
+	}
+	defer func() {
+		if err != nil {
+			repl.Close(context.WithoutCancel(ctx))
+			if derr := s.DropSlot(context.WithoutCancel(ctx)); derr != nil {
+				s.log.Error("dropping slot after failed snapshot", "err", derr)
+			}
+		}
+	}()
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return fmt.Errorf("parsing consistent point %q: %w", res.ConsistentPoint, err)
+	}
+	s.log.Info("created replication slot", "slot", s.opts.Slot, "consistent_point", res.ConsistentPoint, "snapshot", res.SnapshotName)
+
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("opening snapshot transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The snapshot name comes from the server; it is still quoted.
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(res.SnapshotName)); err != nil {
+		return fmt.Errorf("importing snapshot %s: %w", res.SnapshotName, err)
+	}
+	// Timestamps without time zone are taken as UTC, as in the stream; and
+	// COPY cannot take parameters, so literals rely on standard strings.
+	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'; SET LOCAL standard_conforming_strings = on"); err != nil {
+		return fmt.Errorf("configuring snapshot transaction: %w", err)
+	}
+	snap := &Snapshot{LSN: lsn, Time: t0.UTC(), tx: tx, mapping: s.opts.Mapping}
+	if snap.indexed, err = snap.timeIndexed(ctx); err != nil {
+		return err
+	}
+	if err := fill(ctx, snap); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Chunks splits the snapshot's valid time range into days when every mapped
+// table has an index leading with its time column, so that progress and ETA
+// can be shown; without such an index each chunk would rescan the table, so
+// the whole range is one query.
+func (snap *Snapshot) Chunks() []Chunk {
+	lim := snap.mapping.Limits()
+	from := snap.Time.Add(-lim.Retention)
+	to := snap.Time.Add(lim.MaxFuture).Add(time.Microsecond)
+	if !snap.indexed {
+		return []Chunk{{from, to}}
+	}
+	var out []Chunk
+	for a := from; a.Before(to); {
+		b := a.Truncate(24 * time.Hour).Add(24 * time.Hour)
+		if b.After(to) {
+			b = to
+		}
+		out = append(out, Chunk{a, b})
+		a = b
+	}
+	return out
+}
+
+func (snap *Snapshot) timeIndexed(ctx context.Context) (bool, error) {
+	for _, sp := range snap.mapping.Specs() {
+		var ok bool
+		err := snap.tx.QueryRow(ctx, `
+			SELECT EXISTS (
+				SELECT 1 FROM pg_index i
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+				WHERE i.indrelid = to_regclass($1) AND a.attname = $2)`,
+			tableIdent(sp.Schema, sp.Table), sp.Time).Scan(&ok)
+		if err != nil {
+			return false, fmt.Errorf("looking for an index on %s.%s: %w", sp.QualifiedTable(), sp.Time, err)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// CopyMinutes writes the per-merchant minute aggregates of the chunk to w in
+// COPY text format, columns (merchant_id, minute, approvals,
+// approved_amount, cancels, canceled_amount). The GROUP BY runs inside the
+// source server, next to the data.
+func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (int64, error) {
+	var parts []string
+	for _, sp := range snap.mapping.Specs() {
+		m, a, t := col("", sp.Merchant), col("", sp.Amount), timeCol("", sp.Time)
+		counts := "1, " + a + "::bigint, 0, 0::bigint"
+		if sp.Kind == event.Cancel {
+			counts = "0, 0::bigint, 1, " + a + "::bigint"
+		}
+		where := []string{
+			m + " IS NOT NULL", m + " > 0", a + " IS NOT NULL", a + " >= 0",
+			t + " >= " + quoteTime(c.From), t + " < " + quoteTime(c.To),
+		}
+		if f := filterSQL("", sp); f != "" {
+			where = append(where, f)
+		}
+		parts = append(parts, fmt.Sprintf("SELECT %s::bigint, date_trunc('minute', %s), %s FROM ONLY %s WHERE %s",
+			m, t, counts, tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND ")))
+	}
+	q := fmt.Sprintf(`COPY (SELECT m, minute, sum(a)::int, sum(aa)::bigint, sum(c)::int, sum(ca)::bigint
+		FROM (%s) AS u(m, minute, a, aa, c, ca) GROUP BY 1, 2) TO STDOUT`, strings.Join(parts, " UNION ALL "))
+	tag, err := snap.tx.Conn().PgConn().CopyTo(ctx, w, q)
+	if err != nil {
+		return 0, fmt.Errorf("aggregating snapshot %s..%s: %w", c.From.Format(time.RFC3339), c.To.Format(time.RFC3339), err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// CopyDeadLetters writes the snapshot's invalid rows to w in COPY text
+// format, columns (source_table, kind, reason, detail, row). Rows older than
+// the retention are history, not events, and are left alone; rows whose time
+// is NULL or infinite have no age and are always reported.
+func (snap *Snapshot) CopyDeadLetters(ctx context.Context, w io.Writer) (int64, error) {
+	lim := snap.mapping.Limits()
+	future := quoteTime(snap.Time.Add(lim.MaxFuture))
+	oldest := quoteTime(snap.Time.Add(-lim.Retention))
+	detail := quoteLiteral("found by the first snapshot; commit time unknown, compared with the snapshot time " + snap.Time.Format(time.RFC3339Nano))
+	var parts []string
+	for _, sp := range snap.mapping.Specs() {
+		m, a, t := col("x", sp.Merchant), col("x", sp.Amount), col("x", sp.Time)
+		reason := fmt.Sprintf(`CASE
+			WHEN %[1]s IS NULL THEN 'null_merchant' WHEN %[1]s <= 0 THEN 'invalid_value'
+			WHEN %[2]s IS NULL THEN 'null_amount' WHEN %[2]s < 0 THEN 'negative_amount'
+			WHEN %[3]s IS NULL THEN 'null_time' WHEN NOT isfinite(%[3]s) THEN 'invalid_value'
+			WHEN %[3]s::timestamptz > %[4]s THEN 'future_time' END`, m, a, t, future)
+		where := []string{"r.reason IS NOT NULL", fmt.Sprintf("(%[1]s IS NULL OR NOT isfinite(%[1]s) OR %[1]s::timestamptz >= %[2]s)", t, oldest)}
+		if f := filterSQL("x", sp); f != "" {
+			where = append(where, f)
+		}
+		parts = append(parts, fmt.Sprintf("SELECT %s, %s, r.reason, %s, to_jsonb(x) FROM ONLY %s AS x CROSS JOIN LATERAL (SELECT %s AS reason) AS r WHERE %s",
+			quoteLiteral(sp.QualifiedTable()), quoteLiteral(sp.Kind.String()), detail, tableIdent(sp.Schema, sp.Table), reason, strings.Join(where, " AND ")))
+	}
+	q := fmt.Sprintf("COPY (%s) TO STDOUT", strings.Join(parts, " UNION ALL "))
+	tag, err := snap.tx.Conn().PgConn().CopyTo(ctx, w, q)
+	if err != nil {
+		return 0, fmt.Errorf("collecting invalid snapshot rows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func col(alias, name string) string {
+	if alias == "" {
+		return ident(name)
+	}
+	return alias + "." + ident(name)
+}
+
+// timeCol reads a time column as timestamptz; timestamps without zone are UTC
+// because the snapshot transaction runs with TimeZone UTC.
+func timeCol(alias, name string) string { return "(" + col(alias, name) + ")::timestamptz" }
+
+func filterSQL(alias string, sp event.Spec) string {
+	if sp.FilterColumn == "" {
+		return ""
+	}
+	vals := make([]string, len(sp.FilterIn))
+	for i, v := range sp.FilterIn {
+		vals[i] = quoteLiteral(v)
+	}
+	return fmt.Sprintf("%s::text IN (%s)", col(alias, sp.FilterColumn), strings.Join(vals, ", "))
+}
+
+// quoteLiteral quotes a string literal for a session with
+// standard_conforming_strings on (set by the snapshot transaction). NUL
+// cannot occur in a PostgreSQL text value and is dropped.
+func quoteLiteral(s string) string {
+	s = strings.ReplaceAll(s, "\x00", "")
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func quoteTime(t time.Time) string {
+	return "'" + t.UTC().Format("2006-01-02 15:04:05.999999") + "+00'::timestamptz"
+}

@@ -1,0 +1,330 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+)
+
+// Txn is one committed source transaction, reduced to what riskwatch needs.
+// A heartbeat arrives as a Txn with no events.
+type Txn struct {
+	// EndLSN is the end of the commit record: once the sink holds this
+	// transaction, the slot may be confirmed up to here.
+	EndLSN LSN
+	// CommitUS is the source's commit time in Unix microseconds.
+	CommitUS int64
+	// ReceivedAt is the engine's clock when the commit arrived.
+	ReceivedAt time.Time
+	event.Output
+}
+
+// Position is what the stream knows about the server's WAL, for lag.
+type Position struct {
+	// ServerWALEnd and ServerTime come from the newest message the server
+	// sent (XLogData or keepalive).
+	ServerWALEnd LSN
+	ServerTime   time.Time
+	// Received is the end of the newest commit received.
+	Received LSN
+}
+
+// Tracker shares the stream's position with the rest of the engine.
+type Tracker struct {
+	serverWALEnd atomic.Uint64
+	serverTimeUS atomic.Int64
+	received     atomic.Uint64
+	lastTxn      atomic.Int64 // engine clock, Unix microseconds
+}
+
+// Position returns the latest position.
+func (t *Tracker) Position() Position {
+	return Position{
+		ServerWALEnd: LSN(t.serverWALEnd.Load()),
+		ServerTime:   time.UnixMicro(t.serverTimeUS.Load()),
+		Received:     LSN(t.received.Load()),
+	}
+}
+
+// Quiet reports whether no transaction has been received for d, measured on
+// the clock now.
+func (t *Tracker) Quiet(now time.Time, d time.Duration) bool {
+	return now.UnixMicro()-t.lastTxn.Load() >= d.Microseconds()
+}
+
+func (t *Tracker) server(walEnd LSN, at time.Time) {
+	if uint64(walEnd) > t.serverWALEnd.Load() {
+		t.serverWALEnd.Store(uint64(walEnd))
+	}
+	t.serverTimeUS.Store(at.UnixMicro())
+}
+
+// StreamOptions are the per-run inputs of Stream.
+type StreamOptions struct {
+	// Start is the checkpoint: transactions ending at or before it are
+	// already in the sink and are not delivered again.
+	Start LSN
+	// Flushed returns the position up to which the sink holds everything;
+	// only that is confirmed to the server, never what was merely received.
+	Flushed func() LSN
+	// Tracker receives positions for lag and heartbeat decisions.
+	Tracker *Tracker
+	// Out receives every transaction committed after Start, in commit order.
+	Out chan<- *Txn
+}
+
+// Stream replicates from the slot until ctx is done or the connection fails.
+func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
+	conn, err := s.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	err = pglogrepl.StartReplication(ctx, conn, s.opts.Slot, so.Start, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			fmt.Sprintf("publication_names '%s'", s.opts.Publication),
+			// Binary tuples: integers and timestamps decode without parsing text.
+			"binary 'true'",
+			// Heartbeats are logical messages.
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("starting replication from %s: %w", so.Start, err)
+	}
+	s.log.Info("streaming", "slot", s.opts.Slot, "from", so.Start.String())
+
+	st := &streamState{src: s, so: so, rels: make(map[uint32]*relState), received: so.Start}
+	nextStatus := time.Now()
+	for {
+		if now := time.Now(); !now.Before(nextStatus) {
+			if err := st.sendStatus(ctx, conn, false); err != nil {
+				return err
+			}
+			nextStatus = now.Add(s.opts.StatusInterval)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receiving replication message: %w", err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			if err := st.copyData(ctx, conn, msg.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("replication stream: server ended the copy")
+		default:
+			return fmt.Errorf("replication stream: unexpected message %T", raw)
+		}
+	}
+}
+
+type relState struct {
+	name  string
+	table *event.Table // nil: not mapped
+}
+
+type streamState struct {
+	src      *Source
+	so       StreamOptions
+	rels     map[uint32]*relState
+	cur      *Txn
+	curLSN   LSN // commit LSN announced by Begin
+	row      []event.Value
+	received LSN
+}
+
+func (st *streamState) sendStatus(ctx context.Context, conn *pgconn.PgConn, reply bool) error {
+	flushed := st.so.Flushed()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: max(st.received, flushed),
+		WALFlushPosition: flushed,
+		WALApplyPosition: flushed,
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return fmt.Errorf("sending standby status: %w", err)
+	}
+	return nil
+}
+
+func (st *streamState) copyData(ctx context.Context, conn *pgconn.PgConn, data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("replication stream: empty CopyData")
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parsing keepalive: %w", err)
+		}
+		st.so.Tracker.server(ka.ServerWALEnd, ka.ServerTime)
+		if ka.ReplyRequested {
+			return st.sendStatus(ctx, conn, false)
+		}
+		return nil
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parsing XLogData: %w", err)
+		}
+		st.so.Tracker.server(xld.ServerWALEnd, xld.ServerTime)
+		if err := st.logical(ctx, xld.WALData); err != nil {
+			return fmt.Errorf("decoding pgoutput at %s: %w", xld.WALStart, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("replication stream: unknown CopyData type %q", data[0])
+}
+
+// logical handles one pgoutput message. Unknown messages are errors: skipping
+// one could silently drop events.
+func (st *streamState) logical(ctx context.Context, b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("empty message")
+	}
+	d := &msgDecoder{b: b[1:]}
+	m := st.src.opts.Metrics
+	switch b[0] {
+	case 'B':
+		st.curLSN = LSN(d.u64("begin final lsn"))
+		ts := int64(d.u64("begin timestamp"))
+		d.u32("begin xid")
+		if d.err != nil {
+			return d.err
+		}
+		if st.cur != nil {
+			return fmt.Errorf("BEGIN inside an open transaction")
+		}
+		st.cur = &Txn{CommitUS: ts + pgEpochUS}
+	case 'C':
+		d.u8("commit flags")
+		d.u64("commit lsn")
+		end := LSN(d.u64("commit end lsn"))
+		ts := int64(d.u64("commit timestamp"))
+		if d.err != nil {
+			return d.err
+		}
+		if st.cur == nil {
+			return fmt.Errorf("COMMIT without BEGIN")
+		}
+		txn := st.cur
+		st.cur = nil
+		txn.EndLSN = end
+		txn.CommitUS = ts + pgEpochUS
+		txn.ReceivedAt = st.src.now()
+		st.received = end
+		st.so.Tracker.received.Store(uint64(end))
+		st.so.Tracker.lastTxn.Store(txn.ReceivedAt.UnixMicro())
+		if end <= st.so.Start {
+			// Already in the sink: the server resends from the slot's
+			// confirmed position, which may trail our checkpoint.
+			return nil
+		}
+		select {
+		case st.so.Out <- txn:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case 'R':
+		r := decodeRelation(d)
+		if d.err != nil {
+			return d.err
+		}
+		table, err := st.src.opts.Mapping.Bind(r.namespace, r.name, r.columns)
+		if err != nil {
+			return &PermanentError{fmt.Errorf("mapping does not match the source: %w", err)}
+		}
+		st.rels[r.id] = &relState{name: r.namespace + "." + r.name, table: table}
+	case 'I':
+		if st.cur == nil {
+			return fmt.Errorf("INSERT outside a transaction")
+		}
+		rel, err := st.relation(d.u32("insert relation"))
+		if err != nil {
+			return err
+		}
+		if k := d.u8("insert tuple kind"); k != 'N' && d.err == nil {
+			return fmt.Errorf("INSERT with tuple kind %q", k)
+		}
+		st.row = d.tuple(st.row)
+		if d.err != nil {
+			return d.err
+		}
+		if rel.table == nil {
+			return nil
+		}
+		rel.table.Map(st.row, st.cur.CommitUS, uint64(st.curLSN), &st.cur.Output)
+	case 'U', 'D':
+		rel, err := st.relation(d.u32("relation"))
+		if err != nil {
+			return err
+		}
+		op := "update"
+		if b[0] == 'D' {
+			op = "delete"
+		}
+		m.ignored.WithLabelValues(rel.name, op).Inc()
+	case 'T':
+		n := int(d.u32("truncate relation count"))
+		d.u8("truncate options")
+		for i := 0; i < n && d.err == nil; i++ {
+			rel, err := st.relation(d.u32("truncate relation"))
+			if err != nil {
+				return err
+			}
+			m.ignored.WithLabelValues(rel.name, "truncate").Inc()
+			st.src.log.Warn("source table truncated; stored aggregates are kept", "table", rel.name)
+		}
+		return d.err
+	case 'M':
+		// Logical messages: our heartbeats (transactional, so their commit
+		// carries the progress) and anyone else's, which mean nothing here.
+		d.u8("message flags")
+		d.u64("message lsn")
+		d.cstring("message prefix")
+		d.bytes(int(d.u32("message length")), "message content")
+		return d.err
+	case 'Y':
+		d.u32("type oid")
+		d.cstring("type namespace")
+		d.cstring("type name")
+		return d.err
+	case 'O':
+		d.u64("origin lsn")
+		d.cstring("origin name")
+		return d.err
+	default:
+		return fmt.Errorf("unknown pgoutput message %q", b[0])
+	}
+	return d.err
+}
+
+func (st *streamState) relation(id uint32) (*relState, error) {
+	r, ok := st.rels[id]
+	if !ok {
+		return nil, fmt.Errorf("change for relation %d before its RELATION message", id)
+	}
+	return r, nil
+}

@@ -1,0 +1,363 @@
+// Package store is the sink: per-merchant minute aggregates with hourly and
+// daily rollups, the checkpoint that makes them exactly once, and the dead
+// letters, in a PostgreSQL schema of their own created by embedded
+// migrations.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Store is a connection pool to the sink schema.
+type Store struct {
+	pool       *pgxpool.Pool
+	schemaName string
+	schema     string // quoted identifier
+	cal        window.Calendar
+}
+
+// Open connects to the sink. schema is the unquoted schema name.
+func Open(ctx context.Context, dsn, schema string, loc *time.Location) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parsing sink dsn: %w", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "riskwatch-sink"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening sink pool: %w", err)
+	}
+	return &Store{pool: pool, schemaName: schema, schema: pgx.Identifier{schema}.Sanitize(), cal: window.NewCalendar(loc)}, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks the sink is reachable.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Pool exposes the pool for read-only queries of other packages' tests.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+func (s *Store) table(name string) string { return s.schema + "." + name }
+
+// Checkpoint is the durable position of the pipeline for one slot.
+type Checkpoint struct {
+	Slot string
+	// LSN: every source transaction ending at or before it is in the sink.
+	LSN uint64
+	// LastClosed is the newest closed minute.
+	LastClosed window.Minute
+	// Progress is the source commit time up to which changes are applied.
+	Progress time.Time
+	// SnapshotLSN is the consistent point of the first snapshot.
+	SnapshotLSN      uint64
+	BootstrappedAt   time.Time
+	BusinessTimezone string
+	UpdatedAt        time.Time
+}
+
+// ErrNoCheckpoint means the sink has never been bootstrapped for the slot.
+var ErrNoCheckpoint = errors.New("no checkpoint")
+
+// Checkpoint reads the slot's checkpoint, or ErrNoCheckpoint.
+func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error) {
+	cp := Checkpoint{Slot: slot}
+	var lsn, snap int64
+	var lastClosed time.Time
+	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone, updated_at
+		FROM %s WHERE slot = $1`, s.table("checkpoint")), slot).
+		Scan(&lsn, &lastClosed, &cp.Progress, &snap, &cp.BootstrappedAt, &cp.BusinessTimezone, &cp.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cp, ErrNoCheckpoint
+	}
+	if err != nil {
+		return cp, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	cp.LSN, cp.SnapshotLSN = uint64(lsn), uint64(snap)
+	cp.LastClosed = window.MinuteOf(lastClosed)
+	return cp, nil
+}
+
+// Batch is what one sink transaction applies.
+type Batch struct {
+	Deltas      []window.Delta
+	DeadLetters []event.DeadLetter
+	Checkpoint  Checkpoint
+}
+
+// Apply adds the deltas to the minute, hour and day aggregates, records the
+// dead letters and moves the checkpoint, all in one transaction: after a
+// crash either all of it is there or none, and the stream resumes after the
+// checkpoint. The checkpoint only moves forward; anything else means a second
+// writer, and the transaction is refused.
+func (s *Store) Apply(ctx context.Context, b *Batch) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("beginning sink transaction: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	var qb pgx.Batch
+	if len(b.Deltas) > 0 {
+		s.queueDeltas(&qb, b.Deltas)
+	}
+	cp := b.Checkpoint
+	qb.Queue(fmt.Sprintf(`UPDATE %s SET lsn = $2, last_closed = $3, progress = $4, updated_at = now()
+		WHERE slot = $1 AND lsn <= $2`, s.table("checkpoint")),
+		cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress).Exec(func(ct pgconn.CommandTag) error {
+		if ct.RowsAffected() != 1 {
+			return fmt.Errorf("checkpoint for slot %s is missing or ahead of %d: is another engine writing this sink?", cp.Slot, cp.LSN)
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+		return fmt.Errorf("applying %d deltas: %w", len(b.Deltas), err)
+	}
+	if len(b.DeadLetters) > 0 {
+		if err := s.insertDeadLetters(ctx, tx, "stream", b.DeadLetters); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("committing sink transaction: %w", err)
+	}
+	return nil
+}
+
+type rollupKey struct {
+	merchant int64
+	at       time.Time
+}
+
+// queueDeltas queues the three upserts. Each statement needs unique keys
+// (ON CONFLICT cannot touch a row twice), so hours and days are summed here.
+func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) {
+	hours := make(map[rollupKey]window.Agg)
+	days := make(map[rollupKey]window.Agg)
+	var hourOrder, dayOrder []rollupKey
+	minuteCal := make(map[window.Minute][2]time.Time)
+	for _, d := range deltas {
+		hd, ok := minuteCal[d.Minute]
+		if !ok {
+			hd = [2]time.Time{s.cal.Hour(d.Minute), s.cal.Day(d.Minute)}
+			minuteCal[d.Minute] = hd
+		}
+		for i, k := range []rollupKey{{d.Merchant, hd[0]}, {d.Merchant, hd[1]}} {
+			m, order := hours, &hourOrder
+			if i == 1 {
+				m, order = days, &dayOrder
+			}
+			a, seen := m[k]
+			if !seen {
+				*order = append(*order, k)
+			}
+			a.Add(d.Agg)
+			m[k] = a
+		}
+	}
+	mcols := columns(len(deltas))
+	for _, d := range deltas {
+		mcols.add(d.Merchant, d.Minute.Start(), d.Agg)
+	}
+	qb.Queue(upsertSQL(s.table("minute_agg"), "minute", "timestamptz"), mcols.args()...)
+	hcols := columns(len(hourOrder))
+	for _, k := range hourOrder {
+		hcols.add(k.merchant, k.at, hours[k])
+	}
+	qb.Queue(upsertSQL(s.table("hour_agg"), "hour", "timestamptz"), hcols.args()...)
+	dcols := columns(len(dayOrder))
+	for _, k := range dayOrder {
+		dcols.add(k.merchant, k.at, days[k])
+	}
+	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
+}
+
+type aggColumns struct {
+	merchants                  []int64
+	at                         []time.Time
+	approvals, approvedAmounts []int64
+	cancels, canceledAmounts   []int64
+}
+
+func columns(n int) *aggColumns {
+	return &aggColumns{
+		merchants: make([]int64, 0, n), at: make([]time.Time, 0, n),
+		approvals: make([]int64, 0, n), approvedAmounts: make([]int64, 0, n),
+		cancels: make([]int64, 0, n), canceledAmounts: make([]int64, 0, n),
+	}
+}
+
+func (c *aggColumns) add(merchant int64, at time.Time, a window.Agg) {
+	c.merchants = append(c.merchants, merchant)
+	c.at = append(c.at, at)
+	c.approvals = append(c.approvals, a.Approvals)
+	c.approvedAmounts = append(c.approvedAmounts, a.ApprovedAmount)
+	c.cancels = append(c.cancels, a.Cancels)
+	c.canceledAmounts = append(c.canceledAmounts, a.CanceledAmount)
+}
+
+func (c *aggColumns) args() []any {
+	return []any{c.merchants, c.at, c.approvals, c.approvedAmounts, c.cancels, c.canceledAmounts}
+}
+
+func upsertSQL(table, timeCol, timeType string) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s AS t (merchant_id, %[2]s, approvals, approved_amount, cancels, canceled_amount)
+		SELECT * FROM unnest($1::bigint[], $2::%[3]s[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+		ON CONFLICT (merchant_id, %[2]s) DO UPDATE SET
+			approvals = t.approvals + EXCLUDED.approvals,
+			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
+			cancels = t.cancels + EXCLUDED.cancels,
+			canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, table, timeCol, timeType)
+}
+
+func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string, dls []event.DeadLetter) error {
+	rows := make([][]any, len(dls))
+	for i, d := range dls {
+		var lsn *int64
+		var commit *time.Time
+		if d.LSN != 0 {
+			l := int64(d.LSN)
+			lsn = &l
+		}
+		if !d.CommitTime.IsZero() {
+			c := d.CommitTime
+			commit = &c
+		}
+		rows[i] = []any{origin, d.Table, d.Kind.String(), string(d.Reason), d.Detail, lsn, commit, d.Row}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"},
+		[]string{"origin", "source_table", "kind", "reason", "detail", "lsn", "commit_time", "row"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
+	}
+	return nil
+}
+
+// Loader writes the first snapshot inside the bootstrap transaction.
+type Loader struct {
+	tx pgx.Tx
+	s  *Store
+}
+
+// CopyMinutes streams minute aggregates in COPY text format, columns
+// (merchant_id, minute, approvals, approved_amount, cancels,
+// canceled_amount), from produce into the sink. Keys must not repeat.
+func (l *Loader) CopyMinutes(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
+	return l.copyFrom(ctx, "COPY "+l.s.table("minute_agg")+" (merchant_id, minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN", produce)
+}
+
+// CopyDeadLetters streams snapshot dead letters in COPY text format, columns
+// (source_table, kind, reason, detail, row).
+func (l *Loader) CopyDeadLetters(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
+	return l.copyFrom(ctx, "COPY pg_temp.snapshot_dead_letters (source_table, kind, reason, detail, row) FROM STDIN", produce)
+}
+
+func (l *Loader) copyFrom(ctx context.Context, sql string, produce func(w io.Writer) error) (int64, error) {
+	pr, pw := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := produce(pw)
+		pw.CloseWithError(err)
+		return err
+	})
+	var n int64
+	g.Go(func() error {
+		tag, err := l.tx.Conn().PgConn().CopyFrom(gctx, pr, sql)
+		if err != nil {
+			// Unblocks the producer when the sink side failed first.
+			pr.CloseWithError(err)
+			return fmt.Errorf("copying into sink: %w", err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	return n, g.Wait()
+}
+
+// Bootstrap replaces the sink's aggregates with what fill loads from the
+// first snapshot, builds the rollups from them and writes the checkpoint, in
+// one transaction: a crash during bootstrap leaves the sink as it was.
+func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx context.Context, l *Loader) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		steps := []struct {
+			what, sql string
+		}{
+			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"))},
+			{"clearing snapshot dead letters", fmt.Sprintf("DELETE FROM %s WHERE origin = 'snapshot'", s.table("dead_letters"))},
+			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
+		}
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql); err != nil {
+				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
+			}
+		}
+		if err := fill(ctx, &Loader{tx: tx, s: s}); err != nil {
+			return err
+		}
+		tz := s.cal.Location().String()
+		finish := []struct {
+			what, sql string
+			args      []any
+		}{
+			{"recording snapshot dead letters", fmt.Sprintf(`INSERT INTO %s (origin, source_table, kind, reason, detail, row)
+				SELECT 'snapshot', source_table, kind, reason, detail, row FROM pg_temp.snapshot_dead_letters`, s.table("dead_letters")), nil},
+			{"building hourly rollup", s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
+			{"building daily rollup", s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
+			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s (slot, lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone)
+				VALUES ($1, $2, $3, $4, $2, now(), $5)
+				ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, last_closed = EXCLUDED.last_closed, progress = EXCLUDED.progress,
+					snapshot_lsn = EXCLUDED.snapshot_lsn, bootstrapped_at = EXCLUDED.bootstrapped_at,
+					business_timezone = EXCLUDED.business_timezone, updated_at = now()`, s.table("checkpoint")),
+				[]any{cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress, tz}},
+		}
+		for _, st := range finish {
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
+			}
+		}
+		return nil
+	})
+}
+
+// rollupSQL sums the minutes into a rollup table; bucket is an expression of
+// minute and the time zone $1.
+func (s *Store) rollupSQL(table, bucket string) string {
+	return fmt.Sprintf(`INSERT INTO %s SELECT merchant_id, %s, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
+		FROM %s GROUP BY 1, 2`, s.table(table), bucket, s.table("minute_agg"))
+}
+
+// RebuildRollups recomputes the hourly and daily rollups from the minutes,
+// for when the business time zone changed since they were built.
+func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
+	tz := s.cal.Location().String()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		steps := []struct {
+			sql  string
+			args []any
+		}{
+			{fmt.Sprintf("TRUNCATE %s, %s", s.table("hour_agg"), s.table("day_agg")), nil},
+			{s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
+			{s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
+			{fmt.Sprintf("UPDATE %s SET business_timezone = $1 WHERE slot = $2", s.table("checkpoint")), []any{tz, slot}},
+		}
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("rebuilding rollups: %w", err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,184 @@
+// Package window buckets events into per-merchant minutes of transaction
+// time and decides when a minute is closed. It does no I/O: the pipeline feeds
+// it events in commit order and the source's progress (commit timestamps), and
+// drains the pending per-minute deltas into the sink.
+package window
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Minute is a minute bucket [start, start+1m), counted in whole minutes since
+// the Unix epoch (UTC). An int64 keeps map keys small and arithmetic exact.
+type Minute int64
+
+const (
+	usPerMinute = int64(60_000_000)
+)
+
+// MinuteOf returns the bucket holding t.
+func MinuteOf(t time.Time) Minute { return MinuteOfMicros(t.UnixMicro()) }
+
+// MinuteOfMicros returns the bucket holding the instant us (Unix microseconds).
+// It floors, so instants before 1970 land in the right bucket too.
+func MinuteOfMicros(us int64) Minute {
+	m := us / usPerMinute
+	if us%usPerMinute < 0 {
+		m--
+	}
+	return Minute(m)
+}
+
+// Start is the first instant of the minute, in UTC.
+func (m Minute) Start() time.Time { return time.UnixMicro(int64(m) * usPerMinute).UTC() }
+
+// End is the first instant after the minute (exclusive bound), in UTC.
+func (m Minute) End() time.Time { return (m + 1).Start() }
+
+// String formats the minute's start in RFC 3339, UTC.
+func (m Minute) String() string { return m.Start().Format(time.RFC3339) }
+
+// Agg is what is counted per merchant and minute. Money is integer KRW.
+type Agg struct {
+	Approvals      int64
+	ApprovedAmount int64
+	Cancels        int64
+	CanceledAmount int64
+}
+
+// Add adds b into a.
+func (a *Agg) Add(b Agg) {
+	a.Approvals += b.Approvals
+	a.ApprovedAmount += b.ApprovedAmount
+	a.Cancels += b.Cancels
+	a.CanceledAmount += b.CanceledAmount
+}
+
+// IsZero reports whether nothing was counted.
+func (a Agg) IsZero() bool { return a == Agg{} }
+
+// Key identifies one merchant's minute.
+type Key struct {
+	Merchant int64
+	Minute   Minute
+}
+
+// Delta is an increment to one stored minute aggregate.
+type Delta struct {
+	Key
+	Agg
+}
+
+// Window holds the deltas not yet written to the sink and the closing state.
+//
+// A minute M closes once the source has progressed (every change committed up
+// to that instant applied) to End(M)+grace. An event whose minute is already
+// closed is late: it is still counted, and the caller is told so.
+type Window struct {
+	graceUS    int64
+	lastClosed Minute
+	pending    map[Key]Agg
+	events     int
+}
+
+// New returns a window whose minutes up to and including lastClosed are
+// already closed (restored from the sink's checkpoint).
+func New(grace time.Duration, lastClosed Minute) *Window {
+	return &Window{graceUS: grace.Microseconds(), lastClosed: lastClosed, pending: make(map[Key]Agg)}
+}
+
+// LastClosed is the newest closed minute.
+func (w *Window) LastClosed() Minute { return w.lastClosed }
+
+// AddApproval counts one approval of amount at time us (Unix microseconds)
+// and reports whether it was late.
+func (w *Window) AddApproval(merchant, us, amount int64) (late bool) {
+	return w.add(merchant, us, Agg{Approvals: 1, ApprovedAmount: amount})
+}
+
+// AddCancel counts one cancellation of amount at time us (Unix microseconds)
+// and reports whether it was late.
+func (w *Window) AddCancel(merchant, us, amount int64) (late bool) {
+	return w.add(merchant, us, Agg{Cancels: 1, CanceledAmount: amount})
+}
+
+func (w *Window) add(merchant, us int64, d Agg) bool {
+	k := Key{Merchant: merchant, Minute: MinuteOfMicros(us)}
+	a := w.pending[k]
+	a.Add(d)
+	w.pending[k] = a
+	w.events++
+	return k.Minute <= w.lastClosed
+}
+
+// PendingEvents is the number of events added since the last Drain.
+func (w *Window) PendingEvents() int { return w.events }
+
+// PendingKeys is the number of distinct merchant-minutes since the last Drain.
+func (w *Window) PendingKeys() int { return len(w.pending) }
+
+// Drain returns the pending deltas sorted by merchant then minute (a stable
+// order keeps the sink's row locks in one order) and forgets them.
+func (w *Window) Drain() []Delta {
+	out := make([]Delta, 0, len(w.pending))
+	for k, a := range w.pending {
+		out = append(out, Delta{Key: k, Agg: a})
+	}
+	slices.SortFunc(out, func(a, b Delta) int {
+		if c := cmp.Compare(a.Merchant, b.Merchant); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Minute, b.Minute)
+	})
+	clear(w.pending)
+	w.events = 0
+	return out
+}
+
+// ClosableThrough is the newest minute that is closed once the source has
+// progressed to us (Unix microseconds): the last M with End(M)+grace <= us.
+func (w *Window) ClosableThrough(us int64) Minute {
+	return MinuteOfMicros(us-w.graceUS) - 1
+}
+
+// Advance records that every change committed up to us has been applied and
+// closes the minutes that this completes. It returns the closed range
+// [first, last]; ok is false when no minute closed. Progress never moves the
+// closing backwards.
+func (w *Window) Advance(us int64) (first, last Minute, ok bool) {
+	target := w.ClosableThrough(us)
+	if target <= w.lastClosed {
+		return 0, 0, false
+	}
+	first = w.lastClosed + 1
+	w.lastClosed = target
+	return first, target, true
+}
+
+// Calendar places a minute in the business time zone's hours and days, for
+// the sink's rollups.
+type Calendar struct {
+	loc *time.Location
+}
+
+// NewCalendar returns a calendar for the business time zone.
+func NewCalendar(loc *time.Location) Calendar { return Calendar{loc: loc} }
+
+// Location is the business time zone.
+func (c Calendar) Location() *time.Location { return c.loc }
+
+// Hour returns the start of the business-time-zone hour holding m (as an
+// instant; UTC and Asia/Seoul hours coincide, India's do not).
+func (c Calendar) Hour(m Minute) time.Time {
+	t := m.Start().In(c.loc)
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, c.loc)
+}
+
+// Day returns the business day holding m as a date at 00:00 UTC (the sink
+// stores it as a DATE, which has no zone).
+func (c Calendar) Day(m Minute) time.Time {
+	t := m.Start().In(c.loc)
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
