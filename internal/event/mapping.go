@@ -124,7 +124,7 @@ type Table struct {
 }
 
 type binding struct {
-	spec                          Spec
+	spec                           Spec
 	merchant, amount, time, filter int
 }
 

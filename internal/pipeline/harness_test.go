@@ -222,7 +222,6 @@ func (r *running) counter(name string, labels ...string) float64 {
 	return 0
 }
 
-
 // sourceMinutesSQL is SPEC §4's reference: the same GROUP BY over the source
 // tables, limited to rows that are events (valid and within retention of
 // when they were written; the tests write no row near those limits except

@@ -91,7 +91,7 @@ func TestInvalidLateIgnoredAndIdle(t *testing.T) {
 	// On time.
 	e.exec(`INSERT INTO payments VALUES (3, 10, 5000, 'approved', now())`)
 	// Invalid rows, one per reason.
-	e.exec(`INSERT INTO payments VALUES (4, 11, -5, 'approved', now())`)                         // negative_amount
+	e.exec(`INSERT INTO payments VALUES (4, 11, -5, 'approved', now())`)                          // negative_amount
 	e.exec(`INSERT INTO payments VALUES (5, 11, 100, 'approved', now() + interval '10 minutes')`) // future_time
 	e.exec(`INSERT INTO payment_cancels VALUES (6, 5, 11, 100, now() - interval '9 days')`)       // older_than_retention
 	e.exec(`INSERT INTO loose (merchant, amount, at) VALUES (NULL, 1, now())`)                    // null_merchant
