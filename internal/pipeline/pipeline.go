@@ -205,7 +205,7 @@ func (e *Engine) session(ctx context.Context) error {
 	g.Go(func() error {
 		return e.src.Stream(gctx, source.StreamOptions{
 			Start: source.LSN(cp.LSN), Flushed: func() source.LSN { return source.LSN(a.durable.Load()) },
-			Tracker: e.tracker, Out: txns,
+			Tracker: e.tracker, Out: txns, OnStreaming: func() { e.ready.Store(true) },
 		})
 	})
 	g.Go(func() error {
@@ -213,7 +213,6 @@ func (e *Engine) session(ctx context.Context) error {
 	})
 	g.Go(func() error { return a.run(gctx) })
 	g.Go(func() error { return e.catchUpProgress(gctx, a) })
-	e.ready.Store(true)
 	return g.Wait()
 }
 

@@ -164,8 +164,10 @@ func TestInvalidLateIgnoredAndIdle(t *testing.T) {
 	r.assertMatches(sourceMinutesSQL + ` UNION ALL SELECT merchant, date_trunc('minute', at), 1, amount, 0, 0 FROM loose WHERE merchant > 0 AND amount IS NOT NULL AND isfinite(at)`)
 
 	// Idle: no more writes. Minutes must keep closing from heartbeats alone,
-	// up to the one the source clock says is over.
+	// up to the one the source clock says is over, and the slot must keep
+	// advancing so the server does not hold WAL for it.
 	before := r.eng.Status().LastClosed
+	flushedBefore := slotFlushed(t, e)
 	r.waitFor("an idle minute to close", 75*time.Second, func() bool { return r.eng.Status().LastClosed > before })
 	var srcNow time.Time
 	if err := e.pool.QueryRow(context.Background(), "SELECT clock_timestamp()").Scan(&srcNow); err != nil {
@@ -179,6 +181,18 @@ func TestInvalidLateIgnoredAndIdle(t *testing.T) {
 	if lag := r.eng.Status().LagSeconds; lag > 5 {
 		t.Errorf("idle lag %.1fs", lag)
 	}
+	r.waitFor("the slot to advance while idle", 10*time.Second, func() bool { return slotFlushed(t, e) > flushedBefore })
+}
+
+// slotFlushed is the slot's confirmed_flush_lsn as the server sees it.
+func slotFlushed(t *testing.T, e *env) uint64 {
+	t.Helper()
+	var lsn int64
+	err := e.pool.QueryRow(context.Background(), `SELECT (confirmed_flush_lsn - '0/0')::bigint FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(lsn)
 }
 
 // TestBusinessDayBoundary: the minutes either side of midnight in Asia/Seoul
@@ -258,5 +272,31 @@ func TestLedgerMapping(t *testing.T) {
 		FROM ledger WHERE type IN ('pay', 'refund') GROUP BY 1, 2`)
 	if got := r.counter("riskwatch_filtered_rows_total"); got != 100 {
 		t.Fatalf("filtered rows = %v, want the 100 streamed 'fee' rows", got)
+	}
+}
+
+// TestSourceRestart: the source server restarts mid-stream; the engine
+// reconnects by itself and the totals still match. Not parallel: it restarts
+// the server every test of this package shares (Go runs the sequential tests
+// before the parallel ones).
+func TestSourceRestart(t *testing.T) {
+	e := newEnv(t, "testdata/schema.sql")
+	r := e.start(e.config(nil), nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	ins := startInserter(t, e.dsn, 30, time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
+	if err := cluster.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the pipeline to restart", 30*time.Second, func() bool { return r.counter("riskwatch_pipeline_restarts_total") >= 1 })
+	afterRestart := ins.count.Load()
+	r.waitFor("writes after the restart", 30*time.Second, func() bool { return ins.count.Load() > afterRestart+200 })
+	n := ins.halt()
+	r.caughtUp(60 * time.Second)
+	t.Logf("%d payments committed, %d insert errors while the server was down, %v pipeline restarts",
+		n, ins.errs.Load(), r.counter("riskwatch_pipeline_restarts_total"))
+	r.assertMatches(sourceMinutesSQL)
+	if !r.eng.Status().Ready {
+		t.Fatal("engine not ready after the source came back")
 	}
 }

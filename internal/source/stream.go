@@ -78,6 +78,8 @@ type StreamOptions struct {
 	Tracker *Tracker
 	// Out receives every transaction committed after Start, in commit order.
 	Out chan<- *Txn
+	// OnStreaming, when set, is called once the server has started sending.
+	OnStreaming func()
 }
 
 // Stream replicates from the slot until ctx is done or the connection fails.
@@ -103,6 +105,9 @@ func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
 		return fmt.Errorf("starting replication from %s: %w", so.Start, err)
 	}
 	s.log.Info("streaming", "slot", s.opts.Slot, "from", so.Start.String())
+	if so.OnStreaming != nil {
+		so.OnStreaming()
+	}
 
 	st := &streamState{src: s, so: so, rels: make(map[uint32]*relState), received: so.Start}
 	nextStatus := time.Now()
