@@ -367,4 +367,3 @@ func firstDiff(got, want string) string {
 	}
 	return "identical"
 }
-
