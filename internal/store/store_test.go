@@ -1,0 +1,291 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+
+func seoul(t *testing.T) *time.Location {
+	loc, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func openStore(t *testing.T, loc *time.Location) *Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(ctx, cluster.NewDB(t), "rw_sink", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	applied, err := s.Migrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) == 0 {
+		t.Fatal("first migrate applied nothing")
+	}
+	again, err := s.Migrate(ctx)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second migrate: %v %v", again, err)
+	}
+	return s
+}
+
+func minute(t *testing.T, s string) window.Minute {
+	tm, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return window.MinuteOf(tm)
+}
+
+func bootstrapEmpty(t *testing.T, s *Store, lsn uint64) {
+	t.Helper()
+	err := s.Bootstrap(context.Background(), Checkpoint{Slot: "s1", LSN: lsn, LastClosed: minute(t, "2026-11-25T14:00:00Z"), Progress: time.Date(2026, 11, 25, 14, 1, 1, 0, time.UTC)},
+		func(ctx context.Context, l *Loader) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckpointMissing(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, seoul(t))
+	if _, err := s.Checkpoint(context.Background(), "nope"); !errors.Is(err, ErrNoCheckpoint) {
+		t.Fatalf("err = %v, want ErrNoCheckpoint", err)
+	}
+}
+
+// TestApplyRollupsAndExport: deltas accumulate per minute, and the rollups
+// follow the Seoul day (14:59 UTC is 23:59 on the 25th there, 15:00 UTC is
+// the 26th).
+func TestApplyRollupsAndExport(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	bootstrapEmpty(t, s, 100)
+	m1459, m1500 := minute(t, "2026-11-25T14:59:00Z"), minute(t, "2026-11-25T15:00:00Z")
+	batches := []Batch{
+		{Deltas: []window.Delta{
+			{Key: window.Key{Merchant: 7, Minute: m1459}, Agg: window.Agg{Approvals: 2, ApprovedAmount: 3000}},
+			{Key: window.Key{Merchant: 7, Minute: m1500}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 500, Cancels: 1, CanceledAmount: 200}},
+		}, Checkpoint: Checkpoint{Slot: "s1", LSN: 200, LastClosed: m1459, Progress: m1500.Start()}},
+		{Deltas: []window.Delta{
+			// A late event for 14:59 lands in the stored minute.
+			{Key: window.Key{Merchant: 7, Minute: m1459}, Agg: window.Agg{Cancels: 1, CanceledAmount: 1000}},
+			{Key: window.Key{Merchant: 3, Minute: m1500}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 9_000_000_000}},
+		}, DeadLetters: []event.DeadLetter{{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNegativeAmount, Detail: "amount -5",
+			Row: map[string]any{"id": 1, "amount": -5}, LSN: 250, CommitTime: m1500.Start()}},
+			Checkpoint: Checkpoint{Slot: "s1", LSN: 300, LastClosed: m1500, Progress: m1500.End()}},
+	}
+	for i := range batches {
+		if err := s.Apply(ctx, &batches[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := s.Checkpoint(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.LSN != 300 || cp.LastClosed != m1500 || !cp.Progress.Equal(m1500.End()) || cp.SnapshotLSN != 100 || cp.BusinessTimezone != "Asia/Seoul" {
+		t.Fatalf("checkpoint = %+v", cp)
+	}
+	var out bytes.Buffer
+	if _, err := s.ExportMinutes(ctx, m1459.Start(), m1500.End(), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := ExportHeader + "\n" +
+		"3,2026-11-25T15:00:00Z,1,9000000000,0,0\n" +
+		"7,2026-11-25T14:59:00Z,2,3000,1,1000\n" +
+		"7,2026-11-25T15:00:00Z,1,500,1,200\n"
+	if out.String() != want {
+		t.Fatalf("export:\n%s\nwant:\n%s", out.String(), want)
+	}
+	type day struct {
+		merchant int64
+		day      string
+		a, aa    int64
+		c, ca    int64
+	}
+	rows, err := s.Pool().Query(ctx, `SELECT merchant_id, day::text, approvals, approved_amount, cancels, canceled_amount FROM rw_sink.day_agg ORDER BY 1, 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var days []day
+	for rows.Next() {
+		var d day
+		if err := rows.Scan(&d.merchant, &d.day, &d.a, &d.aa, &d.c, &d.ca); err != nil {
+			t.Fatal(err)
+		}
+		days = append(days, d)
+	}
+	wantDays := []day{{3, "2026-11-26", 1, 9_000_000_000, 0, 0}, {7, "2026-11-25", 2, 3000, 1, 1000}, {7, "2026-11-26", 1, 500, 1, 200}}
+	if len(days) != len(wantDays) {
+		t.Fatalf("days = %v, want %v", days, wantDays)
+	}
+	for i := range days {
+		if days[i] != wantDays[i] {
+			t.Fatalf("days = %v, want %v", days, wantDays)
+		}
+	}
+	var n int
+	var reason string
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*), min(reason) FROM rw_sink.dead_letters WHERE origin = 'stream' AND lsn = 250`).Scan(&n, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || reason != "negative_amount" {
+		t.Fatalf("dead letters = %d %s", n, reason)
+	}
+}
+
+// TestCheckpointOnlyMovesForward: a batch behind the checkpoint is refused
+// whole (nothing of it is applied).
+func TestCheckpointOnlyMovesForward(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, time.UTC)
+	bootstrapEmpty(t, s, 500)
+	m := minute(t, "2026-11-25T10:00:00Z")
+	err := s.Apply(ctx, &Batch{Deltas: []window.Delta{{Key: window.Key{Merchant: 1, Minute: m}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 1}}},
+		Checkpoint: Checkpoint{Slot: "s1", LSN: 400, LastClosed: m, Progress: m.End()}})
+	if err == nil || !strings.Contains(err.Error(), "another engine") {
+		t.Fatalf("err = %v", err)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM rw_sink.minute_agg`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("refused batch left %d rows", n)
+	}
+	if err := s.Apply(ctx, &Batch{Checkpoint: Checkpoint{Slot: "unknown", LSN: 900, LastClosed: m, Progress: m.End()}}); err == nil {
+		t.Fatal("a checkpoint for a slot never bootstrapped was accepted")
+	}
+}
+
+// TestBootstrapIsAtomic: a failing load leaves the previous sink untouched;
+// a successful one replaces it and builds rollups in the business zone.
+func TestBootstrapIsAtomic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	load := func(rows string) func(ctx context.Context, l *Loader) error {
+		return func(ctx context.Context, l *Loader) error {
+			if _, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+				_, err := io.WriteString(w, rows)
+				return err
+			}); err != nil {
+				return err
+			}
+			_, err := l.CopyDeadLetters(ctx, func(w io.Writer) error {
+				_, err := io.WriteString(w, "public.payments\tapproval\tnull_time\tfound by the first snapshot\t{\"id\": 9}\n")
+				return err
+			})
+			return err
+		}
+	}
+	cp := Checkpoint{Slot: "s1", LSN: 1000, LastClosed: minute(t, "2026-11-25T15:00:00Z"), Progress: time.Date(2026, 11, 25, 15, 1, 2, 0, time.UTC)}
+	good := "7\t2026-11-25 14:59:00+00\t2\t3000\t1\t1000\n7\t2026-11-25 15:00:00+00\t1\t500\t0\t0\n"
+	if err := s.Bootstrap(ctx, cp, load(good)); err != nil {
+		t.Fatal(err)
+	}
+	// The producer fails midway: nothing of this attempt may remain.
+	failing := func(ctx context.Context, l *Loader) error {
+		_, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+			io.WriteString(w, "8\t2026-11-25 10:00:00+00\t1\t1\t0\t0\n")
+			return errors.New("source went away")
+		})
+		return err
+	}
+	cp2 := cp
+	cp2.LSN = 2000
+	if err := s.Bootstrap(ctx, cp2, failing); err == nil || !strings.Contains(err.Error(), "source went away") {
+		t.Fatalf("failing bootstrap: %v", err)
+	}
+	got, err := s.Checkpoint(ctx, "s1")
+	if err != nil || got.LSN != 1000 {
+		t.Fatalf("checkpoint after failed bootstrap = %+v, %v", got, err)
+	}
+	var minutes, hours, days, dead int
+	err = s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM rw_sink.minute_agg), (SELECT count(*) FROM rw_sink.hour_agg),
+		(SELECT count(*) FROM rw_sink.day_agg), (SELECT count(*) FROM rw_sink.dead_letters WHERE origin = 'snapshot')`).Scan(&minutes, &hours, &days, &dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 14:59 and 15:00 UTC: two hours, and two Seoul days (23:59 on the 25th, 00:00 on the 26th).
+	if minutes != 2 || hours != 2 || days != 2 || dead != 1 {
+		t.Fatalf("after bootstrap: %d minutes, %d hours, %d days, %d dead letters; want 2, 2, 2, 1", minutes, hours, days, dead)
+	}
+	// A second successful bootstrap replaces, not adds.
+	if err := s.Bootstrap(ctx, cp2, load(good)); err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	if err := s.Pool().QueryRow(ctx, `SELECT sum(approvals) FROM rw_sink.day_agg`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM rw_sink.dead_letters`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 3 || dead != 1 {
+		t.Fatalf("after re-bootstrap: %d approvals, %d dead letters; want 3, 1", sum, dead)
+	}
+}
+
+// TestRebuildRollups: changing the business zone rebuilds days from minutes.
+func TestRebuildRollups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := cluster.NewDB(t)
+	s, err := Open(ctx, dsn, "rw_sink", seoul(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bootstrapEmpty(t, s, 1)
+	m := minute(t, "2026-11-25T15:30:00Z") // the 26th in Seoul, the 25th in UTC
+	if err := s.Apply(ctx, &Batch{Deltas: []window.Delta{{Key: window.Key{Merchant: 1, Minute: m}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 10}}},
+		Checkpoint: Checkpoint{Slot: "s1", LSN: 2, LastClosed: m, Progress: m.End()}}); err != nil {
+		t.Fatal(err)
+	}
+	utc, err := Open(ctx, dsn, "rw_sink", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer utc.Close()
+	if err := utc.RebuildRollups(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	var day string
+	if err := utc.Pool().QueryRow(ctx, `SELECT day::text FROM rw_sink.day_agg WHERE merchant_id = 1`).Scan(&day); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := utc.Checkpoint(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if day != "2026-11-25" || cp.BusinessTimezone != "UTC" {
+		t.Fatalf("after rebuild in UTC: day %s, zone %s", day, cp.BusinessTimezone)
+	}
+}
