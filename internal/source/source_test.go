@@ -1,0 +1,221 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/pgtest"
+)
+
+var cluster *pgtest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+
+func defaultSpecs() []event.Spec {
+	return []event.Spec{
+		{Schema: "public", Table: "payments", Kind: event.Approval, Merchant: "merchant_id", Amount: "amount", Time: "approved_at"},
+		{Schema: "public", Table: "payment_cancels", Kind: event.Cancel, Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
+	}
+}
+
+func newTestSource(t *testing.T, dsn, slot string, specs []event.Spec) *Source {
+	t.Helper()
+	m, err := event.NewMapping(specs, event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(Options{DSN: dsn, Slot: slot, Publication: slot, Mapping: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+const ddl = `CREATE TABLE payments (id bigint PRIMARY KEY, merchant_id bigint NOT NULL, amount bigint NOT NULL, status text NOT NULL, approved_at timestamptz NOT NULL);
+	CREATE TABLE payment_cancels (id bigint PRIMARY KEY, payment_id bigint NOT NULL, merchant_id bigint NOT NULL, cancel_amount bigint NOT NULL, canceled_at timestamptz NOT NULL)`
+
+func TestPrepareRejectsMappingsThatDoNotMatch(t *testing.T) {
+	t.Parallel()
+	dsn := cluster.NewDB(t)
+	ctx := context.Background()
+	if err := cluster.Exec(ctx, dbOf(dsn), ddl+`; CREATE TABLE odd (id int, merchant text, amount bigint, at date)`); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		spec event.Spec
+		want string
+	}{
+		{"missing table", event.Spec{Schema: "public", Table: "nope", Kind: event.Approval, Merchant: "m", Amount: "a", Time: "t"}, "public.nope does not exist"},
+		{"missing column", event.Spec{Schema: "public", Table: "payments", Kind: event.Approval, Merchant: "merchant_id", Amount: "amount", Time: "paid_at"}, `time column "paid_at" does not exist`},
+		{"text merchant", event.Spec{Schema: "public", Table: "odd", Kind: event.Approval, Merchant: "merchant", Amount: "amount", Time: "at"}, `merchant column "merchant"`},
+		{"date time", event.Spec{Schema: "public", Table: "odd", Kind: event.Approval, Merchant: "id", Amount: "amount", Time: "at"}, `time column "at"`},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestSource(t, dsn, fmt.Sprintf("prep_%d", i), []event.Spec{tc.spec})
+			err := s.Prepare(ctx)
+			if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Prepare: %v (permanent %v), want a permanent error containing %q", err, IsPermanent(err), tc.want)
+			}
+		})
+	}
+}
+
+func dbOf(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		panic(err)
+	}
+	return cfg.Database
+}
+
+func TestPreparePublicationIsCreatedThenExtended(t *testing.T) {
+	t.Parallel()
+	dsn := cluster.NewDB(t)
+	ctx := context.Background()
+	if err := cluster.Exec(ctx, dbOf(dsn), ddl+`; CREATE TABLE ledger (id int, shop bigint, krw bigint, at timestamptz, type text)`); err != nil {
+		t.Fatal(err)
+	}
+	tables := func() []string {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		rows, _ := conn.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = 'pub_ext' ORDER BY 1`)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := newTestSource(t, dsn, "pub_ext", defaultSpecs()).Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(tables()); got != "[public.payment_cancels public.payments]" {
+		t.Fatalf("publication tables = %s", got)
+	}
+	specs := append(defaultSpecs(), event.Spec{Schema: "public", Table: "ledger", Kind: event.Approval, Merchant: "shop", Amount: "krw", Time: "at", FilterColumn: "type", FilterIn: []string{"pay"}})
+	if err := newTestSource(t, dsn, "pub_ext", specs).Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(tables()); got != "[public.ledger public.payment_cancels public.payments]" {
+		t.Fatalf("publication tables after extending = %s", got)
+	}
+}
+
+// TestFailedSnapshotDropsSlot: a first snapshot that fails must not leave a
+// slot behind whose start point the sink never reached.
+func TestFailedSnapshotDropsSlot(t *testing.T) {
+	t.Parallel()
+	dsn := cluster.NewDB(t)
+	ctx := context.Background()
+	if err := cluster.Exec(ctx, dbOf(dsn), ddl); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSource(t, dsn, "snap_fail", defaultSpecs())
+	if err := s.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if si, err := s.Slot(ctx); err != nil || si != nil {
+		t.Fatalf("slot before: %+v %v", si, err)
+	}
+	boom := errors.New("sink unavailable")
+	var seen *Snapshot
+	err := s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
+		seen = snap
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	if seen == nil || seen.LSN == 0 || seen.Time.IsZero() {
+		t.Fatalf("snapshot = %+v", seen)
+	}
+	if si, err := s.Slot(ctx); err != nil || si != nil {
+		t.Fatalf("slot after failed snapshot: %+v %v", si, err)
+	}
+	if err := s.DropSlot(ctx); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("drop missing slot: %v", err)
+	}
+}
+
+// TestSnapshotChunksAndDeadLetters: the snapshot sees rows committed before
+// the slot and not after; with time indexes the range is split into days.
+func TestSnapshotChunksAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	dsn := cluster.NewDB(t)
+	ctx := context.Background()
+	if err := cluster.Exec(ctx, dbOf(dsn), ddl+`;
+		INSERT INTO payments VALUES (1, 5, 100, 'a', now() - interval '1 hour'), (2, 5, -1, 'a', now()), (3, 5, 7, 'a', now() + interval '1 hour'),
+			(4, 5, 9, 'a', now() - interval '9 days')`); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSource(t, dsn, "snap_chunks", defaultSpecs())
+	if err := s.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var minutes, dead strings.Builder
+	var chunks []Chunk
+	err := s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
+		chunks = snap.Chunks()
+		// Committed after the consistent point: invisible here.
+		if err := cluster.Exec(ctx, dbOf(dsn), `INSERT INTO payments VALUES (10, 6, 1, 'a', now())`); err != nil {
+			return err
+		}
+		for _, c := range chunks {
+			if _, err := snap.CopyMinutes(ctx, c, &minutes); err != nil {
+				return err
+			}
+		}
+		_, err := snap.CopyDeadLetters(ctx, &dead)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chunks) != 1 {
+		t.Fatalf("without time indexes: %d chunks, want 1", len(chunks))
+	}
+	if got := strings.Count(minutes.String(), "\n"); got != 1 || !strings.HasPrefix(minutes.String(), "5\t") || !strings.Contains(minutes.String(), "\t1\t100\t0\t0\n") {
+		t.Fatalf("snapshot minutes = %q, want merchant 5's one valid payment", minutes.String())
+	}
+	for _, want := range []string{"negative_amount", "future_time"} {
+		if !strings.Contains(dead.String(), want) {
+			t.Fatalf("snapshot dead letters lack %s: %q", want, dead.String())
+		}
+	}
+	if strings.Count(dead.String(), "\n") != 2 {
+		t.Fatalf("snapshot dead letters = %q, want 2 (the 9-day-old row is history, not an event)", dead.String())
+	}
+	// With indexes on both time columns, days.
+	if err := cluster.Exec(ctx, dbOf(dsn), `CREATE INDEX ON payments (approved_at); CREATE INDEX ON payment_cancels (canceled_at)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropSlot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
+		chunks = snap.Chunks()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 8 days back and 5 minutes ahead, cut at UTC midnights: 9 or 10 pieces.
+	if len(chunks) < 9 || len(chunks) > 10 {
+		t.Fatalf("with time indexes: %d chunks", len(chunks))
+	}
+	for i := 1; i < len(chunks); i++ {
+		if !chunks[i].From.Equal(chunks[i-1].To) {
+			t.Fatalf("chunks leave a gap or overlap: %v", chunks)
+		}
+	}
+}
