@@ -50,7 +50,60 @@ type Config struct {
 	HTTP             HTTP           `yaml:"http"`
 	Mapping          []TableMapping `yaml:"mapping"` // default: DefaultMapping()
 	Pipeline         Pipeline       `yaml:"pipeline"`
+	Rules            Rules          `yaml:"rules"`
+	Alerts           Alerts         `yaml:"alerts"`
+	Notify           Notify         `yaml:"notify"`
 	Log              Log            `yaml:"log"`
+}
+
+// Rules holds the thresholds of SPEC §5 and §6, named as there. Fractions
+// are read as the decimal written in the file and compared exactly.
+type Rules struct {
+	CancelRateSpike CancelRateSpike `yaml:"cancel_rate_spike"`
+	VolumeDrop      VolumeDrop      `yaml:"volume_drop"`
+}
+
+// CancelRateSpike: the 1-hour cancel rate against the 7-day rate (SPEC §5).
+type CancelRateSpike struct {
+	MinBaselineApprovals int64   `yaml:"min_baseline_approvals"` // default 100; >= 0
+	BaselineFloor        float64 `yaml:"baseline_floor"`         // default 0.002; 0..1
+	MinCancels           int64   `yaml:"min_cancels"`            // default 5; >= 1
+	Multiplier           float64 `yaml:"multiplier"`             // default 2.0; > 0
+	MinApprovals         int64   `yaml:"min_approvals"`          // default 20; >= 0
+}
+
+// VolumeDrop: a large merchant's volume today against its usual curve (SPEC §6).
+type VolumeDrop struct {
+	LargeDailyAmount    int64   `yaml:"large_daily_amount"`    // default 1,000,000,000 KRW; > 0
+	MinExpectedFraction float64 `yaml:"min_expected_fraction"` // default 0.05; 0..1
+	DropRatio           float64 `yaml:"drop_ratio"`            // default 0.5; (0, 1]
+}
+
+// Alerts is the alert lifecycle (SPEC §7).
+type Alerts struct {
+	RepeatInterval Duration `yaml:"repeat_interval"` // default 4h; > 0
+	ResolveAfter   int      `yaml:"resolve_after"`   // default 5; >= 1
+}
+
+// Notify lists where alerts are sent.
+type Notify struct {
+	Receivers  []Receiver `yaml:"receivers"`
+	BackoffMin Duration   `yaml:"backoff_min"` // default 1s; > 0
+	BackoffMax Duration   `yaml:"backoff_max"` // default 5m; >= backoff_min
+}
+
+// Receiver is one notification channel.
+type Receiver struct {
+	Name string `yaml:"name"` // unique; [a-z0-9_-]
+	// Type: webhook (generic JSON), slack (incoming webhook), pagerduty
+	// (Events API v2), alertmanager (API v2) or log (the engine's own log).
+	Type       string            `yaml:"type"`
+	URL        string            `yaml:"url"`         // http(s); for alertmanager the base URL; pagerduty defaults to the public Events API
+	RoutingKey string            `yaml:"routing_key"` // pagerduty only; required there
+	Headers    map[string]string `yaml:"headers"`     // webhook only (e.g. Authorization)
+	Timeout    Duration          `yaml:"timeout"`     // default 10s per send
+	// Rules, when set, limits the receiver to these rules.
+	Rules []string `yaml:"rules"`
 }
 
 // Source is the PostgreSQL server read through logical replication.
@@ -73,6 +126,9 @@ type Sink struct {
 // HTTP is the metrics/health/query listener.
 type HTTP struct {
 	Listen string `yaml:"listen"` // default "127.0.0.1:8080"; must parse with net.SplitHostPort, port numeric 0..65535
+	// ExternalURL is how operators reach the dashboard; alerts link to it.
+	// Default: http://<listen>.
+	ExternalURL string `yaml:"external_url"`
 }
 
 // TableMapping tells riskwatch which columns of a source table carry the
@@ -155,7 +211,13 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
-		Mapping:          DefaultMapping(),
+		Rules: Rules{
+			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},
+			VolumeDrop:      VolumeDrop{LargeDailyAmount: 1_000_000_000, MinExpectedFraction: 0.05, DropRatio: 0.5},
+		},
+		Alerts:  Alerts{RepeatInterval: Duration(4 * time.Hour), ResolveAfter: 5},
+		Notify:  Notify{BackoffMin: Duration(time.Second), BackoffMax: Duration(5 * time.Minute)},
+		Mapping: DefaultMapping(),
 		Pipeline: Pipeline{
 			FlushInterval:  Duration(100 * time.Millisecond),
 			MaxBatchEvents: 50000,
@@ -201,6 +263,9 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	if len(cfg.Mapping) == 0 {
 		cfg.Mapping = DefaultMapping()
+	}
+	if len(cfg.Notify.Receivers) == 0 {
+		cfg.Notify.Receivers = nil
 	}
 	if v := getenv(EnvSourceDSN); v != "" {
 		cfg.Source.DSN = v

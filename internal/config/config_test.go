@@ -214,6 +214,16 @@ pipeline:
   flush_interval: 250ms
   max_batch_events: 1000
   queue_size: 8
+rules:
+  cancel_rate_spike: {min_baseline_approvals: 50, baseline_floor: 0.001, min_cancels: 3, multiplier: 2.5, min_approvals: 10}
+  volume_drop: {large_daily_amount: 500000000, min_expected_fraction: 0.1, drop_ratio: 0.8}
+alerts: {repeat_interval: 1h, resolve_after: 3}
+notify:
+  backoff_min: 2s
+  backoff_max: 1m
+  receivers:
+    - {name: hook, type: webhook, url: "https://h.example/x", headers: {Authorization: "Bearer t"}, timeout: 3s, rules: [volume_drop]}
+    - {name: pd, type: pagerduty, routing_key: rk}
 log:
   level: debug
   format: json
@@ -236,7 +246,16 @@ log:
 			Filter: &Filter{Column: "type", In: []string{"approval", "capture"}},
 		}},
 		Pipeline: Pipeline{FlushInterval: Duration(250 * time.Millisecond), MaxBatchEvents: 1000, QueueSize: 8},
-		Log:      Log{Level: "debug", Format: "json"},
+		Rules: Rules{
+			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 50, BaselineFloor: 0.001, MinCancels: 3, Multiplier: 2.5, MinApprovals: 10},
+			VolumeDrop:      VolumeDrop{LargeDailyAmount: 500_000_000, MinExpectedFraction: 0.1, DropRatio: 0.8},
+		},
+		Alerts: Alerts{RepeatInterval: Duration(time.Hour), ResolveAfter: 3},
+		Notify: Notify{BackoffMin: Duration(2 * time.Second), BackoffMax: Duration(time.Minute), Receivers: []Receiver{
+			{Name: "hook", Type: "webhook", URL: "https://h.example/x", Headers: map[string]string{"Authorization": "Bearer t"}, Timeout: Duration(3 * time.Second), Rules: []string{"volume_drop"}},
+			{Name: "pd", Type: "pagerduty", RoutingKey: "rk"},
+		}},
+		Log: Log{Level: "debug", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse\n got  %+v\n want %+v", got, want)
@@ -399,6 +418,25 @@ func TestValidateRules(t *testing.T) {
 		}, "source.reconnect_max: must be at least source.reconnect_min (1m), got 30s", true},
 		{"sink dsn unparsable", func(c *Config) { c.Sink.DSN = "host=h port=x" }, "sink.dsn: cannot parse connection string", false},
 		{"sink dsn empty", func(c *Config) { c.Sink.DSN = "" }, "sink.dsn: required", false},
+		{"baseline floor above 1", func(c *Config) { c.Rules.CancelRateSpike.BaselineFloor = 1.5 }, "rules.cancel_rate_spike.baseline_floor: must be in [0, 1], got 1.5", true},
+		{"multiplier zero", func(c *Config) { c.Rules.CancelRateSpike.Multiplier = 0 }, "rules.cancel_rate_spike.multiplier: must be in (0, 1000], got 0", true},
+		{"min cancels zero", func(c *Config) { c.Rules.CancelRateSpike.MinCancels = 0 }, "rules.cancel_rate_spike.min_cancels: must be at least 1, got 0", true},
+		{"min approvals negative", func(c *Config) { c.Rules.CancelRateSpike.MinApprovals = -1 }, "rules.cancel_rate_spike.min_approvals: must be at least 0", false},
+		{"min baseline approvals negative", func(c *Config) { c.Rules.CancelRateSpike.MinBaselineApprovals = -1 }, "rules.cancel_rate_spike.min_baseline_approvals", false},
+		{"large amount zero", func(c *Config) { c.Rules.VolumeDrop.LargeDailyAmount = 0 }, "rules.volume_drop.large_daily_amount: must be greater than 0, got 0", true},
+		{"drop ratio zero", func(c *Config) { c.Rules.VolumeDrop.DropRatio = 0 }, "rules.volume_drop.drop_ratio: must be in (0, 1], got 0", true},
+		{"expected fraction", func(c *Config) { c.Rules.VolumeDrop.MinExpectedFraction = -0.1 }, "rules.volume_drop.min_expected_fraction", false},
+		{"resolve after zero", func(c *Config) { c.Alerts.ResolveAfter = 0 }, "alerts.resolve_after: must be at least 1, got 0", true},
+		{"repeat zero", func(c *Config) { c.Alerts.RepeatInterval = 0 }, "alerts.repeat_interval: must be greater than 0s", false},
+		{"external url", func(c *Config) { c.HTTP.ExternalURL = "dash" }, `http.external_url: must be an absolute http(s) URL, got "dash"`, true},
+		{"receiver type", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "email", URL: "https://h/"}} }, "notify.receivers[0].type", false},
+		{"receiver url", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "webhook", URL: "ftp://h/"}} }, `notify.receivers[0].url: must be an absolute http(s) URL, got "ftp://h/"`, true},
+		{"receiver name dup", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "x", Type: "log"}, {Name: "x", Type: "log"}}
+		}, `notify.receivers[1].name: "x" is used by another receiver`, true},
+		{"pagerduty key", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "pd", Type: "pagerduty"}} }, "notify.receivers[0].routing_key: required for pagerduty", true},
+		{"receiver rule", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "log", Rules: []string{"spike"}}} }, "notify.receivers[0].rules[0]", false},
+		{"backoff", func(c *Config) { c.Notify.BackoffMax = Duration(time.Millisecond) }, "notify.backoff_max: must be at least notify.backoff_min", false},
 		{"sink schema digit", func(c *Config) { c.Sink.Schema = "1risk" }, `sink.schema: must match ^[a-z_][a-z0-9_]{0,62}$, got "1risk"`, true},
 		{"sink schema empty", func(c *Config) { c.Sink.Schema = "" }, "sink.schema: must match", false},
 		{"timezone unknown", func(c *Config) { c.BusinessTimezone = "Mars/Olympus" }, `business_timezone: unknown time zone "Mars/Olympus"`, false},
@@ -716,6 +754,11 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" || name == "filter" {
+			continue
+		}
+		if name == "receivers" {
+			// Shown only as commented examples: the default is none.
+			out = append(out, prefix+name)
 			continue
 		}
 		out = append(out, prefix+name)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -78,6 +79,9 @@ func (c *Config) Validate() error {
 	if c.Pipeline.QueueSize <= 0 {
 		p.add("pipeline.queue_size", "must be greater than 0, got %d", c.Pipeline.QueueSize)
 	}
+
+	c.validateRules(&p)
+	c.validateNotify(&p)
 
 	oneOf(&p, "log.level", c.Log.Level, logLevels)
 	oneOf(&p, "log.format", c.Log.Format, logFormats)
@@ -289,4 +293,93 @@ func leaks(msg, secret string) bool {
 		}
 	}
 	return false
+}
+
+var (
+	receiverTypes  = []string{"webhook", "slack", "pagerduty", "alertmanager", "log"}
+	ruleNames      = []string{"cancel_rate_spike", "volume_drop"}
+	receiverNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
+)
+
+func fraction(p *problems, field string, v, lo float64, loOpen bool, hi float64) {
+	if v < lo || (loOpen && v == lo) || v > hi || v != v {
+		open := "["
+		if loOpen {
+			open = "("
+		}
+		p.add(field, "must be in %s%g, %g], got %g", open, lo, hi, v)
+	}
+}
+
+func (c *Config) validateRules(p *problems) {
+	cr := c.Rules.CancelRateSpike
+	if cr.MinBaselineApprovals < 0 {
+		p.add("rules.cancel_rate_spike.min_baseline_approvals", "must be at least 0, got %d", cr.MinBaselineApprovals)
+	}
+	fraction(p, "rules.cancel_rate_spike.baseline_floor", cr.BaselineFloor, 0, false, 1)
+	if cr.MinCancels < 1 {
+		p.add("rules.cancel_rate_spike.min_cancels", "must be at least 1, got %d", cr.MinCancels)
+	}
+	fraction(p, "rules.cancel_rate_spike.multiplier", cr.Multiplier, 0, true, 1000)
+	if cr.MinApprovals < 0 {
+		p.add("rules.cancel_rate_spike.min_approvals", "must be at least 0, got %d", cr.MinApprovals)
+	}
+	vd := c.Rules.VolumeDrop
+	if vd.LargeDailyAmount <= 0 {
+		p.add("rules.volume_drop.large_daily_amount", "must be greater than 0, got %d", vd.LargeDailyAmount)
+	}
+	fraction(p, "rules.volume_drop.min_expected_fraction", vd.MinExpectedFraction, 0, false, 1)
+	fraction(p, "rules.volume_drop.drop_ratio", vd.DropRatio, 0, true, 1)
+	positive(p, "alerts.repeat_interval", c.Alerts.RepeatInterval)
+	if c.Alerts.ResolveAfter < 1 {
+		p.add("alerts.resolve_after", "must be at least 1, got %d", c.Alerts.ResolveAfter)
+	}
+	if u := c.HTTP.ExternalURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			p.add("http.external_url", "must be an absolute http(s) URL, got %q", u)
+		}
+	}
+}
+
+func (c *Config) validateNotify(p *problems) {
+	positive(p, "notify.backoff_min", c.Notify.BackoffMin)
+	positive(p, "notify.backoff_max", c.Notify.BackoffMax)
+	if c.Notify.BackoffMax < c.Notify.BackoffMin {
+		p.add("notify.backoff_max", "must be at least notify.backoff_min (%s), got %s", c.Notify.BackoffMin, c.Notify.BackoffMax)
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Notify.Receivers {
+		f := fmt.Sprintf("notify.receivers[%d]", i)
+		if !receiverNameRE.MatchString(r.Name) {
+			p.add(f+".name", "must match %s, got %q", receiverNameRE, r.Name)
+		} else if seen[r.Name] {
+			p.add(f+".name", "%q is used by another receiver", r.Name)
+		}
+		seen[r.Name] = true
+		oneOf(p, f+".type", r.Type, receiverTypes)
+		switch r.Type {
+		case "webhook", "slack", "alertmanager":
+			if pu, err := url.Parse(r.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				p.add(f+".url", "must be an absolute http(s) URL, got %q", r.URL)
+			}
+		case "pagerduty":
+			if r.RoutingKey == "" {
+				p.add(f+".routing_key", "required for pagerduty")
+			}
+			if r.URL != "" {
+				if pu, err := url.Parse(r.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+					p.add(f+".url", "must be an absolute http(s) URL, got %q", r.URL)
+				}
+			}
+		}
+		if r.Type != "webhook" && len(r.Headers) > 0 {
+			p.add(f+".headers", "only webhook receivers take headers")
+		}
+		if r.Timeout < 0 {
+			p.add(f+".timeout", "must not be negative, got %s", r.Timeout)
+		}
+		for j, rule := range r.Rules {
+			oneOf(p, fmt.Sprintf("%s.rules[%d]", f, j), rule, ruleNames)
+		}
+	}
 }
