@@ -350,28 +350,29 @@ func (t *Table) filterMatches(b *binding, row []Value) bool {
 		return false
 	}
 	v := row[b.filter]
-	var s string
-	switch v.Format {
-	case 't':
-		s = string(v.Data)
-	case 'b':
-		switch oid := t.cols[b.filter].TypeOID; oid {
-		case oidBool:
-			s = strconv.FormatBool(len(v.Data) == 1 && v.Data[0] != 0)
-		case oidInt2, oidInt4, oidInt8:
-			n, err := t.int64Value(b.filter, v)
-			if err != nil {
-				return false
-			}
-			s = strconv.FormatInt(n, 10)
-		case oidBPChar:
-			// bpchar::text drops the padding.
-			s = strings.TrimRight(string(v.Data), " ")
-		default:
-			s = string(v.Data)
-		}
-	default:
+	if v.Format != 't' && v.Format != 'b' {
 		return false
+	}
+	var s string
+	switch oid := t.cols[b.filter].TypeOID; oid {
+	case oidBool:
+		// bool::text is "true"/"false"; the text wire form is "t"/"f".
+		if v.Format == 'b' {
+			s = strconv.FormatBool(len(v.Data) == 1 && v.Data[0] != 0)
+		} else {
+			s = strconv.FormatBool(string(v.Data) == "t")
+		}
+	case oidInt2, oidInt4, oidInt8:
+		n, err := t.int64Value(b.filter, v)
+		if err != nil {
+			return false
+		}
+		s = strconv.FormatInt(n, 10)
+	case oidBPChar:
+		// bpchar::text drops the padding.
+		s = strings.TrimRight(string(v.Data), " ")
+	default:
+		s = string(v.Data)
 	}
 	return slices.Contains(b.spec.FilterIn, s)
 }
@@ -405,6 +406,11 @@ func (t *Table) RowJSON(row []Value) map[string]any {
 			if err != nil {
 				out[c.Name] = fmt.Sprintf("(undecodable: %v)", err)
 				continue
+			}
+			// Infinite timestamps decode to a modifier whose JSON would be
+			// a bare 1 or -1; an operator needs to see what was stored.
+			if im, ok := val.(pgtype.InfinityModifier); ok {
+				val = im.String()
 			}
 			out[c.Name] = val
 		}

@@ -238,6 +238,11 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		st.cur = nil
 		txn.EndLSN = end
 		txn.CommitUS = ts + pgEpochUS
+		// The end position is only known now; it is what the checkpoint
+		// and an operator looking for the row use.
+		for i := range txn.DeadLetters {
+			txn.DeadLetters[i].LSN = uint64(end)
+		}
 		txn.ReceivedAt = st.src.now()
 		st.received = end
 		st.so.Tracker.received.Store(uint64(end))
