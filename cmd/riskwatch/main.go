@@ -26,6 +26,13 @@ Usage:
   riskwatch slot drop      --config FILE   drop the replication slot (the next run re-snapshots)
   riskwatch export minutes --config FILE --from T --to T
                                            stored minute aggregates as CSV
+  riskwatch backtest       --config FILE --from T --to T [--format json|table]
+                                           replay stored minutes through the rules; print transitions
+  riskwatch alerts         --config FILE [--state firing|resolved|all] [--rule R] [--merchant M]
+  riskwatch ack ID         --config FILE --by NAME [--comment TEXT]
+  riskwatch silence add    --config FILE --merchant M [--rule R] (--until T | --for D) --reason TEXT --by NAME
+  riskwatch silence list   --config FILE
+  riskwatch silence expire ID --config FILE
   riskwatch version                        print the version
 
 FILE is riskwatch.yaml; without --config, defaults apply and the DSNs come
@@ -78,6 +85,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return usageError{"export: only \"export minutes\" exists"}
 		}
 		return cmdExportMinutes(ctx, rest[1:], stdout, stderr, getenv)
+	case "backtest":
+		return cmdBacktest(ctx, rest, stdout, stderr, getenv)
+	case "alerts":
+		return cmdAlerts(ctx, rest, stdout, stderr, getenv)
+	case "ack":
+		return cmdAck(ctx, rest, stdout, stderr, getenv)
+	case "silence":
+		return cmdSilence(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		fs := newFlags("version", stderr)
 		if err := fs.Parse(rest); err != nil {

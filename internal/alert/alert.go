@@ -99,9 +99,11 @@ const (
 
 // Change is what one evaluation did to an alert.
 type Change struct {
-	// Alert is the alert after the evaluation (shared with the lifecycle:
-	// copy it before keeping it beyond the next Eval).
-	Alert  *Alert
+	// Alert is the lifecycle's own alert, which later evaluations change
+	// (the sink sets its ID once stored).
+	Alert *Alert
+	// After is a copy of the alert as this evaluation left it.
+	After  Alert
 	Minute window.Minute
 	// Fires is the evaluation's outcome.
 	Fires bool
@@ -236,6 +238,6 @@ func (l *Lifecycle) Eval(m window.Minute, rule string, merchant int64, fires boo
 		}
 	}
 	a.LastEvalAt = m.Start()
-	ch.Alert = a
+	ch.Alert, ch.After = a, *a
 	return ch
 }

@@ -29,6 +29,12 @@ type applier struct {
 	lastFlush   time.Time
 	closedFrom  window.Minute
 	closing     bool
+
+	ev *Evaluator
+	// evaluated is the newest minute whose rules ran and whose alerts are
+	// stored; the checkpoint's last_closed. It trails the window's closing
+	// only between the two sink transactions of a flush.
+	evaluated window.Minute
 }
 
 func (a *applier) run(ctx context.Context) error {
@@ -111,10 +117,13 @@ func (a *applier) apply(txn *source.Txn) {
 	}
 }
 
-// flush writes the window's deltas, the dead letters and the checkpoint in
-// one sink transaction, then confirms the position and reports closed minutes.
+// flush makes the window's deltas, the dead letters and the position
+// durable in one sink transaction; then, when minutes closed, it evaluates
+// them against data that is all in the sink and stores the alerts, their
+// outbox rows and the new last closed minute in a second one. A crash
+// between the two evaluates those minutes again after the restart.
 func (a *applier) flush(ctx context.Context) error {
-	if a.applied <= source.LSN(a.durable.Load()) && a.w.PendingEvents() == 0 && len(a.deadLetters) == 0 {
+	if a.applied <= source.LSN(a.durable.Load()) && a.w.PendingEvents() == 0 && len(a.deadLetters) == 0 && !a.closing {
 		return nil
 	}
 	started := a.e.now()
@@ -122,7 +131,7 @@ func (a *applier) flush(ctx context.Context) error {
 	b := &store.Batch{
 		Deltas:      a.w.Drain(),
 		DeadLetters: a.deadLetters,
-		Checkpoint:  store.Checkpoint{Slot: a.e.cfg.Source.Slot, LSN: uint64(a.applied), LastClosed: a.w.LastClosed(), Progress: progress},
+		Checkpoint:  store.Checkpoint{Slot: a.e.cfg.Source.Slot, LSN: uint64(a.applied), LastClosed: a.evaluated, Progress: progress},
 	}
 	if err := a.e.opts.Store.Apply(ctx, b); err != nil {
 		return fmt.Errorf("flushing to sink: %w", err)
@@ -136,14 +145,66 @@ func (a *applier) flush(ctx context.Context) error {
 	a.deadLetters = nil
 	a.lastFlush = now
 	a.durable.Store(uint64(a.applied))
-	a.e.setDurable(a.applied, a.w.LastClosed(), progress)
+	for _, d := range b.Deltas {
+		a.ev.State.Add(d)
+	}
 	if a.closing {
-		a.closing = false
-		last := a.w.LastClosed()
-		a.e.log.Debug("minutes closed", "first", a.closedFrom.String(), "last", last.String())
-		if a.e.opts.OnClose != nil {
-			a.e.opts.OnClose(ctx, a.closedFrom, last)
+		if err := a.evaluate(ctx, a.closedFrom, a.w.LastClosed()); err != nil {
+			return err
 		}
+		a.closing = false
+	}
+	a.e.setDurable(a.applied, a.evaluated, progress)
+	return nil
+}
+
+// evaluate runs the rules for the closed minutes and stores the alerts.
+func (a *applier) evaluate(ctx context.Context, first, last window.Minute) error {
+	started := a.e.now()
+	st := a.e.opts.Store
+	acks, err := st.Acks(ctx)
+	if err != nil {
+		return err
+	}
+	a.ev.Lifecycle.SetAcks(acks)
+	silences, err := st.Silences(ctx, first.Start())
+	if err != nil {
+		return err
+	}
+	changes, err := a.ev.Close(ctx, first, last, func(rule string, merchant int64, at time.Time) bool {
+		for _, s := range silences {
+			if s.Covers(rule, merchant, at) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return fmt.Errorf("evaluating %s..%s: %w", first, last, err)
+	}
+	batch := &store.AlertBatch{Slot: a.e.cfg.Source.Slot, LastClosed: last, Routes: a.e.routes}
+	for _, ch := range changes {
+		batch.Changes = append(batch.Changes, a.e.alertChange(ch))
+	}
+	enqueued, err := st.ApplyAlerts(ctx, batch)
+	if err != nil {
+		return fmt.Errorf("storing alerts of %s..%s: %w", first, last, err)
+	}
+	a.evaluated = last
+	a.e.m.evalDuration.Observe(a.e.now().Sub(started).Seconds())
+	for _, ch := range changes {
+		if ch.Transition != 0 {
+			a.e.m.transitions.WithLabelValues(ch.After.Rule, ch.Transition.String()).Inc()
+			a.e.log.Info("alert "+ch.Transition.String(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(),
+				"notify", ch.Notify, "values", ch.Values)
+		}
+	}
+	if enqueued > 0 && a.e.opts.OnAlerts != nil {
+		a.e.opts.OnAlerts()
+	}
+	a.e.log.Debug("minutes closed", "first", first.String(), "last", last.String(), "alert_changes", len(changes))
+	if a.e.opts.OnClose != nil {
+		a.e.opts.OnClose(ctx, first, last)
 	}
 	return nil
 }

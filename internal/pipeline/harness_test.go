@@ -140,6 +140,17 @@ func (e *env) start(cfg *config.Config, hook func(ctx context.Context) error) *r
 	return r
 }
 
+// st0 opens a fresh store on the engine's sink (after shutdown closed its own).
+func (r *running) st0(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), r.cfg.Sink.DSN, r.cfg.Sink.Schema, r.cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
 func (r *running) shutdown() {
 	if r.stop == nil {
 		return

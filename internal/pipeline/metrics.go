@@ -17,6 +17,8 @@ type metrics struct {
 	commitToAgg   prometheus.Histogram
 	flushDuration prometheus.Histogram
 	restarts      prometheus.Counter
+	evalDuration  prometheus.Histogram
+	transitions   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
@@ -51,6 +53,15 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 			Help:    "Duration of one sink transaction (aggregates, dead letters, checkpoint).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		evalDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "riskwatch_rule_evaluation_seconds",
+			Help:    "Evaluating closed minutes: rules, lifecycle and storing the alerts.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "riskwatch_alert_transitions_total",
+			Help: "Alerts that started firing or resolved, by rule.",
+		}, []string{"rule", "state"}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_pipeline_restarts_total",
 			Help: "Times the pipeline restarted from its checkpoint after an error (source or sink down).",
@@ -59,11 +70,16 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	for _, k := range []event.Kind{event.Approval, event.Cancel} {
 		m.events.WithLabelValues(k.String())
 	}
+	for _, rule := range []string{"cancel_rate_spike", "volume_drop"} {
+		for _, st := range []string{"firing", "resolved"} {
+			m.transitions.WithLabelValues(rule, st)
+		}
+	}
 	for _, r := range event.Reasons {
 		m.deadLetters.WithLabelValues(string(r))
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.late, m.deadLetters, m.filtered, m.lastClosed, m.commitToAgg, m.flushDuration, m.restarts,
+		reg.MustRegister(m.events, m.late, m.deadLetters, m.filtered, m.lastClosed, m.commitToAgg, m.flushDuration, m.restarts, m.evalDuration, m.transitions,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "riskwatch_replication_lag_bytes",
 				Help: "WAL the server has that the sink does not hold yet.",

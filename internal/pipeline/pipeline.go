@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/progress"
@@ -38,6 +40,9 @@ type Options struct {
 	// OnClose is called after minutes [first, last] closed and the sink holds
 	// everything up to their end + grace. It runs on the apply loop.
 	OnClose func(ctx context.Context, first, last window.Minute)
+	// OnAlerts is called after alert changes that enqueued notifications
+	// were committed (the notification senders' wake-up).
+	OnAlerts func()
 	// SnapshotHook runs inside the first snapshot, after the slot was created
 	// and before history is aggregated (tests insert rows here to prove that
 	// rows committed during the snapshot are counted exactly once).
@@ -66,6 +71,7 @@ type Engine struct {
 	mapping *event.Mapping
 	m       *metrics
 	tracker *source.Tracker
+	routes  []store.Route
 
 	mu     sync.Mutex
 	status Status
@@ -99,6 +105,23 @@ func NewMapping(cfg *config.Config) (*event.Mapping, error) {
 	return event.NewMapping(specs, event.Limits{MaxFuture: cfg.MaxFuture.D(), Retention: cfg.Retention.D()})
 }
 
+// DashboardURL links to a merchant's page on the dashboard.
+func DashboardURL(cfg *config.Config, merchant int64) string {
+	base := cfg.HTTP.ExternalURL
+	if base == "" {
+		base = "http://" + cfg.HTTP.Listen
+	}
+	return fmt.Sprintf("%s/merchants/%d", strings.TrimRight(base, "/"), merchant)
+}
+
+func (e *Engine) alertChange(ch *alert.Change) store.AlertChange {
+	return store.AlertChange{
+		Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires, Values: ch.Values, New: ch.New, Notify: ch.Notify,
+		Severity: Severity(ch.After.Rule), Summary: Summary(ch.After.Rule, ch.After.Merchant, ch.Values, ch.Notify),
+		DashboardURL: DashboardURL(e.cfg, ch.After.Merchant),
+	}
+}
+
 // NewSource builds the replication source from the configuration.
 func NewSource(cfg *config.Config, mapping *event.Mapping, log *slog.Logger, reg prometheus.Registerer) *source.Source {
 	return source.New(source.Options{
@@ -121,8 +144,14 @@ func New(opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{opts: opts, cfg: opts.Config, log: opts.Logger, now: opts.Now, mapping: mapping, tracker: &source.Tracker{}}
+	if _, err := NewRuleParams(opts.Config); err != nil {
+		return nil, err
+	}
 	e.src = NewSource(opts.Config, mapping, opts.Logger, opts.Registry)
 	e.m = newMetrics(opts.Registry, e)
+	for _, r := range opts.Config.Notify.Receivers {
+		e.routes = append(e.routes, store.Route{Receiver: r.Name, Rules: r.Rules})
+	}
 	return e, nil
 }
 
@@ -195,10 +224,19 @@ func (e *Engine) session(ctx context.Context) error {
 	}
 	e.setDurable(source.LSN(cp.LSN), cp.LastClosed, cp.Progress)
 
+	open, err := e.opts.Store.OpenAlerts(ctx)
+	if err != nil {
+		return err
+	}
+	ev, err := NewEvaluator(ctx, e.opts.Store, e.cfg, cp.LastClosed, true, open)
+	if err != nil {
+		return fmt.Errorf("restoring rules state: %w", err)
+	}
 	txns := make(chan *source.Txn, e.cfg.Pipeline.QueueSize)
 	a := &applier{
 		e: e, in: txns, w: window.New(e.cfg.Grace.D(), cp.LastClosed),
 		applied: source.LSN(cp.LSN), progressUS: cp.Progress.UnixMicro(), lastFlush: e.now(),
+		ev: ev, evaluated: cp.LastClosed,
 	}
 	a.durable.Store(uint64(cp.LSN))
 	g, gctx := errgroup.WithContext(ctx)

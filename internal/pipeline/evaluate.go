@@ -1,0 +1,199 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/alert"
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// RuleParams are the two rules' thresholds, converted exactly from the
+// configuration's decimals.
+type RuleParams struct {
+	Cancel rules.CancelRateParams
+	Volume rules.VolumeDropParams
+}
+
+// NewRuleParams converts the configured thresholds.
+func NewRuleParams(cfg *config.Config) (RuleParams, error) {
+	c, v := cfg.Rules.CancelRateSpike, cfg.Rules.VolumeDrop
+	p := RuleParams{
+		Cancel: rules.CancelRateParams{MinBaselineApprovals: c.MinBaselineApprovals, MinCancels: c.MinCancels, MinApprovals: c.MinApprovals},
+		Volume: rules.VolumeDropParams{LargeDailyAmount: v.LargeDailyAmount},
+	}
+	for _, f := range []struct {
+		field string
+		v     float64
+		dst   *rules.Ratio
+	}{
+		{"rules.cancel_rate_spike.baseline_floor", c.BaselineFloor, &p.Cancel.BaselineFloor},
+		{"rules.cancel_rate_spike.multiplier", c.Multiplier, &p.Cancel.Multiplier},
+		{"rules.volume_drop.min_expected_fraction", v.MinExpectedFraction, &p.Volume.MinExpectedFraction},
+		{"rules.volume_drop.drop_ratio", v.DropRatio, &p.Volume.DropRatio},
+	} {
+		r, err := rules.RatioFromFloat(f.v)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", f.field, err)
+		}
+		*f.dst = r
+	}
+	return p, nil
+}
+
+// Severity of each rule's alerts: a cancellation surge is money leaving
+// now; a volume drop is a merchant to call.
+func Severity(rule string) string {
+	if rule == rules.CancelRateSpike {
+		return "critical"
+	}
+	return "warning"
+}
+
+// Evaluator advances the rules state minute by minute and runs the alert
+// lifecycle over the results. The live pipeline and the backtest share it,
+// which is what makes them raise the same alerts on the same data.
+type Evaluator struct {
+	State     *rules.State
+	Lifecycle *alert.Lifecycle
+	Params    RuleParams
+	st        *store.Store
+}
+
+// NewEvaluator restores the rules state after lastClosed from the sink.
+// withOpen includes stored minutes after lastClosed (live: they were
+// flushed but not yet closed); a backtest feeds those minute by minute.
+func NewEvaluator(ctx context.Context, st *store.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
+	params, err := NewRuleParams(cfg)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := st.RulesSnapshot(ctx, lastClosed, withOpen)
+	if err != nil {
+		return nil, err
+	}
+	return &Evaluator{
+		State:     rules.NewState(snap, window.NewCalendar(cfg.Location)),
+		Lifecycle: alert.New(alert.Options{RepeatInterval: cfg.Alerts.RepeatInterval.D(), ResolveAfter: cfg.Alerts.ResolveAfter}, open),
+		Params:    params,
+		st:        st,
+	}, nil
+}
+
+// Close closes minutes first..last (which must follow the state's last
+// closed minute), reading from the sink the minutes that leave the 7-day
+// window and, at a new business day, the large merchants' curves, and
+// returns every alert change in order. silenced tells whether an
+// operator's silence covers a rule for a merchant at a time.
+func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silenced func(rule string, merchant int64, at time.Time) bool) ([]*alert.Change, error) {
+	leaving, err := ev.st.Minutes(ctx, rules.LeavingMinute(first), rules.LeavingMinute(last)+1)
+	if err != nil {
+		return nil, err
+	}
+	var changes []*alert.Change
+	for m := first; m <= last; m++ {
+		if day, need := ev.State.NeedsVolumeDay(m); need {
+			vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
+			if err != nil {
+				return nil, err
+			}
+			ev.State.SetVolumeDay(vd)
+		}
+		lm := rules.LeavingMinute(m)
+		n := 0
+		for n < len(leaving) && leaving[n].Minute == lm {
+			n++
+		}
+		if err := ev.State.Close(m, leaving[:n]); err != nil {
+			return nil, err
+		}
+		leaving = leaving[n:]
+		changes = append(changes, ev.evaluate(m, silenced)...)
+	}
+	return changes, nil
+}
+
+// evaluate runs both rules at minute m and feeds the lifecycle.
+func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time.Time) bool) []*alert.Change {
+	var out []*alert.Change
+	end := m.End()
+	record := func(rule string, merchant int64, fires bool, values map[string]any) {
+		ch := ev.Lifecycle.Eval(m, rule, merchant, fires, values, silenced != nil && silenced(rule, merchant, end))
+		if ch != nil {
+			out = append(out, ch)
+		}
+	}
+	for _, e := range ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike)) {
+		record(rules.CancelRateSpike, e.Merchant, e.Fires, CancelValues(e.CancelResult))
+	}
+	for _, e := range ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop)) {
+		record(rules.VolumeDrop, e.Merchant, e.Fires, VolumeValues(e.VolumeResult))
+	}
+	return out
+}
+
+// CancelValues are the reported values of SPEC §5.
+func CancelValues(r rules.CancelResult) map[string]any {
+	return map[string]any{
+		"a_h": r.AH, "c_h": r.CH, "rate_h": ptrValue(r.RateH),
+		"a_b": r.AB, "c_b": r.CB,
+		"baseline": r.Baseline, "baseline_source": r.BaselineSource, "effective_baseline": r.Effective,
+		"ratio": ptrValue(r.Ratio),
+	}
+}
+
+// VolumeValues are the reported values of SPEC §6.
+func VolumeValues(r rules.VolumeResult) map[string]any {
+	return map[string]any{
+		"large": r.Large, "daily_avg": r.DailyAvg, "expected": r.Expected, "today": r.Today, "drop": ptrValue(r.Drop),
+	}
+}
+
+func ptrValue(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// Summary is the one line a human reads first in a notification.
+func Summary(rule string, merchant int64, v map[string]any, kind string) string {
+	if kind == alert.NotifyResolved {
+		return fmt.Sprintf("resolved: %s for merchant %d", rule, merchant)
+	}
+	switch rule {
+	case rules.CancelRateSpike:
+		rate := "n/a (no approvals)"
+		if r, ok := v["rate_h"].(float64); ok {
+			rate = fmt.Sprintf("%.2f%%", r*100)
+		}
+		ratio := ""
+		if r, ok := v["ratio"].(float64); ok {
+			ratio = fmt.Sprintf(", %.1f× the 7-day rate", r)
+		}
+		return fmt.Sprintf("merchant %d: %v cancels / %v approvals in the last hour (rate %s%s; baseline %.3f%% from %v)",
+			merchant, v["c_h"], v["a_h"], rate, ratio, toFloat(v["effective_baseline"])*100, v["baseline_source"])
+	case rules.VolumeDrop:
+		drop := ""
+		if d, ok := v["drop"].(float64); ok {
+			drop = fmt.Sprintf(" (%.0f%% below)", d*100)
+		}
+		return fmt.Sprintf("merchant %d: %v KRW approved today so far against %.0f KRW expected by this time%s",
+			merchant, v["today"], toFloat(v["expected"]), drop)
+	}
+	return fmt.Sprintf("%s for merchant %d", rule, merchant)
+}
+
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int64:
+		return float64(x)
+	}
+	return 0
+}
