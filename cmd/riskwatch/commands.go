@@ -69,11 +69,23 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr})
+	senders, err := newSenders(cfg, st, log, reg)
+	if err != nil {
+		return err
+	}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr,
+		OnAlerts: func() {
+			for _, s := range senders {
+				s.Wake()
+			}
+		}})
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range senders {
+		g.Go(func() error { return s.Run(gctx) })
+	}
 	g.Go(func() error {
 		err := eng.Run(gctx)
 		if err != nil {

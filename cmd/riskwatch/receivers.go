@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/notify"
+	"github.com/riskwatch/riskwatch/internal/notify/alertmanager"
+	"github.com/riskwatch/riskwatch/internal/notify/lognotify"
+	"github.com/riskwatch/riskwatch/internal/notify/pagerduty"
+	"github.com/riskwatch/riskwatch/internal/notify/slack"
+	"github.com/riskwatch/riskwatch/internal/notify/webhook"
+	"github.com/riskwatch/riskwatch/internal/store"
+)
+
+// newSenders builds one send loop per configured receiver, all reading the
+// sink's outbox.
+func newSenders(cfg *config.Config, st *store.Store, log *slog.Logger, reg prometheus.Registerer) ([]*notify.Sender, error) {
+	names := make([]string, len(cfg.Notify.Receivers))
+	for i, r := range cfg.Notify.Receivers {
+		names[i] = r.Name
+	}
+	metrics := notify.NewMetrics(reg, names...)
+	var out []*notify.Sender
+	for i, r := range cfg.Notify.Receivers {
+		n, err := newNotifier(r, log)
+		if err != nil {
+			return nil, fmt.Errorf("notify.receivers[%d] (%s): %w", i, r.Name, err)
+		}
+		out = append(out, notify.NewSender(notify.SenderOptions{
+			Name: r.Name, Notifier: n, Queue: st.Outbox(), Timeout: r.Timeout.D(),
+			BackoffMin: cfg.Notify.BackoffMin.D(), BackoffMax: cfg.Notify.BackoffMax.D(),
+			Logger: log.With("receiver", r.Name), Metrics: metrics, Jitter: notify.RandomJitter(0.1),
+		}))
+	}
+	return out, nil
+}
+
+func newNotifier(r config.Receiver, log *slog.Logger) (notify.Notifier, error) {
+	timeout := r.Timeout.D()
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	switch r.Type {
+	case "webhook":
+		return webhook.New(webhook.Config{URL: r.URL, Timeout: timeout, Headers: r.Headers})
+	case "slack":
+		return slack.New(slack.Config{URL: r.URL, Timeout: timeout})
+	case "pagerduty":
+		return pagerduty.New(pagerduty.Config{URL: r.URL, RoutingKey: r.RoutingKey, Timeout: timeout})
+	case "alertmanager":
+		return alertmanager.New(alertmanager.Config{URL: r.URL, Timeout: timeout})
+	case "log":
+		return lognotify.New(log.With("receiver", r.Name)), nil
+	}
+	return nil, fmt.Errorf("unknown receiver type %q", r.Type)
+}

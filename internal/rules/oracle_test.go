@@ -1,0 +1,235 @@
+package rules
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// fakeSink is the sink as the pipeline sees it: every stored minute
+// aggregate, open minutes included. It doubles as the brute-force oracle:
+// the expected evaluations are recomputed from all rows each time, with no
+// incremental state, so they share nothing with State but the pure rule
+// functions (tested on their own).
+type fakeSink struct {
+	cal  window.Calendar
+	rows map[window.Key]window.Agg
+	// place caches each minute's business day and wall-clock minute of day:
+	// the oracle asks for them once per row per evaluation.
+	place map[window.Minute]dayPlace
+}
+
+type dayPlace struct {
+	day time.Time
+	mod int // hour*60+minute in the business zone
+}
+
+func newFakeSink(cal window.Calendar) *fakeSink {
+	return &fakeSink{cal: cal, rows: make(map[window.Key]window.Agg), place: make(map[window.Minute]dayPlace)}
+}
+
+func (f *fakeSink) add(d window.Delta) {
+	a := f.rows[d.Key]
+	a.Add(d.Agg)
+	f.rows[d.Key] = a
+}
+
+func (f *fakeSink) placeOf(m window.Minute) dayPlace {
+	p, ok := f.place[m]
+	if !ok {
+		t := m.Start().In(f.cal.Location())
+		p = dayPlace{day: time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC), mod: t.Hour()*60 + t.Minute()}
+		f.place[m] = p
+	}
+	return p
+}
+
+// minute returns the stored aggregates of minute m, as the pipeline reads
+// LeavingMinute(m) before Close.
+func (f *fakeSink) minute(m window.Minute) []window.Delta {
+	var out []window.Delta
+	for k, a := range f.rows {
+		if k.Minute == m {
+			out = append(out, window.Delta{Key: k, Agg: a})
+		}
+	}
+	slices.SortFunc(out, func(a, b window.Delta) int { return cmp.Compare(a.Merchant, b.Merchant) })
+	return out
+}
+
+// snapshot is what the pipeline reads at start: H and open minutes as rows,
+// B as per-merchant sums.
+func (f *fakeSink) snapshot(lc window.Minute) Snapshot {
+	s := Snapshot{LastClosed: lc}
+	base := map[int64]*MerchantSums{}
+	for k, a := range f.rows {
+		switch {
+		case k.Minute >= lc-59:
+			s.Recent = append(s.Recent, window.Delta{Key: k, Agg: a})
+		case k.Minute >= lc-10139:
+			b := base[k.Merchant]
+			if b == nil {
+				b = &MerchantSums{Merchant: k.Merchant}
+				base[k.Merchant] = b
+			}
+			b.Approvals += a.Approvals
+			b.Cancels += a.Cancels
+		}
+	}
+	for _, b := range base {
+		s.Baseline = append(s.Baseline, *b)
+	}
+	return s
+}
+
+// daysBefore is how many business days day lies before d (1 = yesterday).
+func daysBefore(d, day time.Time) int { return int(d.Sub(day) / (24 * time.Hour)) }
+
+// volumeDay is what the pipeline loads for day d with lastClosed closed:
+// curves of merchants with Sum7 >= 7·large, and their amounts today.
+func (f *fakeSink) volumeDay(d time.Time, lastClosed window.Minute, large int64) VolumeDay {
+	curves := map[int64]*Curve{}
+	today := map[int64]int64{}
+	for k, a := range f.rows {
+		p := f.placeOf(k.Minute)
+		switch n := daysBefore(d, p.day); {
+		case n >= 1 && n <= 7:
+			c := curves[k.Merchant]
+			if c == nil {
+				c = new(Curve)
+				curves[k.Merchant] = c
+			}
+			c.Sum7 += a.ApprovedAmount
+			c.PerMinute7[p.mod] += a.ApprovedAmount
+		case n == 0 && k.Minute <= lastClosed:
+			today[k.Merchant] += a.ApprovedAmount
+		}
+	}
+	for id, c := range curves {
+		if c.Sum7 < 7*large {
+			delete(curves, id)
+		}
+	}
+	for id := range today {
+		if curves[id] == nil {
+			delete(today, id)
+		}
+	}
+	return VolumeDay{Day: d, Curves: curves, Today: today}
+}
+
+// cancelEvals recomputes SPEC §5 at m from every row.
+func (f *fakeSink) cancelEvals(p CancelRateParams, m window.Minute, also []int64) []CancelEval {
+	in := map[int64]*CancelInput{}
+	var platA, platC int64
+	get := func(id int64) *CancelInput {
+		x := in[id]
+		if x == nil {
+			x = new(CancelInput)
+			in[id] = x
+		}
+		return x
+	}
+	for k, a := range f.rows {
+		switch {
+		case k.Minute > m:
+		case k.Minute >= m-59:
+			x := get(k.Merchant)
+			x.AH += a.Approvals
+			x.CH += a.Cancels
+		case k.Minute >= m-10139:
+			x := get(k.Merchant)
+			x.AB += a.Approvals
+			x.CB += a.Cancels
+			platA += a.Approvals
+			platC += a.Cancels
+		}
+	}
+	var ids []int64
+	for id, x := range in {
+		if x.AH > 0 || x.CH > 0 {
+			ids = append(ids, id)
+		}
+	}
+	ids = append(ids, also...)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := make([]CancelEval, 0, len(ids))
+	for _, id := range ids {
+		x := CancelInput{}
+		if in[id] != nil {
+			x = *in[id]
+		}
+		x.PlatformAB, x.PlatformCB = platA, platC
+		out = append(out, CancelEval{Merchant: id, CancelResult: EvalCancelRate(p, x)})
+	}
+	return out
+}
+
+// activeMerchants counts merchants with any approval or cancel in H or B at
+// m: what State must still hold after evicting the rest.
+func (f *fakeSink) activeMerchants(m window.Minute) int {
+	sums := map[int64][2]int64{}
+	for k, a := range f.rows {
+		if k.Minute <= m && k.Minute >= m-10139 {
+			s := sums[k.Merchant]
+			s[0] += a.Approvals
+			s[1] += a.Cancels
+			sums[k.Merchant] = s
+		}
+	}
+	n := 0
+	for _, s := range sums {
+		if s != [2]int64{} {
+			n++
+		}
+	}
+	return n
+}
+
+// volumeEvals recomputes SPEC §6 at m from every row for the merchants the
+// day's curves were loaded for (the large set is fixed per day).
+func (f *fakeSink) volumeEvals(p VolumeDropParams, m window.Minute, curveSet map[int64]bool, also []int64) []VolumeEval {
+	pm := f.placeOf(m)
+	t := pm.mod + 1
+	in := map[int64]*VolumeInput{}
+	for id := range curveSet {
+		in[id] = new(VolumeInput)
+	}
+	for k, a := range f.rows {
+		x := in[k.Merchant]
+		if x == nil || k.Minute > m {
+			continue
+		}
+		p := f.placeOf(k.Minute)
+		switch n := daysBefore(pm.day, p.day); {
+		case n >= 1 && n <= 7:
+			x.Sum7 += a.ApprovedAmount
+			if p.mod < t {
+				x.Prefix7 += a.ApprovedAmount
+			}
+		case n == 0:
+			x.Today += a.ApprovedAmount
+		}
+	}
+	var ids []int64
+	for id := range in {
+		ids = append(ids, id)
+	}
+	ids = append(ids, also...)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := make([]VolumeEval, 0, len(ids))
+	for _, id := range ids {
+		if in[id] == nil {
+			r := EvalVolumeDrop(p, VolumeInput{})
+			r.Large, r.Fires = false, false
+			out = append(out, VolumeEval{Merchant: id, VolumeResult: r})
+			continue
+		}
+		out = append(out, VolumeEval{Merchant: id, VolumeResult: EvalVolumeDrop(p, *in[id])})
+	}
+	return out
+}

@@ -1,0 +1,423 @@
+package rules
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Window lengths in minutes. H is the hour ending with the evaluated minute M
+// (M−59…M); B is the 7 days immediately before it (M−10139…M−60).
+const (
+	HourMinutes     = 60
+	BaselineMinutes = 7 * 24 * 60
+)
+
+// LeavingMinute is the minute that leaves B when m closes. B(m−1) ends with
+// m−61 and B(m) with m−60, so the minute that falls off the old end is
+// m − 60 − 10080. The caller reads that minute's stored aggregates (all
+// merchants) from the sink and passes them to Close; keeping 7 days of
+// minutes in memory for 100,000 merchants would cost gigabytes.
+func LeavingMinute(m window.Minute) window.Minute {
+	return m - HourMinutes - BaselineMinutes
+}
+
+// MerchantSums is one merchant's approvals and cancels over a window.
+type MerchantSums struct{ Merchant, Approvals, Cancels int64 }
+
+// Snapshot is what State is rebuilt from at start (or at the start of a
+// backtest).
+type Snapshot struct {
+	LastClosed window.Minute
+	// Recent: every stored minute aggregate with minute in
+	// [LastClosed-59, LastClosed] (H) and every one with minute > LastClosed
+	// (open minutes, not yet closed). Deltas of other minutes are ignored:
+	// they are accounted for by Baseline, or have left both windows.
+	Recent []window.Delta
+	// Baseline: per-merchant approvals and cancels summed over
+	// B(LastClosed) = [LastClosed-10139, LastClosed-60].
+	Baseline []MerchantSums
+}
+
+// merchant holds one merchant's window sums. It lives in State.slab and is
+// found through State.index; neither holds a pointer, so the garbage
+// collector never scans 100,000 merchants.
+type merchant struct {
+	id             int64
+	hA, hC, bA, bC int64
+	live           bool // false for a free slot
+	// listed: the id is in State.listed or State.fresh (it may also be there
+	// while unset, after an eviction; merging deduplicates).
+	listed bool
+}
+
+func (m *merchant) activeH() bool { return m.hA > 0 || m.hC > 0 }
+func (m *merchant) empty() bool   { return m.hA == 0 && m.hC == 0 && m.bA == 0 && m.bC == 0 }
+
+// slot names a merchant and where it was in the slab. The slot may have been
+// freed or reused since; resolve checks.
+type slot struct {
+	id  int64
+	idx int32
+}
+
+// bucket is one minute's aggregates per merchant, kept for minutes in H (to
+// move them into B an hour later) and for open minutes (until they close).
+type bucket = map[int64]window.Agg
+
+// State is the windowed state of both rules. It is not safe for concurrent
+// use; the pipeline owns it from one goroutine.
+//
+// Every update is incremental: a minute closing costs the merchants active in
+// that minute, the minute leaving H and the minute leaving B, never a rescan.
+// Sums are integers, so the order in which deltas arrive does not change any
+// result.
+type State struct {
+	cal  window.Calendar
+	last window.Minute
+
+	index map[int64]int32
+	slab  []merchant
+	free  []int32
+
+	minutes map[window.Minute]bucket
+	spare   []bucket // emptied buckets, reused so a steady state allocates no maps
+
+	platA, platC int64 // B sums over all merchants
+
+	// listed holds the merchants active in H at the last refresh, ascending,
+	// with their slab slots so that evaluating them needs no map lookup.
+	listed []slot
+	fresh  []slot // merchants that became active in H since
+	merged []slot // scratch for refreshListed
+
+	vol *volumeDay
+}
+
+// NewState rebuilds the state from a snapshot. cal places minutes in business
+// days for volume_drop; a zero Calendar means UTC.
+func NewState(snap Snapshot, cal window.Calendar) *State {
+	if cal.Location() == nil {
+		cal = window.NewCalendar(time.UTC)
+	}
+	s := &State{
+		cal:     cal,
+		last:    snap.LastClosed,
+		index:   make(map[int64]int32, len(snap.Baseline)),
+		slab:    make([]merchant, 0, len(snap.Baseline)),
+		minutes: make(map[window.Minute]bucket, HourMinutes+8),
+	}
+	for _, b := range snap.Baseline {
+		s.addB(b.Merchant, b.Approvals, b.Cancels)
+	}
+	for _, d := range snap.Recent {
+		if d.Agg.IsZero() || d.Minute <= s.last-HourMinutes {
+			continue
+		}
+		s.bucketAdd(d.Minute, d.Merchant, d.Agg)
+		if d.Minute <= s.last {
+			s.addH(d.Merchant, d.Approvals, d.Cancels)
+		}
+	}
+	return s
+}
+
+// LastClosed is the newest closed minute; evaluations are at this minute.
+func (s *State) LastClosed() window.Minute { return s.last }
+
+// Add applies a delta of any minute. Open minutes (> LastClosed) are held
+// until they close. A closed minute inside H updates H (a late event), inside
+// B updates B, older is ignored for cancel_rate_spike (it has left both
+// windows). A closed minute also updates volume_drop: today's running amount,
+// or the 7-day curve if it is in D−7…D−1.
+//
+// Deltas given to Add must be the ones the sink stores, because Close later
+// subtracts the sink's copy of a minute leaving B.
+func (s *State) Add(d window.Delta) {
+	if d.Agg.IsZero() {
+		return
+	}
+	m := d.Minute
+	switch {
+	case m > s.last:
+		s.bucketAdd(m, d.Merchant, d.Agg)
+		return // counted for volume_drop when it closes
+	case m > s.last-HourMinutes:
+		s.bucketAdd(m, d.Merchant, d.Agg)
+		s.addH(d.Merchant, d.Approvals, d.Cancels)
+	case m > s.last-HourMinutes-BaselineMinutes:
+		s.addB(d.Merchant, d.Approvals, d.Cancels)
+	}
+	s.volumeLate(m, d.Merchant, d.ApprovedAmount)
+}
+
+// Close closes m, which must be LastClosed()+1: the held aggregates of m
+// enter H, minute m−60 moves from H into B, and leaving (the stored
+// aggregates of LeavingMinute(m), all merchants) is subtracted from B.
+// Merchants whose sums all return to zero are forgotten.
+//
+// leaving must hold exactly what entered B for that minute: the snapshot's
+// share plus every delta of it given to Add. The sink's rows, read once
+// everything given to Add is flushed, are that; a row read before a delta
+// was flushed would leave the delta in B for good.
+//
+// If a volume day is set (SetVolumeDay) it must be m's business day; call
+// NeedsVolumeDay first. Nothing changes when Close returns an error.
+func (s *State) Close(m window.Minute, leaving []window.Delta) error {
+	if m != s.last+1 {
+		return fmt.Errorf("rules: close %s: the next minute to close is %s", m, s.last+1)
+	}
+	lm := LeavingMinute(m)
+	for _, d := range leaving {
+		if d.Minute != lm {
+			return fmt.Errorf("rules: close %s: leaving delta of merchant %d is for %s, want %s", m, d.Merchant, d.Minute, lm)
+		}
+	}
+	v := s.vol
+	if v != nil && (m < v.start || m >= v.end) {
+		return fmt.Errorf("rules: close %s: the volume day is %s, not the minute's business day %s (call SetVolumeDay)",
+			m, v.day.Format(time.DateOnly), s.cal.Day(m).Format(time.DateOnly))
+	}
+
+	for id, a := range s.minutes[m] {
+		s.addH(id, a.Approvals, a.Cancels)
+		if v != nil && a.ApprovedAmount != 0 {
+			if c := v.curves[id]; c != nil {
+				c.today += a.ApprovedAmount
+			}
+		}
+	}
+	if b, ok := s.minutes[m-HourMinutes]; ok {
+		for id, a := range b {
+			s.moveHToB(id, a.Approvals, a.Cancels)
+		}
+		delete(s.minutes, m-HourMinutes)
+		clear(b)
+		s.spare = append(s.spare, b)
+	}
+	for _, d := range leaving {
+		s.addB(d.Merchant, -d.Approvals, -d.Cancels)
+	}
+	s.last = m
+	return nil
+}
+
+// CancelEval is one merchant's cancel_rate_spike evaluation.
+type CancelEval struct {
+	Merchant int64
+	CancelResult
+}
+
+// CancelEvals evaluates SPEC §5 at LastClosed() for every merchant with at
+// least one approval or cancel in H, plus every merchant in also (merchants
+// with an open alert; duplicates and unknown merchants are fine), in
+// ascending merchant order.
+func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
+	s.refreshListed()
+	extra := sortedUnique(also)
+	out := make([]CancelEval, 0, len(s.listed)+len(extra))
+	floats := make([]float64, 2*cap(out))
+	eval := func(id int64, m *merchant) {
+		in := CancelInput{PlatformAB: s.platA, PlatformCB: s.platC}
+		if m != nil {
+			in.AH, in.CH, in.AB, in.CB = m.hA, m.hC, m.bA, m.bC
+		}
+		k := len(out)
+		out = append(out, CancelEval{Merchant: id})
+		evalCancel(p, in, &out[k].CancelResult, &floats[2*k], &floats[2*k+1])
+	}
+	listed := s.listed
+	for len(listed) > 0 || len(extra) > 0 {
+		switch {
+		case len(extra) == 0 || (len(listed) > 0 && listed[0].id < extra[0]):
+			eval(listed[0].id, &s.slab[listed[0].idx]) // refreshed just now: the slot is current
+			listed = listed[1:]
+		case len(listed) == 0 || extra[0] < listed[0].id:
+			var m *merchant
+			if i, ok := s.index[extra[0]]; ok {
+				m = &s.slab[i]
+			}
+			eval(extra[0], m)
+			extra = extra[1:]
+		default:
+			eval(listed[0].id, &s.slab[listed[0].idx])
+			listed, extra = listed[1:], extra[1:]
+		}
+	}
+	return out
+}
+
+// PlatformBaseline returns the platform-wide approvals and cancels over B.
+func (s *State) PlatformBaseline() (approvals, cancels int64) { return s.platA, s.platC }
+
+// Merchants is the number of merchants the state holds sums for.
+func (s *State) Merchants() int { return len(s.index) }
+
+// refreshListed brings listed up to date: newly active merchants are sorted
+// and merged in, merchants no longer active in H are dropped. This costs
+// O(active + new·log new) per evaluation instead of sorting all active
+// merchants every minute.
+func (s *State) refreshListed() {
+	slices.SortFunc(s.fresh, func(a, b slot) int { return cmp.Compare(a.id, b.id) })
+	out := s.merged[:0]
+	a, b := s.listed, s.fresh
+	for len(a) > 0 || len(b) > 0 {
+		var e slot
+		switch {
+		case len(b) == 0 || (len(a) > 0 && a[0].id < b[0].id):
+			e, a = a[0], a[1:]
+		case len(a) == 0 || b[0].id < a[0].id:
+			e, b = b[0], b[1:]
+		default:
+			e, a, b = a[0], a[1:], b[1:]
+		}
+		if n := len(out); n > 0 && out[n-1].id == e.id {
+			continue // fresh may repeat an id after an eviction
+		}
+		i, ok := s.resolve(e)
+		if !ok {
+			continue
+		}
+		if m := &s.slab[i]; m.activeH() {
+			m.listed = true
+			out = append(out, slot{id: e.id, idx: i})
+		} else {
+			m.listed = false
+		}
+	}
+	s.merged, s.listed = s.listed[:0], out
+	s.fresh = s.fresh[:0]
+}
+
+// resolve returns the current slab index of e's merchant. The remembered
+// slot is right unless the merchant was evicted in between (then its slot is
+// free or holds another merchant), which only costs a map lookup.
+func (s *State) resolve(e slot) (int32, bool) {
+	if m := &s.slab[e.idx]; m.live && m.id == e.id {
+		return e.idx, true
+	}
+	i, ok := s.index[e.id]
+	return i, ok
+}
+
+// sortedUnique returns ids ascending without duplicates, leaving ids as is.
+func sortedUnique(ids []int64) []int64 {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// mergeSorted returns the ascending union of the sorted, duplicate-free a
+// and b.
+func mergeSorted(a, b []int64) []int64 {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]int64, 0, len(a)+len(b))
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || (len(a) > 0 && a[0] < b[0]):
+			out, a = append(out, a[0]), a[1:]
+		case len(a) == 0 || b[0] < a[0]:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return out
+}
+
+func (s *State) bucketAdd(m window.Minute, id int64, a window.Agg) {
+	b, ok := s.minutes[m]
+	if !ok {
+		if n := len(s.spare); n > 0 {
+			b, s.spare = s.spare[n-1], s.spare[:n-1]
+		} else {
+			b = make(bucket)
+		}
+		s.minutes[m] = b
+	}
+	cur := b[id]
+	cur.Add(a)
+	b[id] = cur
+}
+
+// touch returns the slab index of merchant id, creating it if needed. The
+// index stays valid until the merchant is evicted; a pointer into the slab
+// does not survive the next touch.
+func (s *State) touch(id int64) int32 {
+	if i, ok := s.index[id]; ok {
+		return i
+	}
+	var i int32
+	if n := len(s.free); n > 0 {
+		i, s.free = s.free[n-1], s.free[:n-1]
+		s.slab[i] = merchant{id: id, live: true}
+	} else {
+		i = int32(len(s.slab))
+		s.slab = append(s.slab, merchant{id: id, live: true})
+	}
+	s.index[id] = i
+	return i
+}
+
+// evictIfEmpty forgets a merchant with nothing in H or B, so memory follows
+// the merchants active in the last 7 days, not every merchant ever seen.
+func (s *State) evictIfEmpty(i int32) {
+	m := &s.slab[i]
+	if !m.empty() {
+		return
+	}
+	delete(s.index, m.id)
+	*m = merchant{}
+	s.free = append(s.free, i)
+}
+
+func (s *State) addH(id, approvals, cancels int64) {
+	if approvals == 0 && cancels == 0 {
+		return
+	}
+	i := s.touch(id)
+	m := &s.slab[i]
+	m.hA += approvals
+	m.hC += cancels
+	if !m.listed && m.activeH() {
+		m.listed = true
+		s.fresh = append(s.fresh, slot{id: id, idx: i})
+	}
+	s.evictIfEmpty(i)
+}
+
+func (s *State) addB(id, approvals, cancels int64) {
+	if approvals == 0 && cancels == 0 {
+		return
+	}
+	s.platA += approvals
+	s.platC += cancels
+	i := s.touch(id)
+	m := &s.slab[i]
+	m.bA += approvals
+	m.bC += cancels
+	s.evictIfEmpty(i)
+}
+
+func (s *State) moveHToB(id, approvals, cancels int64) {
+	if approvals == 0 && cancels == 0 {
+		return
+	}
+	s.platA += approvals
+	s.platC += cancels
+	i := s.touch(id)
+	m := &s.slab[i]
+	m.hA -= approvals
+	m.hC -= cancels
+	m.bA += approvals
+	m.bC += cancels
+	s.evictIfEmpty(i)
+}

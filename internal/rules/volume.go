@@ -1,0 +1,162 @@
+package rules
+
+import (
+	"slices"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// MinutesPerDay is the number of wall-clock minutes of a day, the length of
+// a Curve.
+const MinutesPerDay = 1440
+
+// Curve is one merchant's last-7-days history for day D: Sum7 is the approved
+// amount over D−7…D−1; PerMinute7[i] is the sum over those 7 days of the
+// approved amount in the wall-clock minute-of-day i (0..1439) of the business
+// time zone.
+type Curve struct {
+	Sum7       int64
+	PerMinute7 [MinutesPerDay]int64
+}
+
+// VolumeDay is what volume_drop needs for one business day. The set of large
+// merchants and their curves depend only on D−7…D−1, so the caller loads them
+// from the sink once a day.
+type VolumeDay struct {
+	Day    time.Time        // window.Calendar.Day form: the business date at 00:00 UTC
+	Curves map[int64]*Curve // large merchants only (the caller filters with Sum7 >= 7*LargeDailyAmount)
+	// Today: approved amount per curve merchant from 00:00 of Day through
+	// LastClosed (for restarts mid-day; empty at midnight). Open minutes are
+	// excluded: State counts them when they close.
+	Today map[int64]int64
+}
+
+// volumeDay is the loaded day, with minute bounds precomputed so that
+// classifying a minute is two integer comparisons.
+type volumeDay struct {
+	day        time.Time
+	start, end window.Minute // [00:00 of D, 00:00 of D+1)
+	histStart  window.Minute // 00:00 of D−7
+	curves     map[int64]*curveState
+	ids        []int64 // ascending
+}
+
+type curveState struct {
+	sum7  int64
+	today int64
+	// prefix[t] = Σ PerMinute7[0:t], so the same-time expectation at any t is
+	// one read. A late delta for a past day rewrites the tail (at most 1440
+	// adds), which is rare next to the once-a-minute reads.
+	prefix [MinutesPerDay + 1]int64
+}
+
+// NeedsVolumeDay reports which business day Close(m) evaluates volume_drop
+// for and whether the state lacks it (first use, or m starts a new day). If
+// needed, the caller loads that VolumeDay and calls SetVolumeDay before
+// Close(m).
+func (s *State) NeedsVolumeDay(m window.Minute) (day time.Time, needed bool) {
+	day = s.cal.Day(m)
+	return day, s.vol == nil || !s.vol.day.Equal(day)
+}
+
+// SetVolumeDay installs the curves and today's running amounts for a day,
+// replacing the previous day's. v is copied; the caller may reuse it.
+func (s *State) SetVolumeDay(v VolumeDay) {
+	loc := s.cal.Location()
+	y, mo, d := v.Day.Date()
+	vd := &volumeDay{
+		day:       time.Date(y, mo, d, 0, 0, 0, 0, time.UTC),
+		start:     window.MinuteOf(time.Date(y, mo, d, 0, 0, 0, 0, loc)),
+		end:       window.MinuteOf(time.Date(y, mo, d+1, 0, 0, 0, 0, loc)),
+		histStart: window.MinuteOf(time.Date(y, mo, d-7, 0, 0, 0, 0, loc)),
+		curves:    make(map[int64]*curveState, len(v.Curves)),
+		ids:       make([]int64, 0, len(v.Curves)),
+	}
+	for id, c := range v.Curves {
+		if c == nil {
+			continue
+		}
+		cs := &curveState{sum7: c.Sum7, today: v.Today[id]}
+		for i, a := range c.PerMinute7 {
+			cs.prefix[i+1] = cs.prefix[i] + a
+		}
+		vd.curves[id] = cs
+		vd.ids = append(vd.ids, id)
+	}
+	slices.Sort(vd.ids)
+	s.vol = vd
+}
+
+// VolumeEval is one merchant's volume_drop evaluation.
+type VolumeEval struct {
+	Merchant int64
+	VolumeResult
+}
+
+// VolumeEvals evaluates SPEC §6 at LastClosed() for every merchant of the
+// day's curves plus also (merchants with an open alert), in ascending order.
+// A merchant without a curve evaluates as not large and not firing (its
+// values are zero). If no volume day is set, or LastClosed() is not in it,
+// every merchant is without a curve.
+func (s *State) VolumeEvals(p VolumeDropParams, also []int64) []VolumeEval {
+	v := s.vol
+	if v != nil && (s.last < v.start || s.last >= v.end) {
+		v = nil
+	}
+	ids := sortedUnique(also)
+	t := 0
+	if v != nil {
+		ids = mergeSorted(v.ids, ids)
+		t = s.minuteOfDay(s.last) + 1
+	}
+	out := make([]VolumeEval, len(ids))
+	drops := make([]float64, len(ids))
+	for k, id := range ids {
+		out[k].Merchant = id
+		var c *curveState
+		if v != nil {
+			c = v.curves[id]
+		}
+		if c == nil {
+			evalVolume(p, VolumeInput{}, &out[k].VolumeResult, &drops[k])
+			out[k].Large, out[k].Fires = false, false
+			continue
+		}
+		evalVolume(p, VolumeInput{Sum7: c.sum7, Prefix7: c.prefix[t], Today: c.today}, &out[k].VolumeResult, &drops[k])
+	}
+	return out
+}
+
+// volumeLate applies a closed minute's approved amount that arrived after
+// the minute closed (or after the day was loaded).
+func (s *State) volumeLate(m window.Minute, id, amount int64) {
+	v := s.vol
+	if v == nil || amount == 0 {
+		return
+	}
+	c := v.curves[id]
+	if c == nil {
+		return
+	}
+	switch {
+	case m >= v.start && m < v.end:
+		c.today += amount
+	case m >= v.histStart && m < v.start:
+		c.sum7 += amount
+		for i := s.minuteOfDay(m) + 1; i <= MinutesPerDay; i++ {
+			c.prefix[i] += amount
+		}
+	}
+}
+
+// minuteOfDay is the wall-clock minute of the day of m's start in the
+// business time zone, hour*60+minute. On a DST change day the clock skips or
+// repeats an hour, so a day has 1380 or 1500 minutes; the curve still uses
+// wall-clock indexes 0..1439 (a repeated hour adds into the same slots, a
+// skipped one stays empty), which is as close to "the same time of day" as
+// the definition allows. Asia/Seoul has no DST.
+func (s *State) minuteOfDay(m window.Minute) int {
+	t := m.Start().In(s.cal.Location())
+	return min(max(t.Hour()*60+t.Minute(), 0), MinutesPerDay-1)
+}
