@@ -126,7 +126,7 @@ func (e *Engine) alertChange(ch *alert.Change) store.AlertChange {
 func NewSource(cfg *config.Config, mapping *event.Mapping, log *slog.Logger, reg prometheus.Registerer) *source.Source {
 	return source.New(source.Options{
 		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mapping: mapping,
-		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(),
+		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(), Grace: cfg.Grace.D(),
 		Logger: log, Metrics: source.NewMetrics(reg),
 	})
 }

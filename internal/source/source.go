@@ -34,6 +34,10 @@ type Options struct {
 	Mapping           *event.Mapping
 	StatusInterval    time.Duration
 	HeartbeatInterval time.Duration
+	// Grace is the minute-closing grace: one heartbeat is also committed
+	// just after every minute's end + grace, so that minute closes at once
+	// rather than up to two heartbeat intervals later.
+	Grace time.Duration
 	Logger            *slog.Logger
 	Metrics           *Metrics
 	// Now is the engine's clock (time.Now when nil).
@@ -284,6 +288,18 @@ func (s *Source) DropSlot(ctx context.Context) error {
 func (s *Source) Heartbeat(ctx context.Context, quiet func(time.Duration) bool) error {
 	t := time.NewTicker(s.opts.HeartbeatInterval)
 	defer t.Stop()
+	// The boundary timer runs on the engine's clock; if the source's clock
+	// is behind, that heartbeat closes nothing and the quiet ones do.
+	nextBoundary := func() time.Duration {
+		now := s.now()
+		at := now.Truncate(time.Minute).Add(s.opts.Grace + 5*time.Millisecond)
+		for !at.After(now) {
+			at = at.Add(time.Minute)
+		}
+		return at.Sub(now)
+	}
+	boundary := time.NewTimer(nextBoundary())
+	defer boundary.Stop()
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -296,9 +312,11 @@ func (s *Source) Heartbeat(ctx context.Context, quiet func(time.Duration) bool) 
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-		if !quiet(s.opts.HeartbeatInterval) {
-			continue
+			if !quiet(s.opts.HeartbeatInterval) {
+				continue
+			}
+		case <-boundary.C:
+			boundary.Reset(nextBoundary())
 		}
 		var err error
 		if conn == nil {

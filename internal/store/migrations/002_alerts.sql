@@ -45,7 +45,7 @@ CREATE TABLE deliveries (
     receiver        text        NOT NULL,
     status          text        NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'rejected')),
     attempts        integer     NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text,
     delivered_at    timestamptz,
     PRIMARY KEY (receiver, notification_id)
