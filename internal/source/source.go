@@ -37,9 +37,9 @@ type Options struct {
 	// Grace is the minute-closing grace: one heartbeat is also committed
 	// just after every minute's end + grace, so that minute closes at once
 	// rather than up to two heartbeat intervals later.
-	Grace time.Duration
-	Logger            *slog.Logger
-	Metrics           *Metrics
+	Grace   time.Duration
+	Logger  *slog.Logger
+	Metrics *Metrics
 	// Now is the engine's clock (time.Now when nil).
 	Now func() time.Time
 }
