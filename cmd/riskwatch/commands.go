@@ -220,16 +220,9 @@ func cmdExportMinutes(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	from, err := parseTime(*fromS, cfg.Location)
+	from, to, err := timeRange(*fromS, *toS, cfg.Location)
 	if err != nil {
-		return usageError{fmt.Sprintf("--from: %v", err)}
-	}
-	to, err := parseTime(*toS, cfg.Location)
-	if err != nil {
-		return usageError{fmt.Sprintf("--to: %v", err)}
-	}
-	if !from.Before(to) {
-		return usageError{fmt.Sprintf("--from %s is not before --to %s", *fromS, *toS)}
+		return err
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
