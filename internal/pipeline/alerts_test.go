@@ -114,7 +114,9 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM riskwatch.alert_evaluations e JOIN riskwatch.alerts a ON a.id = e.alert_id WHERE a.merchant_id = 100`).Scan(&evals); err != nil {
 		t.Fatal(err)
 	}
-	if evals < 3 {
+	// Evaluated at the minute it fired, and again at least once after the
+	// restart.
+	if evals < 2 {
 		t.Fatalf("merchant 100's alert has %d stored evaluations, want one per minute since it fired", evals)
 	}
 
