@@ -103,11 +103,15 @@ func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
 
 func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids map[alert.Key]int64) (int64, error) {
 	a := &c.Snap
-	if a.ID == 0 {
+	// A new alert is always a new row: in one batch an alert can resolve
+	// and the same rule fire again for the merchant, and the second must
+	// not take over the first's row. Later changes of an alert stored
+	// earlier in this batch find its ID by key.
+	if a.ID == 0 && !c.New {
 		a.ID = ids[a.Key()]
-	}
-	if a.ID == 0 && c.Live != nil {
-		a.ID = c.Live.ID
+		if a.ID == 0 && c.Live != nil {
+			a.ID = c.Live.ID
+		}
 	}
 	vals, err := json.Marshal(a.Values)
 	if err != nil {
