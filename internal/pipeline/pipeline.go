@@ -22,6 +22,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/progress"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/window"
@@ -251,6 +252,7 @@ func (e *Engine) session(ctx context.Context) error {
 	})
 	g.Go(func() error { return a.run(gctx) })
 	g.Go(func() error { return e.catchUpProgress(gctx, a) })
+	g.Go(func() error { return e.prune(gctx) })
 	return g.Wait()
 }
 
@@ -326,6 +328,33 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 			return nil
 		})
 	})
+}
+
+// prune deletes minute aggregates that have left the retention, once at the
+// start of a session and then hourly. It never deletes what the rules still
+// read (7 days and an hour back), whatever the retention, and keeps a day
+// of margin for minutes that late events could still reach.
+func (e *Engine) prune(ctx context.Context) error {
+	keep := max(e.cfg.Retention.D(), (rules.BaselineMinutes+rules.HourMinutes)*time.Minute) + 24*time.Hour
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		st := e.Status()
+		if !st.Progress.IsZero() {
+			n, err := e.opts.Store.PruneMinutes(ctx, st.Progress.Add(-keep))
+			if err != nil && ctx.Err() == nil {
+				// Pruning can wait an hour; it is never worth a restart.
+				e.log.Warn("pruning old minutes failed", "err", err)
+			} else if n > 0 {
+				e.log.Info("pruned minutes older than the retention", "rows", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // catchUpProgress shows progress while the sink trails the server by more

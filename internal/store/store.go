@@ -361,3 +361,22 @@ func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
 		return nil
 	})
 }
+
+// PruneMinutes deletes minute aggregates older than before, in batches so
+// that no single statement holds locks for long, and returns how many rows
+// went. Hourly and daily rollups are kept: they are small and the dashboard
+// shows long ranges from them.
+func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.table("minute_agg")), before)
+		if err != nil {
+			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 50000 {
+			return total, nil
+		}
+	}
+}

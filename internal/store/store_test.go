@@ -289,3 +289,29 @@ func TestRebuildRollups(t *testing.T) {
 		t.Fatalf("after rebuild in UTC: day %s, zone %s", day, cp.BusinessTimezone)
 	}
 }
+
+func TestPruneMinutes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, time.UTC)
+	bootstrapEmpty(t, s, 1)
+	base := minute(t, "2026-11-01T00:00:00Z")
+	var deltas []window.Delta
+	for i := window.Minute(0); i < 120; i++ {
+		deltas = append(deltas, window.Delta{Key: window.Key{Merchant: 1, Minute: base + i}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 10}})
+	}
+	if err := s.Apply(ctx, &Batch{Deltas: deltas, Checkpoint: Checkpoint{Slot: "s1", LSN: 2, LastClosed: base + 119, Progress: (base + 119).End()}}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneMinutes(ctx, (base + 45).Start())
+	if err != nil || n != 45 {
+		t.Fatalf("pruned %d, %v; want the 45 minutes before 00:45", n, err)
+	}
+	var left, hourSum int64
+	if err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM rw_sink.minute_agg), (SELECT sum(approvals) FROM rw_sink.hour_agg)`).Scan(&left, &hourSum); err != nil {
+		t.Fatal(err)
+	}
+	if left != 75 || hourSum != 120 {
+		t.Fatalf("after pruning: %d minutes left, hourly rollup sums to %d; want 75 and the untouched 120", left, hourSum)
+	}
+}
