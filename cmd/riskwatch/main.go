@@ -33,6 +33,11 @@ Usage:
   riskwatch silence add    --config FILE --merchant M [--rule R] (--until T | --for D) --reason TEXT --by NAME
   riskwatch silence list   --config FILE
   riskwatch silence expire ID --config FILE
+  riskwatch sim history    [--config FILE | --dsn DSN] [--days 8] [--payments-per-day N] [--merchants N]
+                           [--seed S] [--incidents=true] [--truth FILE] [--reload]
+                                           generate merchants and history into the source (COPY)
+  riskwatch sim live       [--config FILE | --dsn DSN] [--tps N] [--burst-tps N] [--batch N] [--for D]
+                                           commit live payments and cancels, incidents included
   riskwatch version                        print the version
 
 FILE is riskwatch.yaml; without --config, defaults apply and the DSNs come
@@ -93,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdAck(ctx, rest, stdout, stderr, getenv)
 	case "silence":
 		return cmdSilence(ctx, rest, stdout, stderr, getenv)
+	case "sim":
+		return cmdSim(ctx, rest, stdout, stderr, getenv)
 	case "version":
 		fs := newFlags("version", stderr)
 		if err := fs.Parse(rest); err != nil {

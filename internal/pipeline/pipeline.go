@@ -358,13 +358,16 @@ func (e *Engine) prune(ctx context.Context) error {
 }
 
 // catchUpProgress shows progress while the sink trails the server by more
-// than a few megabytes of WAL (after downtime, or a burst).
+// than a few megabytes of WAL for a few seconds in a row (after downtime, or
+// a burst); the hysteresis keeps the sink's own writes, which add WAL when
+// it shares the source server, from starting a report every second.
 func (e *Engine) catchUpProgress(ctx context.Context, a *applier) error {
-	const threshold = 8 << 20
+	const threshold, after = 8 << 20, 3
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var rep *progress.Reporter
 	var start source.LSN
+	behindFor := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -373,15 +376,21 @@ func (e *Engine) catchUpProgress(ctx context.Context, a *applier) error {
 		}
 		pos := e.tracker.Position()
 		done := source.LSN(a.durable.Load())
-		behind := pos.ServerWALEnd > done && pos.ServerWALEnd-done > threshold
+		end := max(pos.ServerWALEnd, done)
+		if end-done > threshold {
+			behindFor++
+		} else {
+			behindFor = 0
+		}
 		switch {
-		case behind && rep == nil:
+		case behindFor >= after && rep == nil:
 			start = done
-			rep = progress.New("catching up", "bytes of WAL", int64(pos.ServerWALEnd-start), progress.Options{Out: e.opts.ProgressOut, Logger: e.log})
-		case behind:
-			rep.SetTotal(int64(pos.ServerWALEnd - start))
+			rep = progress.New("catching up", "bytes of WAL", int64(end-start), progress.Options{Out: e.opts.ProgressOut, Logger: e.log})
+		case behindFor > 0 && rep != nil:
+			rep.SetTotal(int64(end - start))
 			rep.Set(int64(done - start))
-		case rep != nil:
+		case behindFor == 0 && rep != nil:
+			rep.SetTotal(int64(done - start))
 			rep.Set(int64(done - start))
 			rep.Done()
 			rep = nil

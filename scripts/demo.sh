@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# make demo: a private PostgreSQL under ./var, generated history, live
+# traffic with incidents, the engine and its HTTP endpoints, alerts printed
+# as they fire. Ctrl-C stops everything; the next run reuses ./var.
+#
+#   DEMO_SCALE   payments per day of generated traffic (default 1000000;
+#                3000000 is the full load of the spec: make demo FULL=1)
+#   DEMO_DAYS    days of history (default 8)
+#   DEMO_TPS     live payments per second (default 50)
+#   DEMO_PORT    PostgreSQL port (default 55432)
+#   DEMO_HTTP    engine HTTP address (default 127.0.0.1:8080)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VAR="$ROOT/var"
+PGDATA="$VAR/pg"
+SCALE=${DEMO_SCALE:-1000000}
+# The volume rule's "large" threshold scales with the traffic so that the
+# same merchants are large at any scale (1e9 KRW/day at 3M payments/day).
+LARGE=$(( 1000000000 * SCALE / 3000000 ))
+DAYS=${DEMO_DAYS:-8}
+TPS=${DEMO_TPS:-0}
+PORT=${DEMO_PORT:-55432}
+HTTP=${DEMO_HTTP:-127.0.0.1:8080}
+DSN="postgres://postgres@127.0.0.1:$PORT/payments?sslmode=disable"
+
+./scripts/ensure-postgres.sh
+PGBIN=${RISKWATCH_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+make -s build
+mkdir -p "$VAR"
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+if [ ! -f "$PGDATA/PG_VERSION" ]; then
+  echo "== creating a private PostgreSQL cluster in $PGDATA"
+  mkdir -p "$PGDATA"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGDATA"
+  chmod 700 "$PGDATA"
+  as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth=trust -E UTF8 >/dev/null
+  cat >> "$PGDATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$PGDATA'
+wal_level = logical
+max_replication_slots = 8
+max_wal_senders = 8
+shared_buffers = 512MB
+max_wal_size = 4GB
+synchronous_commit = on
+CONF
+fi
+if ! as_pg "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+  echo "== starting PostgreSQL on 127.0.0.1:$PORT"
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start >/dev/null
+fi
+
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "== stopping"
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+  echo "== stopped; data kept in $VAR (rm -rf var to start over)"
+}
+trap cleanup INT TERM EXIT
+
+if ! "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'payments'" postgres | grep -q 1; then
+  "$PGBIN/psql" -q -h 127.0.0.1 -p "$PORT" -U postgres -c "CREATE DATABASE payments" postgres
+fi
+
+cat > "$VAR/riskwatch.yaml" <<YAML
+source:
+  dsn: "$DSN"
+http:
+  listen: $HTTP
+rules:
+  volume_drop:
+    large_daily_amount: $LARGE
+notify:
+  receivers:
+    - {name: console, type: log}
+YAML
+
+bin/riskwatch sim history --dsn "$DSN" --days "$DAYS" --payments-per-day "$SCALE" --large-daily-amount "$LARGE" --truth "$VAR/ground-truth.json"
+bin/riskwatch sim live --dsn "$DSN" --tps "$TPS" > "$VAR/sim-live.log" 2>&1 &
+PIDS+=($!)
+echo "== live traffic with incidents placed to fire in the next minutes (log: var/sim-live.log;"
+echo "   what should fire and when: var/ground-truth.json)"
+echo "== engine: http://$HTTP/metrics  http://$HTTP/readyz   (dashboard: issue 5, not built yet)"
+bin/riskwatch run --config "$VAR/riskwatch.yaml" &
+PIDS+=($!)
+wait "${PIDS[-1]}"
