@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/sim"
 )
 
 var cluster *pgtest.Cluster
@@ -56,11 +57,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	ddl, err := os.ReadFile("testdata/schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(context.Background(), string(ddl)); err != nil {
+	if _, err := pool.Exec(context.Background(), sim.Schema); err != nil {
 		t.Fatal(err)
 	}
 	return &cliEnv{t: t, dsn: dsn, pool: pool, dir: t.TempDir(), slot: fmt.Sprintf("rw_cli_%d_%d", os.Getpid(), slotSeq.Add(1))}

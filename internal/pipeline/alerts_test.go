@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/sim"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
@@ -49,7 +50,7 @@ func liveTransitions(t *testing.T, st *store.Store) []string {
 // loses the open alerts nor notifies them again as new.
 func TestAlertsLiveThenBacktest(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "testdata/schema.sql")
+	e := newEnv(t, sim.Schema)
 	seedAlertHistory(e)
 	cfg := e.config(func(c *config.Config) {
 		c.Notify.Receivers = []config.Receiver{{Name: "hook", Type: "webhook", URL: "http://127.0.0.1:9/x"}, {Name: "only-volume", Type: "log", Rules: []string{"volume_drop"}}}

@@ -35,7 +35,9 @@ type env struct {
 
 var slotSeq atomic.Int64
 
-func newEnv(t *testing.T, schemaFile string) *env {
+// newEnv creates a database and runs ddl in it (the default source schema
+// is sim.Schema; "" for none).
+func newEnv(t *testing.T, ddl string) *env {
 	t.Helper()
 	dsn := cluster.NewDB(t)
 	pool, err := pgxpool.New(context.Background(), dsn)
@@ -43,12 +45,8 @@ func newEnv(t *testing.T, schemaFile string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if schemaFile != "" {
-		ddl, err := os.ReadFile(schemaFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(context.Background(), string(ddl)); err != nil {
+	if ddl != "" {
+		if _, err := pool.Exec(context.Background(), ddl); err != nil {
 			t.Fatalf("creating source schema: %v", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/sim"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -19,7 +20,7 @@ import (
 // itself) are each counted exactly once.
 func TestSnapshotStreamHandoff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "testdata/schema.sql")
+	e := newEnv(t, sim.Schema)
 	// Two days of history over 300 merchants: 60,000 payments, every third
 	// partially cancelled an hour later.
 	e.exec(`INSERT INTO payments (id, merchant_id, amount, status, approved_at)
@@ -74,7 +75,7 @@ func TestSnapshotStreamHandoff(t *testing.T) {
 // must still close minutes.
 func TestInvalidLateIgnoredAndIdle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "testdata/schema.sql")
+	e := newEnv(t, sim.Schema)
 	// A table whose columns may be NULL, mapped as approvals, for the NULL
 	// dead letters the default schema's constraints cannot produce.
 	e.exec(`CREATE TABLE loose (id bigserial PRIMARY KEY, merchant bigint, amount bigint, at timestamptz)`)
@@ -199,7 +200,7 @@ func slotFlushed(t *testing.T, e *env) uint64 {
 // land in different days and hours of the rollups.
 func TestBusinessDayBoundary(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "testdata/schema.sql")
+	e := newEnv(t, sim.Schema)
 	r := e.start(e.config(nil), nil)
 	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
 	// The latest Seoul midnight at least two hours ago: within retention
@@ -280,7 +281,7 @@ func TestLedgerMapping(t *testing.T) {
 // the server every test of this package shares (Go runs the sequential tests
 // before the parallel ones).
 func TestSourceRestart(t *testing.T) {
-	e := newEnv(t, "testdata/schema.sql")
+	e := newEnv(t, sim.Schema)
 	r := e.start(e.config(nil), nil)
 	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
 	ins := startInserter(t, e.dsn, 30, time.Millisecond)

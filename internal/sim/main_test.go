@@ -40,11 +40,7 @@ func newSource(t *testing.T, maxConns int32) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	ddl, err := os.ReadFile("testdata/schema.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(context.Background(), string(ddl)); err != nil {
+	if _, err := pool.Exec(context.Background(), Schema); err != nil {
 		t.Fatalf("creating the source schema: %v", err)
 	}
 	return pool
