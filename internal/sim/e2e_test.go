@@ -34,7 +34,7 @@ const (
 	e2eMerchants = 20_000
 	e2ePPD       = 750_000
 	// e2eSetup is what placing the scenarios, loading the history and the
-	// engine's first snapshot take at this scale (about 40 s on 2 cores),
+	// engine's first snapshot take at this scale (30–35 s on 2 cores),
 	// with a margin: incidents are placed to become true from the first
 	// whole minute after it.
 	e2eSetup = 50 * time.Second
