@@ -1,5 +1,6 @@
-// Package api serves riskwatch over HTTP: Prometheus metrics, liveness and
-// readiness now; the dashboard's REST API and web assets as they are built.
+// Package api serves riskwatch over HTTP: the dashboard's JSON API and its
+// Server-Sent Events, the embedded dashboard itself, Prometheus metrics,
+// liveness and readiness. docs/api.md is the reference.
 package api
 
 import (
@@ -7,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,66 +16,230 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/store"
 )
 
 // Readiness reports whether the engine is serving live data, and why not.
 type Readiness func() (ready bool, detail any)
 
-// Options configure the server.
+// Engine is what the API reads from the running pipeline.
+type Engine interface {
+	Status() pipeline.Status
+	Ranking() *pipeline.Ranking
+}
+
+// Options configure the server. Store, Engine and Config are needed for
+// the dashboard; without them only /metrics, /healthz and /readyz exist.
 type Options struct {
 	Listen   string
 	Gatherer prometheus.Gatherer
 	Ready    Readiness
 	Logger   *slog.Logger
+
+	Config  *config.Config
+	Store   *store.Store
+	Engine  Engine
+	Assets  fs.FS // the built dashboard (index.html, assets/); nil: no pages
+	Version string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// StatusEvery is how often SSE clients get a status event (2s when 0).
+	StatusEvery time.Duration
 }
 
-// Handler returns the HTTP routes.
-func Handler(opts Options) http.Handler {
+// Server is the HTTP server and the SSE hub.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	hub    *hub
+	closed chan pipeline.Closed
+	params pipeline.RuleParams
+}
+
+// New builds a server.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.StatusEvery <= 0 {
+		opts.StatusEvery = 2 * time.Second
+	}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, hub: newHub(), closed: make(chan pipeline.Closed, 64)}
+	if opts.Config != nil {
+		p, err := pipeline.NewRuleParams(opts.Config)
+		if err != nil {
+			return nil, err
+		}
+		s.params = p
+	}
+	return s, nil
+}
+
+// Handler returns every route.
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ready, detail := opts.Ready()
+		ready, detail := s.opts.Ready()
 		code := http.StatusOK
 		if !ready {
 			code = http.StatusServiceUnavailable
 		}
 		writeJSON(w, code, map[string]any{"ready": ready, "status": detail})
 	})
-	return mux
+	if s.opts.Store != nil && s.opts.Config != nil && s.opts.Engine != nil {
+		s.routes(mux)
+	}
+	return securityHeaders(mux)
+}
+
+func (s *Server) routes(mux *http.ServeMux) {
+	auth := newAuth(s.opts.Config.HTTP.Auth)
+	read := func(h http.HandlerFunc) http.Handler { return auth.require(levelRead, h) }
+	mux.Handle("GET /api/status", read(s.handleStatus))
+	mux.Handle("GET /api/platform/minutes", read(s.handlePlatform))
+	mux.Handle("GET /api/merchants", read(s.handleSearch))
+	mux.Handle("GET /api/rankings/risk", read(s.handleRiskRanking))
+	mux.Handle("GET /api/rankings/volume-drop", read(s.handleVolumeRanking))
+	mux.Handle("GET /api/merchants/{id}", read(s.handleMerchant))
+	mux.Handle("GET /api/merchants/{id}/series", read(s.handleSeries))
+	mux.Handle("GET /api/merchants/{id}/volume", read(s.handleVolume))
+	mux.Handle("GET /api/alerts", read(s.handleAlerts))
+	mux.Handle("POST /api/alerts/{id}/ack", auth.require(levelOperator, s.handleAck))
+	mux.Handle("GET /api/events", read(s.handleEvents))
+	mux.Handle("/api/", read(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+	if s.opts.Assets != nil {
+		page := read(s.handlePage)
+		for _, p := range []string{"GET /{$}", "GET /merchants", "GET /merchants/{id}", "GET /alerts"} {
+			mux.Handle(p, page)
+		}
+		assets, err := fs.Sub(s.opts.Assets, "assets")
+		if err == nil {
+			mux.Handle("GET /assets/", read(http.StripPrefix("/assets/", http.FileServerFS(assets)).ServeHTTP))
+		}
+	}
+}
+
+func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeFileFS(w, r, s.opts.Assets, "index.html")
+}
+
+// securityHeaders: scripts only from this origin (an injected merchant name
+// could not run even if a page forgot to escape it), no framing, no
+// sniffing, no referrer leaking merchant ids.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Serve listens on opts.Listen until ctx is done, then shuts down gracefully.
-// ready, when not nil, receives the bound address (useful with port 0).
-func Serve(ctx context.Context, opts Options, ready chan<- string) error {
-	ln, err := net.Listen("tcp", opts.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen on %s: %w", opts.Listen, err)
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// badRequest is an error the client can fix; its message names the parameter.
+type badRequest struct{ msg string }
+
+func (e badRequest) Error() string { return e.msg }
+
+func badf(format string, args ...any) error { return badRequest{fmt.Sprintf(format, args...)} }
+
+// fail maps an error to its status: the one place that does.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var br badRequest
+	switch {
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, "%s", br.msg)
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "%s", err.Error())
+	case errors.Is(err, store.ErrNotOpen):
+		writeError(w, http.StatusConflict, "%s", err.Error())
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+	default:
+		s.log.Error("api request failed", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error (logged)")
 	}
-	srv := &http.Server{Handler: Handler(opts), ReadHeaderTimeout: 10 * time.Second}
-	opts.Logger.Info("http listening", "addr", ln.Addr().String())
+}
+
+// Closed hands a close of minutes to the SSE publisher without blocking the
+// pipeline; if the publisher is behind, the oldest news is what is lost
+// (clients refetch on the next one).
+func (s *Server) Closed(ctx context.Context, c pipeline.Closed) {
+	select {
+	case s.closed <- c:
+	default:
+		s.log.Warn("dashboard events behind; dropping a minute's push", "minute", c.Last.String())
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully. ready, when not
+// nil, receives the bound address (useful with port 0).
+func (s *Server) Run(ctx context.Context, ready chan<- string) error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen on %s: %w", s.opts.Listen, err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	s.log.Info("http listening", "addr", ln.Addr().String())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.hub.closeAll()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	if s.opts.Store != nil && s.opts.Engine != nil {
+		g.Go(func() error { return s.publish(gctx) })
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	return g.Wait()
+}
+
+// Serve is New(opts).Run(ctx, ready).
+func Serve(ctx context.Context, opts Options, ready chan<- string) error {
+	s, err := New(opts)
+	if err != nil {
+		return err
 	}
-	return nil
+	return s.Run(ctx, ready)
 }

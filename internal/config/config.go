@@ -30,6 +30,11 @@ import (
 const (
 	EnvSourceDSN = "RISKWATCH_SOURCE_DSN"
 	EnvSinkDSN   = "RISKWATCH_SINK_DSN"
+	// The dashboard's secrets, for the same reason.
+	EnvReadToken        = "RISKWATCH_READ_TOKEN"
+	EnvReadPassword     = "RISKWATCH_READ_PASSWORD"
+	EnvOperatorToken    = "RISKWATCH_OPERATOR_TOKEN"
+	EnvOperatorPassword = "RISKWATCH_OPERATOR_PASSWORD"
 )
 
 // Mapping kinds.
@@ -48,6 +53,7 @@ type Config struct {
 	Grace            Duration       `yaml:"grace"`             // default 1s; 0 <= grace < 1m
 	MaxFuture        Duration       `yaml:"max_future"`        // default 5m; > 0 (events further than this after their commit time are dead-lettered)
 	HTTP             HTTP           `yaml:"http"`
+	MerchantNames    MerchantNames  `yaml:"merchant_names"`
 	Mapping          []TableMapping `yaml:"mapping"` // default: DefaultMapping()
 	Pipeline         Pipeline       `yaml:"pipeline"`
 	Rules            Rules          `yaml:"rules"`
@@ -129,6 +135,38 @@ type HTTP struct {
 	// ExternalURL is how operators reach the dashboard; alerts link to it.
 	// Default: http://<listen>.
 	ExternalURL string `yaml:"external_url"`
+	Auth        Auth   `yaml:"auth"`
+}
+
+// Auth guards the dashboard and its API. An empty level needs no
+// credentials.
+type Auth struct {
+	Read     Credentials `yaml:"read"`     // every GET of the dashboard and API
+	Operator Credentials `yaml:"operator"` // acknowledging alerts (and read)
+}
+
+// Credentials accept a bearer token, HTTP Basic, or either.
+type Credentials struct {
+	Token    string `yaml:"token"`    // env RISKWATCH_{READ,OPERATOR}_TOKEN overrides
+	Username string `yaml:"username"` // with password: HTTP Basic
+	Password string `yaml:"password"` // env RISKWATCH_{READ,OPERATOR}_PASSWORD overrides
+}
+
+// Configured reports whether any credential is set.
+func (c Credentials) Configured() bool { return c.Token != "" || c.Username != "" || c.Password != "" }
+
+// MerchantNames copies merchant names from a source table to the sink for
+// the dashboard's search and labels. Display only: no rule reads them.
+type MerchantNames struct {
+	Table   string   `yaml:"table"`   // default "public.merchants"; "" disables (merchants show as ids)
+	ID      string   `yaml:"id"`      // default "id"
+	Name    string   `yaml:"name"`    // default "name"
+	Refresh Duration `yaml:"refresh"` // default 1m; > 0
+}
+
+// SchemaTable splits Table like TableMapping.SchemaTable.
+func (m MerchantNames) SchemaTable() (schema, table string) {
+	return TableMapping{Table: m.Table}.SchemaTable()
 }
 
 // TableMapping tells riskwatch which columns of a source table carry the
@@ -211,6 +249,7 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
+		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 1_000_000_000, MinExpectedFraction: 0.05, DropRatio: 0.5},
@@ -272,6 +311,17 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	if v := getenv(EnvSinkDSN); v != "" {
 		cfg.Sink.DSN = v
+	}
+	for _, o := range []struct {
+		env string
+		dst *string
+	}{
+		{EnvReadToken, &cfg.HTTP.Auth.Read.Token}, {EnvReadPassword, &cfg.HTTP.Auth.Read.Password},
+		{EnvOperatorToken, &cfg.HTTP.Auth.Operator.Token}, {EnvOperatorPassword, &cfg.HTTP.Auth.Operator.Password},
+	} {
+		if v := getenv(o.env); v != "" {
+			*o.dst = v
+		}
 	}
 	if cfg.Sink.DSN == "" {
 		cfg.Sink.DSN = cfg.Source.DSN

@@ -149,6 +149,21 @@ func TestParseDefaultsOnly(t *testing.T) {
 	})
 }
 
+func TestAuthSecretsFromEnv(t *testing.T) {
+	env := map[string]string{EnvSourceDSN: "postgres://u@h/db", EnvReadToken: "r-env", EnvReadPassword: "rp-env",
+		EnvOperatorToken: "o-env", EnvOperatorPassword: "op-env"}
+	cfg, err := Parse([]byte("http:\n  auth:\n    read: {username: viewer, password: file}\n    operator: {username: oncall, token: file}\n"),
+		func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Auth{Read: Credentials{Token: "r-env", Username: "viewer", Password: "rp-env"},
+		Operator: Credentials{Token: "o-env", Username: "oncall", Password: "op-env"}}
+	if cfg.HTTP.Auth != want {
+		t.Errorf("auth %+v, want %+v", cfg.HTTP.Auth, want)
+	}
+}
+
 func TestDSNSources(t *testing.T) {
 	const (
 		fileSource = "postgres://file@src/db"
@@ -203,6 +218,10 @@ grace: 0s
 max_future: 90s
 http:
   listen: ":9090"
+  auth:
+    read: {token: rt, username: viewer, password: vpw}
+    operator: {token: ot}
+merchant_names: {table: crm.shops, id: shop_id, name: title, refresh: 10m}
 mapping:
   - table: ledger
     kind: approval
@@ -240,7 +259,11 @@ log:
 		Retention:        Duration(36 * time.Hour),
 		Grace:            0,
 		MaxFuture:        Duration(90 * time.Second),
-		HTTP:             HTTP{Listen: ":9090"},
+		HTTP: HTTP{Listen: ":9090", Auth: Auth{
+			Read:     Credentials{Token: "rt", Username: "viewer", Password: "vpw"},
+			Operator: Credentials{Token: "ot"},
+		}},
+		MerchantNames: MerchantNames{Table: "crm.shops", ID: "shop_id", Name: "title", Refresh: Duration(10 * time.Minute)},
 		Mapping: []TableMapping{{
 			Table: "ledger", Kind: "approval", Merchant: "mid", Amount: "amt", Time: "ts",
 			Filter: &Filter{Column: "type", In: []string{"approval", "capture"}},
@@ -408,6 +431,19 @@ func TestValidateRules(t *testing.T) {
 		{"source slot empty", func(c *Config) { c.Source.Slot = "" }, "source.slot: must match", false},
 		{"source slot too long", func(c *Config) { c.Source.Slot = strings.Repeat("a", 64) }, "source.slot: must match", false},
 		{"source publication", func(c *Config) { c.Source.Publication = "rw-pub" }, `source.publication: must match ^[a-z0-9_]{1,63}$, got "rw-pub"`, true},
+		{"basic auth needs both", func(c *Config) { c.HTTP.Auth.Read = Credentials{Username: "viewer"} },
+			"http.auth.read: username and password go together (HTTP Basic); set both or neither", true},
+		{"basic username colon", func(c *Config) {
+			c.HTTP.Auth.Operator = Credentials{Username: "a:b", Password: "p"}
+			c.HTTP.Auth.Read.Token = "t"
+		},
+			"http.auth.operator.username: must not contain ':'", false},
+		{"operator without read", func(c *Config) { c.HTTP.Auth.Operator = Credentials{Token: "t"} },
+			"http.auth.read: must be set when http.auth.operator is", false},
+		{"merchant names id", func(c *Config) { c.MerchantNames.ID = "" },
+			"merchant_names.id: is required when merchant_names.table is set", true},
+		{"merchant names refresh", func(c *Config) { c.MerchantNames.Refresh = 0 },
+			"merchant_names.refresh: must be greater than 0s, got 0s", true},
 		{"heartbeat zero", func(c *Config) { c.Source.HeartbeatInterval = 0 }, "source.heartbeat_interval: must be greater than 0s, got 0s", true},
 		{"status negative", func(c *Config) { c.Source.StatusInterval = Duration(-time.Second) }, "source.status_interval: must be greater than 0s, got -1s", true},
 		{"reconnect min zero", func(c *Config) { c.Source.ReconnectMin = 0 }, "source.reconnect_min: must be greater than 0s", false},

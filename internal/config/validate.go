@@ -334,6 +334,29 @@ func (c *Config) validateRules(p *problems) {
 	if c.Alerts.ResolveAfter < 1 {
 		p.add("alerts.resolve_after", "must be at least 1, got %d", c.Alerts.ResolveAfter)
 	}
+	for _, a := range []struct {
+		field string
+		c     Credentials
+	}{{"http.auth.read", c.HTTP.Auth.Read}, {"http.auth.operator", c.HTTP.Auth.Operator}} {
+		if (a.c.Username == "") != (a.c.Password == "") {
+			p.add(a.field, "username and password go together (HTTP Basic); set both or neither")
+		}
+		if strings.Contains(a.c.Username, ":") {
+			p.add(a.field+".username", "must not contain ':' (HTTP Basic separates it from the password with one)")
+		}
+	}
+	if c.HTTP.Auth.Operator.Configured() && !c.HTTP.Auth.Read.Configured() {
+		p.add("http.auth.read", "must be set when http.auth.operator is: otherwise anyone could read what only operators may act on")
+	}
+	if mn := c.MerchantNames; mn.Table != "" {
+		if mn.ID == "" {
+			p.add("merchant_names.id", "is required when merchant_names.table is set")
+		}
+		if mn.Name == "" {
+			p.add("merchant_names.name", "is required when merchant_names.table is set")
+		}
+		positive(p, "merchant_names.refresh", mn.Refresh)
+	}
 	if u := c.HTTP.ExternalURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			p.add("http.external_url", "must be an absolute http(s) URL, got %q", u)

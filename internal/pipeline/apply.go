@@ -138,6 +138,10 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	now := a.e.now()
 	a.e.m.flushDuration.Observe(now.Sub(started).Seconds())
+	events := 0
+	for _, d := range b.Deltas {
+		events += int(d.Approvals + d.Cancels)
+	}
 	for _, ct := range a.commitTimes {
 		a.e.m.commitToAgg.Observe(float64(now.UnixMicro()-ct) / 1e6)
 	}
@@ -154,7 +158,7 @@ func (a *applier) flush(ctx context.Context) error {
 		}
 		a.closing = false
 	}
-	a.e.setDurable(a.applied, a.evaluated, progress)
+	a.e.setDurable(a.applied, a.evaluated, progress, events)
 	return nil
 }
 
@@ -204,7 +208,13 @@ func (a *applier) evaluate(ctx context.Context, first, last window.Minute) error
 	}
 	a.e.log.Debug("minutes closed", "first", first.String(), "last", last.String(), "alert_changes", len(changes))
 	if a.e.opts.OnClose != nil {
-		a.e.opts.OnClose(ctx, first, last)
+		c := Closed{First: first, Last: last}
+		for _, ch := range changes {
+			if ch.Transition != 0 {
+				c.Transitions = append(c.Transitions, ch)
+			}
+		}
+		a.e.opts.OnClose(ctx, c)
 	}
 	return nil
 }

@@ -62,6 +62,9 @@ type Evaluator struct {
 	Lifecycle *alert.Lifecycle
 	Params    RuleParams
 	st        *store.Store
+	// Ranked, when set, receives the ranking of the newest minute of each
+	// Close (the live engine sets it; a backtest has no use for it).
+	Ranked func(*Ranking)
 }
 
 // NewEvaluator restores the rules state after lastClosed from the sink.
@@ -112,13 +115,13 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 			return nil, err
 		}
 		leaving = leaving[n:]
-		changes = append(changes, ev.evaluate(m, silenced)...)
+		changes = append(changes, ev.evaluate(m, silenced, m == last && ev.Ranked != nil)...)
 	}
 	return changes, nil
 }
 
 // evaluate runs both rules at minute m and feeds the lifecycle.
-func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time.Time) bool) []*alert.Change {
+func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time.Time) bool, ranked bool) []*alert.Change {
 	var out []*alert.Change
 	end := m.End()
 	record := func(rule string, merchant int64, fires bool, values map[string]any) {
@@ -127,11 +130,16 @@ func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time
 			out = append(out, ch)
 		}
 	}
-	for _, e := range ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike)) {
+	cancel := ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike))
+	for _, e := range cancel {
 		record(rules.CancelRateSpike, e.Merchant, e.Fires, CancelValues(e.CancelResult))
 	}
-	for _, e := range ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop)) {
+	volume := ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop))
+	for _, e := range volume {
 		record(rules.VolumeDrop, e.Merchant, e.Fires, VolumeValues(e.VolumeResult))
+	}
+	if ranked {
+		ev.Ranked(rank(m, ev.Params, cancel, volume))
 	}
 	return out
 }

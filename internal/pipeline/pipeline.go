@@ -39,8 +39,9 @@ type Options struct {
 	// ProgressOut receives progress lines on a terminal (os.Stderr when nil).
 	ProgressOut io.Writer
 	// OnClose is called after minutes [first, last] closed and the sink holds
-	// everything up to their end + grace. It runs on the apply loop.
-	OnClose func(ctx context.Context, first, last window.Minute)
+	// everything up to their end + grace and their alerts. It runs on the
+	// apply loop, so it must not block.
+	OnClose func(ctx context.Context, c Closed)
 	// OnAlerts is called after alert changes that enqueued notifications
 	// were committed (the notification senders' wake-up).
 	OnAlerts func()
@@ -48,6 +49,14 @@ type Options struct {
 	// and before history is aggregated (tests insert rows here to prove that
 	// rows committed during the snapshot are counted exactly once).
 	SnapshotHook func(ctx context.Context) error
+}
+
+// Closed is what one close of minutes did.
+type Closed struct {
+	First, Last window.Minute
+	// Transitions are the alert changes that fired or resolved an alert,
+	// in order; their Alert carries the sink's ID.
+	Transitions []*alert.Change
 }
 
 // Status is the engine's state for health checks, metrics and the API.
@@ -60,6 +69,15 @@ type Status struct {
 	LagSeconds float64
 	// Progress is the source commit time the sink holds everything up to.
 	Progress time.Time
+	// EventsPerSecond is the rate of events made durable over about the
+	// last ten seconds.
+	EventsPerSecond float64
+}
+
+// rateSample is the count of durable events at a time.
+type rateSample struct {
+	at    time.Time
+	total int64
 }
 
 // Engine runs the pipeline.
@@ -74,10 +92,17 @@ type Engine struct {
 	tracker *source.Tracker
 	routes  []store.Route
 
-	mu     sync.Mutex
-	status Status
-	ready  atomic.Bool
+	mu      sync.Mutex
+	status  Status
+	events  int64
+	samples []rateSample // guarded by mu; covers the last ten seconds
+	ready   atomic.Bool
+	ranking atomic.Pointer[Ranking]
 }
+
+// Ranking returns the riskiest merchants at the newest closed minute, or
+// nil before the first minute closed.
+func (e *Engine) Ranking() *Ranking { return e.ranking.Load() }
 
 // Specs converts the configured mapping.
 func Specs(tables []config.TableMapping) ([]event.Spec, error) {
@@ -172,9 +197,18 @@ func (e *Engine) Status() Status {
 	return st
 }
 
-func (e *Engine) setDurable(lsn source.LSN, lastClosed window.Minute, progress time.Time) {
+func (e *Engine) setDurable(lsn source.LSN, lastClosed window.Minute, progress time.Time, events int) {
+	now := e.now()
 	e.mu.Lock()
 	e.status.AppliedLSN, e.status.LastClosed, e.status.Progress = lsn, lastClosed, progress
+	e.events += int64(events)
+	e.samples = append(e.samples, rateSample{now, e.events})
+	for len(e.samples) > 2 && now.Sub(e.samples[1].at) >= 10*time.Second {
+		e.samples = e.samples[1:]
+	}
+	if first := e.samples[0]; len(e.samples) > 1 && now.Sub(first.at) > 0 {
+		e.status.EventsPerSecond = float64(e.events-first.total) / now.Sub(first.at).Seconds()
+	}
 	e.mu.Unlock()
 	e.m.lastClosed.Set(float64(lastClosed.Start().Unix()))
 }
@@ -223,7 +257,7 @@ func (e *Engine) session(ctx context.Context) error {
 			return err
 		}
 	}
-	e.setDurable(source.LSN(cp.LSN), cp.LastClosed, cp.Progress)
+	e.setDurable(source.LSN(cp.LSN), cp.LastClosed, cp.Progress, 0)
 
 	open, err := e.opts.Store.OpenAlerts(ctx)
 	if err != nil {
@@ -233,6 +267,7 @@ func (e *Engine) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
+	ev.Ranked = e.ranking.Store
 	txns := make(chan *source.Txn, e.cfg.Pipeline.QueueSize)
 	a := &applier{
 		e: e, in: txns, w: window.New(e.cfg.Grace.D(), cp.LastClosed),

@@ -198,7 +198,8 @@ func TestScenariosEndToEnd(t *testing.T) {
 	eng, err := pipeline.New(pipeline.Options{
 		Config: cfg, Store: st, Registry: reg, ProgressOut: logs,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		OnClose: func(_ context.Context, first, _ window.Minute) {
+		OnClose: func(_ context.Context, c pipeline.Closed) {
+			first := c.First
 			firstClosed.CompareAndSwap(0, int64(first)+1)
 		},
 	})

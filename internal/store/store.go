@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -183,6 +184,33 @@ func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) {
 		dcols.add(k.merchant, k.at, days[k])
 	}
 	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
+	s.queuePlatform(qb, deltas)
+}
+
+// queuePlatform adds the deltas' per-minute totals to platform_minute.
+func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) {
+	sums := make(map[window.Minute]window.Agg)
+	var order []window.Minute
+	for _, d := range deltas {
+		a, seen := sums[d.Minute]
+		if !seen {
+			order = append(order, d.Minute)
+		}
+		a.Add(d.Agg)
+		sums[d.Minute] = a
+	}
+	// Sorted keys make concurrent writers (none today) lock rows in one order.
+	slices.Sort(order)
+	cols := columns(len(order))
+	for _, m := range order {
+		cols.add(0, m.Start(), sums[m])
+	}
+	qb.Queue(fmt.Sprintf(`INSERT INTO %s AS t (minute, approvals, approved_amount, cancels, canceled_amount)
+		SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+		ON CONFLICT (minute) DO UPDATE SET approvals = t.approvals + EXCLUDED.approvals,
+			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
+			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.table("platform_minute")),
+		cols.at, cols.approvals, cols.approvedAmounts, cols.cancels, cols.canceledAmounts)
 }
 
 type aggColumns struct {
@@ -295,7 +323,7 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 		steps := []struct {
 			what, sql string
 		}{
-			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"))},
+			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
 			{"clearing snapshot dead letters", fmt.Sprintf("DELETE FROM %s WHERE origin = 'snapshot'", s.table("dead_letters"))},
 			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
 		}
@@ -316,6 +344,8 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 				SELECT 'snapshot', source_table, kind, reason, detail, row FROM pg_temp.snapshot_dead_letters`, s.table("dead_letters")), nil},
 			{"building hourly rollup", s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
 			{"building daily rollup", s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
+			{"building platform minutes", fmt.Sprintf(`INSERT INTO %s SELECT minute, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
+				FROM %s GROUP BY 1`, s.table("platform_minute"), s.table("minute_agg")), nil},
 			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s (slot, lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone)
 				VALUES ($1, $2, $3, $4, $2, now(), $5)
 				ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, last_closed = EXCLUDED.last_closed, progress = EXCLUDED.progress,
@@ -376,6 +406,9 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 50000 {
+			if _, err := s.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.table("platform_minute")), before); err != nil {
+				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
+			}
 			return total, nil
 		}
 	}

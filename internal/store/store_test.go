@@ -146,6 +146,18 @@ func TestApplyRollupsAndExport(t *testing.T) {
 			t.Fatalf("days = %v, want %v", days, wantDays)
 		}
 	}
+	// Platform totals: the sums over merchants, per minute, late event included.
+	plat, err := s.PlatformMinutes(ctx, m1459, m1500+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPlat := []Point{
+		{At: m1459.Start(), Agg: window.Agg{Approvals: 2, ApprovedAmount: 3000, Cancels: 1, CanceledAmount: 1000}},
+		{At: m1500.Start(), Agg: window.Agg{Approvals: 2, ApprovedAmount: 9_000_000_500, Cancels: 1, CanceledAmount: 200}},
+	}
+	if len(plat) != 2 || !plat[0].At.Equal(wantPlat[0].At) || plat[0].Agg != wantPlat[0].Agg || !plat[1].At.Equal(wantPlat[1].At) || plat[1].Agg != wantPlat[1].Agg {
+		t.Fatalf("platform minutes = %+v, want %+v", plat, wantPlat)
+	}
 	var n int
 	var reason string
 	if err := s.Pool().QueryRow(ctx, `SELECT count(*), min(reason) FROM rw_sink.dead_letters WHERE origin = 'stream' AND lsn = 250`).Scan(&n, &reason); err != nil {
@@ -248,6 +260,57 @@ func TestBootstrapIsAtomic(t *testing.T) {
 	if sum != 3 || dead != 1 {
 		t.Fatalf("after re-bootstrap: %d approvals, %d dead letters; want 3, 1", sum, dead)
 	}
+	plat, err := s.PlatformMinutes(ctx, minute(t, "2026-11-25T14:59:00Z"), minute(t, "2026-11-25T15:01:00Z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plat) != 2 || plat[0].Agg != (window.Agg{Approvals: 2, ApprovedAmount: 3000, Cancels: 1, CanceledAmount: 1000}) ||
+		plat[1].Agg != (window.Agg{Approvals: 1, ApprovedAmount: 500}) {
+		t.Fatalf("platform minutes after bootstrap = %+v", plat)
+	}
+	if old, ok, err := s.OldestMinute(ctx); err != nil || !ok || old != minute(t, "2026-11-25T14:59:00Z") {
+		t.Fatalf("oldest minute = %v %v %v", old, ok, err)
+	}
+}
+
+// TestMerchantDirectory: new and renamed merchants are written, unchanged
+// ones are not; search finds an exact id first, then names by substring,
+// case-insensitively, and treats % and _ as plain text.
+func TestMerchantDirectory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, time.UTC)
+	n, err := s.UpsertMerchants(ctx, []Merchant{{1, "Acme Books"}, {2, "acme_shoes"}, {12, "Zeta 100% Co"}, {3, "<img src=x onerror=alert(1)>"}})
+	if err != nil || n != 4 {
+		t.Fatalf("first upsert: %d %v", n, err)
+	}
+	n, err = s.UpsertMerchants(ctx, []Merchant{{1, "Acme Books"}, {2, "ACME Shoes"}})
+	if err != nil || n != 1 {
+		t.Fatalf("second upsert wrote %d rows (%v); want only the renamed one", n, err)
+	}
+	search := func(q string, id int64) []Merchant {
+		ms, err := s.SearchMerchants(ctx, q, id, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	if got := search("acme", -1); len(got) != 2 || got[0] != (Merchant{2, "ACME Shoes"}) || got[1] != (Merchant{1, "Acme Books"}) {
+		t.Errorf("search acme = %v", got)
+	}
+	if got := search("1", 1); len(got) != 3 || got[0].ID != 1 || got[1].ID != 3 || got[2].ID != 12 {
+		t.Errorf("search 1 = %v; want id 1 first, then the names containing 1 by name", got)
+	}
+	if got := search("%", -1); len(got) != 1 || got[0].ID != 12 {
+		t.Errorf("search %% = %v; want only the name with a percent sign", got)
+	}
+	if got := search("_", -1); len(got) != 0 {
+		t.Errorf("search _ = %v; want none (the underscore was renamed away)", got)
+	}
+	names, err := s.MerchantNames(ctx, []int64{3, 99})
+	if err != nil || len(names) != 1 || names[3] != "<img src=x onerror=alert(1)>" {
+		t.Errorf("names = %v %v", names, err)
+	}
 }
 
 // TestRebuildRollups: changing the business zone rebuilds days from minutes.
@@ -313,5 +376,8 @@ func TestPruneMinutes(t *testing.T) {
 	}
 	if left != 75 || hourSum != 120 {
 		t.Fatalf("after pruning: %d minutes left, hourly rollup sums to %d; want 75 and the untouched 120", left, hourSum)
+	}
+	if old, ok, err := s.OldestMinute(ctx); err != nil || !ok || old != base+45 {
+		t.Fatalf("oldest platform minute after pruning = %v %v %v; want 00:45", old, ok, err)
 	}
 }

@@ -1,0 +1,447 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/alert"
+	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// maxPoints bounds one series answer (8 days of minutes is 11,520).
+const maxPoints = 20000
+
+type statusJSON struct {
+	Now              time.Time      `json:"now"`
+	BusinessTimezone string         `json:"business_timezone"`
+	Ready            bool           `json:"ready"`
+	LastClosedMinute *time.Time     `json:"last_closed_minute"`
+	LagBytes         int64          `json:"lag_bytes"`
+	LagSeconds       float64        `json:"lag_seconds"`
+	EventsPerSecond  float64        `json:"events_per_second"`
+	Version          string         `json:"version"`
+	RetentionSeconds int64          `json:"retention_seconds"`
+	CanAck           bool           `json:"can_ack"`
+	Rules            map[string]any `json:"rules"`
+}
+
+func (s *Server) status(canAck bool) statusJSON {
+	st := s.opts.Engine.Status()
+	cfg := s.opts.Config
+	c, v := cfg.Rules.CancelRateSpike, cfg.Rules.VolumeDrop
+	out := statusJSON{
+		Now: s.now().UTC(), BusinessTimezone: cfg.Location.String(), Ready: st.Ready,
+		LagBytes: st.LagBytes, LagSeconds: st.LagSeconds, EventsPerSecond: st.EventsPerSecond,
+		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: canAck,
+		Rules: map[string]any{
+			rules.CancelRateSpike: map[string]any{"multiplier": c.Multiplier, "baseline_floor": c.BaselineFloor, "min_cancels": c.MinCancels,
+				"min_approvals": c.MinApprovals, "min_baseline_approvals": c.MinBaselineApprovals},
+			rules.VolumeDrop: map[string]any{"large_daily_amount": v.LargeDailyAmount, "min_expected_fraction": v.MinExpectedFraction, "drop_ratio": v.DropRatio},
+		},
+	}
+	if st.LastClosed != 0 {
+		t := st.LastClosed.Start()
+		out.LastClosedMinute = &t
+	}
+	return out
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.status(principalOf(r.Context()).level >= levelOperator))
+}
+
+// lastClosed is the newest closed minute, or the minute before now when
+// nothing closed yet (a fresh engine still bootstrapping).
+func (s *Server) lastClosed() window.Minute {
+	if m := s.opts.Engine.Status().LastClosed; m != 0 {
+		return m
+	}
+	return window.MinuteOf(s.now()) - 1
+}
+
+// parseTime reads an RFC 3339 time, or a wall-clock "2006-01-02T15:04" (as
+// an HTML datetime-local input gives it) in the business time zone.
+func (s *Server) parseTime(q url.Values, name string) (time.Time, bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, false, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), true, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, v, s.opts.Config.Location); err == nil {
+			return t.UTC(), true, nil
+		}
+	}
+	return time.Time{}, false, badf("%s: want an RFC 3339 time (2026-11-25T09:00:00+09:00) or a business-time-zone 2026-11-25T09:00, got %q", name, v)
+}
+
+func parseLimit(q url.Values, def, hi int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > hi {
+		return 0, badf("limit: want an integer from 1 to %d, got %q", hi, v)
+	}
+	return n, nil
+}
+
+func parseID(v, what string) (int64, error) {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id < 0 {
+		return 0, badf("%s: want a non-negative integer id, got %q", what, v)
+	}
+	return id, nil
+}
+
+type pointsJSON struct {
+	T              []int64 `json:"t"`
+	Approvals      []int64 `json:"approvals"`
+	ApprovedAmount []int64 `json:"approved_amount"`
+	Cancels        []int64 `json:"cancels"`
+	CanceledAmount []int64 `json:"canceled_amount"`
+}
+
+func newPoints(n int) pointsJSON {
+	return pointsJSON{T: make([]int64, n), Approvals: make([]int64, n), ApprovedAmount: make([]int64, n),
+		Cancels: make([]int64, n), CanceledAmount: make([]int64, n)}
+}
+
+func (p *pointsJSON) set(i int, a window.Agg) {
+	p.Approvals[i], p.ApprovedAmount[i], p.Cancels[i], p.CanceledAmount[i] = a.Approvals, a.ApprovedAmount, a.Cancels, a.CanceledAmount
+}
+
+func (s *Server) handlePlatform(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	last := s.lastClosed()
+	from, to, err := s.minuteRange(q, last, 3*time.Hour)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pts, err := s.opts.Store.PlatformMinutes(r.Context(), from, to)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := newPoints(int(to - from))
+	for i := range out.T {
+		out.T[i] = (from + window.Minute(i)).Start().Unix()
+	}
+	for _, p := range pts {
+		out.set(int(window.MinuteOf(p.At)-from), p.Agg)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		From       time.Time `json:"from"`
+		To         time.Time `json:"to"`
+		Step       string    `json:"step"`
+		LastClosed time.Time `json:"last_closed_minute"`
+		pointsJSON
+	}{From: from.Start(), To: to.Start(), Step: "1m", LastClosed: last.Start(), pointsJSON: out})
+}
+
+// minuteRange reads from/to as whole minutes, ending by default (and at
+// most) after the last closed minute, spanning at most the retention.
+func (s *Server) minuteRange(q url.Values, last window.Minute, def time.Duration) (window.Minute, window.Minute, error) {
+	to := last + 1
+	if t, ok, err := s.parseTime(q, "to"); err != nil {
+		return 0, 0, err
+	} else if ok {
+		to = min(window.MinuteOf(t.Add(time.Minute-time.Microsecond)), last+1)
+	}
+	from := to - window.Minute(def/time.Minute)
+	if t, ok, err := s.parseTime(q, "from"); err != nil {
+		return 0, 0, err
+	} else if ok {
+		from = window.MinuteOf(t)
+	}
+	if from >= to {
+		return 0, 0, badf("from must be before to (and before the end of the last closed minute, %s)", (last + 1).Start().Format(time.RFC3339))
+	}
+	if span := time.Duration(to-from) * time.Minute; span > s.opts.Config.Retention.D() {
+		return 0, 0, badf("from..to spans %s, more than the retention %s", span, s.opts.Config.Retention.D())
+	}
+	return from, to, nil
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q, 20, 200)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	text := strings.TrimSpace(q.Get("q"))
+	if len(text) > 200 {
+		s.fail(w, r, badf("q: at most 200 characters"))
+		return
+	}
+	id := int64(-1)
+	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+		id = n
+	}
+	ms, err := s.opts.Store.SearchMerchants(r.Context(), text, id, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	type m struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	out := make([]m, 0, len(ms))
+	for _, x := range ms {
+		out = append(out, m{x.ID, x.Name})
+	}
+	// A number nobody has named is still a merchant the engine may know.
+	if id >= 0 && (len(ms) == 0 || ms[0].ID != id) {
+		out = append([]m{{ID: id}}, out...)
+		out = out[:min(len(out), limit)]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"merchants": out})
+}
+
+func (s *Server) names(r *http.Request, ids []int64) map[int64]string {
+	names, err := s.opts.Store.MerchantNames(r.Context(), ids)
+	if err != nil {
+		// Names are labels; a page without them is still useful.
+		s.log.Warn("reading merchant names", "err", err)
+		return map[int64]string{}
+	}
+	return names
+}
+
+type riskJSON struct {
+	ID             int64    `json:"id"`
+	Name           string   `json:"name"`
+	AH             int64    `json:"a_h"`
+	CH             int64    `json:"c_h"`
+	RateH          *float64 `json:"rate_h"`
+	Baseline       float64  `json:"baseline"`
+	BaselineSource string   `json:"baseline_source"`
+	Effective      float64  `json:"effective_baseline"`
+	Ratio          *float64 `json:"ratio"`
+	Score          float64  `json:"score"`
+	Fires          bool     `json:"fires"`
+}
+
+type volumeJSON struct {
+	ID       int64    `json:"id"`
+	Name     string   `json:"name"`
+	DailyAvg float64  `json:"daily_avg"`
+	Expected float64  `json:"expected"`
+	Today    int64    `json:"today"`
+	Drop     *float64 `json:"drop"`
+	Fires    bool     `json:"fires"`
+}
+
+func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*pipeline.Ranking, int, bool) {
+	limit, err := parseLimit(r.URL.Query(), 50, pipeline.RankLimit)
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, 0, false
+	}
+	rk := s.opts.Engine.Ranking()
+	if rk == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": nil, "merchants": []any{}})
+		return nil, 0, false
+	}
+	return rk, limit, true
+}
+
+func (s *Server) handleRiskRanking(w http.ResponseWriter, r *http.Request) {
+	rk, limit, ok := s.ranking(w, r)
+	if !ok {
+		return
+	}
+	list := rk.Risk[:min(limit, len(rk.Risk))]
+	ids := make([]int64, len(list))
+	for i, e := range list {
+		ids[i] = e.Merchant
+	}
+	names := s.names(r, ids)
+	out := make([]riskJSON, len(list))
+	for i, e := range list {
+		out[i] = riskJSON{ID: e.Merchant, Name: names[e.Merchant], AH: e.AH, CH: e.CH, RateH: e.RateH, Baseline: e.Baseline,
+			BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
+}
+
+func (s *Server) handleVolumeRanking(w http.ResponseWriter, r *http.Request) {
+	rk, limit, ok := s.ranking(w, r)
+	if !ok {
+		return
+	}
+	list := rk.Volume[:min(limit, len(rk.Volume))]
+	ids := make([]int64, len(list))
+	for i, e := range list {
+		ids[i] = e.Merchant
+	}
+	names := s.names(r, ids)
+	out := make([]volumeJSON, len(list))
+	for i, e := range list {
+		out[i] = volumeJSON{ID: e.Merchant, Name: names[e.Merchant], DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
+}
+
+type ackJSON struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment"`
+}
+
+type alertJSON struct {
+	ID           int64          `json:"id"`
+	Rule         string         `json:"rule"`
+	MerchantID   int64          `json:"merchant_id"`
+	MerchantName string         `json:"merchant_name"`
+	State        string         `json:"state"`
+	ActiveAt     time.Time      `json:"active_at"`
+	ResolvedAt   *time.Time     `json:"resolved_at"`
+	LastEvalAt   time.Time      `json:"last_eval_at"`
+	Values       map[string]any `json:"values"`
+	Summary      string         `json:"summary"`
+	Ack          *ackJSON       `json:"ack"`
+	Transition   string         `json:"transition,omitempty"`
+}
+
+func toAlertJSON(a *alert.Alert, names map[int64]string) alertJSON {
+	out := alertJSON{ID: a.ID, Rule: a.Rule, MerchantID: a.Merchant, MerchantName: names[a.Merchant], State: a.State.String(),
+		ActiveAt: a.ActiveAt.UTC(), LastEvalAt: a.LastEvalAt.UTC(), Values: a.Values}
+	if out.Values == nil {
+		out.Values = map[string]any{}
+	}
+	kind := alert.NotifyFiring
+	if a.State == alert.Resolved {
+		t := a.ResolvedAt.UTC()
+		out.ResolvedAt = &t
+		kind = alert.NotifyResolved
+	}
+	out.Summary = pipeline.Summary(a.Rule, a.Merchant, a.Values, kind)
+	if a.Ack != nil {
+		out.Ack = &ackJSON{By: a.Ack.By, At: a.Ack.At.UTC(), Comment: a.Ack.Comment}
+	}
+	return out
+}
+
+func (s *Server) alertsJSON(r *http.Request, list []*alert.Alert) []alertJSON {
+	ids := make([]int64, len(list))
+	for i, a := range list {
+		ids[i] = a.Merchant
+	}
+	names := s.names(r, ids)
+	out := make([]alertJSON, len(list))
+	for i, a := range list {
+		out[i] = toAlertJSON(a, names)
+	}
+	return out
+}
+
+func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.AlertFilter{State: q.Get("state"), Rule: q.Get("rule")}
+	var err error
+	if f.Limit, err = parseLimit(q, 100, 500); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if f.State != "" && f.State != "firing" && f.State != "resolved" {
+		s.fail(w, r, badf("state: want firing or resolved, got %q", f.State))
+		return
+	}
+	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop {
+		s.fail(w, r, badf("rule: want %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, f.Rule))
+		return
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"merchant", &f.Merchant}, {"before", &f.Before}} {
+		if v := q.Get(p.name); v != "" {
+			if *p.dst, err = parseID(v, p.name); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+	}
+	list, err := s.opts.Store.Alerts(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"alerts": s.alertsJSON(r, list)})
+}
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r.PathValue("id"), "alert id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var body struct {
+		By      string `json:"by"`
+		Comment string `json:"comment"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		s.fail(w, r, badf("body: want JSON {\"by\": \"...\", \"comment\": \"...\"}: %v", err))
+		return
+	}
+	body.By = strings.TrimSpace(body.By)
+	if body.By == "" {
+		body.By = principalOf(r.Context()).user
+	}
+	if body.By == "" {
+		s.fail(w, r, badf("by: who acknowledges is required"))
+		return
+	}
+	if len(body.By) > 200 || len(body.Comment) > 4000 {
+		s.fail(w, r, badf("by: at most 200 characters; comment: at most 4000"))
+		return
+	}
+	a, err := s.opts.Store.Ack(r.Context(), id, body.By, body.Comment, s.now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := s.alertsJSON(r, []*alert.Alert{a})[0]
+	s.log.Info("alert acknowledged", "id", a.ID, "rule", a.Rule, "merchant", a.Merchant, "by", body.By)
+	pushed := out
+	pushed.Transition = "acknowledged"
+	s.hub.publish("alert", pushed)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleMerchant(w http.ResponseWriter, r *http.Request) {
+	id, err := parseID(r.PathValue("id"), "merchant id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := s.opts.Store.Alerts(r.Context(), store.AlertFilter{State: "firing", Merchant: id})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	names := s.names(r, []int64{id})
+	alerts := make([]alertJSON, len(list))
+	for i, a := range list {
+		alerts[i] = toAlertJSON(a, names)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": names[id], "open_alerts": alerts})
+}

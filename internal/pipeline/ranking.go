@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// RankLimit is how many merchants the risk ranking keeps: more than a
+// screen, far fewer than the 60,000 evaluated each minute.
+const RankLimit = 500
+
+// Ranking is the dashboard's "riskiest now", taken from the evaluations of
+// the newest closed minute so that it costs no query.
+type Ranking struct {
+	AsOf window.Minute
+	// Risk holds the RankLimit merchants nearest to (or past) the
+	// cancel_rate_spike threshold, highest score first.
+	Risk []RiskEntry
+	// Volume holds every large merchant, largest drop first (no drop last).
+	Volume []rules.VolumeEval
+}
+
+// RiskEntry is one merchant's cancel_rate_spike evaluation and its score:
+// c_H over the firing threshold multiplier × eff × max(a_H, min_approvals),
+// so 1 is the line (it fires there once c_H ≥ min_cancels). Unlike the
+// plain ratio it is defined for a merchant with no approvals, which is
+// exactly the bust-out an operator must see first.
+type RiskEntry struct {
+	rules.CancelEval
+	Score float64
+}
+
+// Score computes RiskEntry.Score; floats are fine here, it only orders a
+// list (the rule itself compares exactly).
+func Score(p rules.CancelRateParams, r rules.CancelResult) float64 {
+	den := p.Multiplier.Float64() * r.Effective * float64(max(r.AH, p.MinApprovals))
+	if den <= 0 {
+		if r.CH > 0 {
+			return float64(r.CH)
+		}
+		return 0
+	}
+	return float64(r.CH) / den
+}
+
+func rank(m window.Minute, p RuleParams, cancel []rules.CancelEval, volume []rules.VolumeEval) *Ranking {
+	risk := make([]RiskEntry, 0, len(cancel))
+	for _, e := range cancel {
+		if e.CH > 0 {
+			risk = append(risk, RiskEntry{CancelEval: e, Score: Score(p.Cancel, e.CancelResult)})
+		}
+	}
+	order := func(a, b RiskEntry) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.CH, a.CH); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Merchant, b.Merchant)
+	}
+	slices.SortFunc(risk, order)
+	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
+	vol := make([]rules.VolumeEval, 0, len(volume))
+	for _, e := range volume {
+		if e.Large {
+			vol = append(vol, e)
+		}
+	}
+	slices.SortFunc(vol, func(a, b rules.VolumeEval) int {
+		switch {
+		case a.Drop == nil && b.Drop == nil:
+		case a.Drop == nil:
+			return 1
+		case b.Drop == nil:
+			return -1
+		default:
+			if c := cmp.Compare(*b.Drop, *a.Drop); c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(a.Merchant, b.Merchant)
+	})
+	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
+}
