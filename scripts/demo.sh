@@ -90,7 +90,13 @@ bin/riskwatch sim live --dsn "$DSN" --tps "$TPS" > "$VAR/sim-live.log" 2>&1 &
 PIDS+=($!)
 echo "== live traffic with incidents placed to fire in the next minutes (log: var/sim-live.log;"
 echo "   what should fire and when: var/ground-truth.json)"
-echo "== engine: http://$HTTP/metrics  http://$HTTP/readyz   (dashboard: issue 5, not built yet)"
+echo "== dashboard: http://$HTTP/   (metrics: http://$HTTP/metrics)"
 bin/riskwatch run --config "$VAR/riskwatch.yaml" &
 PIDS+=($!)
+if command -v curl >/dev/null; then
+  ( for _ in $(seq 1 300); do
+      if curl -sf "http://$HTTP/readyz" >/dev/null 2>&1; then echo "== dashboard live: http://$HTTP/"; exit 0; fi
+      sleep 1
+    done ) &
+fi
 wait "${PIDS[-1]}"

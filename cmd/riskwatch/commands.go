@@ -15,9 +15,11 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/api"
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/directory"
 	"github.com/riskwatch/riskwatch/internal/pipeline"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/web"
 )
 
 // setup parses flags, loads the config and builds the logger.
@@ -73,16 +75,39 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err != nil {
 		return err
 	}
+	var srv *api.Server
 	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr,
 		OnAlerts: func() {
 			for _, s := range senders {
 				s.Wake()
 			}
-		}})
+		},
+		OnClose: func(ctx context.Context, c pipeline.Closed) { srv.Closed(ctx, c) },
+	})
+	if err != nil {
+		return err
+	}
+	srv, err = api.New(api.Options{
+		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, Store: st, Engine: eng,
+		Assets: web.Dist(), Version: version,
+		Ready: func() (bool, any) {
+			s := eng.Status()
+			return s.Ready, map[string]any{
+				"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.AppliedLSN.String(),
+				"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
+			}
+		},
+	})
 	if err != nil {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	if mn := cfg.MerchantNames; mn.Table != "" {
+		schema, table := mn.SchemaTable()
+		names := directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
+			Refresh: mn.Refresh.D(), Store: st, Logger: log})
+		g.Go(func() error { return names.Run(gctx) })
+	}
 	for _, s := range senders {
 		g.Go(func() error { return s.Run(gctx) })
 	}
@@ -93,18 +118,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		}
 		return nil
 	})
-	g.Go(func() error {
-		return api.Serve(gctx, api.Options{
-			Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log,
-			Ready: func() (bool, any) {
-				s := eng.Status()
-				return s.Ready, map[string]any{
-					"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.AppliedLSN.String(),
-					"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
-				}
-			},
-		}, nil)
-	})
+	g.Go(func() error { return srv.Run(gctx, nil) })
 	err = g.Wait()
 	log.Info("riskwatch stopped")
 	return err

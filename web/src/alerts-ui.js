@@ -1,0 +1,382 @@
+// Alert rows shared by the overview, merchant and alerts pages, and the
+// acknowledge dialog. Rows carry the data-* hooks the browser test uses.
+
+import { h, replace } from './dom.js';
+import { t } from './i18n.js';
+import { api } from './api.js';
+import { fmtDateTime, fmtInt, fmtKRW, fmtKRWCompact, fmtPct, fmtRatio } from './format.js';
+
+export const ruleLabel = (rule) => t(`rule.${rule}`, null, rule);
+
+const num = (v) => (typeof v === 'number' ? v : v == null ? null : Number(v));
+
+/** The rule's key values as compact text (SPEC §5 / §6 reported values). */
+export function alertValuesText(alert) {
+  const v = alert.values || {};
+  if (alert.rule === 'cancel_rate_spike') {
+    return t('values.cancel', {
+      c: fmtInt(num(v.c_h)),
+      a: fmtInt(num(v.a_h)),
+      rate: fmtPct(num(v.rate_h)),
+      ratio: fmtRatio(num(v.ratio)),
+    });
+  }
+  if (alert.rule === 'volume_drop') {
+    return t('values.volume', {
+      today: fmtKRWCompact(num(v.today)),
+      expected: fmtKRWCompact(num(v.expected)),
+      drop: fmtPct(num(v.drop), 0),
+    });
+  }
+  return alert.summary || '';
+}
+
+/** Full-precision values for the tooltip. */
+function alertValuesTitle(alert) {
+  const v = alert.values || {};
+  if (alert.rule === 'cancel_rate_spike') {
+    return [
+      `c_h=${v.c_h}  a_h=${v.a_h}  rate_h=${fmtPct(num(v.rate_h), 3)}`,
+      `baseline=${fmtPct(num(v.baseline), 3)} (${v.baseline_source ?? '?'})  effective=${fmtPct(num(v.effective_baseline), 3)}`,
+      `ratio=${fmtRatio(num(v.ratio))}`,
+      alert.summary || '',
+    ].join('\n');
+  }
+  if (alert.rule === 'volume_drop') {
+    return [
+      `today=${fmtKRW(num(v.today))}  expected=${fmtKRW(num(v.expected))}`,
+      `daily_avg=${fmtKRW(num(v.daily_avg))}  drop=${fmtPct(num(v.drop), 1)}`,
+      alert.summary || '',
+    ].join('\n');
+  }
+  return alert.summary || '';
+}
+
+export function stateBadge(state) {
+  return h('span', { class: `badge badge-${state === 'firing' ? 'firing' : 'resolved'}` }, t(`state.${state}`, null, state));
+}
+
+export function merchantLink(id, name) {
+  return h('span', { class: 'merchant-ref' },
+    h('a', { href: `/merchants/${id}`, class: 'merchant-link' }, name ? name : t('merchant.unnamed')),
+    h('span', { class: 'muted mono' }, ` #${id}`));
+}
+
+function ackCell(alert) {
+  if (alert.ack) {
+    const title = [fmtDateTime(alert.ack.at), alert.ack.comment || ''].filter(Boolean).join(' — ');
+    return h('span', { class: 'badge badge-acked', title, dataset: { testid: 'ack-badge' } },
+      t('ack.by', { by: alert.ack.by || '?' }));
+  }
+  if (alert.state !== 'firing') return h('span', { class: 'muted' }, '—');
+  return h('button', {
+    type: 'button',
+    class: 'btn btn-small',
+    dataset: { testid: 'ack-button' },
+    onclick: async (ev) => {
+      ev.preventDefault();
+      const updated = await openAckDialog(alert);
+      if (updated) updateAlertEverywhere(updated);
+    },
+  }, t('ack.button'));
+}
+
+// Column renderers; each page picks the columns it needs.
+const COLUMNS = {
+  id: { head: () => t('col.id'), cell: (a) => h('span', { class: 'mono' }, String(a.id)), cls: 'num' },
+  rule: { head: () => t('col.rule'), cell: (a) => h('span', { class: `rule rule-${a.rule}` }, ruleLabel(a.rule)) },
+  merchant: { head: () => t('col.merchant'), cell: (a) => merchantLink(a.merchant_id, a.merchant_name) },
+  state: { head: () => t('col.state'), cell: (a) => stateBadge(a.state) },
+  since: { head: () => t('col.since'), cell: (a) => h('span', { class: 'mono' }, fmtDateTime(a.active_at)) },
+  from: { head: () => t('col.from'), cell: (a) => h('span', { class: 'mono' }, fmtDateTime(a.active_at)) },
+  to: {
+    head: () => t('col.to'),
+    cell: (a) => h('span', { class: 'mono' }, a.resolved_at ? fmtDateTime(a.resolved_at) : t('alert.ongoing')),
+  },
+  values: { head: () => t('col.values'), cell: (a) => h('span', { class: 'values', title: alertValuesTitle(a) }, alertValuesText(a)) },
+  ack: { head: () => t('col.ack'), cell: (a) => ackCell(a) },
+};
+
+// Every live table, so that an acknowledgement updates the alert wherever it is shown.
+const liveTables = new Set();
+
+// Acknowledgements seen in this tab (our own POSTs and SSE `acknowledged`).
+// A refetch that was already in flight when the ack happened must not turn
+// the row back into "not acknowledged".
+const knownAcks = new Map();
+
+function withKnownAck(alert) {
+  if (alert.ack) {
+    knownAcks.set(alert.id, alert.ack);
+    return alert;
+  }
+  const ack = knownAcks.get(alert.id);
+  return ack ? { ...alert, ack } : alert;
+}
+
+/** Replaces the alert's row in every table on the page that shows it. */
+export function updateAlertEverywhere(alert) {
+  withKnownAck(alert);
+  for (const table of liveTables) table.update(alert);
+}
+
+/**
+ * A table of alerts keyed by id, newest first, updated in place.
+ * options: columns (keys of COLUMNS), emptyText, testid.
+ */
+export class AlertTable {
+  constructor({ columns, emptyText, testid }) {
+    this.columns = columns.map((c) => ({ key: c, ...COLUMNS[c] }));
+    this.rows = new Map(); // id -> {alert, tr}
+    this.emptyText = emptyText;
+    this.tbody = h('tbody');
+    this.empty = h('div', { class: 'msg msg-empty', hidden: true }, emptyText);
+    this.table = h('table', { class: 'data alerts' },
+      h('thead', null, h('tr', null, this.columns.map((c) => h('th', { class: c.cls }, c.head())))),
+      this.tbody);
+    this.el = h('div', { class: 'table-wrap', dataset: { testid } }, this.table, this.empty);
+    this.table.hidden = true;
+    liveTables.add(this);
+  }
+
+  destroy() {
+    liveTables.delete(this);
+  }
+
+  renderRow(alert) {
+    const tr = h('tr', {
+      class: ['alert-row', `is-${alert.state}`, alert.ack ? 'is-acked' : null],
+      dataset: {
+        testid: 'alert-row',
+        alertId: alert.id,
+        merchantId: alert.merchant_id,
+        acked: alert.ack ? 'true' : 'false',
+        state: alert.state,
+      },
+    }, this.columns.map((c) => h('td', { class: c.cls }, c.cell(alert))));
+    tr._key = JSON.stringify(alert); // lets setAlerts keep unchanged rows (and buttons under the pointer)
+    return tr;
+  }
+
+  static order(a, b) {
+    const ta = Date.parse(a.active_at) || 0;
+    const tb = Date.parse(b.active_at) || 0;
+    return tb - ta || b.id - a.id;
+  }
+
+  /** Shows exactly these alerts (rows of unchanged alerts are rebuilt, cheaply). */
+  setAlerts(list) {
+    const old = this.rows;
+    this.rows = new Map();
+    const sorted = list.map(withKnownAck).sort(AlertTable.order);
+    const trs = sorted.map((a) => {
+      const prev = old.get(a.id);
+      const tr = prev && prev.tr._key === JSON.stringify(a) ? prev.tr : this.renderRow(a);
+      this.rows.set(a.id, { alert: a, tr });
+      return tr;
+    });
+    const current = [...this.tbody.children];
+    const same = current.length === trs.length && current.every((el, i) => el === trs[i]);
+    if (!same) replace(this.tbody, trs);
+    this.refreshEmpty();
+  }
+
+  /** Appends older alerts (paging). */
+  appendAlerts(list) {
+    for (const a of list.map(withKnownAck)) {
+      if (this.rows.has(a.id)) continue;
+      const tr = this.renderRow(a);
+      this.rows.set(a.id, { alert: a, tr });
+      this.tbody.appendChild(tr);
+    }
+    this.refreshEmpty();
+  }
+
+  /** Inserts or replaces one alert, keeping newest-first order. */
+  upsert(alert, { flash = false } = {}) {
+    alert = withKnownAck(alert);
+    const existing = this.rows.get(alert.id);
+    const tr = this.renderRow(alert);
+    if (flash) tr.classList.add('flash');
+    if (existing) {
+      existing.tr.replaceWith(tr);
+    } else {
+      // Find the first row that is older and insert before it.
+      let before = null;
+      for (const { alert: other, tr: otherTr } of this.rows.values()) {
+        if (AlertTable.order(alert, other) < 0 && (!before || AlertTable.order(other, before.alert) < 0)) {
+          before = { alert: other, tr: otherTr };
+        }
+      }
+      this.tbody.insertBefore(tr, before ? before.tr : null);
+    }
+    this.rows.set(alert.id, { alert, tr });
+    this.refreshEmpty();
+  }
+
+  /** Updates an alert only if this table shows it (acknowledgements, state changes). */
+  update(alert) {
+    const existing = this.rows.get(alert.id);
+    if (!existing) return;
+    // The SSE payload carries `transition`; keep merchant_name if the update lacks it.
+    const merged = { ...existing.alert, ...alert };
+    delete merged.transition;
+    this.upsert(merged);
+  }
+
+  remove(id) {
+    const existing = this.rows.get(id);
+    if (!existing) return;
+    existing.tr.remove();
+    this.rows.delete(id);
+    this.refreshEmpty();
+  }
+
+  has(id) {
+    return this.rows.has(id);
+  }
+
+  get size() {
+    return this.rows.size;
+  }
+
+  lastId() {
+    let min = null;
+    for (const id of this.rows.keys()) if (min == null || id < min) min = id;
+    return min;
+  }
+
+  refreshEmpty() {
+    const none = this.rows.size === 0;
+    this.table.hidden = none;
+    this.empty.hidden = !none;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Acknowledge dialog.
+
+const BY_KEY = 'riskwatch.ackBy';
+const AUTH_KEY = 'riskwatch.operatorAuth';
+
+function basicAuth(user, pass) {
+  // btoa only takes Latin-1; encode UTF-8 first so non-ASCII credentials work.
+  const bytes = new TextEncoder().encode(`${user}:${pass}`);
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return `Basic ${btoa(bin)}`;
+}
+
+function storage(kind) {
+  try {
+    return kind === 'local' ? window.localStorage : window.sessionStorage;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Opens the dialog for one alert; resolves with the updated alert, or null
+ * when cancelled. Asks for operator credentials when the server answers
+ * 401/403 and retries with an explicit Authorization header.
+ */
+export function openAckDialog(alert) {
+  return new Promise((resolve) => {
+    const byInput = h('input', {
+      type: 'text', name: 'by', autocomplete: 'name', maxlength: 100,
+      dataset: { testid: 'ack-by' }, value: storage('local')?.getItem(BY_KEY) || '',
+    });
+    const commentInput = h('textarea', { name: 'comment', rows: 3, maxlength: 1000, dataset: { testid: 'ack-comment' } });
+    const userInput = h('input', { type: 'text', name: 'username', autocomplete: 'username', dataset: { testid: 'ack-user' } });
+    const passInput = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', dataset: { testid: 'ack-password' } });
+    const credsNote = h('p', { class: 'creds-note' }, t('ack.credsRequired'));
+    const creds = h('fieldset', { class: 'creds', hidden: true },
+      h('legend', null, t('ack.operator')),
+      credsNote,
+      h('label', null, h('span', null, t('ack.username')), userInput),
+      h('label', null, h('span', null, t('ack.password')), passInput));
+    const error = h('div', { class: 'msg msg-error', role: 'alert', hidden: true });
+    const submit = h('button', { type: 'submit', class: 'btn btn-primary', dataset: { testid: 'ack-submit' } }, t('ack.submit'));
+    const cancel = h('button', { type: 'button', class: 'btn' }, t('ack.cancel'));
+
+    const form = h('form', { class: 'ack-form', novalidate: true },
+      h('h2', null, t('ack.title')),
+      h('p', { class: 'ack-target' },
+        h('strong', null, ruleLabel(alert.rule)), ' · ',
+        alert.merchant_name || t('merchant.unnamed'), h('span', { class: 'muted mono' }, ` #${alert.merchant_id}`),
+        h('br'), h('span', { class: 'muted' }, `${t('col.since')} ${fmtDateTime(alert.active_at)} · ${alertValuesText(alert)}`)),
+      h('label', null, h('span', null, t('ack.yourName')), byInput),
+      h('label', null, h('span', null, t('ack.comment')), commentInput),
+      creds,
+      error,
+      h('div', { class: 'dialog-actions' }, cancel, submit));
+
+    const dialog = h('dialog', { class: 'ack-dialog', 'aria-label': t('ack.title') }, form);
+    document.body.appendChild(dialog);
+
+    let done = false;
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      dialog.close();
+      dialog.remove();
+      resolve(result);
+    };
+    const showError = (text) => {
+      error.textContent = text;
+      error.hidden = !text;
+    };
+
+    cancel.addEventListener('click', () => finish(null));
+    dialog.addEventListener('cancel', (ev) => {
+      ev.preventDefault();
+      finish(null);
+    });
+
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      showError('');
+      const by = byInput.value.trim();
+      if (!by) {
+        showError(t('ack.nameRequired'));
+        byInput.focus();
+        return;
+      }
+      let auth = null;
+      if (!creds.hidden) {
+        if (!userInput.value) {
+          showError(t('ack.credsRequired'));
+          userInput.focus();
+          return;
+        }
+        auth = basicAuth(userInput.value, passInput.value);
+      } else {
+        auth = storage('session')?.getItem(AUTH_KEY) || null;
+      }
+      submit.disabled = true;
+      try {
+        const updated = await api.ack(alert.id, { by, comment: commentInput.value.trim() }, auth ? { Authorization: auth } : {});
+        storage('local')?.setItem(BY_KEY, by);
+        if (auth) storage('session')?.setItem(AUTH_KEY, auth);
+        finish(updated);
+      } catch (err) {
+        if (err.status === 401 || err.status === 403) {
+          storage('session')?.removeItem(AUTH_KEY);
+          const hadCreds = !creds.hidden;
+          creds.hidden = false;
+          credsNote.textContent = t('ack.credsRequired');
+          // 401: wrong username/password; 403: valid, but not an operator.
+          if (hadCreds) showError(`${t(err.status === 401 ? 'ack.credsWrong' : 'ack.credsRejected')} (${err.message})`);
+          userInput.focus();
+        } else {
+          showError(err.message);
+        }
+      } finally {
+        submit.disabled = false;
+      }
+    });
+
+    dialog.showModal();
+    (byInput.value ? commentInput : byInput).focus();
+  });
+}
