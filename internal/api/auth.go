@@ -90,8 +90,13 @@ func (a *auth) require(need level, h http.HandlerFunc) http.Handler {
 			return
 		}
 		if p.level == levelNone {
-			// Basic first: it is what makes a browser ask for credentials.
-			w.Header().Set("WWW-Authenticate", `Basic realm="riskwatch", charset="UTF-8"`)
+			// A Basic challenge makes a browser show its own login box:
+			// right for pages and reads, wrong for the ack the page sends
+			// with the operator credentials its dialog asked for (a typo
+			// would pop up the browser's box over it).
+			if need == levelRead {
+				w.Header().Set("WWW-Authenticate", `Basic realm="riskwatch", charset="UTF-8"`)
+			}
 			w.Header().Add("WWW-Authenticate", `Bearer realm="riskwatch"`)
 			writeError(w, http.StatusUnauthorized, "credentials required")
 			return
