@@ -43,8 +43,19 @@ fmt-check:
 demo:
 	@if [ -n "$(FULL)" ]; then DEMO_SCALE=3000000 ./scripts/demo.sh; else ./scripts/demo.sh; fi
 
-bench:
-	@echo "make bench is not built yet (issue 6: benchmarks)." >&2; exit 2
+# Full-load benchmarks (issue 6): Go hot-path benchmarks compared with
+# benchstat, then riskwatch bench (private PostgreSQL, simulator, engine);
+# rewrites the generated section of BENCHMARKS.md. QUICK=1 is the reduced
+# run for CI; it writes artifacts/bench/BENCHMARKS.quick.md instead.
+BENCH_OUT := artifacts/bench
+bench: build
+	./scripts/ensure-postgres.sh
+	OUT=$(BENCH_OUT) QUICK=$(QUICK) ./scripts/bench-go.sh
+	@if [ -n "$(QUICK)" ]; then \
+		bin/riskwatch bench --quick --out $(BENCH_OUT) --markdown $(BENCH_OUT)/BENCHMARKS.quick.md --go-bench $(BENCH_OUT)/go-benchstat.txt; \
+	else \
+		bin/riskwatch bench --out $(BENCH_OUT) --markdown BENCHMARKS.md --publish docs/bench --go-bench $(BENCH_OUT)/go-benchstat.txt; \
+	fi
 
 clean:
 	rm -rf bin

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/bench"
+)
+
+// TestBenchQuick runs `riskwatch bench --quick` end to end (its own private
+// PostgreSQL, the simulator and the engine as processes) and checks that
+// every scenario measured something plausible. It asserts no speed target:
+// CI shares two cores with the other tests; the targets are judged by
+// `make bench` and recorded in BENCHMARKS.md.
+func TestBenchQuick(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	ch := startChild(t, "bench", "--quick", "--out", out, "--markdown", filepath.Join(out, "BENCHMARKS.md"))
+	select {
+	case err := <-ch.exited:
+		ch.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("riskwatch bench --quick: %v\n%s", err, tail(ch.stderr.String(), 6000))
+		}
+	case <-time.After(12 * time.Minute):
+		t.Fatalf("riskwatch bench --quick did not finish:\n%s", tail(ch.stderr.String(), 6000))
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r bench.Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	p := r.Peak
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"history loaded", r.History.Payments > 2_000_000},
+		{"bootstrap timed", r.Bootstrap.Seconds > 0 && r.Bootstrap.Seconds < 300},
+		{"peak payments applied", p.PaymentsPerS > 500 && p.EventsPerS >= p.PaymentsPerS},
+		{"engine CPU and RSS sampled", p.EngineCores > 0 && p.EngineMaxRSS > 1<<20},
+		{"commit-to-aggregate measured", p.CommitToAggregate.Count > 10_000 && p.CommitToAggregate.P50 > 0 && p.CommitToAggregate.P99 >= p.CommitToAggregate.P50},
+		// Three injected bust-outs fire at the close of their minute.
+		{"alert latencies measured", p.AlertLatency.Count >= 3 && p.AlertLatency.P50 > 0 && p.AlertLatency.Max < 30},
+		{"lag sampled", p.LagSeconds.Count > 10},
+		{"restart timed", len(r.Restart.Seconds) == 1 && r.Restart.Seconds[0] > 0 && r.Restart.Seconds[0] < 120},
+		{"backlog written and applied", r.CatchUp.Backlog >= 500_000 && r.CatchUp.Events >= r.CatchUp.Backlog && r.CatchUp.EventsPerS > 0},
+		{"baseline run and agreeing with the engine", r.Baseline.Runs == 2 && r.Baseline.MedianSeconds > 0 && r.Baseline.AgreesWithRule},
+		{"source CPU compared", r.Baseline.RiskwatchCPU > 0 && r.Baseline.MedianCPU > 0},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: not so in %s", c.what, b)
+		}
+	}
+	for _, f := range []string{"BENCHMARKS.md", "commit-to-aggregate.svg", "alert-latency.svg", "replication-lag.svg"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() < 500 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

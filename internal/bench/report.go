@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"html"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// svgPlot draws one small chart: bars (histogram) or a line (series), with
+// axes and labels. Hand-written SVG keeps the benchmark free of a plotting
+// dependency; these are three simple charts.
+type svgPlot struct {
+	title, xLabel, yLabel string
+	xs, ys                []float64
+	bars                  bool
+	xTicks                []string // bar labels when bars
+}
+
+func (p svgPlot) write(path string) error {
+	const w, h, left, right, top, bottom = 640.0, 320.0, 64.0, 16.0, 36.0, 48.0
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", int(w), int(h), int(w), int(h))
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="%g" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, html.EscapeString(p.title))
+	ymax := 0.0
+	for _, y := range p.ys {
+		ymax = math.Max(ymax, y)
+	}
+	if ymax == 0 {
+		ymax = 1
+	}
+	pw, ph := w-left-right, h-top-bottom
+	yAt := func(y float64) float64 { return top + ph - ph*y/ymax }
+	// Axes and y ticks.
+	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/><line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/>`+"\n",
+		left, top, left, top+ph, left, top+ph, left+pw, top+ph)
+	for i := 0; i <= 4; i++ {
+		y := ymax * float64(i) / 4
+		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="end">%s</text><line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#eee"/>`+"\n",
+			left-4, yAt(y)+4, short(y), left+1, yAt(y), left+pw, yAt(y))
+	}
+	if p.bars {
+		n := float64(len(p.ys))
+		bw := pw / math.Max(n, 1)
+		for i, y := range p.ys {
+			x := left + float64(i)*bw
+			fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%g" height="%g" fill="#1c7ed6"/>`+"\n", x+1, yAt(y), math.Max(bw-2, 1), top+ph-yAt(y))
+			if i < len(p.xTicks) {
+				fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`+"\n", x+bw/2, top+ph+14, html.EscapeString(p.xTicks[i]))
+			}
+		}
+	} else if len(p.xs) > 0 {
+		xmax := p.xs[len(p.xs)-1]
+		if xmax == 0 {
+			xmax = 1
+		}
+		var pts []string
+		for i := range p.xs {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", left+pw*p.xs[i]/xmax, yAt(p.ys[i])))
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="#1c7ed6" stroke-width="1.5" points="%s"/>`+"\n", strings.Join(pts, " "))
+		for i := 0; i <= 4; i++ {
+			x := xmax * float64(i) / 4
+			fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`+"\n", left+pw*x/xmax, top+ph+14, short(x))
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`+"\n", left+pw/2, h-8, html.EscapeString(p.xLabel))
+	fmt.Fprintf(&b, `<text x="14" y="%g" text-anchor="middle" transform="rotate(-90 14 %g)">%s</text>`+"\n", top+ph/2, top+ph/2, html.EscapeString(p.yLabel))
+	b.WriteString("</svg>\n")
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+func short(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	default:
+		return fmt.Sprintf("%.2g", v)
+	}
+}
+
+// writePlots draws the latency distributions and the lag over the peak.
+func writePlots(dir string, res *Results) error {
+	p := res.Peak
+	var c2aX []string
+	var c2aY []float64
+	prev := 0.0
+	for _, bk := range p.C2ABuckets {
+		if math.IsInf(bk.LE, 1) {
+			continue
+		}
+		c2aX = append(c2aX, fmt.Sprintf("≤%gms", bk.LE*1000))
+		c2aY = append(c2aY, bk.Count-prev)
+		prev = bk.Count
+	}
+	// Alert latency in 100 ms bins from 0 to 3 s.
+	var alX []string
+	alY := make([]float64, 30)
+	for i := range alY {
+		alX = append(alX, "")
+		if i%5 == 0 {
+			alX[i] = fmt.Sprintf("%.1fs", float64(i)/10)
+		}
+	}
+	for _, s := range p.AlertSamples {
+		alY[min(max(int(s*10), 0), len(alY)-1)]++
+	}
+	var lx, ly []float64
+	for _, pt := range p.LagSeries {
+		lx, ly = append(lx, pt[0]), append(ly, pt[1])
+	}
+	for _, pl := range []struct {
+		file string
+		plot svgPlot
+	}{
+		{"commit-to-aggregate.svg", svgPlot{title: fmt.Sprintf("Commit to aggregate at %.0f TPS (events per bucket)", p.TargetTPS), xLabel: "latency bucket", yLabel: "events", ys: c2aY, xTicks: c2aX, bars: true}},
+		{"alert-latency.svg", svgPlot{title: fmt.Sprintf("Alert latency, minute end to webhook (%d alerts)", len(p.AlertSamples)), xLabel: "seconds after the minute ended", yLabel: "alerts", ys: alY, xTicks: alX, bars: true}},
+		{"replication-lag.svg", svgPlot{title: "Replication lag during the peak", xLabel: "seconds since the peak started", yLabel: "lag (s)", xs: lx, ys: ly}},
+	} {
+		if err := pl.plot.write(filepath.Join(dir, pl.file)); err != nil {
+			return fmt.Errorf("writing %s: %w", pl.file, err)
+		}
+	}
+	return nil
+}
+
+// Markers around the generated part of BENCHMARKS.md; the rest of the file
+// (hand-written notes, figures from other commands) is kept.
+const (
+	beginMark = "<!-- make bench: begin (generated by `riskwatch bench`; edits are overwritten) -->"
+	endMark   = "<!-- make bench: end -->"
+)
+
+// WriteMarkdown replaces the generated section of path (appending one when
+// missing) with the results; plots are linked relative to plotDir.
+func WriteMarkdown(path string, res *Results, plotDir, goBench string) error {
+	var b strings.Builder
+	m := res.Machine
+	mode := "full"
+	if res.Quick {
+		mode = "quick (reduced: not the targets' scale)"
+	}
+	ms := func(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
+	check := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**missed**"
+	}
+	sc := res.Scale
+	fmt.Fprintf(&b, "%s\n\n## Full load (`make bench`, %s run)\n\n", beginMark, mode)
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %.0f GiB, %s, %s, %s (private cluster: fsync off, synchronous_commit on, shared_buffers 128MB).  \n",
+		m.CPU, m.Cores, m.MemoryGiB, m.OS, m.GoVersion, m.PostgreSQL)
+	fmt.Fprintf(&b, "Command: `%s`, %s → %s; one run of each scenario (medians are over the samples within it).  \n",
+		res.Command, res.Started.Format(time.RFC3339), res.Finished.Format(time.RFC3339))
+	fmt.Fprintf(&b, "Data: %d merchants, %d business days at %d payments/day (%d payments loaded in %.0f s). The engine, the simulator and PostgreSQL share the machine's %d cores.\n\n",
+		sc.Merchants, sc.Days, sc.PaymentsPerDay, res.History.Payments, res.History.Seconds, m.Cores)
+	p := res.Peak
+	b.WriteString("| scenario | figure | result | target |\n|---|---|---:|---|\n")
+	row := func(s, f, v, t string) { fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s, f, v, t) }
+	row("1 peak", fmt.Sprintf("achieved payments/s over %.0f s (events/s incl. cancels)", p.Seconds), fmt.Sprintf("%.0f (%.0f)", p.PaymentsPerS, p.EventsPerS), fmt.Sprintf("%.0f TPS", p.TargetTPS))
+	row("1 peak", "engine CPU (cores), sink writes included", fmt.Sprintf("%.3f", p.EngineCores), "≤ 0.15: "+check(p.EngineCores <= 0.15))
+	row("1 peak", "engine max RSS", fmt.Sprintf("%.0f MiB", float64(p.EngineMaxRSS)/(1<<20)), "≤ 256 MiB: "+check(p.EngineMaxRSS <= 256<<20))
+	row("1 peak", fmt.Sprintf("commit → aggregate p50 / p99 (%d events)", p.CommitToAggregate.Count), ms(p.CommitToAggregate.P50)+" / "+ms(p.CommitToAggregate.P99), "p99 ≤ 250 ms: "+check(p.CommitToAggregate.P99 <= 0.25))
+	row("1 peak", fmt.Sprintf("alert latency p50 / p99, minute end → webhook (%d alerts)", p.AlertLatency.Count), ms(p.AlertLatency.P50)+" / "+ms(p.AlertLatency.P99), "p99 ≤ 1.5 s: "+check(p.AlertLatency.Count > 0 && p.AlertLatency.P99 <= 1.5))
+	row("1 peak", "replication lag p50 / p99 / max", fmt.Sprintf("%s / %s / %s", ms(p.LagSeconds.P50), ms(p.LagSeconds.P99), ms(p.LagSeconds.Max)), "")
+	row("1 peak", "walsender (source) CPU", fmt.Sprintf("%.3f cores", p.WalsenderCore), "")
+	c := res.CatchUp
+	row("2 catch-up", fmt.Sprintf("backlog of %d committed changes: events/s until live", c.Backlog), fmt.Sprintf("%.0f (%d events in %.1f s, %.2f cores)", c.EventsPerS, c.Events, c.Seconds, c.Cores), "≥ 100,000: "+check(c.EventsPerS >= 100_000))
+	bs := res.Bootstrap
+	row("3 bootstrap", "first start → first closed minute", fmt.Sprintf("%.1f s (max RSS %.0f MiB)", bs.Seconds, float64(bs.PeakRSS)/(1<<20)), "≤ 60 s: "+check(bs.Seconds <= 60))
+	rs := res.Restart
+	row("4 restart", fmt.Sprintf("SIGKILL under load → live (median of %d)", len(rs.Seconds)), fmt.Sprintf("%.1f s (%s)", rs.Median, joinF(rs.Seconds)), "≤ 10 s: "+check(len(rs.Seconds) > 0 && rs.Median <= 10))
+	bl := res.Baseline
+	row("5 baseline", fmt.Sprintf("SQL-polling job, one run for all merchants (median of %d)", bl.Runs), fmt.Sprintf("%.2f s, %.2f s source CPU", bl.MedianSeconds, bl.MedianCPU), "")
+	row("5 baseline", fmt.Sprintf("riskwatch source CPU per minute (walsender) at the day's own rate, %.0f payments/s", bl.AverageTPS), fmt.Sprintf("%.3f s", bl.RiskwatchCPU), "")
+	row("5 baseline", "source CPU ratio, SQL job / riskwatch, at the day's own rate", fmt.Sprintf("%.0f×", bl.CPURatio), "≥ 100×: "+check(bl.CPURatio >= 100))
+	row("5 baseline", fmt.Sprintf("the same at the peak's %.0f TPS (walsender %.2f s per minute)", p.TargetTPS, bl.RiskwatchPeakCPU), fmt.Sprintf("%.1f×", bl.PeakCPURatio), "")
+	row("5 baseline", "alert latency: SQL job (run time after the minute) vs riskwatch p99", fmt.Sprintf("%.2f s vs %.2f s", bl.MedianSeconds, p.AlertLatency.P99), "lower: "+check(p.AlertLatency.P99 < bl.MedianSeconds))
+	if bl.Note != "" {
+		fmt.Fprintf(&b, "\n%s\n", bl.Note)
+	}
+	fmt.Fprintf(&b, "\nPlots: [commit → aggregate](%[1]s/commit-to-aggregate.svg), [alert latency](%[1]s/alert-latency.svg), [replication lag](%[1]s/replication-lag.svg); raw figures in [results.json](%[1]s/results.json).\n", plotDir)
+	if goBench != "" {
+		fmt.Fprintf(&b, "\n### Hot paths (Go benchmarks, `scripts/bench-go.sh`)\n\n```\n%s```\n", goBench)
+	}
+	b.WriteString("\n" + endMark + "\n")
+
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	switch {
+	case i >= 0 && j > i:
+		s = s[:i] + b.String() + strings.TrimPrefix(s[j+len(endMark):], "\n")
+	default:
+		s = strings.TrimRight(s, "\n") + "\n\n" + b.String()
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+func joinF(xs []float64) string {
+	var parts []string
+	for _, x := range xs {
+		parts = append(parts, fmt.Sprintf("%.1f", x))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,77 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHistQuantile(t *testing.T) {
+	// 100 events: 50 at ≤ 10 ms, 40 more ≤ 50 ms, 10 more ≤ 100 ms.
+	b := []Bucket{{0.01, 50}, {0.05, 90}, {0.1, 100}, {math.Inf(1), 100}}
+	for _, c := range []struct {
+		q, want float64
+	}{
+		{0.5, 0.01},              // rank 50: the end of the first bucket
+		{0.25, 0.005},            // rank 25: halfway through [0, 10 ms]
+		{0.7, 0.01 + 0.04*20/40}, // rank 70: halfway through (10, 50 ms]
+		{0.99, 0.05 + 0.05*9/10}, // rank 99: 9/10 through (50, 100 ms]
+		{1, 0.1},
+	} {
+		if got := histQuantile(c.q, b); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("q%.2f = %v, want %v", c.q, got, c.want)
+		}
+	}
+	// Everything above the last finite bound: that bound is the answer.
+	if got := histQuantile(0.99, []Bucket{{0.1, 0}, {math.Inf(1), 5}}); got != 0.1 {
+		t.Errorf("all in +Inf: %v", got)
+	}
+	if got := histQuantile(0.5, nil); !math.IsNaN(got) {
+		t.Errorf("empty: %v", got)
+	}
+	d := diffBuckets([]Bucket{{0.01, 70}, {0.05, 100}}, []Bucket{{0.01, 20}, {0.05, 40}})
+	if d[0].Count != 50 || d[1].Count != 60 {
+		t.Errorf("diff = %v", d)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	if q := quantile(xs, 0.5); q != 5 {
+		t.Errorf("median of 1..10 (nearest rank) = %v, want 5", q)
+	}
+	if q := quantile([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 0.99); q != 10 {
+		t.Errorf("p99 of 10 = %v", q)
+	}
+	if q := quantiles([]float64{0.3, 0.1, 0.2}); q.Count != 3 || q.P50 != 0.2 || q.Max != 0.3 {
+		t.Errorf("quantiles = %+v", q)
+	}
+}
+
+// TestWriteMarkdownKeepsTheRest: the generated section is replaced in
+// place; hand-written text around it stays.
+func TestWriteMarkdownKeepsTheRest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := os.WriteFile(path, []byte("# Benchmarks\n\nhand-written intro\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := &Results{Machine: Machine{CPU: "Test CPU", Cores: 2}, Command: "riskwatch bench", Scale: scaleFor(false)}
+	res.Peak.EngineCores = 0.1
+	res.Bootstrap.Seconds = 70
+	for i, note := range []string{"first", "second"} {
+		res.Command = "riskwatch bench " + note
+		if err := WriteMarkdown(path, res, "docs/bench", ""); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		s := string(b)
+		if !strings.HasPrefix(s, "# Benchmarks\n\nhand-written intro\n") || strings.Count(s, beginMark) != 1 || strings.Count(s, endMark) != 1 {
+			t.Fatalf("write %d:\n%s", i, s)
+		}
+		if !strings.Contains(s, "riskwatch bench "+note) || !strings.Contains(s, "| 0.100 | ≤ 0.15: met |") || !strings.Contains(s, "70.0 s") || !strings.Contains(s, "≤ 60 s: **missed**") {
+			t.Fatalf("write %d lacks the figures:\n%s", i, s)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"time"
+)
+
+// Results is everything one run measured; results.json holds it.
+type Results struct {
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
+	Machine   Machine   `json:"machine"`
+	Command   string    `json:"command"`
+	Quick     bool      `json:"quick"`
+	Scale     scale     `json:"scale"`
+	History   History   `json:"history"`
+	Bootstrap Bootstrap `json:"bootstrap"`
+	Peak      Peak      `json:"peak"`
+	Restart   Restart   `json:"restart"`
+	CatchUp   CatchUp   `json:"catch_up"`
+	Baseline  Baseline  `json:"baseline"`
+}
+
+// Machine is where the figures were taken.
+type Machine struct {
+	CPU        string  `json:"cpu"`
+	Cores      int     `json:"cores"`
+	MemoryGiB  float64 `json:"memory_gib"`
+	OS         string  `json:"os"`
+	GoVersion  string  `json:"go"`
+	PostgreSQL string  `json:"postgresql"`
+}
+
+// History is the simulator's load of the source.
+type History struct {
+	Payments int64   `json:"payments"`
+	Seconds  float64 `json:"seconds"`
+}
+
+// Bootstrap is scenario 3: first start on the history to the first closed
+// minute.
+type Bootstrap struct {
+	Seconds     float64   `json:"seconds"`
+	FirstClosed time.Time `json:"first_closed_minute"`
+	PeakRSS     int64     `json:"peak_rss_bytes"`
+}
+
+// Quantiles of one latency, in seconds.
+type Quantiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+}
+
+// Peak is scenario 1: the engine under steady live load.
+type Peak struct {
+	Seconds       float64 `json:"seconds"`
+	TargetTPS     float64 `json:"target_tps"`
+	PaymentsPerS  float64 `json:"payments_per_second"`
+	EventsPerS    float64 `json:"events_per_second"`
+	EngineCores   float64 `json:"engine_cores"`
+	EngineMaxRSS  int64   `json:"engine_max_rss_bytes"`
+	WalsenderCore float64 `json:"walsender_cores"`
+	// CommitToAggregate comes from the engine's histogram (bucket bounds
+	// interpolated, as Prometheus' histogram_quantile does).
+	CommitToAggregate Quantiles `json:"commit_to_aggregate_seconds"`
+	// AlertLatency is from the end of the alert's minute to the webhook
+	// receiving it, per firing notification.
+	AlertLatency Quantiles    `json:"alert_latency_seconds"`
+	AlertSamples []float64    `json:"alert_latency_samples"`
+	LagSeconds   Quantiles    `json:"replication_lag_seconds"`
+	LagBytes     Quantiles    `json:"replication_lag_bytes"`
+	LagSeries    [][2]float64 `json:"replication_lag_series"` // (seconds since start, lag seconds)
+	C2ABuckets   []Bucket     `json:"commit_to_aggregate_buckets"`
+}
+
+// Bucket is one histogram bucket: events with latency ≤ LE (and above the
+// previous bucket's LE).
+type Bucket struct {
+	LE    float64 `json:"le"`
+	Count float64 `json:"count"`
+}
+
+// Restart is scenario 4: SIGKILL under load to live again.
+type Restart struct {
+	Seconds []float64 `json:"seconds"`
+	Median  float64   `json:"median"`
+}
+
+// CatchUp is scenario 2: a backlog applied from a stopped engine.
+type CatchUp struct {
+	Backlog    int64   `json:"backlog_changes"`
+	Events     int64   `json:"events"`
+	Seconds    float64 `json:"seconds"`
+	EventsPerS float64 `json:"events_per_second"`
+	Cores      float64 `json:"engine_cores"`
+}
+
+// Baseline is scenario 5: the two rules as SQL over the source tables, once
+// per minute, against riskwatch's cost at the source.
+type Baseline struct {
+	Runs          int       `json:"runs"`
+	RunSeconds    []float64 `json:"run_seconds"`
+	MedianSeconds float64   `json:"median_seconds"`
+	SourceCPU     []float64 `json:"source_cpu_seconds"`
+	MedianCPU     float64   `json:"median_source_cpu_seconds"`
+	// RiskwatchCPU is the walsender's CPU per minute at the day's own rate
+	// (AverageTPS payments/s); RiskwatchPeakCPU at the peak's rate.
+	AverageTPS       float64 `json:"average_tps"`
+	RiskwatchCPU     float64 `json:"riskwatch_source_cpu_seconds_per_minute"`
+	RiskwatchPeakCPU float64 `json:"riskwatch_source_cpu_seconds_per_minute_at_peak"`
+	CPURatio         float64 `json:"cpu_ratio"`
+	PeakCPURatio     float64 `json:"cpu_ratio_at_peak"`
+	AgreesWithRule   bool    `json:"agrees_with_engine"`
+	Note             string  `json:"note,omitempty"`
+}

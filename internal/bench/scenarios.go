@@ -1,0 +1,496 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// metrics is one scrape of the engine's /metrics: the samples named in it.
+type metrics map[string]float64
+
+func (r *runner) scrape(ctx context.Context) (metrics, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", r.httpURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	m := metrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[line[:i]] = v
+	}
+	return m, sc.Err()
+}
+
+func (m metrics) events() float64 {
+	return m[`riskwatch_events_total{kind="approval"}`] + m[`riskwatch_events_total{kind="cancel"}`]
+}
+
+// histogram returns the cumulative buckets of name from m, in order.
+func (m metrics) histogram(name string) []Bucket {
+	var out []Bucket
+	prefix := name + `_bucket{le="`
+	for k, v := range m {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+			if err == nil {
+				out = append(out, Bucket{LE: le, Count: v})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Bucket) int {
+		switch {
+		case a.LE < b.LE:
+			return -1
+		case a.LE > b.LE:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// histQuantile is Prometheus' histogram_quantile over cumulative buckets:
+// linear within the bucket holding the rank.
+func histQuantile(q float64, b []Bucket) float64 {
+	if len(b) == 0 || b[len(b)-1].Count == 0 {
+		return math.NaN()
+	}
+	rank := q * b[len(b)-1].Count
+	prevLE, prevC := 0.0, 0.0
+	for _, x := range b {
+		if x.Count >= rank {
+			if math.IsInf(x.LE, 1) {
+				return prevLE
+			}
+			if x.Count == prevC {
+				return x.LE
+			}
+			return prevLE + (x.LE-prevLE)*(rank-prevC)/(x.Count-prevC)
+		}
+		prevLE, prevC = x.LE, x.Count
+	}
+	return prevLE
+}
+
+// diffBuckets subtracts an earlier scrape's cumulative buckets.
+func diffBuckets(after, before []Bucket) []Bucket {
+	out := slices.Clone(after)
+	for i := range out {
+		for _, b := range before {
+			if b.LE == out[i].LE {
+				out[i].Count -= b.Count
+			}
+		}
+	}
+	return out
+}
+
+// walsenderPID is the source backend decoding for the engine's slot.
+func (r *runner) walsenderPID(ctx context.Context) (int, error) {
+	var pid int
+	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication ORDER BY backend_start DESC LIMIT 1`).Scan(&pid)
+	if err != nil {
+		return 0, fmt.Errorf("finding the walsender: %w", err)
+	}
+	return pid, nil
+}
+
+// startLive runs `riskwatch sim live` in the background.
+func (r *runner) startLive(ctx context.Context, name string, args ...string) (*exec.Cmd, <-chan error, error) {
+	args = append([]string{"sim", "live", "--dsn", r.dsn}, args...)
+	cmd := exec.CommandContext(ctx, r.opts.Self, args...)
+	logf, err := createLog(filepath.Join(r.opts.Out, name+".log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, nil, fmt.Errorf("starting sim live: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); logf.Close() }()
+	return cmd, done, nil
+}
+
+// peak is scenario 1: steady live load at the target rate with the
+// generator's incidents; the engine's CPU, memory, latencies and lag.
+func (r *runner) peak(ctx context.Context) error {
+	eng := r.engine
+	wal, err := r.walsenderPID(ctx)
+	if err != nil {
+		return err
+	}
+	m0, err := r.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	cpu0, err := ProcCPU(eng.pid())
+	if err != nil {
+		return err
+	}
+	wcpu0, _ := ProcCPU(wal)
+	t0 := time.Now()
+	_, done, err := r.startLive(ctx, "sim-live-peak", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
+		"--for", r.sc.PeakFor.String())
+	if err != nil {
+		return err
+	}
+	rss := newSampler(eng.pid())
+	defer rss.stop()
+	injected, stopInject := make(chan struct{}), make(chan struct{})
+	var lastInjected time.Time
+	go func() { defer close(injected); lastInjected = r.injectBustOuts(ctx, stopInject) }()
+	var lagS, lagB []float64
+	var series [][2]float64
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case err := <-done:
+			close(stopInject)
+			<-injected
+			if err != nil {
+				return fmt.Errorf("sim live: %w", err)
+			}
+			break loop
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if s, err := r.status(ctx); err == nil {
+				lagS, lagB = append(lagS, s.LagSeconds), append(lagB, float64(s.LagBytes))
+				series = append(series, [2]float64{time.Since(t0).Seconds(), s.LagSeconds})
+			}
+		}
+	}
+	wall := time.Since(t0)
+	// The last injected bust-outs fire when their minute closes.
+	if !lastInjected.IsZero() {
+		time.Sleep(time.Until(lastInjected.Truncate(time.Minute).Add(time.Minute + 4*time.Second)))
+	}
+	cpuWall := time.Since(t0)
+	m1, err := r.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	cpu1, err := ProcCPU(eng.pid())
+	if err != nil {
+		return err
+	}
+	wcpu1, _ := ProcCPU(wal)
+	p := &r.res.Peak
+	p.Seconds, p.TargetTPS = wall.Seconds(), r.sc.PeakTPS
+	p.PaymentsPerS = (m1[`riskwatch_events_total{kind="approval"}`] - m0[`riskwatch_events_total{kind="approval"}`]) / wall.Seconds()
+	p.EventsPerS = (m1.events() - m0.events()) / wall.Seconds()
+	p.EngineCores = (cpu1 - cpu0).Seconds() / cpuWall.Seconds()
+	p.WalsenderCore = (wcpu1 - wcpu0).Seconds() / cpuWall.Seconds()
+	p.EngineMaxRSS = rss.maxRSS()
+	b := diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), m0.histogram("riskwatch_commit_to_aggregate_seconds"))
+	if len(b) > 0 {
+		p.CommitToAggregate = Quantiles{Count: int64(b[len(b)-1].Count), P50: histQuantile(0.5, b), P99: histQuantile(0.99, b)}
+	}
+	// JSON has no +Inf; the last bucket's count is the total above.
+	p.C2ABuckets = slices.DeleteFunc(b, func(x Bucket) bool { return math.IsInf(x.LE, 1) })
+	for _, n := range r.hook.since(t0) {
+		if n.Kind == "firing" {
+			p.AlertSamples = append(p.AlertSamples, n.At.Sub(n.Minute.Add(time.Minute)).Seconds())
+		}
+	}
+	p.AlertLatency = quantiles(p.AlertSamples)
+	p.LagSeconds, p.LagBytes, p.LagSeries = quantiles(lagS), quantiles(lagB), series
+	r.res.Baseline.RiskwatchPeakCPU = (wcpu1 - wcpu0).Seconds() / cpuWall.Minutes()
+	return nil
+}
+
+func quantiles(xs []float64) Quantiles {
+	if len(xs) == 0 {
+		return Quantiles{}
+	}
+	c := slices.Clone(xs)
+	return Quantiles{Count: int64(len(c)), P50: quantile(c, 0.5), P99: quantile(c, 0.99), Max: slices.Max(c)}
+}
+
+// restart is scenario 4: SIGKILL the engine under load, start it again, and
+// time until it serves live data (ready, lag under a second).
+func (r *runner) restart(ctx context.Context) error {
+	kills := 3
+	if r.opts.Quick {
+		kills = 1
+	}
+	_, done, err := r.startLive(ctx, "sim-live-restart", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
+		"--for", (time.Duration(kills)*30*time.Second + 20*time.Second).String())
+	if err != nil {
+		return err
+	}
+	for i := 0; i < kills; i++ {
+		select {
+		case <-time.After(20 * time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.engine.kill()
+		t0 := time.Now()
+		p, err := r.startEngine(fmt.Sprintf("restart %d after SIGKILL", i+1))
+		if err != nil {
+			return err
+		}
+		if _, err := r.waitFor(ctx, p, 2*time.Minute, "live after restart", live); err != nil {
+			return err
+		}
+		r.res.Restart.Seconds = append(r.res.Restart.Seconds, time.Since(t0).Seconds())
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("sim live: %w", err)
+	}
+	r.res.Restart.Median = quantile(slices.Clone(r.res.Restart.Seconds), 0.5)
+	return nil
+}
+
+// inserted is the number of rows ever inserted into the source tables, from
+// the statistics collector (exact once the inserting transactions ended).
+func (r *runner) inserted(ctx context.Context) (int64, error) {
+	var n int64
+	err := r.pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables
+		WHERE relname IN ('payments', 'payment_cancels')`).Scan(&n)
+	return n, err
+}
+
+// catchUp is scenario 2: the engine stopped, a backlog of committed changes
+// written in transactions of 100 payments, then the engine started: its
+// sustained events/s until it is live again.
+func (r *runner) catchUp(ctx context.Context) error {
+	r.engine.stop(30 * time.Second)
+	n0, err := r.inserted(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		time.Sleep(time.Second) // the statistics are flushed about once a second
+		n, err := r.inserted(ctx)
+		if err != nil {
+			return err
+		}
+		if n-n0 >= r.sc.Backlog {
+			r.res.CatchUp.Backlog = n - n0
+			break
+		}
+		left := r.sc.Backlog - (n - n0)
+		_, done, err := r.startLive(ctx, "sim-live-backlog", "--tps", "60000", "--burst-tps", "-1", "--batch", "100", "--workers", "4",
+			"--for", (time.Duration(left/60000+1) * time.Second).String())
+		if err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return fmt.Errorf("writing the backlog: %w", err)
+		}
+	}
+	t0 := time.Now()
+	p, err := r.startEngine("catch-up")
+	if err != nil {
+		return err
+	}
+	// The engine reports catch-up progress itself; here only "live" counts.
+	if _, err := r.waitFor(ctx, p, 30*time.Minute, "live after the backlog", live); err != nil {
+		return err
+	}
+	wall := time.Since(t0)
+	cpu, _ := ProcCPU(p.pid())
+	m, err := r.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	c := &r.res.CatchUp
+	c.Events, c.Seconds = int64(m.events()), wall.Seconds()
+	c.EventsPerS = m.events() / wall.Seconds()
+	c.Cores = cpu.Seconds() / wall.Seconds()
+	return nil
+}
+
+func createLog(path string) (io.WriteCloser, error) {
+	return openAppend(path)
+}
+
+func openAppend(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+}
+
+// baseline is scenario 5: the SQL-polling job over the same data, on a
+// quiet server (the engine stopped), for the last closed minutes; its
+// firing merchants are checked against the engine's own evaluations of
+// those minutes.
+func (r *runner) baseline(ctx context.Context) error {
+	if err := r.averageLoad(ctx); err != nil {
+		return err
+	}
+	r.engine.stop(30 * time.Second)
+	t0 := time.Now()
+	if err := PrepareBaseline(ctx, r.pool); err != nil {
+		return err
+	}
+	prepared := time.Since(t0)
+	pm, err := PostmasterPID(r.cluster.Dir)
+	if err != nil {
+		return err
+	}
+	var last time.Time
+	if err := r.sinkPool.QueryRow(ctx, `SELECT last_closed FROM riskwatch.checkpoint LIMIT 1`).Scan(&last); err != nil {
+		return fmt.Errorf("reading the engine's last closed minute: %w", err)
+	}
+	loc, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		return err
+	}
+	p := DefaultBaselineParams(loc)
+	p.LargeDailyAmount = int64(1_000_000_000) * int64(r.sc.PaymentsPerDay) / 3_000_000
+	p.ServerPID = pm
+	b := &r.res.Baseline
+	agree, mismatches := true, 0
+	for i := r.sc.BaselineRuns - 1; i >= 0; i-- {
+		m := last.Add(-time.Duration(i) * time.Minute)
+		run, err := RunBaseline(ctx, r.pool, p, m)
+		if err != nil {
+			return err
+		}
+		b.RunSeconds = append(b.RunSeconds, (run.CancelDur + run.VolumeDur).Seconds())
+		b.SourceCPU = append(b.SourceCPU, run.SourceCPU.Seconds())
+		for rule, got := range map[string][]int64{"cancel_rate_spike": run.CancelFiring, "volume_drop": run.VolumeFiring} {
+			var want []int64
+			rows, err := r.sinkPool.Query(ctx, `SELECT a.merchant_id FROM riskwatch.alert_evaluations e JOIN riskwatch.alerts a ON a.id = e.alert_id
+				WHERE e.minute = $1 AND e.fires AND a.rule = $2 ORDER BY 1`, m, rule)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				want = append(want, id)
+			}
+			rows.Close()
+			if !slices.Equal(got, want) {
+				agree = false
+				mismatches++
+				r.log.Warn("baseline and engine disagree", "minute", m, "rule", rule, "sql", got, "engine", want)
+			}
+		}
+	}
+	b.Runs = len(b.RunSeconds)
+	b.MedianSeconds = quantile(slices.Clone(b.RunSeconds), 0.5)
+	b.MedianCPU = quantile(slices.Clone(b.SourceCPU), 0.5)
+	if b.RiskwatchCPU > 0 {
+		b.CPURatio = b.MedianCPU / b.RiskwatchCPU
+	}
+	if b.RiskwatchPeakCPU > 0 {
+		b.PeakCPURatio = b.MedianCPU / b.RiskwatchPeakCPU
+	}
+	b.AgreesWithRule = agree
+	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
+		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[agree], b.Runs, mismatches)
+	return nil
+}
+
+// injectBustOuts gives the peak alerts to time: 15 s into every minute,
+// three merchants with no history each get ten cancellations and no sales
+// (a bust-out), which fires at that minute's close. The generator's own
+// incidents happen on their own schedule, which may miss a short peak.
+func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}) (last time.Time) {
+	// Far above the simulator's merchant and row ids.
+	const firstMerchant, firstRow = 900_000_000, 9_000_000_000_000_000
+	n := 0
+	for {
+		now := time.Now()
+		at := now.Truncate(time.Minute).Add(15 * time.Second)
+		if !at.After(now) {
+			at = at.Add(time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-stop:
+			return last
+		case <-time.After(time.Until(at)):
+		}
+		last = time.Now()
+		_, err := r.pool.Exec(ctx, `INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at)
+			SELECT $2::bigint + g, 0, $1 + g / 10, 30000, now() FROM generate_series(0, 29) g`, firstMerchant+n, firstRow+int64(n)*10)
+		if err != nil {
+			r.log.Warn("injecting bust-outs", "err", err)
+		}
+		n += 3
+	}
+}
+
+// averageLoad measures riskwatch's cost at the source at the day's own
+// rate (the generator's curve, no filler): the walsender's CPU per minute,
+// which is what replaces the SQL job's run each minute.
+func (r *runner) averageLoad(ctx context.Context) error {
+	wal, err := r.walsenderPID(ctx)
+	if err != nil {
+		return err
+	}
+	m0, err := r.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	w0, err := ProcCPU(wal)
+	if err != nil {
+		return err
+	}
+	d := 2 * time.Minute
+	if r.opts.Quick {
+		d = 30 * time.Second
+	}
+	t0 := time.Now()
+	_, done, err := r.startLive(ctx, "sim-live-average", "--burst-tps", "-1", "--for", d.String())
+	if err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("sim live: %w", err)
+	}
+	wall := time.Since(t0)
+	w1, err := ProcCPU(wal)
+	if err != nil {
+		return err
+	}
+	m1, err := r.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	b := &r.res.Baseline
+	b.AverageTPS = (m1[`riskwatch_events_total{kind="approval"}`] - m0[`riskwatch_events_total{kind="approval"}`]) / wall.Seconds()
+	b.RiskwatchCPU = (w1 - w0).Seconds() / wall.Minutes()
+	return nil
+}
