@@ -326,6 +326,12 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
 			{"clearing snapshot dead letters", fmt.Sprintf("DELETE FROM %s WHERE origin = 'snapshot'", s.table("dead_letters"))},
 			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
+			// Millions of rows arrive in merchant-scattered order: building
+			// the indexes once, sorted, afterwards beats maintaining them
+			// row by row. Nobody else sees the table before this commits.
+			{"dropping minute indexes for the load", fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT minute_agg_pkey; DROP INDEX %s",
+				s.table("minute_agg"), s.table("minute_agg_minute"))},
+			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
 		}
 		for _, st := range steps {
 			if _, err := tx.Exec(ctx, st.sql); err != nil {
@@ -340,12 +346,19 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			what, sql string
 			args      []any
 		}{
+			{"indexing minutes", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT minute_agg_pkey PRIMARY KEY (merchant_id, minute); CREATE INDEX minute_agg_minute ON %s (minute)",
+				s.table("minute_agg"), s.table("minute_agg")), nil},
 			{"recording snapshot dead letters", fmt.Sprintf(`INSERT INTO %s (origin, source_table, kind, reason, detail, row)
 				SELECT 'snapshot', source_table, kind, reason, detail, row FROM pg_temp.snapshot_dead_letters`, s.table("dead_letters")), nil},
 			{"building hourly rollup", s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
 			{"building daily rollup", s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
 			{"building platform minutes", fmt.Sprintf(`INSERT INTO %s SELECT minute, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
 				FROM %s GROUP BY 1`, s.table("platform_minute"), s.table("minute_agg")), nil},
+			// Freshly loaded tables have no statistics until autovacuum
+			// comes by; the rules' first restore from them would plan
+			// blind (measured: 40 s instead of 2 s at full scale).
+			{"analyzing the loaded tables", fmt.Sprintf("ANALYZE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"),
+				s.table("day_agg"), s.table("platform_minute")), nil},
 			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s (slot, lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone)
 				VALUES ($1, $2, $3, $4, $2, now(), $5)
 				ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, last_closed = EXCLUDED.last_closed, progress = EXCLUDED.progress,
