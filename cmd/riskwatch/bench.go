@@ -23,6 +23,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	markdown := fs.String("markdown", "", "rewrite the generated section of this file (BENCHMARKS.md) with the results")
 	goBench := fs.String("go-bench", "", "benchstat output to include in the markdown (scripts/bench-go.sh writes it)")
 	only := fs.String("scenarios", "", "comma-separated subset to run: bootstrap, peak, restart, catch-up, baseline (default all)")
+	replot := fs.Bool("replot", false, "measure nothing: redraw the plots and the markdown from --out's results.json")
 	publish := fs.String("publish", "", "copy results.json and the plots here (a committed folder) and link them from the markdown")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -36,6 +37,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	command := "riskwatch bench " + strings.Join(args, " ")
+	if *replot {
+		res, err := bench.Replot(*out)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return writeBenchMarkdown(stdout, res, *markdown, *out, *publish, *goBench)
+	}
 	var scenarios []string
 	if *only != "" {
 		scenarios = strings.Split(*only, ",")
@@ -45,30 +53,34 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("bench: %w", err)
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(*out, "results.json"))
-	if *markdown != "" {
+	return writeBenchMarkdown(stdout, res, *markdown, *out, *publish, *goBench)
+}
+
+func writeBenchMarkdown(stdout io.Writer, res *bench.Results, markdown, out, publish, goBenchFile string) error {
+	if markdown != "" {
 		var gb string
-		if *goBench != "" {
-			b, err := os.ReadFile(*goBench)
+		if goBenchFile != "" {
+			b, err := os.ReadFile(goBenchFile)
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
 			gb = string(b)
 		}
-		linked := *out
-		if *publish != "" {
-			if err := copyResults(*out, *publish); err != nil {
+		linked := out
+		if publish != "" {
+			if err := copyResults(out, publish); err != nil {
 				return fmt.Errorf("bench: %w", err)
 			}
-			linked = *publish
+			linked = publish
 		}
-		rel, err := filepath.Rel(filepath.Dir(*markdown), linked)
+		rel, err := filepath.Rel(filepath.Dir(markdown), linked)
 		if err != nil {
 			rel = linked
 		}
-		if err := bench.WriteMarkdown(*markdown, res, filepath.ToSlash(rel), gb); err != nil {
-			return fmt.Errorf("bench: writing %s: %w", *markdown, err)
+		if err := bench.WriteMarkdown(markdown, res, filepath.ToSlash(rel), gb); err != nil {
+			return fmt.Errorf("bench: writing %s: %w", markdown, err)
 		}
-		fmt.Fprintf(stdout, "wrote %s\n", *markdown)
+		fmt.Fprintf(stdout, "wrote %s\n", markdown)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"html"
 	"math"
@@ -80,7 +81,7 @@ func short(v float64) string {
 		return fmt.Sprintf("%.1fM", v/1e6)
 	case v >= 1e3:
 		return fmt.Sprintf("%.1fk", v/1e3)
-	case v == math.Trunc(v):
+	case v == math.Trunc(v) || v >= 10:
 		return fmt.Sprintf("%.0f", v)
 	default:
 		return fmt.Sprintf("%.2g", v)
@@ -97,7 +98,14 @@ func writePlots(dir string, res *Results) error {
 		if math.IsInf(bk.LE, 1) {
 			continue
 		}
-		c2aX = append(c2aX, fmt.Sprintf("≤%gms", bk.LE*1000))
+		label := fmt.Sprintf("%gms", bk.LE*1000)
+		if bk.LE >= 1 {
+			label = fmt.Sprintf("%gs", bk.LE)
+		}
+		if len(c2aX)%2 == 1 { // every other label: they would overlap
+			label = ""
+		}
+		c2aX = append(c2aX, label)
 		c2aY = append(c2aY, bk.Count-prev)
 		prev = bk.Count
 	}
@@ -121,7 +129,7 @@ func writePlots(dir string, res *Results) error {
 		file string
 		plot svgPlot
 	}{
-		{"commit-to-aggregate.svg", svgPlot{title: fmt.Sprintf("Commit to aggregate at %.0f TPS (events per bucket)", p.TargetTPS), xLabel: "latency bucket", yLabel: "events", ys: c2aY, xTicks: c2aX, bars: true}},
+		{"commit-to-aggregate.svg", svgPlot{title: fmt.Sprintf("Commit to aggregate at %.0f TPS (events per bucket)", p.TargetTPS), xLabel: "latency (upper bound of each bucket)", yLabel: "events", ys: c2aY, xTicks: c2aX, bars: true}},
 		{"alert-latency.svg", svgPlot{title: fmt.Sprintf("Alert latency, minute end to webhook (%d alerts)", len(p.AlertSamples)), xLabel: "seconds after the minute ended", yLabel: "alerts", ys: alY, xTicks: alX, bars: true}},
 		{"replication-lag.svg", svgPlot{title: "Replication lag during the peak", xLabel: "seconds since the peak started", yLabel: "lag (s)", xs: lx, ys: ly}},
 	} {
@@ -215,4 +223,18 @@ func joinF(xs []float64) string {
 		parts = append(parts, fmt.Sprintf("%.1f", x))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// Replot rewrites the plots of dir from its results.json (after a change to
+// the charts, without measuring again).
+func Replot(dir string) (*Results, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, "results.json"), err)
+	}
+	return &res, writePlots(dir, &res)
 }
