@@ -186,12 +186,15 @@ func (e *Engine) Status() Status {
 	e.mu.Lock()
 	st := e.status
 	e.mu.Unlock()
-	st.Ready = e.ready.Load()
 	pos := e.tracker.Position()
+	// Until the server's first message the lag is unknown, not zero: an
+	// engine restarted behind a backlog must not look live for the moment
+	// before it hears how far behind it is.
+	st.Ready = e.ready.Load() && pos.ServerWALEnd != 0
 	if pos.ServerWALEnd > st.AppliedLSN {
 		st.LagBytes = int64(pos.ServerWALEnd - st.AppliedLSN)
 	}
-	if !pos.ServerTime.IsZero() && !st.Progress.IsZero() {
+	if pos.ServerWALEnd != 0 && !st.Progress.IsZero() {
 		st.LagSeconds = max(0, pos.ServerTime.Sub(st.Progress).Seconds())
 	}
 	return st
