@@ -178,7 +178,7 @@ func (s *Server) publishClosed(ctx context.Context, last window.Minute, transiti
 		for _, ch := range transitions {
 			a := ch.After
 			a.ID = ch.Alert.ID
-			out := toAlertJSON(&a, names)
+			out := toAlertJSON(&a, names[a.Merchant])
 			out.Transition = ch.Transition.String()
 			s.hub.publish("alert", out)
 		}

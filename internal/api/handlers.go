@@ -261,41 +261,49 @@ func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*pipeline.Rank
 	return rk, limit, true
 }
 
-func (s *Server) handleRiskRanking(w http.ResponseWriter, r *http.Request) {
-	rk, limit, ok := s.ranking(w, r)
-	if !ok {
-		return
+// rankingHandler serves one list of the ranking, each entry with its
+// merchant's name.
+func rankingHandler[T, J any](s *Server, list func(*pipeline.Ranking) []T, merchant func(T) int64, conv func(T, string) J) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rk, limit, ok := s.ranking(w, r)
+		if !ok {
+			return
+		}
+		l := list(rk)
+		out := withNames(s, r, l[:min(limit, len(l))], merchant, conv)
+		writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
 	}
-	list := rk.Risk[:min(limit, len(rk.Risk))]
-	ids := make([]int64, len(list))
-	for i, e := range list {
-		ids[i] = e.Merchant
-	}
-	names := s.names(r, ids)
-	out := make([]riskJSON, len(list))
-	for i, e := range list {
-		out[i] = riskJSON{ID: e.Merchant, Name: names[e.Merchant], AH: e.AH, CH: e.CH, RateH: e.RateH, Baseline: e.Baseline,
-			BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
 }
 
-func (s *Server) handleVolumeRanking(w http.ResponseWriter, r *http.Request) {
-	rk, limit, ok := s.ranking(w, r)
-	if !ok {
-		return
-	}
-	list := rk.Volume[:min(limit, len(rk.Volume))]
+// withNames converts list, looking up the names of its merchants at once.
+func withNames[T, J any](s *Server, r *http.Request, list []T, merchant func(T) int64, conv func(T, string) J) []J {
 	ids := make([]int64, len(list))
 	for i, e := range list {
-		ids[i] = e.Merchant
+		ids[i] = merchant(e)
 	}
 	names := s.names(r, ids)
-	out := make([]volumeJSON, len(list))
+	out := make([]J, len(list))
 	for i, e := range list {
-		out[i] = volumeJSON{ID: e.Merchant, Name: names[e.Merchant], DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires}
+		out[i] = conv(e, names[ids[i]])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
+	return out
+}
+
+func (s *Server) handleRiskRanking() http.HandlerFunc {
+	return rankingHandler(s, func(rk *pipeline.Ranking) []pipeline.RiskEntry { return rk.Risk },
+		func(e pipeline.RiskEntry) int64 { return e.Merchant },
+		func(e pipeline.RiskEntry, name string) riskJSON {
+			return riskJSON{ID: e.Merchant, Name: name, AH: e.AH, CH: e.CH, RateH: e.RateH, Baseline: e.Baseline,
+				BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires}
+		})
+}
+
+func (s *Server) handleVolumeRanking() http.HandlerFunc {
+	return rankingHandler(s, func(rk *pipeline.Ranking) []rules.VolumeEval { return rk.Volume },
+		func(e rules.VolumeEval) int64 { return e.Merchant },
+		func(e rules.VolumeEval, name string) volumeJSON {
+			return volumeJSON{ID: e.Merchant, Name: name, DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires}
+		})
 }
 
 type ackJSON struct {
@@ -319,8 +327,8 @@ type alertJSON struct {
 	Transition   string         `json:"transition,omitempty"`
 }
 
-func toAlertJSON(a *alert.Alert, names map[int64]string) alertJSON {
-	out := alertJSON{ID: a.ID, Rule: a.Rule, MerchantID: a.Merchant, MerchantName: names[a.Merchant], State: a.State.String(),
+func toAlertJSON(a *alert.Alert, name string) alertJSON {
+	out := alertJSON{ID: a.ID, Rule: a.Rule, MerchantID: a.Merchant, MerchantName: name, State: a.State.String(),
 		ActiveAt: a.ActiveAt.UTC(), LastEvalAt: a.LastEvalAt.UTC(), Values: a.Values}
 	if out.Values == nil {
 		out.Values = map[string]any{}
@@ -339,16 +347,7 @@ func toAlertJSON(a *alert.Alert, names map[int64]string) alertJSON {
 }
 
 func (s *Server) alertsJSON(r *http.Request, list []*alert.Alert) []alertJSON {
-	ids := make([]int64, len(list))
-	for i, a := range list {
-		ids[i] = a.Merchant
-	}
-	names := s.names(r, ids)
-	out := make([]alertJSON, len(list))
-	for i, a := range list {
-		out[i] = toAlertJSON(a, names)
-	}
-	return out
+	return withNames(s, r, list, func(a *alert.Alert) int64 { return a.Merchant }, toAlertJSON)
 }
 
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
@@ -438,10 +437,10 @@ func (s *Server) handleMerchant(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	names := s.names(r, []int64{id})
+	name := s.names(r, []int64{id})[id]
 	alerts := make([]alertJSON, len(list))
 	for i, a := range list {
-		alerts[i] = toAlertJSON(a, names)
+		alerts[i] = toAlertJSON(a, name)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": names[id], "open_alerts": alerts})
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": name, "open_alerts": alerts})
 }

@@ -182,11 +182,11 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	names := s.names(r, []int64{id})
-	out.Merchant = map[string]any{"id": id, "name": names[id]}
+	name := s.names(r, []int64{id})[id]
+	out.Merchant = map[string]any{"id": id, "name": name}
 	out.Alerts = make([]alertJSON, len(alerts))
 	for i, a := range alerts {
-		out.Alerts[i] = toAlertJSON(a, names)
+		out.Alerts[i] = toAlertJSON(a, name)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
