@@ -7,7 +7,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -244,7 +243,7 @@ type proc struct {
 }
 
 func (r *runner) startEngine(name string) (*proc, error) {
-	logf, err := os.OpenFile(filepath.Join(r.opts.Out, "engine.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logf, err := openAppend(filepath.Join(r.opts.Out, "engine.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -489,5 +488,3 @@ func quantile(xs []float64, q float64) float64 {
 	i := int(q*float64(len(xs))+0.5) - 1
 	return xs[min(max(i, 0), len(xs)-1)]
 }
-
-var errNoSamples = errors.New("no samples")

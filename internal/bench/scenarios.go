@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -50,8 +49,31 @@ func (r *runner) scrape(ctx context.Context) (metrics, error) {
 	return m, sc.Err()
 }
 
-func (m metrics) events() float64 {
-	return m[`riskwatch_events_total{kind="approval"}`] + m[`riskwatch_events_total{kind="cancel"}`]
+func (m metrics) approvals() float64 { return m[`riskwatch_events_total{kind="approval"}`] }
+
+func (m metrics) events() float64 { return m.approvals() + m[`riskwatch_events_total{kind="cancel"}`] }
+
+// usage is what a phase is measured by, taken before and after it: the
+// engine's metrics and the CPU time of the engine and the walsender.
+type usage struct {
+	at          time.Time
+	m           metrics
+	engine, wal time.Duration
+}
+
+func (r *runner) usage(ctx context.Context, wal int) (usage, error) {
+	u := usage{at: time.Now()}
+	var err error
+	if u.m, err = r.scrape(ctx); err != nil {
+		return u, err
+	}
+	if u.engine, err = ProcCPU(r.engine.pid()); err != nil {
+		return u, err
+	}
+	if u.wal, err = ProcCPU(wal); err != nil {
+		return u, err
+	}
+	return u, nil
 }
 
 // histogram returns the cumulative buckets of name from m, in order.
@@ -128,7 +150,7 @@ func (r *runner) walsenderPID(ctx context.Context) (int, error) {
 func (r *runner) startLive(ctx context.Context, name string, args ...string) (*exec.Cmd, <-chan error, error) {
 	args = append([]string{"sim", "live", "--dsn", r.dsn}, args...)
 	cmd := exec.CommandContext(ctx, r.opts.Self, args...)
-	logf, err := createLog(filepath.Join(r.opts.Out, name+".log"))
+	logf, err := openAppend(filepath.Join(r.opts.Out, name+".log"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -150,16 +172,11 @@ func (r *runner) peak(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0, err := r.scrape(ctx)
+	u0, err := r.usage(ctx, wal)
 	if err != nil {
 		return err
 	}
-	cpu0, err := ProcCPU(eng.pid())
-	if err != nil {
-		return err
-	}
-	wcpu0, _ := ProcCPU(wal)
-	t0 := time.Now()
+	t0 := u0.at
 	_, done, err := r.startLive(ctx, "sim-live-peak", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
 		"--for", r.sc.PeakFor.String())
 	if err != nil {
@@ -198,22 +215,18 @@ loop:
 	if !lastInjected.IsZero() {
 		time.Sleep(time.Until(lastInjected.Truncate(time.Minute).Add(time.Minute + 4*time.Second)))
 	}
-	cpuWall := time.Since(t0)
-	m1, err := r.scrape(ctx)
+	u1, err := r.usage(ctx, wal)
 	if err != nil {
 		return err
 	}
-	cpu1, err := ProcCPU(eng.pid())
-	if err != nil {
-		return err
-	}
-	wcpu1, _ := ProcCPU(wal)
+	cpuWall := u1.at.Sub(t0)
+	m0, m1 := u0.m, u1.m
 	p := &r.res.Peak
 	p.Seconds, p.TargetTPS = wall.Seconds(), r.sc.PeakTPS
-	p.PaymentsPerS = (m1[`riskwatch_events_total{kind="approval"}`] - m0[`riskwatch_events_total{kind="approval"}`]) / wall.Seconds()
+	p.PaymentsPerS = (m1.approvals() - m0.approvals()) / wall.Seconds()
 	p.EventsPerS = (m1.events() - m0.events()) / wall.Seconds()
-	p.EngineCores = (cpu1 - cpu0).Seconds() / cpuWall.Seconds()
-	p.WalsenderCore = (wcpu1 - wcpu0).Seconds() / cpuWall.Seconds()
+	p.EngineCores = (u1.engine - u0.engine).Seconds() / cpuWall.Seconds()
+	p.WalsenderCore = (u1.wal - u0.wal).Seconds() / cpuWall.Seconds()
 	p.EngineMaxRSS = rss.maxRSS()
 	b := diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), m0.histogram("riskwatch_commit_to_aggregate_seconds"))
 	if len(b) > 0 {
@@ -228,7 +241,7 @@ loop:
 	}
 	p.AlertLatency = quantiles(p.AlertSamples)
 	p.LagSeconds, p.LagBytes, p.LagSeries = quantiles(lagS), quantiles(lagB), series
-	r.res.Baseline.RiskwatchPeakCPU = (wcpu1 - wcpu0).Seconds() / cpuWall.Minutes()
+	r.res.Baseline.RiskwatchPeakCPU = (u1.wal - u0.wal).Seconds() / cpuWall.Minutes()
 	return nil
 }
 
@@ -336,10 +349,7 @@ func (r *runner) catchUp(ctx context.Context) error {
 	return nil
 }
 
-func createLog(path string) (io.WriteCloser, error) {
-	return openAppend(path)
-}
-
+// openAppend opens a log in the output folder; each run of a step appends.
 func openAppend(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 }
@@ -460,11 +470,7 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0, err := r.scrape(ctx)
-	if err != nil {
-		return err
-	}
-	w0, err := ProcCPU(wal)
+	u0, err := r.usage(ctx, wal)
 	if err != nil {
 		return err
 	}
@@ -472,7 +478,6 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if r.opts.Quick {
 		d = 30 * time.Second
 	}
-	t0 := time.Now()
 	_, done, err := r.startLive(ctx, "sim-live-average", "--burst-tps", "-1", "--for", d.String())
 	if err != nil {
 		return err
@@ -480,17 +485,13 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if err := <-done; err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
-	wall := time.Since(t0)
-	w1, err := ProcCPU(wal)
+	u1, err := r.usage(ctx, wal)
 	if err != nil {
 		return err
 	}
-	m1, err := r.scrape(ctx)
-	if err != nil {
-		return err
-	}
+	wall := u1.at.Sub(u0.at)
 	b := &r.res.Baseline
-	b.AverageTPS = (m1[`riskwatch_events_total{kind="approval"}`] - m0[`riskwatch_events_total{kind="approval"}`]) / wall.Seconds()
-	b.RiskwatchCPU = (w1 - w0).Seconds() / wall.Minutes()
+	b.AverageTPS = (u1.m.approvals() - u0.m.approvals()) / wall.Seconds()
+	b.RiskwatchCPU = (u1.wal - u0.wal).Seconds() / wall.Minutes()
 	return nil
 }
