@@ -93,7 +93,7 @@ func (w *benchWorld) setup(b *testing.B) error {
 	started = time.Now()
 	err = st.Bootstrap(ctx, store.Checkpoint{Slot: "bench", LSN: 1, LastClosed: w.last, Progress: benchNow}, func(ctx context.Context, l *store.Loader) error {
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		return err
 	}

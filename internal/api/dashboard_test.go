@@ -127,7 +127,7 @@ func newWorld(t *testing.T) *world {
 			return nil
 		})
 		return err
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

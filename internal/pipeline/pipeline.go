@@ -339,19 +339,30 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 		lastClosed := window.New(e.cfg.Grace.D(), 0).ClosableThrough(snap.Time.UnixMicro())
 		cp := store.Checkpoint{Slot: e.cfg.Source.Slot, LSN: uint64(snap.LSN), LastClosed: lastClosed, Progress: snap.Time}
 		return e.opts.Store.Bootstrap(ctx, cp, func(ctx context.Context, l *store.Loader) error {
-			chunks := snap.Chunks()
+			chunks := snap.Chunks(e.cfg.Location)
 			rep := progress.New("first snapshot", "chunks", int64(len(chunks)), progress.Options{Out: e.opts.ProgressOut, Logger: e.log})
+			// Two chunks at a time, each on its own connection to the
+			// snapshot, into one stream to the sink.
+			snaps := []*source.Snapshot{snap}
+			if len(chunks) > 1 {
+				fork, closeFork, err := snap.Fork(ctx)
+				if err != nil {
+					return err
+				}
+				defer closeFork()
+				snaps = append(snaps, fork)
+			}
 			var minutes int64
-			for _, c := range chunks {
+			for i := 0; i < len(chunks); i += len(snaps) {
+				group := chunks[i:min(i+len(snaps), len(chunks))]
 				n, err := l.CopyMinutes(ctx, func(w io.Writer) error {
-					_, err := snap.CopyMinutes(ctx, c, w)
+					_, err := source.CopyChunks(ctx, snaps, group, w, func(source.Chunk) { rep.Add(1) })
 					return err
 				})
 				if err != nil {
 					return err
 				}
 				minutes += n
-				rep.Add(1)
 			}
 			rep.Done()
 			dead, err := l.CopyDeadLetters(ctx, func(w io.Writer) error {
@@ -364,6 +375,8 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 			e.log.Info("first snapshot loaded", "merchant_minutes", minutes, "dead_letters", dead,
 				"snapshot_time", snap.Time, "consistent_point", snap.LSN.String(), "elapsed", e.now().Sub(started).Round(time.Millisecond))
 			return nil
+		}, func(step string, took time.Duration) {
+			e.log.Info("first snapshot: "+step, "took", took.Round(time.Millisecond))
 		})
 	})
 }

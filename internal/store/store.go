@@ -8,14 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/window"
@@ -272,107 +270,6 @@ func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string,
 		return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
 	}
 	return nil
-}
-
-// Loader writes the first snapshot inside the bootstrap transaction.
-type Loader struct {
-	tx pgx.Tx
-	s  *Store
-}
-
-// CopyMinutes streams minute aggregates in COPY text format, columns
-// (merchant_id, minute, approvals, approved_amount, cancels,
-// canceled_amount), from produce into the sink. Keys must not repeat.
-func (l *Loader) CopyMinutes(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
-	return l.copyFrom(ctx, "COPY "+l.s.table("minute_agg")+" (merchant_id, minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN", produce)
-}
-
-// CopyDeadLetters streams snapshot dead letters in COPY text format, columns
-// (source_table, kind, reason, detail, row).
-func (l *Loader) CopyDeadLetters(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
-	return l.copyFrom(ctx, "COPY pg_temp.snapshot_dead_letters (source_table, kind, reason, detail, row) FROM STDIN", produce)
-}
-
-func (l *Loader) copyFrom(ctx context.Context, sql string, produce func(w io.Writer) error) (int64, error) {
-	pr, pw := io.Pipe()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := produce(pw)
-		pw.CloseWithError(err)
-		return err
-	})
-	var n int64
-	g.Go(func() error {
-		tag, err := l.tx.Conn().PgConn().CopyFrom(gctx, pr, sql)
-		if err != nil {
-			// Unblocks the producer when the sink side failed first.
-			pr.CloseWithError(err)
-			return fmt.Errorf("copying into sink: %w", err)
-		}
-		n = tag.RowsAffected()
-		return nil
-	})
-	return n, g.Wait()
-}
-
-// Bootstrap replaces the sink's aggregates with what fill loads from the
-// first snapshot, builds the rollups from them and writes the checkpoint, in
-// one transaction: a crash during bootstrap leaves the sink as it was.
-func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx context.Context, l *Loader) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		steps := []struct {
-			what, sql string
-		}{
-			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
-			{"clearing snapshot dead letters", fmt.Sprintf("DELETE FROM %s WHERE origin = 'snapshot'", s.table("dead_letters"))},
-			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
-			// Millions of rows arrive in merchant-scattered order: building
-			// the indexes once, sorted, afterwards beats maintaining them
-			// row by row. Nobody else sees the table before this commits.
-			{"dropping minute indexes for the load", fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT minute_agg_pkey; DROP INDEX %s",
-				s.table("minute_agg"), s.table("minute_agg_minute"))},
-			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
-		}
-		for _, st := range steps {
-			if _, err := tx.Exec(ctx, st.sql); err != nil {
-				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
-			}
-		}
-		if err := fill(ctx, &Loader{tx: tx, s: s}); err != nil {
-			return err
-		}
-		tz := s.cal.Location().String()
-		finish := []struct {
-			what, sql string
-			args      []any
-		}{
-			{"indexing minutes", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT minute_agg_pkey PRIMARY KEY (merchant_id, minute); CREATE INDEX minute_agg_minute ON %s (minute)",
-				s.table("minute_agg"), s.table("minute_agg")), nil},
-			{"recording snapshot dead letters", fmt.Sprintf(`INSERT INTO %s (origin, source_table, kind, reason, detail, row)
-				SELECT 'snapshot', source_table, kind, reason, detail, row FROM pg_temp.snapshot_dead_letters`, s.table("dead_letters")), nil},
-			{"building hourly rollup", s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
-			{"building daily rollup", s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
-			{"building platform minutes", fmt.Sprintf(`INSERT INTO %s SELECT minute, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
-				FROM %s GROUP BY 1`, s.table("platform_minute"), s.table("minute_agg")), nil},
-			// Freshly loaded tables have no statistics until autovacuum
-			// comes by; the rules' first restore from them would plan
-			// blind (measured: 40 s instead of 2 s at full scale).
-			{"analyzing the loaded tables", fmt.Sprintf("ANALYZE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"),
-				s.table("day_agg"), s.table("platform_minute")), nil},
-			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s (slot, lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone)
-				VALUES ($1, $2, $3, $4, $2, now(), $5)
-				ON CONFLICT (slot) DO UPDATE SET lsn = EXCLUDED.lsn, last_closed = EXCLUDED.last_closed, progress = EXCLUDED.progress,
-					snapshot_lsn = EXCLUDED.snapshot_lsn, bootstrapped_at = EXCLUDED.bootstrapped_at,
-					business_timezone = EXCLUDED.business_timezone, updated_at = now()`, s.table("checkpoint")),
-				[]any{cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress, tz}},
-		}
-		for _, st := range finish {
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
-			}
-		}
-		return nil
-	})
 }
 
 // rollupSQL sums the minutes into a rollup table; bucket is an expression of

@@ -60,7 +60,7 @@ func minute(t *testing.T, s string) window.Minute {
 func bootstrapEmpty(t *testing.T, s *Store, lsn uint64) {
 	t.Helper()
 	err := s.Bootstrap(context.Background(), Checkpoint{Slot: "s1", LSN: lsn, LastClosed: minute(t, "2026-11-25T14:00:00Z"), Progress: time.Date(2026, 11, 25, 14, 1, 1, 0, time.UTC)},
-		func(ctx context.Context, l *Loader) error { return nil })
+		func(ctx context.Context, l *Loader) error { return nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestBootstrapIsAtomic(t *testing.T) {
 	}
 	cp := Checkpoint{Slot: "s1", LSN: 1000, LastClosed: minute(t, "2026-11-25T15:00:00Z"), Progress: time.Date(2026, 11, 25, 15, 1, 2, 0, time.UTC)}
 	good := "7\t2026-11-25 14:59:00+00\t2\t3000\t1\t1000\n7\t2026-11-25 15:00:00+00\t1\t500\t0\t0\n"
-	if err := s.Bootstrap(ctx, cp, load(good)); err != nil {
+	if err := s.Bootstrap(ctx, cp, load(good), nil); err != nil {
 		t.Fatal(err)
 	}
 	// The producer fails midway: nothing of this attempt may remain.
@@ -229,7 +229,7 @@ func TestBootstrapIsAtomic(t *testing.T) {
 	}
 	cp2 := cp
 	cp2.LSN = 2000
-	if err := s.Bootstrap(ctx, cp2, failing); err == nil || !strings.Contains(err.Error(), "source went away") {
+	if err := s.Bootstrap(ctx, cp2, failing, nil); err == nil || !strings.Contains(err.Error(), "source went away") {
 		t.Fatalf("failing bootstrap: %v", err)
 	}
 	got, err := s.Checkpoint(ctx, "s1")
@@ -247,7 +247,7 @@ func TestBootstrapIsAtomic(t *testing.T) {
 		t.Fatalf("after bootstrap: %d minutes, %d hours, %d days, %d dead letters; want 2, 2, 2, 1", minutes, hours, days, dead)
 	}
 	// A second successful bootstrap replaces, not adds.
-	if err := s.Bootstrap(ctx, cp2, load(good)); err != nil {
+	if err := s.Bootstrap(ctx, cp2, load(good), nil); err != nil {
 		t.Fatal(err)
 	}
 	var sum int64
