@@ -1,0 +1,320 @@
+// Package kafka holds what capture and workers agree on when source rows
+// travel through Kafka: Debezium's change-event envelope (so a topic written
+// by Debezium's own PostgreSQL connector can be consumed as well), the
+// watermark records that let workers close minutes, and the partitioner that
+// tells a worker which merchants its partitions hold.
+package kafka
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Change is one row change in Debezium's change-event envelope.
+type Change struct {
+	// Op is "c" create, "r" snapshot read, "u" update, "d" delete,
+	// "t" truncate or "m" logical decoding message.
+	Op string
+	// Before and After are column name to value; numbers are json.Number,
+	// never float64, so that int64 money survives.
+	Before, After map[string]any
+	Source        Source
+	// TsMS is when the connector processed the change (envelope ts_ms).
+	TsMS int64
+}
+
+// Source is the envelope's source block: where and when the change was
+// committed.
+type Source struct {
+	Version, Connector, Name, DB, Schema, Table string
+	// TsUS is the commit time in Unix microseconds: source.ts_us, or
+	// source.ts_ms × 1000 from connectors older than Debezium 2.6.
+	TsUS int64
+	// LSN is the change's position in the WAL.
+	LSN  uint64
+	TxID int64
+	// Snapshot is "true", "false", "first", "last", "incremental", …;
+	// "false" when absent.
+	Snapshot string
+	// Sequence is source.sequence, a JSON string holding the array
+	// ["lastCommitLsn","lsn"]; a null or absent element is 0.
+	Sequence [2]uint64
+}
+
+// ErrTombstone is returned for a record without a value: the tombstone
+// Debezium writes after a delete so that log compaction can drop the key.
+var ErrTombstone = errors.New("tombstone: the record has no value")
+
+// Position orders the changes of one source in commit order, so that a
+// consumer can skip what an at-least-once redelivery sends again.
+type Position struct{ Commit, LSN uint64 }
+
+// Position is {lastCommitLsn, lsn} from source.sequence when it has the
+// change's LSN, else source.lsn alone.
+func (c Change) Position() Position {
+	if c.Source.Sequence[1] != 0 {
+		return Position{Commit: c.Source.Sequence[0], LSN: c.Source.Sequence[1]}
+	}
+	return Position{LSN: c.Source.LSN}
+}
+
+// Less reports whether p comes before q.
+func (p Position) Less(q Position) bool {
+	return p.Commit < q.Commit || p.Commit == q.Commit && p.LSN < q.LSN
+}
+
+// IsZero reports whether p is unknown.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// wireChange is the envelope as read: pointers tell absent from zero.
+// Payload is set instead of the envelope's fields when JsonConverter wrote
+// it with schemas.enable=true.
+type wireChange struct {
+	Before  map[string]any  `json:"before"`
+	After   map[string]any  `json:"after"`
+	Source  *wireSource     `json:"source"`
+	Op      *string         `json:"op"`
+	TsMS    *int64          `json:"ts_ms"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+type wireSource struct {
+	Version   string       `json:"version"`
+	Connector string       `json:"connector"`
+	Name      string       `json:"name"`
+	TsMS      *int64       `json:"ts_ms"`
+	TsUS      *int64       `json:"ts_us"`
+	Snapshot  snapshotFlag `json:"snapshot"`
+	DB        string       `json:"db"`
+	Sequence  *string      `json:"sequence"`
+	Schema    string       `json:"schema"`
+	Table     *string      `json:"table"`
+	TxID      *int64       `json:"txId"`
+	LSN       *uint64      `json:"lsn"`
+}
+
+// snapshotFlag reads source.snapshot, a string in every Debezium release
+// since 1.x but a boolean in the connector documentation's examples.
+type snapshotFlag string
+
+func (f *snapshotFlag) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "null":
+		return nil
+	case "true", "false":
+		*f = snapshotFlag(b)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("source.snapshot must be a string or a boolean, got %s", b)
+	}
+	*f = snapshotFlag(s)
+	return nil
+}
+
+// DecodeChange reads a record value written by Debezium's JsonConverter,
+// with or without schemas, or by EncodeChange.
+func DecodeChange(value []byte) (Change, error) {
+	if isNull(value) {
+		return Change{}, ErrTombstone
+	}
+	var w wireChange
+	if err := decodeJSON(value, &w); err != nil {
+		return Change{}, fmt.Errorf("decoding change event: %w", err)
+	}
+	if w.Op == nil && w.Payload != nil {
+		if isNull(w.Payload) {
+			return Change{}, ErrTombstone
+		}
+		payload := w.Payload
+		w = wireChange{}
+		if err := decodeJSON(payload, &w); err != nil {
+			return Change{}, fmt.Errorf("decoding change event payload: %w", err)
+		}
+	}
+	c, err := w.change()
+	if err != nil {
+		return Change{}, fmt.Errorf("decoding change event: %w", err)
+	}
+	return c, nil
+}
+
+func (w *wireChange) change() (Change, error) {
+	if w.Op == nil {
+		return Change{}, errors.New("op missing")
+	}
+	if w.Source == nil {
+		return Change{}, errors.New("source missing")
+	}
+	s := w.Source
+	c := Change{
+		Op: *w.Op, Before: w.Before, After: w.After,
+		Source: Source{
+			Version: s.Version, Connector: s.Connector, Name: s.Name, DB: s.DB, Schema: s.Schema,
+			Snapshot: string(s.Snapshot),
+		},
+	}
+	if s.Table != nil {
+		c.Source.Table = *s.Table
+	}
+	switch {
+	case s.TsUS != nil:
+		c.Source.TsUS = *s.TsUS
+	case s.TsMS != nil:
+		c.Source.TsUS = *s.TsMS * 1000
+	default:
+		return Change{}, errors.New("source.ts_ms missing")
+	}
+	if s.LSN != nil {
+		c.Source.LSN = *s.LSN
+	}
+	if s.TxID != nil {
+		c.Source.TxID = *s.TxID
+	}
+	if c.Source.Snapshot == "" {
+		c.Source.Snapshot = "false"
+	}
+	if s.Sequence != nil {
+		seq, err := parseSequence(*s.Sequence)
+		if err != nil {
+			return Change{}, err
+		}
+		c.Source.Sequence = seq
+	}
+	if w.TsMS != nil {
+		c.TsMS = *w.TsMS
+	}
+	if err := c.check(); err != nil {
+		return Change{}, err
+	}
+	return c, nil
+}
+
+// check rejects what no consumer could use, on the way in and out.
+func (c *Change) check() error {
+	switch c.Op {
+	case "c", "r", "u":
+		if c.After == nil {
+			return fmt.Errorf("op %q without after", c.Op)
+		}
+	case "d", "t", "m":
+	case "":
+		return errors.New("op missing")
+	default:
+		return fmt.Errorf("op %q is none of c, r, u, d, t, m", c.Op)
+	}
+	// A logical decoding message belongs to no table.
+	if c.Source.Table == "" && c.Op != "m" {
+		return errors.New("source.table missing")
+	}
+	return nil
+}
+
+func parseSequence(s string) ([2]uint64, error) {
+	var seq [2]uint64
+	var parts []*string
+	if err := json.Unmarshal([]byte(s), &parts); err != nil || len(parts) != 2 {
+		return seq, fmt.Errorf("source.sequence %q is not a JSON array of two LSN strings", s)
+	}
+	for i, p := range parts {
+		if p == nil {
+			continue
+		}
+		n, err := strconv.ParseUint(*p, 10, 64)
+		if err != nil {
+			return seq, fmt.Errorf("source.sequence %q: element %d: %w", s, i, err)
+		}
+		seq[i] = n
+	}
+	return seq, nil
+}
+
+// EncodeChange writes c as Debezium's PostgreSQL connector does with
+// JsonConverter and schemas.enable=false, so Debezium consumers can read
+// what capture publishes.
+func EncodeChange(c Change) ([]byte, error) {
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("encoding change event: %w", err)
+	}
+	var seq [2]*string
+	for i, n := range c.Source.Sequence {
+		if n != 0 {
+			s := strconv.FormatUint(n, 10)
+			seq[i] = &s
+		}
+	}
+	seqJSON, err := json.Marshal(seq)
+	if err != nil {
+		return nil, fmt.Errorf("encoding source.sequence: %w", err)
+	}
+	connector, snapshot := c.Source.Connector, c.Source.Snapshot
+	if connector == "" {
+		connector = "postgresql"
+	}
+	if snapshot == "" {
+		snapshot = "false"
+	}
+	out := struct {
+		Before map[string]any `json:"before"`
+		After  map[string]any `json:"after"`
+		Source struct {
+			Version   string  `json:"version"`
+			Connector string  `json:"connector"`
+			Name      string  `json:"name"`
+			TsMS      int64   `json:"ts_ms"`
+			TsUS      int64   `json:"ts_us"`
+			Snapshot  string  `json:"snapshot"`
+			DB        string  `json:"db"`
+			Sequence  string  `json:"sequence"`
+			Schema    string  `json:"schema"`
+			Table     string  `json:"table"`
+			TxID      int64   `json:"txId"`
+			LSN       uint64  `json:"lsn"`
+			Xmin      *uint64 `json:"xmin"`
+		} `json:"source"`
+		Op   string `json:"op"`
+		TsMS int64  `json:"ts_ms"`
+	}{Before: c.Before, After: c.After, Op: c.Op, TsMS: c.TsMS}
+	s := &out.Source
+	s.Version, s.Connector, s.Name, s.DB = c.Source.Version, connector, c.Source.Name, c.Source.DB
+	s.TsMS, s.TsUS, s.Snapshot, s.Sequence = floorDiv(c.Source.TsUS, 1000), c.Source.TsUS, snapshot, string(seqJSON)
+	s.Schema, s.Table, s.TxID, s.LSN = c.Source.Schema, c.Source.Table, c.Source.TxID, c.Source.LSN
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encoding change event for %s.%s: %w", c.Source.Schema, c.Source.Table, err)
+	}
+	return b, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// isNull reports whether a record value is absent: Kafka's null, or a JSON
+// null from a converter that writes one.
+func isNull(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) == 0 || string(b) == "null"
+}
+
+// decodeJSON decodes exactly one JSON value, keeping numbers as json.Number.
+func decodeJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// HeaderType is the record header that marks riskwatch's own control
+// records; a record without it is a change event.
+const HeaderType = "riskwatch-type"
+
+const typeWatermark = "watermark"
+
+// Watermark promises that every source commit up to CommitUS (Unix µs), at
+// WAL position LSN, has been published. Capture writes one to every
+// partition, so a worker can close a minute once all its partitions have
+// passed it, even when some partitions carry no events.
+type Watermark struct {
+	CommitUS int64  `json:"commit_us"`
+	LSN      uint64 `json:"lsn"`
+}
+
+// EncodeWatermark returns the value and headers of a watermark record.
+func EncodeWatermark(w Watermark) (value []byte, headers []kgo.RecordHeader) {
+	value = append([]byte(`{"commit_us":`), strconv.FormatInt(w.CommitUS, 10)...)
+	value = append(value, `,"lsn":`...)
+	value = strconv.AppendUint(value, w.LSN, 10)
+	value = append(value, '}')
+	return value, []kgo.RecordHeader{{Key: HeaderType, Value: []byte(typeWatermark)}}
+}
+
+// IsWatermark reports whether a record with these headers is a watermark.
+func IsWatermark(headers []kgo.RecordHeader) bool {
+	for _, h := range headers {
+		if h.Key == HeaderType && string(h.Value) == typeWatermark {
+			return true
+		}
+	}
+	return false
+}
+
+// DecodeWatermark reads a watermark record's value.
+func DecodeWatermark(value []byte) (Watermark, error) {
+	var w struct {
+		CommitUS *int64  `json:"commit_us"`
+		LSN      *uint64 `json:"lsn"`
+	}
+	if err := decodeJSON(value, &w); err != nil {
+		return Watermark{}, fmt.Errorf("decoding watermark: %w", err)
+	}
+	// A watermark that defaulted to 0 would be harmless for closing but
+	// would hide a broken producer.
+	if w.CommitUS == nil || w.LSN == nil {
+		return Watermark{}, errors.New("decoding watermark: commit_us or lsn missing")
+	}
+	return Watermark{CommitUS: *w.CommitUS, LSN: *w.LSN}, nil
+}
