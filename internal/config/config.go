@@ -59,7 +59,36 @@ type Config struct {
 	Rules            Rules          `yaml:"rules"`
 	Alerts           Alerts         `yaml:"alerts"`
 	Notify           Notify         `yaml:"notify"`
+	Kafka            Kafka          `yaml:"kafka"`
 	Log              Log            `yaml:"log"`
+}
+
+// Kafka configures scale-out: `riskwatch capture` publishes the source's
+// changes to a topic, `riskwatch worker` processes aggregate and evaluate
+// them in a consumer group. `riskwatch run` ignores it.
+type Kafka struct {
+	Brokers []string `yaml:"brokers,omitempty"` // host:port seeds; required by capture and worker
+	// Topic capture publishes to and workers read (input "capture").
+	Topic string `yaml:"topic"` // default "riskwatch.changes"
+	// Partitions of Topic when capture creates it.
+	Partitions int `yaml:"partitions"` // default 12; > 0
+	// ReplicationFactor of Topic when capture creates it; -1 is the broker's default.
+	ReplicationFactor int    `yaml:"replication_factor"` // default -1
+	Group             string `yaml:"group"`              // default "riskwatch-workers"
+	// Input is "capture" (riskwatch capture's topic, with watermarks) or
+	// "debezium" (topics of Debezium's PostgreSQL connector, see Topics).
+	Input string `yaml:"input"` // default "capture"
+	// Topics are the Debezium connector's per-table topics (input debezium).
+	Topics []string `yaml:"topics,omitempty"`
+	// WatermarkInterval: capture writes a watermark to every partition at
+	// least this often.
+	WatermarkInterval Duration `yaml:"watermark_interval"` // default 250ms; (0, 1s]
+	// IdleAfter (input debezium, which has no watermarks): a partition read
+	// to its end for this long stops holding back the closing of minutes.
+	IdleAfter Duration `yaml:"idle_after"` // default 5s; > 0
+	// SessionTimeout: a worker silent this long leaves the group and its
+	// partitions go to the others.
+	SessionTimeout Duration `yaml:"session_timeout"` // default 10s; >= 100ms
 }
 
 // Rules holds the thresholds of SPEC §5 and §6, named as there. Fractions
@@ -262,6 +291,8 @@ func Default() *Config {
 			MaxBatchEvents: 50000,
 			QueueSize:      256,
 		},
+		Kafka: Kafka{Topic: "riskwatch.changes", Partitions: 12, ReplicationFactor: -1, Group: "riskwatch-workers", Input: "capture",
+			WatermarkInterval: Duration(250 * time.Millisecond), IdleAfter: Duration(5 * time.Second), SessionTimeout: Duration(10 * time.Second)},
 		Log: Log{Level: "info", Format: "text"},
 	}
 }

@@ -243,6 +243,17 @@ notify:
   receivers:
     - {name: hook, type: webhook, url: "https://h.example/x", headers: {Authorization: "Bearer t"}, timeout: 3s, rules: [volume_drop]}
     - {name: pd, type: pagerduty, routing_key: rk}
+kafka:
+  brokers: ["k1:9092", "k2:9092"]
+  topic: changes
+  partitions: 24
+  replication_factor: 3
+  group: g
+  input: debezium
+  topics: [srv.public.payments, srv.public.payment_cancels]
+  watermark_interval: 500ms
+  idle_after: 2s
+  session_timeout: 4s
 log:
   level: debug
   format: json
@@ -278,6 +289,9 @@ log:
 			{Name: "hook", Type: "webhook", URL: "https://h.example/x", Headers: map[string]string{"Authorization": "Bearer t"}, Timeout: Duration(3 * time.Second), Rules: []string{"volume_drop"}},
 			{Name: "pd", Type: "pagerduty", RoutingKey: "rk"},
 		}},
+		Kafka: Kafka{Brokers: []string{"k1:9092", "k2:9092"}, Topic: "changes", Partitions: 24, ReplicationFactor: 3, Group: "g", Input: "debezium",
+			Topics: []string{"srv.public.payments", "srv.public.payment_cancels"}, WatermarkInterval: Duration(500 * time.Millisecond),
+			IdleAfter: Duration(2 * time.Second), SessionTimeout: Duration(4 * time.Second)},
 		Log: Log{Level: "debug", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -828,5 +842,31 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "retention: 8d\n") {
 		t.Errorf("retention not marshalled as 8d:\n%s", out)
+	}
+}
+
+// TestValidateKafka: capture and worker name every bad kafka field.
+func TestValidateKafka(t *testing.T) {
+	c := Default()
+	if err := c.ValidateKafka(); err == nil || !strings.Contains(err.Error(), "kafka.brokers: required") {
+		t.Fatalf("no brokers: %v", err)
+	}
+	c.Kafka = Kafka{Brokers: []string{"k1:9092", "nohost"}, Topic: "", Partitions: 0, ReplicationFactor: 0, Group: "", Input: "debezium",
+		WatermarkInterval: Duration(2 * time.Second), IdleAfter: 0, SessionTimeout: Duration(time.Millisecond)}
+	err := c.ValidateKafka()
+	for _, want := range []string{"kafka.brokers[1]: must be host:port", "kafka.topic: required", "kafka.partitions: must be greater than 0",
+		"kafka.replication_factor:", "kafka.group: required", "kafka.topics: required with input debezium", "kafka.watermark_interval:",
+		"kafka.idle_after:", "kafka.session_timeout:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in: %v", want, err)
+		}
+	}
+	c = Default()
+	c.Kafka.Brokers = []string{"k1:9092"}
+	if err := c.ValidateKafka(); err != nil {
+		t.Fatalf("defaults with brokers: %v", err)
+	}
+	if got := c.KafkaTopics(); len(got) != 1 || got[0] != "riskwatch.changes" {
+		t.Fatalf("KafkaTopics() = %v", got)
 	}
 }

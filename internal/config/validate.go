@@ -406,3 +406,50 @@ func (c *Config) validateNotify(p *problems) {
 		}
 	}
 }
+
+// ValidateKafka checks the kafka section, which only capture and worker
+// need; each problem names its field.
+func (c *Config) ValidateKafka() error {
+	var p problems
+	k := c.Kafka
+	if len(k.Brokers) == 0 {
+		p.add("kafka.brokers", "required: at least one host:port")
+	}
+	for i, b := range k.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			p.add(fmt.Sprintf("kafka.brokers[%d]", i), "must be host:port, got %q", b)
+		}
+	}
+	if k.Topic == "" {
+		p.add("kafka.topic", "required")
+	}
+	if k.Partitions <= 0 {
+		p.add("kafka.partitions", "must be greater than 0, got %d", k.Partitions)
+	}
+	if k.ReplicationFactor == 0 || k.ReplicationFactor < -1 {
+		p.add("kafka.replication_factor", "must be -1 (the broker's default) or at least 1, got %d", k.ReplicationFactor)
+	}
+	if k.Group == "" {
+		p.add("kafka.group", "required")
+	}
+	oneOf(&p, "kafka.input", k.Input, []string{"capture", "debezium"})
+	if k.Input == "debezium" && len(k.Topics) == 0 {
+		p.add("kafka.topics", "required with input debezium: the connector's per-table topics")
+	}
+	if k.WatermarkInterval <= 0 || k.WatermarkInterval > Duration(time.Second) {
+		p.add("kafka.watermark_interval", "must be more than 0s and at most 1s, got %s", k.WatermarkInterval)
+	}
+	positive(&p, "kafka.idle_after", k.IdleAfter)
+	if k.SessionTimeout < Duration(100*time.Millisecond) {
+		p.add("kafka.session_timeout", "must be at least 100ms, got %s", k.SessionTimeout)
+	}
+	return errors.Join(p...)
+}
+
+// KafkaTopics are the topics workers consume.
+func (c *Config) KafkaTopics() []string {
+	if c.Kafka.Input == "debezium" {
+		return c.Kafka.Topics
+	}
+	return []string{c.Kafka.Topic}
+}

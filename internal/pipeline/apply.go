@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
@@ -165,17 +166,44 @@ func (a *applier) flush(ctx context.Context) error {
 // evaluate runs the rules for the closed minutes and stores the alerts.
 func (a *applier) evaluate(ctx context.Context, first, last window.Minute) error {
 	started := a.e.now()
-	st := a.e.opts.Store
+	batch := &store.AlertBatch{Slot: a.e.cfg.Source.Slot, LastClosed: last, Routes: a.e.routes}
+	c, enqueued, err := CloseAndStore(ctx, a.ev, a.e.opts.Store, a.e.cfg, first, last, batch)
+	if err != nil {
+		return err
+	}
+	a.evaluated = last
+	a.e.m.evalDuration.Observe(a.e.now().Sub(started).Seconds())
+	for _, ch := range c.Transitions {
+		a.e.m.transitions.WithLabelValues(ch.After.Rule, ch.Transition.String()).Inc()
+		a.e.log.Info("alert "+ch.Transition.String(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(),
+			"notify", ch.Notify, "values", ch.Values)
+	}
+	if enqueued > 0 && a.e.opts.OnAlerts != nil {
+		a.e.opts.OnAlerts()
+	}
+	a.e.log.Debug("minutes closed", "first", first.String(), "last", last.String(), "alert_transitions", len(c.Transitions))
+	if a.e.opts.OnClose != nil {
+		a.e.opts.OnClose(ctx, c)
+	}
+	return nil
+}
+
+// CloseAndStore closes minutes first..last on ev with the operators'
+// current acknowledgements and silences, and stores the alert changes in
+// batch (whose Slot or Partitions say what to mark closed) in one sink
+// transaction. It returns the transitions and the notifications enqueued.
+func CloseAndStore(ctx context.Context, ev *Evaluator, st *store.Store, cfg *config.Config, first, last window.Minute, batch *store.AlertBatch) (Closed, int, error) {
+	c := Closed{First: first, Last: last}
 	acks, err := st.Acks(ctx)
 	if err != nil {
-		return err
+		return c, 0, err
 	}
-	a.ev.Lifecycle.SetAcks(acks)
+	ev.Lifecycle.SetAcks(acks)
 	silences, err := st.Silences(ctx, first.Start())
 	if err != nil {
-		return err
+		return c, 0, err
 	}
-	changes, err := a.ev.Close(ctx, first, last, func(rule string, merchant int64, at time.Time) bool {
+	changes, err := ev.Close(ctx, first, last, func(rule string, merchant int64, at time.Time) bool {
 		for _, s := range silences {
 			if s.Covers(rule, merchant, at) {
 				return true
@@ -184,37 +212,19 @@ func (a *applier) evaluate(ctx context.Context, first, last window.Minute) error
 		return false
 	})
 	if err != nil {
-		return fmt.Errorf("evaluating %s..%s: %w", first, last, err)
+		return c, 0, fmt.Errorf("evaluating %s..%s: %w", first, last, err)
 	}
-	batch := &store.AlertBatch{Slot: a.e.cfg.Source.Slot, LastClosed: last, Routes: a.e.routes}
 	for _, ch := range changes {
-		batch.Changes = append(batch.Changes, a.e.alertChange(ch))
+		batch.Changes = append(batch.Changes, alertChange(cfg, ch))
 	}
 	enqueued, err := st.ApplyAlerts(ctx, batch)
 	if err != nil {
-		return fmt.Errorf("storing alerts of %s..%s: %w", first, last, err)
+		return c, 0, fmt.Errorf("storing alerts of %s..%s: %w", first, last, err)
 	}
-	a.evaluated = last
-	a.e.m.evalDuration.Observe(a.e.now().Sub(started).Seconds())
 	for _, ch := range changes {
 		if ch.Transition != 0 {
-			a.e.m.transitions.WithLabelValues(ch.After.Rule, ch.Transition.String()).Inc()
-			a.e.log.Info("alert "+ch.Transition.String(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(),
-				"notify", ch.Notify, "values", ch.Values)
+			c.Transitions = append(c.Transitions, ch)
 		}
 	}
-	if enqueued > 0 && a.e.opts.OnAlerts != nil {
-		a.e.opts.OnAlerts()
-	}
-	a.e.log.Debug("minutes closed", "first", first.String(), "last", last.String(), "alert_changes", len(changes))
-	if a.e.opts.OnClose != nil {
-		c := Closed{First: first, Last: last}
-		for _, ch := range changes {
-			if ch.Transition != 0 {
-				c.Transitions = append(c.Transitions, ch)
-			}
-		}
-		a.e.opts.OnClose(ctx, c)
-	}
-	return nil
+	return c, enqueued, nil
 }

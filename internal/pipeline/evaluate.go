@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/alert"
@@ -65,12 +67,43 @@ type Evaluator struct {
 	// Ranked, when set, receives the ranking of the newest minute of each
 	// Close (the live engine sets it; a backtest has no use for it).
 	Ranked func(*Ranking)
+	scope  *Scope
+}
+
+// Scope limits an evaluator to some merchants: a worker's, those of the
+// Kafka partitions it owns.
+type Scope struct {
+	// Owns reports whether the merchant is evaluated here.
+	Owns func(merchant int64) bool
+	// Evaluated reports whether the merchant's rules already ran for m
+	// (under the partition's previous owner); it is then not evaluated
+	// again, so no alert changes twice.
+	Evaluated func(m window.Minute, merchant int64) bool
+	// Platform returns every merchant's approvals and cancels over the
+	// minutes [from, to), the platform-wide baseline of SPEC §5.
+	Platform func(ctx context.Context, from, to window.Minute) (approvals, cancels int64, err error)
+}
+
+// NewScopedEvaluator is NewEvaluator (with open minutes) for the merchants
+// of scope only.
+func NewScopedEvaluator(ctx context.Context, st *store.Store, cfg *config.Config, lastClosed window.Minute, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
+	var mine []*alert.Alert
+	for _, a := range open {
+		if scope.Owns(a.Merchant) {
+			mine = append(mine, a)
+		}
+	}
+	return newEvaluator(ctx, st, cfg, lastClosed, true, mine, scope)
 }
 
 // NewEvaluator restores the rules state after lastClosed from the sink.
 // withOpen includes stored minutes after lastClosed (live: they were
 // flushed but not yet closed); a backtest feeds those minute by minute.
 func NewEvaluator(ctx context.Context, st *store.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
+	return newEvaluator(ctx, st, cfg, lastClosed, withOpen, open, nil)
+}
+
+func newEvaluator(ctx context.Context, st *store.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
 	params, err := NewRuleParams(cfg)
 	if err != nil {
 		return nil, err
@@ -79,7 +112,12 @@ func NewEvaluator(ctx context.Context, st *store.Store, cfg *config.Config, last
 	if err != nil {
 		return nil, err
 	}
+	if scope != nil {
+		snap.Recent = slices.DeleteFunc(snap.Recent, func(d window.Delta) bool { return !scope.Owns(d.Merchant) })
+		snap.Baseline = slices.DeleteFunc(snap.Baseline, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
+	}
 	return &Evaluator{
+		scope:     scope,
 		State:     rules.NewState(snap, window.NewCalendar(cfg.Location)),
 		Lifecycle: alert.New(alert.Options{RepeatInterval: cfg.Alerts.RepeatInterval.D(), ResolveAfter: cfg.Alerts.ResolveAfter}, open),
 		Params:    params,
@@ -97,12 +135,19 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 	if err != nil {
 		return nil, err
 	}
+	if ev.scope != nil {
+		leaving = slices.DeleteFunc(leaving, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
+	}
 	var changes []*alert.Change
 	for m := first; m <= last; m++ {
 		if day, need := ev.State.NeedsVolumeDay(m); need {
 			vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
 			if err != nil {
 				return nil, err
+			}
+			if ev.scope != nil {
+				maps.DeleteFunc(vd.Curves, func(id int64, _ *rules.Curve) bool { return !ev.scope.Owns(id) })
+				maps.DeleteFunc(vd.Today, func(id int64, _ int64) bool { return !ev.scope.Owns(id) })
 			}
 			ev.State.SetVolumeDay(vd)
 		}
@@ -115,6 +160,15 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 			return nil, err
 		}
 		leaving = leaving[n:]
+		if ev.scope != nil {
+			// B of m is the 7 days before H = m-59 … m.
+			hFrom := m - rules.HourMinutes + 1
+			a, c, err := ev.scope.Platform(ctx, hFrom-rules.BaselineMinutes, hFrom)
+			if err != nil {
+				return nil, err
+			}
+			ev.State.SetPlatformBaseline(a, c)
+		}
 		changes = append(changes, ev.evaluate(m, silenced, m == last && ev.Ranked != nil)...)
 	}
 	return changes, nil
@@ -125,6 +179,9 @@ func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time
 	var out []*alert.Change
 	end := m.End()
 	record := func(rule string, merchant int64, fires bool, values map[string]any) {
+		if ev.scope != nil && ev.scope.Evaluated(m, merchant) {
+			return
+		}
 		ch := ev.Lifecycle.Eval(m, rule, merchant, fires, values, silenced != nil && silenced(rule, merchant, end))
 		if ch != nil {
 			out = append(out, ch)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,11 +141,11 @@ func DashboardURL(cfg *config.Config, merchant int64) string {
 	return fmt.Sprintf("%s/merchants/%d", strings.TrimRight(base, "/"), merchant)
 }
 
-func (e *Engine) alertChange(ch *alert.Change) store.AlertChange {
+func alertChange(cfg *config.Config, ch *alert.Change) store.AlertChange {
 	return store.AlertChange{
 		Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires, Values: ch.Values, New: ch.New, Notify: ch.Notify,
 		Severity: Severity(ch.After.Rule), Summary: Summary(ch.After.Rule, ch.After.Merchant, ch.Values, ch.Notify),
-		DashboardURL: DashboardURL(e.cfg, ch.After.Merchant),
+		DashboardURL: DashboardURL(cfg, ch.After.Merchant),
 	}
 }
 
@@ -294,6 +295,19 @@ func (e *Engine) session(ctx context.Context) error {
 	return g.Wait()
 }
 
+// Prepare readies the source (publication) and returns the sink's
+// checkpoint, taking the first snapshot when there is none; riskwatch
+// capture starts this way and then streams to Kafka instead.
+func (e *Engine) Prepare(ctx context.Context) (store.Checkpoint, error) {
+	if err := e.src.Prepare(ctx); err != nil {
+		return store.Checkpoint{}, fmt.Errorf("preparing source: %w", err)
+	}
+	return e.checkpoint(ctx)
+}
+
+// Source is the engine's replication source.
+func (e *Engine) Source() *source.Source { return e.src }
+
 // checkpoint returns the sink's checkpoint, taking the first snapshot when
 // there is none or when the slot it belongs to is gone.
 func (e *Engine) checkpoint(ctx context.Context) (store.Checkpoint, error) {
@@ -324,6 +338,10 @@ func (e *Engine) checkpoint(ctx context.Context) (store.Checkpoint, error) {
 	if err := e.bootstrap(ctx); err != nil {
 		return cp, fmt.Errorf("first snapshot: %w", err)
 	}
+	// The snapshot's rollups were summed in maps of a million entries that
+	// are garbage now; without this the process would keep their pages
+	// (measured: 259 MiB resident at peak afterwards instead of 162).
+	debug.FreeOSMemory()
 	return e.opts.Store.Checkpoint(ctx, slotName)
 }
 
@@ -376,7 +394,7 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 				"snapshot_time", snap.Time, "consistent_point", snap.LSN.String(), "elapsed", e.now().Sub(started).Round(time.Millisecond))
 			return nil
 		}, func(step string, took time.Duration) {
-			e.log.Info("first snapshot: "+step, "took", took.Round(time.Millisecond))
+			e.log.Info("first snapshot: "+step, "took", took.Round(time.Millisecond).String())
 		})
 	})
 }

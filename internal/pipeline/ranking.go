@@ -53,7 +53,20 @@ func rank(m window.Minute, p RuleParams, cancel []rules.CancelEval, volume []rul
 			risk = append(risk, RiskEntry{CancelEval: e, Score: Score(p.Cancel, e.CancelResult)})
 		}
 	}
-	order := func(a, b RiskEntry) int {
+	vol := make([]rules.VolumeEval, 0, len(volume))
+	for _, e := range volume {
+		if e.Large {
+			vol = append(vol, e)
+		}
+	}
+	risk, vol = order(risk, vol)
+	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
+}
+
+// order sorts both lists the way the dashboard shows them and keeps the
+// RankLimit riskiest.
+func order(risk []RiskEntry, vol []rules.VolumeEval) ([]RiskEntry, []rules.VolumeEval) {
+	slices.SortFunc(risk, func(a, b RiskEntry) int {
 		if c := cmp.Compare(b.Score, a.Score); c != 0 {
 			return c
 		}
@@ -61,15 +74,8 @@ func rank(m window.Minute, p RuleParams, cancel []rules.CancelEval, volume []rul
 			return c
 		}
 		return cmp.Compare(a.Merchant, b.Merchant)
-	}
-	slices.SortFunc(risk, order)
+	})
 	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
-	vol := make([]rules.VolumeEval, 0, len(volume))
-	for _, e := range volume {
-		if e.Large {
-			vol = append(vol, e)
-		}
-	}
 	slices.SortFunc(vol, func(a, b rules.VolumeEval) int {
 		switch {
 		case a.Drop == nil && b.Drop == nil:
@@ -84,5 +90,21 @@ func rank(m window.Minute, p RuleParams, cancel []rules.CancelEval, volume []rul
 		}
 		return cmp.Compare(a.Merchant, b.Merchant)
 	})
-	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
+	return risk, vol
+}
+
+// MergeRankings combines rankings of disjoint sets of merchants (workers')
+// into one, as of the oldest of them.
+func MergeRankings(rs []*Ranking) *Ranking {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := &Ranking{AsOf: rs[0].AsOf}
+	for _, r := range rs {
+		out.AsOf = min(out.AsOf, r.AsOf)
+		out.Risk = append(out.Risk, r.Risk...)
+		out.Volume = append(out.Volume, r.Volume...)
+	}
+	out.Risk, out.Volume = order(out.Risk, out.Volume)
+	return out
 }

@@ -87,6 +87,10 @@ type State struct {
 	spare   []bucket // emptied buckets, reused so a steady state allocates no maps
 
 	platA, platC int64 // B sums over all merchants
+	// platform, when set, replaces platA/platC: a worker's state holds
+	// only its own merchants, and the platform-wide baseline comes from
+	// every worker's totals in the sink.
+	platform *[2]int64
 
 	// listed holds the merchants active in H at the last refresh, ascending,
 	// with their slab slots so that evaluating them needs no map lookup.
@@ -221,7 +225,8 @@ func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
 	out := make([]CancelEval, 0, len(s.listed)+len(extra))
 	floats := make([]float64, 2*cap(out))
 	eval := func(id int64, m *merchant) {
-		in := CancelInput{PlatformAB: s.platA, PlatformCB: s.platC}
+		pa, pc := s.PlatformBaseline()
+		in := CancelInput{PlatformAB: pa, PlatformCB: pc}
 		if m != nil {
 			in.AH, in.CH, in.AB, in.CB = m.hA, m.hC, m.bA, m.bC
 		}
@@ -251,7 +256,18 @@ func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
 }
 
 // PlatformBaseline returns the platform-wide approvals and cancels over B.
-func (s *State) PlatformBaseline() (approvals, cancels int64) { return s.platA, s.platC }
+func (s *State) PlatformBaseline() (approvals, cancels int64) {
+	if s.platform != nil {
+		return s.platform[0], s.platform[1]
+	}
+	return s.platA, s.platC
+}
+
+// SetPlatformBaseline makes the platform-wide sums over B those given, for
+// a state that holds only some merchants; they hold until set again.
+func (s *State) SetPlatformBaseline(approvals, cancels int64) {
+	s.platform = &[2]int64{approvals, cancels}
+}
 
 // Merchants is the number of merchants the state holds sums for.
 func (s *State) Merchants() int { return len(s.index) }

@@ -458,3 +458,37 @@ func TestEvictionWhileListed(t *testing.T) {
 		t.Fatalf("after: %s", dumpCancel(got))
 	}
 }
+
+// TestSetPlatformBaseline: a state holding only some merchants (a worker's)
+// takes the platform-wide baseline it is given instead of its own sums.
+// Merchant 9 has 6 cancels and no history, so the platform rate decides:
+// from the state's own merchant 1 (10/1,000 = 1%) the line is 2 × 0.01 × 20
+// = 0.4 cancels and it fires; given 20,000/100,000 = 20% the line is 8 and
+// it does not.
+func TestSetPlatformBaseline(t *testing.T) {
+	lc := minuteAt(t, "2026-11-25T12:00:00Z")
+	s := NewState(Snapshot{
+		LastClosed: lc,
+		Baseline:   []MerchantSums{{Merchant: 1, Approvals: 1000, Cancels: 10}},
+		Recent:     []window.Delta{{Key: window.Key{Merchant: 9, Minute: lc - 3}, Agg: window.Agg{Cancels: 6, CanceledAmount: 600}}},
+	}, window.Calendar{})
+	eval9 := func() CancelEval {
+		for _, e := range s.CancelEvals(DefaultCancelRateParams(), nil) {
+			if e.Merchant == 9 {
+				return e
+			}
+		}
+		t.Fatal("merchant 9 not evaluated")
+		return CancelEval{}
+	}
+	if e := eval9(); !e.Fires || e.BaselineSource != BaselinePlatform || e.Baseline != 0.01 {
+		t.Fatalf("own platform sums: %s", dumpCancel([]CancelEval{e}))
+	}
+	s.SetPlatformBaseline(100_000, 20_000)
+	if a, c := s.PlatformBaseline(); a != 100_000 || c != 20_000 {
+		t.Fatalf("PlatformBaseline() = %d/%d after setting 100000/20000", a, c)
+	}
+	if e := eval9(); e.Fires || e.BaselineSource != BaselinePlatform || e.Baseline != 0.2 {
+		t.Fatalf("given platform sums: %s", dumpCancel([]CancelEval{e}))
+	}
+}

@@ -24,6 +24,18 @@ type Txn struct {
 	// ReceivedAt is the engine's clock when the commit arrived.
 	ReceivedAt time.Time
 	event.Output
+	// Rows are the transaction's inserted rows of mapped tables, in order,
+	// rendered as Debezium does; only when StreamOptions.Rows is set.
+	Rows []Row
+}
+
+// Row is one inserted row, for publishing it whole (riskwatch capture).
+type Row struct {
+	Schema, Table string
+	Values        map[string]any
+	// Merchant is the merchant of the event the row became, 0 when it
+	// became none (a dead letter, or filtered out).
+	Merchant int64
 }
 
 // Position is what the stream knows about the server's WAL, for lag.
@@ -80,6 +92,8 @@ type StreamOptions struct {
 	Out chan<- *Txn
 	// OnStreaming, when set, is called once the server has started sending.
 	OnStreaming func()
+	// Rows asks for every mapped inserted row in Txn.Rows as well.
+	Rows bool
 }
 
 // Stream replicates from the slot until ctx is done or the connection fails.
@@ -146,8 +160,9 @@ func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
 }
 
 type relState struct {
-	name  string
-	table *event.Table // nil: not mapped
+	name          string
+	schema, table string
+	mapped        *event.Table // nil: not mapped
 }
 
 type streamState struct {
@@ -266,7 +281,7 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		if err != nil {
 			return &PermanentError{fmt.Errorf("mapping does not match the source: %w", err)}
 		}
-		st.rels[r.id] = &relState{name: r.namespace + "." + r.name, table: table}
+		st.rels[r.id] = &relState{name: r.namespace + "." + r.name, schema: r.namespace, table: r.name, mapped: table}
 	case 'I':
 		if st.cur == nil {
 			return fmt.Errorf("INSERT outside a transaction")
@@ -282,10 +297,18 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		if d.err != nil {
 			return d.err
 		}
-		if rel.table == nil {
+		if rel.mapped == nil {
 			return nil
 		}
-		rel.table.Map(st.row, st.cur.CommitUS, uint64(st.curLSN), &st.cur.Output)
+		n, filtered := len(st.cur.Events), st.cur.Filtered
+		rel.mapped.Map(st.row, st.cur.CommitUS, uint64(st.curLSN), &st.cur.Output)
+		if st.so.Rows && st.cur.Filtered == filtered {
+			r := Row{Schema: rel.schema, Table: rel.table, Values: rel.mapped.RowDebezium(st.row)}
+			if len(st.cur.Events) > n {
+				r.Merchant = st.cur.Events[n].Merchant
+			}
+			st.cur.Rows = append(st.cur.Rows, r)
+		}
 	case 'U', 'D':
 		rel, err := st.relation(d.u32("relation"))
 		if err != nil {

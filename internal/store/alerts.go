@@ -44,6 +44,10 @@ type AlertBatch struct {
 	LastClosed window.Minute
 	Changes    []AlertChange
 	Routes     []Route
+	// Partitions, when set, are a worker's: they are marked closed
+	// through LastClosed (with their epochs checked) instead of the slot's
+	// checkpoint.
+	Partitions []Partition
 }
 
 // ApplyAlerts stores alert changes, their evaluations and their outbox rows,
@@ -78,6 +82,14 @@ func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
 				return err
 			}
 			enqueued += n
+		}
+		if enqueued > 0 {
+			if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", outboxChannel); err != nil {
+				return fmt.Errorf("announcing notifications: %w", err)
+			}
+		}
+		if b.Partitions != nil {
+			return s.markPartitionsClosed(ctx, tx, b.Partitions, b.LastClosed)
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET last_closed = $2, updated_at = now() WHERE slot = $1 AND last_closed <= $2`, s.table("checkpoint")),
 			b.Slot, b.LastClosed.Start())
