@@ -21,6 +21,10 @@ const usage = `riskwatch — real-time merchant risk engine
 
 Usage:
   riskwatch run            --config FILE   run the engine (CDC, aggregates, HTTP)
+  riskwatch capture        --config FILE [--http ADDR]
+                                           scale-out: publish the source's changes to Kafka
+  riskwatch worker         --config FILE [--http ADDR] [--member NAME]
+                                           scale-out: aggregate and evaluate in a consumer group
   riskwatch migrate        --config FILE   create or upgrade the sink schema
   riskwatch slot status    --config FILE   show the replication slot
   riskwatch slot drop      --config FILE   drop the replication slot (the next run re-snapshots)
@@ -74,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch cmd {
 	case "run":
 		return cmdRun(ctx, rest, stderr, getenv)
+	case "capture":
+		return cmdCapture(ctx, rest, stderr, getenv)
+	case "worker":
+		return cmdWorker(ctx, rest, stderr, getenv)
 	case "migrate":
 		return cmdMigrate(ctx, rest, stdout, stderr, getenv)
 	case "slot":

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+func startKafka(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	return kc
+}
+
+func kafkaConfig(kc *kfake.Cluster, topic string) string {
+	return fmt.Sprintf(`kafka:
+  brokers: [%s]
+  topic: %s
+  group: %s-group
+  partitions: 12
+  session_timeout: 1s
+  watermark_interval: 100ms
+`, strings.Join(kc.ListenAddrs(), ", "), topic, topic)
+}
+
+// hotLoad commits single-payment transactions until stopped: every other
+// one for merchant 4242 (half of all traffic, the hot merchant), the rest
+// spread over merchants 1–97; every third payment is also partly
+// cancelled, so every merchant's hour runs far above the platform's 1% and
+// each fires on the platform-wide baseline.
+func hotLoad(t *testing.T, dsn string) *load {
+	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			m := 4242
+			if i%2 == 1 {
+				m = 1 + (i/2)%97
+			}
+			_, err := conn.Exec(ctx, `WITH p AS (
+					INSERT INTO payments VALUES (nextval('ids'), $2, 100 + $1 % 9000, 'approved', clock_timestamp() - ($1 % 500) * interval '1 millisecond')
+					RETURNING id, merchant_id, amount, approved_at)
+				INSERT INTO payment_cancels SELECT nextval('ids'), id, merchant_id, amount / 4, approved_at FROM p WHERE $1 % 3 = 0`, i, m)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			l.n.Add(1)
+		}
+	}()
+	return l
+}
+
+type transition struct {
+	Rule     string
+	Merchant int64
+	State    string
+	Minute   string
+}
+
+// TestScaleOutKafka is issue 7 end to end on an in-process Kafka (kfake,
+// three brokers, 12 partitions): capture and three workers as child
+// processes under a steady load where one merchant carries half the
+// traffic; one worker is SIGKILLed and later another joins, and capture is
+// SIGKILLed mid-stream and restarted. Afterwards every stored minute equals
+// the source's GROUP BY, the alerts the workers raised equal a single-node
+// backtest over the same minutes, none twice, and the hot merchant's
+// partition never held the others' closing back.
+func TestScaleOutKafka(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newCLIEnv(t)
+	kc := startKafka(t)
+	// History for the baselines: a platform rate of about 1% over the
+	// last days, and merchant 777's own 2,000 approvals and 10 cancels.
+	c.exec(`INSERT INTO payments SELECT nextval('ids'), 5000 + g % 50, 10000, 'approved', now() - interval '1 day' - g * interval '20 seconds' FROM generate_series(1, 6000) g`)
+	c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 5000 + g % 50, 5000, now() - interval '1 day' - g * interval '40 minutes' FROM generate_series(1, 60) g`)
+	c.exec(`INSERT INTO payments SELECT nextval('ids'), 777, 10000, 'approved', now() - interval '2 hours' - g * interval '2 minutes' FROM generate_series(1, 2000) g`)
+	c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 777, 5000, now() - interval '2 hours' - g * interval '6 hours' FROM generate_series(1, 10) g`)
+	cfg := c.writeConfig(kafkaConfig(kc, c.slot))
+
+	capture := startChild(t, "capture", "--config", cfg)
+	waitFor(t, 60*time.Second, "capture to initialise 12 partitions", capture, func() bool {
+		var n int
+		_ = c.pool.QueryRow(ctx, `SELECT count(*) FROM riskwatch.kafka_partitions WHERE topic = $1`, c.slot).Scan(&n)
+		return n == 12
+	})
+	workers := map[string]*child{}
+	for _, m := range []string{"w1", "w2", "w3"} {
+		workers[m] = startChild(t, "worker", "--config", cfg, "--member", m)
+	}
+	for _, w := range workers {
+		waitReady(t, w, 60*time.Second)
+	}
+	ld := hotLoad(t, c.dsn)
+	var spread atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			var s float64
+			if err := c.pool.QueryRow(ctx, `SELECT extract(epoch FROM max(last_closed) - min(last_closed)) FROM riskwatch.kafka_partitions WHERE topic = $1`, c.slot).Scan(&s); err == nil {
+				spread.Store(max(spread.Load(), int64(s)))
+			}
+		}
+	}()
+	time.Sleep(4 * time.Second)
+	workers["w2"].kill(t)
+	t.Log("worker w2 killed")
+	time.Sleep(3 * time.Second)
+	// The bust-out: merchant 777 stops selling and 8 cancels arrive.
+	c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 777, 9000, now() FROM generate_series(1, 8)`)
+	capture.kill(t)
+	t.Log("capture killed")
+	time.Sleep(500 * time.Millisecond)
+	capture = startChild(t, "capture", "--config", cfg)
+	time.Sleep(2 * time.Second)
+	workers["w4"] = startChild(t, "worker", "--config", cfg, "--member", "w4")
+	t.Log("worker w4 started")
+	time.Sleep(4 * time.Second)
+	n := ld.halt()
+	halted := time.Now()
+	// Everything applied, and every minute up to the one the load ended in
+	// closed and evaluated by every partition's owner.
+	haltMinute := halted.UTC().Truncate(time.Minute)
+	waitFor(t, 120*time.Second, "every partition to close the load's last minute", capture, func() bool {
+		var lc time.Time
+		err := c.pool.QueryRow(ctx, `SELECT min(last_closed) FROM riskwatch.kafka_partitions WHERE topic = $1`, c.slot).Scan(&lc)
+		return err == nil && !lc.Before(haltMinute)
+	})
+	close(stopSampling)
+	<-sampled
+	t.Logf("load: %d payment transactions; closing spread across partitions at most %d s", n, spread.Load())
+
+	from, to := time.Now().Add(-8*24*time.Hour).Truncate(time.Minute).Add(time.Minute), time.Now().Add(time.Hour)
+	out, errOut, err := runCLI(ctx, "export", "minutes", "--config", cfg, "--from", from.Format(time.RFC3339), "--to", to.Format(time.RFC3339))
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, errOut)
+	}
+	if want := c.sourceCSV(from, to); out != want {
+		t.Fatalf("minutes differ from the source GROUP BY:\n%s", firstDiff(out, want))
+	}
+	t.Logf("every one of %d merchant-minutes equals the source", strings.Count(out, "\n")-1)
+
+	// The alerts the workers raised against a single-node backtest of the
+	// minutes they evaluated.
+	var first, last time.Time
+	if err := c.pool.QueryRow(ctx, `SELECT last_closed FROM riskwatch.checkpoint WHERE slot = $1`, c.slot).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	first = first.Add(time.Minute)
+	last = haltMinute
+	bt, errOut, err := runCLI(ctx, "backtest", "--config", cfg, "--from", first.Format(time.RFC3339), "--to", last.Add(time.Minute).Format(time.RFC3339))
+	if err != nil {
+		t.Fatalf("backtest: %v\n%s", err, errOut)
+	}
+	var want []transition
+	// The values of alerts that fired in the last minute: the newest true
+	// evaluation's, which the workers' alert rows hold too.
+	wantValues := map[string]map[string]any{}
+	sc := bufio.NewScanner(strings.NewReader(bt))
+	for sc.Scan() {
+		var l backtestLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("backtest line %q: %v", sc.Text(), err)
+		}
+		want = append(want, transition{l.Rule, l.MerchantID, l.State, l.Minute})
+		if l.State == "firing" && l.Minute == last.Format(time.RFC3339) {
+			wantValues[fmt.Sprint(l.Rule, l.MerchantID)] = l.Values
+		}
+	}
+	rows, err := c.pool.Query(ctx, `SELECT rule, merchant_id, 'firing', active_at FROM riskwatch.alerts
+		UNION ALL SELECT rule, merchant_id, 'resolved', resolved_at FROM riskwatch.alerts WHERE resolved_at IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []transition
+	for rows.Next() {
+		var tr transition
+		var at time.Time
+		if err := rows.Scan(&tr.Rule, &tr.Merchant, &tr.State, &at); err != nil {
+			t.Fatal(err)
+		}
+		if !at.Before(first) && !at.After(last) {
+			tr.Minute = at.UTC().Format(time.RFC3339)
+			got = append(got, tr)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	order := func(a, b transition) int {
+		return strings.Compare(fmt.Sprint(a.Minute, a.Rule, a.Merchant, a.State), fmt.Sprint(b.Minute, b.Rule, b.Merchant, b.State))
+	}
+	slices.SortFunc(got, order)
+	slices.SortFunc(want, order)
+	if !slices.Equal(got, want) {
+		t.Fatalf("workers raised\n%v\nsingle-node backtest over %s..%s\n%v", got, first.Format(time.RFC3339), last.Format(time.RFC3339), want)
+	}
+	bust := slices.ContainsFunc(got, func(tr transition) bool { return tr.Merchant == 777 && tr.State == "firing" })
+	if !bust || len(got) < 90 {
+		t.Fatalf("want the bust-out of merchant 777 and the load's ~98 merchants on the platform baseline firing: %v", got)
+	}
+	vrows, err := c.pool.Query(ctx, `SELECT rule, merchant_id, "values" FROM riskwatch.alerts WHERE active_at = $1`, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for vrows.Next() {
+		var rule string
+		var m int64
+		var v map[string]any
+		if err := vrows.Scan(&rule, &m, &v); err != nil {
+			t.Fatal(err)
+		}
+		w, ok := wantValues[fmt.Sprint(rule, m)]
+		if !ok {
+			continue
+		}
+		// Platform baselines included: the workers' comes from every
+		// worker's totals in the sink, the backtest's from its own sums.
+		checkValues(t, fmt.Sprintf("%s %d", rule, m), v, w)
+		checked++
+	}
+	if checked < 90 {
+		t.Fatalf("compared the values of %d alerts, want the ~98 that fired in %s", checked, last.Format(time.RFC3339))
+	}
+	t.Logf("%d alert transitions over %s..%s (load halted at %s), equal to the single-node backtest", len(got),
+		first.Format(time.RFC3339), last.Format(time.RFC3339), halted.Format(time.RFC3339Nano))
+	var dup int
+	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM riskwatch.alerts GROUP BY rule, merchant_id, active_at HAVING count(*) > 1) d`).Scan(&dup); err != nil || dup != 0 {
+		t.Fatalf("alerts raised twice: %d (%v)", dup, err)
+	}
+	if s := spread.Load(); s > 60 {
+		t.Fatalf("one partition's closing trailed another's by %d s: the hot merchant (or the rebalance) held minutes back", s)
+	}
+	for _, w := range []string{"w1", "w3", "w4"} {
+		if m := scrape(t, "http://"+workers[w].httpAddr(t, time.Second)+"/metrics"); true {
+			t.Logf("%s: %s; %s", w, metricLine(m, "riskwatch_worker_duplicates_total"), metricLine(m, `riskwatch_events_total{kind="approval"}`))
+		}
+	}
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, ch *child, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s\n%s", what, ch.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
