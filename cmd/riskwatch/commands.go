@@ -9,8 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/riskwatch/riskwatch/internal/api"
@@ -58,19 +56,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	log.Info("starting riskwatch", "version", version,
 		"source", config.RedactDSN(cfg.Source.DSN), "sink", config.RedactDSN(cfg.Sink.DSN),
 		"slot", cfg.Source.Slot, "business_timezone", cfg.BusinessTimezone)
-	st, err := openStore(ctx, cfg)
+	st, err := migratedStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if applied, err := st.Migrate(ctx); err != nil {
-		return err
-	} else if len(applied) > 0 {
-		log.Info("sink schema migrated", "applied", applied)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	senders, err := newSenders(cfg, st, log, reg)
 	if err != nil {
 		return err

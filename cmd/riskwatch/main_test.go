@@ -234,6 +234,16 @@ type load struct {
 }
 
 func startLoad(t *testing.T, dsn string) *load {
+	return runLoad(t, dsn, `WITH p AS (
+			INSERT INTO payments VALUES (nextval('ids'), 1 + $1 % 97, 100 + $1 % 9000, 'approved', clock_timestamp() - ($1 % 700) * interval '1 millisecond')
+			RETURNING id, merchant_id, amount, approved_at)
+		INSERT INTO payment_cancels SELECT nextval('ids'), id, merchant_id, amount / 4, approved_at FROM p WHERE $1 % 4 = 0`,
+		func(i int) []any { return []any{i} })
+}
+
+// runLoad commits sql, one transaction per call, with args(i) for the i-th,
+// from one connection until halted.
+func runLoad(t *testing.T, dsn, sql string, args func(i int) []any) *load {
 	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
@@ -250,11 +260,7 @@ func startLoad(t *testing.T, dsn string) *load {
 				return
 			default:
 			}
-			_, err := conn.Exec(ctx, `WITH p AS (
-					INSERT INTO payments VALUES (nextval('ids'), 1 + $1 % 97, 100 + $1 % 9000, 'approved', clock_timestamp() - ($1 % 700) * interval '1 millisecond')
-					RETURNING id, merchant_id, amount, approved_at)
-				INSERT INTO payment_cancels SELECT nextval('ids'), id, merchant_id, amount / 4, approved_at FROM p WHERE $1 % 4 = 0`, i)
-			if err != nil {
+			if _, err := conn.Exec(ctx, sql, args(i)...); err != nil {
 				t.Error(err)
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 )
 
 // migratedStore opens the sink and brings its schema up to date.
-func migratedStore(ctx context.Context, cfg *config.Config, log interface{ Info(string, ...any) }) (*store.Store, error) {
+func migratedStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.Store, error) {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -42,19 +43,29 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
+// setupKafka is setup for capture and worker: the kafka section must be
+// valid, and --http overrides http.listen.
+func setupKafka(fs flags, args []string, stderr io.Writer, getenv func(string) string, listen *string) (*config.Config, *slog.Logger, error) {
+	cfg, log, err := setup(fs, args, stderr, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.ValidateKafka(); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	if *listen != "" {
+		cfg.HTTP.Listen = *listen
+	}
+	return cfg, log, nil
+}
+
 // cmdCapture runs `riskwatch capture`: the source's slot to the Kafka topic.
 func cmdCapture(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlags("capture", stderr)
 	listen := fs.String("http", "", "listen address for /metrics and /healthz (default: http.listen)")
-	cfg, log, err := setup(fs, args, stderr, getenv)
+	cfg, log, err := setupKafka(fs, args, stderr, getenv, listen)
 	if err != nil {
 		return err
-	}
-	if err := cfg.ValidateKafka(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if *listen != "" {
-		cfg.HTTP.Listen = *listen
 	}
 	log.Info("starting riskwatch capture", "version", version, "source", config.RedactDSN(cfg.Source.DSN), "sink", config.RedactDSN(cfg.Sink.DSN),
 		"slot", cfg.Source.Slot, "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.Topic)
@@ -88,15 +99,9 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 	listen := fs.String("http", "", "listen address of this worker's dashboard and API (default: http.listen)")
 	host, _ := os.Hostname()
 	member := fs.String("member", fmt.Sprintf("%s-%d", host, os.Getpid()), "this worker's name in the sink")
-	cfg, log, err := setup(fs, args, stderr, getenv)
+	cfg, log, err := setupKafka(fs, args, stderr, getenv, listen)
 	if err != nil {
 		return err
-	}
-	if err := cfg.ValidateKafka(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if *listen != "" {
-		cfg.HTTP.Listen = *listen
 	}
 	log.Info("starting riskwatch worker", "member", *member, "version", version, "sink", config.RedactDSN(cfg.Sink.DSN), "brokers", cfg.Kafka.Brokers,
 		"topics", cfg.KafkaTopics(), "group", cfg.Kafka.Group)
@@ -157,10 +162,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 
 // prunePartitioned is the engine's hourly pruning for a sink fed by
 // workers: what every partition has applied is the clock.
-func prunePartitioned(ctx context.Context, cfg *config.Config, st *store.Store, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) error {
+func prunePartitioned(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
 	keep := max(cfg.Retention.D(), (rules.BaselineMinutes+rules.HourMinutes)*time.Minute) + 24*time.Hour
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()

@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -42,38 +43,17 @@ func kafkaConfig(kc *kfake.Cluster, topic string) string {
 // cancelled, so every merchant's hour runs far above the platform's 1% and
 // each fires on the platform-wide baseline.
 func hotLoad(t *testing.T, dsn string) *load {
-	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		for i := 0; ; i++ {
-			select {
-			case <-l.stop:
-				return
-			default:
-			}
+	return runLoad(t, dsn, `WITH p AS (
+			INSERT INTO payments VALUES (nextval('ids'), $2, 100 + $1 % 9000, 'approved', clock_timestamp() - ($1 % 500) * interval '1 millisecond')
+			RETURNING id, merchant_id, amount, approved_at)
+		INSERT INTO payment_cancels SELECT nextval('ids'), id, merchant_id, amount / 4, approved_at FROM p WHERE $1 % 3 = 0`,
+		func(i int) []any {
 			m := 4242
 			if i%2 == 1 {
 				m = 1 + (i/2)%97
 			}
-			_, err := conn.Exec(ctx, `WITH p AS (
-					INSERT INTO payments VALUES (nextval('ids'), $2, 100 + $1 % 9000, 'approved', clock_timestamp() - ($1 % 500) * interval '1 millisecond')
-					RETURNING id, merchant_id, amount, approved_at)
-				INSERT INTO payment_cancels SELECT nextval('ids'), id, merchant_id, amount / 4, approved_at FROM p WHERE $1 % 3 = 0`, i, m)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			l.n.Add(1)
-		}
-	}()
-	return l
+			return []any{i, m}
+		})
 }
 
 type transition struct {
@@ -102,7 +82,15 @@ func TestScaleOutKafka(t *testing.T) {
 	c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 5000 + g % 50, 5000, now() - interval '1 day' - g * interval '40 minutes' FROM generate_series(1, 60) g`)
 	c.exec(`INSERT INTO payments SELECT nextval('ids'), 777, 10000, 'approved', now() - interval '2 hours' - g * interval '2 minutes' FROM generate_series(1, 2000) g`)
 	c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 777, 5000, now() - interval '2 hours' - g * interval '6 hours' FROM generate_series(1, 10) g`)
-	cfg := c.writeConfig(kafkaConfig(kc, c.slot))
+	hook := &hookReceiver{accepted: map[string]int{}, gotAt: map[string]time.Time{}}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+	cfg := c.writeConfig(kafkaConfig(kc, c.slot) + fmt.Sprintf(`notify:
+  backoff_min: 100ms
+  backoff_max: 1s
+  receivers:
+    - {name: hook, type: webhook, url: %q, timeout: 2s}
+`, hookSrv.URL))
 
 	capture := startChild(t, "capture", "--config", cfg)
 	waitFor(t, 60*time.Second, "capture to initialise 12 partitions", capture, func() bool {
@@ -262,13 +250,72 @@ func TestScaleOutKafka(t *testing.T) {
 	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM riskwatch.alerts GROUP BY rule, merchant_id, active_at HAVING count(*) > 1) d`).Scan(&dup); err != nil || dup != 0 {
 		t.Fatalf("alerts raised twice: %d (%v)", dup, err)
 	}
+	// Notified once each, by whichever worker holds the sender's lock (w2,
+	// killed, may have held it).
+	var firing int
+	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM riskwatch.alerts WHERE state = 'firing'`).Scan(&firing); err != nil {
+		t.Fatal(err)
+	}
+	var accepted map[string]int
+	var bodies []map[string]any
+	waitFor(t, 30*time.Second, "every firing alert's notification", capture, func() bool {
+		_, accepted, bodies = hook.snapshot()
+		return len(accepted) >= firing
+	})
+	seen := map[string]bool{}
+	for _, body := range bodies {
+		items, _ := body["notifications"].([]any)
+		if len(items) != 1 {
+			t.Fatalf("webhook body = %v", body)
+		}
+		b, _ := items[0].(map[string]any)
+		k := fmt.Sprint(b["rule"], b["merchant_id"], b["kind"])
+		if seen[k] {
+			t.Fatalf("alert notified twice as %v: %s", b["kind"], k)
+		}
+		seen[k] = true
+	}
+	if len(accepted) != firing {
+		t.Fatalf("%d notifications for %d firing alerts", len(accepted), firing)
+	}
+	// Any worker serves the dashboard's API over every worker's merchants.
+	var rank struct {
+		Merchants []struct{ ID int64 }
+	}
+	waitFor(t, 10*time.Second, "the merged risk ranking", capture, func() bool {
+		resp, err := http.Get("http://" + workers["w4"].httpAddr(t, time.Second) + "/api/rankings/risk?limit=500")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		rank.Merchants = nil
+		return json.NewDecoder(resp.Body).Decode(&rank) == nil && len(rank.Merchants) >= 90
+	})
+	ids := map[int64]bool{}
+	for _, m := range rank.Merchants {
+		if ids[m.ID] {
+			t.Fatalf("merchant %d ranked twice", m.ID)
+		}
+		ids[m.ID] = true
+	}
+	if !ids[777] || !ids[4242] {
+		t.Fatalf("w4's ranking lacks merchants of other workers: %v", rank.Merchants)
+	}
 	if s := spread.Load(); s > 60 {
 		t.Fatalf("one partition's closing trailed another's by %d s: the hot merchant (or the rebalance) held minutes back", s)
 	}
+	// Capture's restart published rows again; the workers dropped them.
+	var dups float64
 	for _, w := range []string{"w1", "w3", "w4"} {
-		if m := scrape(t, "http://"+workers[w].httpAddr(t, time.Second)+"/metrics"); true {
-			t.Logf("%s: %s; %s", w, metricLine(m, "riskwatch_worker_duplicates_total"), metricLine(m, `riskwatch_events_total{kind="approval"}`))
-		}
+		m := scrape(t, "http://"+workers[w].httpAddr(t, time.Second)+"/metrics")
+		line := metricLine(m, "riskwatch_worker_duplicates_total")
+		var d float64
+		fmt.Sscanf(strings.TrimPrefix(line, "riskwatch_worker_duplicates_total "), "%g", &d)
+		dups += d
+		t.Logf("%s: %s; %s", w, line, metricLine(m, `riskwatch_events_total{kind="approval"}`))
+	}
+	if dups == 0 {
+		t.Fatal("no redelivered record was seen: capture's kill did not exercise deduplication")
 	}
 }
 

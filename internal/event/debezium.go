@@ -174,45 +174,10 @@ func (t *JSONTable) Map(row map[string]any, commitUS int64, lsn uint64, out *Out
 
 // event checks in Table.event's order, with its reasons and wording.
 func (t *JSONTable) event(s *Spec, row map[string]any, commitUS int64) (Event, Reason, string) {
-	ev := Event{Kind: s.Kind}
-	var err error
-	mv := row[s.Merchant]
-	if mv == nil {
-		return ev, ReasonNullMerchant, fmt.Sprintf("column %q is NULL", s.Merchant)
-	}
-	if ev.Merchant, err = jsonInt64(mv); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Merchant, err)
-	}
-	if ev.Merchant <= 0 {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: merchant id %d is not positive", s.Merchant, ev.Merchant)
-	}
-	av := row[s.Amount]
-	if av == nil {
-		return ev, ReasonNullAmount, fmt.Sprintf("column %q is NULL", s.Amount)
-	}
-	if ev.Amount, err = jsonInt64(av); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Amount, err)
-	}
-	if ev.Amount < 0 {
-		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", s.Amount, ev.Amount)
-	}
-	tv := row[s.Time]
-	if tv == nil {
-		return ev, ReasonNullTime, fmt.Sprintf("column %q is NULL", s.Time)
-	}
-	if ev.TimeUS, err = jsonTimeUS(tv); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Time, err)
-	}
-	commit := time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano)
-	if ev.TimeUS > commitUS+t.limits.MaxFuture.Microseconds() {
-		return ev, ReasonFutureTime, fmt.Sprintf("column %q: %s is more than %s after the commit at %s",
-			s.Time, ev.Time().Format(time.RFC3339Nano), t.limits.MaxFuture, commit)
-	}
-	if ev.TimeUS < commitUS-t.limits.Retention.Microseconds() {
-		return ev, ReasonTooOld, fmt.Sprintf("column %q: %s is more than the retention %s before the commit at %s",
-			s.Time, ev.Time().Format(time.RFC3339Nano), t.limits.Retention, commit)
-	}
-	return ev, "", ""
+	return checkEvent(s, t.limits, commitUS, [3]string{s.Merchant, s.Amount, s.Time},
+		func(col string) bool { return row[col] == nil },
+		func(col string) (int64, error) { return jsonInt64(row[col]) },
+		func(col string) (int64, error) { return jsonTimeUS(row[col]) })
 }
 
 // jsonInt64 reads an integer: a JSON number without fraction or exponent

@@ -229,45 +229,53 @@ func (t *Table) Map(row []Value, commitUS int64, lsn uint64, out *Output) {
 }
 
 func (t *Table) event(b *binding, row []Value, commitUS int64) (Event, Reason, string) {
-	ev := Event{Kind: b.spec.Kind}
 	if b.merchant >= len(row) || b.amount >= len(row) || b.time >= len(row) {
-		return ev, ReasonInvalidValue, fmt.Sprintf("row has %d columns, fewer than the relation announced", len(row))
+		return Event{Kind: b.spec.Kind}, ReasonInvalidValue, fmt.Sprintf("row has %d columns, fewer than the relation announced", len(row))
 	}
+	return checkEvent(&b.spec, t.limits, commitUS, [3]int{b.merchant, b.amount, b.time},
+		func(col int) bool { return row[col].Format == 'n' },
+		func(col int) (int64, error) { return t.int64Value(col, row[col]) },
+		func(col int) (int64, error) { return t.timeValue(col, row[col]) })
+}
+
+// checkEvent builds the event of one row, or says why it cannot be one, in
+// the same order and words whichever form the row came in (a pgoutput tuple
+// or a Debezium JSON row). cols are the merchant, amount and time columns.
+func checkEvent[C any](s *Spec, lim Limits, commitUS int64, cols [3]C, isNull func(C) bool,
+	intOf, timeOf func(C) (int64, error)) (Event, Reason, string) {
+	ev := Event{Kind: s.Kind}
 	var err error
-	mv := row[b.merchant]
-	if mv.Format == 'n' {
-		return ev, ReasonNullMerchant, fmt.Sprintf("column %q is NULL", b.spec.Merchant)
+	if isNull(cols[0]) {
+		return ev, ReasonNullMerchant, fmt.Sprintf("column %q is NULL", s.Merchant)
 	}
-	if ev.Merchant, err = t.int64Value(b.merchant, mv); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", b.spec.Merchant, err)
+	if ev.Merchant, err = intOf(cols[0]); err != nil {
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Merchant, err)
 	}
 	if ev.Merchant <= 0 {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: merchant id %d is not positive", b.spec.Merchant, ev.Merchant)
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: merchant id %d is not positive", s.Merchant, ev.Merchant)
 	}
-	av := row[b.amount]
-	if av.Format == 'n' {
-		return ev, ReasonNullAmount, fmt.Sprintf("column %q is NULL", b.spec.Amount)
+	if isNull(cols[1]) {
+		return ev, ReasonNullAmount, fmt.Sprintf("column %q is NULL", s.Amount)
 	}
-	if ev.Amount, err = t.int64Value(b.amount, av); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", b.spec.Amount, err)
+	if ev.Amount, err = intOf(cols[1]); err != nil {
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Amount, err)
 	}
 	if ev.Amount < 0 {
-		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", b.spec.Amount, ev.Amount)
+		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", s.Amount, ev.Amount)
 	}
-	tv := row[b.time]
-	if tv.Format == 'n' {
-		return ev, ReasonNullTime, fmt.Sprintf("column %q is NULL", b.spec.Time)
+	if isNull(cols[2]) {
+		return ev, ReasonNullTime, fmt.Sprintf("column %q is NULL", s.Time)
 	}
-	if ev.TimeUS, err = t.timeValue(b.time, tv); err != nil {
-		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", b.spec.Time, err)
+	if ev.TimeUS, err = timeOf(cols[2]); err != nil {
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Time, err)
 	}
-	if ev.TimeUS > commitUS+t.limits.MaxFuture.Microseconds() {
+	if ev.TimeUS > commitUS+lim.MaxFuture.Microseconds() {
 		return ev, ReasonFutureTime, fmt.Sprintf("column %q: %s is more than %s after the commit at %s",
-			b.spec.Time, ev.Time().Format(time.RFC3339Nano), t.limits.MaxFuture, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
+			s.Time, ev.Time().Format(time.RFC3339Nano), lim.MaxFuture, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
 	}
-	if ev.TimeUS < commitUS-t.limits.Retention.Microseconds() {
+	if ev.TimeUS < commitUS-lim.Retention.Microseconds() {
 		return ev, ReasonTooOld, fmt.Sprintf("column %q: %s is more than the retention %s before the commit at %s",
-			b.spec.Time, ev.Time().Format(time.RFC3339Nano), t.limits.Retention, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
+			s.Time, ev.Time().Format(time.RFC3339Nano), lim.Retention, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
 	}
 	return ev, "", ""
 }

@@ -71,27 +71,9 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 // Run publishes until ctx is done, restarting from the last acknowledged
 // position after failures of the source or Kafka.
 func (c *Capture) Run(ctx context.Context) error {
-	backoff := c.cfg.Source.ReconnectMin.D()
-	for {
-		started := c.now()
-		err := c.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if source.IsPermanent(err) {
-			return err
-		}
-		if c.now().Sub(started) > time.Minute {
-			backoff = c.cfg.Source.ReconnectMin.D()
-		}
+	return pipeline.Restarting(ctx, c.cfg, c.now, c.session, func(err error, backoff time.Duration) {
 		c.log.Warn("capture stopped; restarting from the last published position", "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, c.cfg.Source.ReconnectMax.D())
-	}
+	})
 }
 
 func (c *Capture) client() (*kgo.Client, error) {

@@ -65,6 +65,7 @@ type Worker struct {
 	ev        *pipeline.Evaluator
 	evaluated window.Minute
 	closing   bool
+	dirty     bool // records applied since the last flush
 	dead      []event.DeadLetter
 	out       event.Output
 	lastFlush time.Time
@@ -122,25 +123,13 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 // by a newer owner) leaves the group and rejoins after a backoff: the new
 // assignment restores everything from the sink.
 func (w *Worker) Run(ctx context.Context) error {
-	backoff := w.cfg.Source.ReconnectMin.D()
-	for {
-		started := w.now()
+	return pipeline.Restarting(ctx, w.cfg, w.now, func(ctx context.Context) error {
 		err := w.session(ctx)
 		w.ready.Store(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if w.now().Sub(started) > time.Minute {
-			backoff = w.cfg.Source.ReconnectMin.D()
-		}
+		return err
+	}, func(err error, backoff time.Duration) {
 		w.log.Warn("worker stopped; rejoining the group", "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, w.cfg.Source.ReconnectMax.D())
-	}
+	})
 }
 
 func (w *Worker) session(ctx context.Context) error {
@@ -429,6 +418,7 @@ func (w *Worker) process(fetches kgo.Fetches) {
 			}
 			w.record(ps, r)
 			ps.NextOffset = r.Offset + 1
+			w.dirty = true
 		}
 	})
 }
@@ -541,7 +531,9 @@ func (w *Worker) step(ctx context.Context) error {
 	if _, _, ok := w.w.Advance(w.progressUS()); ok {
 		w.closing = true
 	}
-	due := w.now().Sub(w.lastFlush) >= w.cfg.Pipeline.FlushInterval.D()
+	// Positions move with every record, watermarks included, so a flush
+	// is due whenever anything was read; an idle worker writes nothing.
+	due := w.dirty && w.now().Sub(w.lastFlush) >= w.cfg.Pipeline.FlushInterval.D()
 	if w.closing || w.w.PendingEvents() >= w.cfg.Pipeline.MaxBatchEvents || due {
 		return w.flush(ctx)
 	}
@@ -567,7 +559,7 @@ func (w *Worker) flush(ctx context.Context) error {
 		w.ev.State.Add(d)
 		events += int(d.Approvals + d.Cancels)
 	}
-	w.dead, w.lastFlush = nil, w.now()
+	w.dead, w.lastFlush, w.dirty = nil, w.now(), false
 	if w.closing {
 		if err := w.evaluate(ctx, parts); err != nil {
 			return err

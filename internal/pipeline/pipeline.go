@@ -222,28 +222,41 @@ func (e *Engine) setDurable(lsn source.LSN, lastClosed window.Minute, progress t
 // received but not yet durable is simply received again. Only permanent
 // errors (a mapping that does not match the tables) end it.
 func (e *Engine) Run(ctx context.Context) error {
-	backoff := e.cfg.Source.ReconnectMin.D()
-	for {
-		started := e.now()
+	return Restarting(ctx, e.cfg, e.now, func(ctx context.Context) error {
 		err := e.session(ctx)
 		e.ready.Store(false)
+		return err
+	}, func(err error, backoff time.Duration) {
+		e.m.restarts.Inc()
+		e.log.Warn("pipeline stopped; restarting from the checkpoint", "err", err, "backoff", backoff)
+	})
+}
+
+// Restarting runs session until ctx is done, and again after each failure
+// with a backoff from source.reconnect_min doubling up to reconnect_max
+// (back to the minimum after a session that ran a minute); onFail hears
+// each failure. Only a permanent error (source.IsPermanent) ends it.
+func Restarting(ctx context.Context, cfg *config.Config, now func() time.Time, session func(context.Context) error, onFail func(err error, backoff time.Duration)) error {
+	backoff := cfg.Source.ReconnectMin.D()
+	for {
+		started := now()
+		err := session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if source.IsPermanent(err) {
 			return err
 		}
-		if e.now().Sub(started) > time.Minute {
-			backoff = e.cfg.Source.ReconnectMin.D()
+		if now().Sub(started) > time.Minute {
+			backoff = cfg.Source.ReconnectMin.D()
 		}
-		e.m.restarts.Inc()
-		e.log.Warn("pipeline stopped; restarting from the checkpoint", "err", err, "backoff", backoff)
+		onFail(err, backoff)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, e.cfg.Source.ReconnectMax.D())
+		backoff = min(backoff*2, cfg.Source.ReconnectMax.D())
 	}
 }
 
