@@ -104,8 +104,8 @@ type Baseline struct {
 	MedianSeconds float64   `json:"median_seconds"`
 	SourceCPU     []float64 `json:"source_cpu_seconds"`
 	MedianCPU     float64   `json:"median_source_cpu_seconds"`
-	// RiskwatchCPU is the walsender's CPU per minute at the day's own rate
-	// (AverageTPS payments/s); RiskwatchPeakCPU at the peak's rate.
+	// RiskwatchCPU is the walsender's CPU per minute at the day's average
+	// rate (AverageTPS payments/s); RiskwatchPeakCPU at the peak's rate.
 	AverageTPS       float64 `json:"average_tps"`
 	RiskwatchCPU     float64 `json:"riskwatch_source_cpu_seconds_per_minute"`
 	RiskwatchPeakCPU float64 `json:"riskwatch_source_cpu_seconds_per_minute_at_peak"`

@@ -462,9 +462,12 @@ func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}) (last
 	}
 }
 
-// averageLoad measures riskwatch's cost at the source at the day's own
-// rate (the generator's curve, no filler): the walsender's CPU per minute,
-// which is what replaces the SQL job's run each minute.
+// averageLoad measures riskwatch's cost at the source at the day's average
+// rate (payments per day over 86,400 s, steady, no bursts): the walsender's
+// CPU per minute, which is what replaces the SQL job's run each minute. A
+// fixed rate, not the generated curve's rate at the hour the bench runs,
+// so that two runs compare; the walsender's cost per transaction is far
+// higher at night's few payments a second than at the average.
 func (r *runner) averageLoad(ctx context.Context) error {
 	wal, err := r.walsenderPID(ctx)
 	if err != nil {
@@ -478,7 +481,8 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if r.opts.Quick {
 		d = 30 * time.Second
 	}
-	_, done, err := r.startLive(ctx, "sim-live-average", "--burst-tps", "-1", "--for", d.String())
+	avg := float64(r.sc.PaymentsPerDay) / 86400
+	_, done, err := r.startLive(ctx, "sim-live-average", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", d.String())
 	if err != nil {
 		return err
 	}
