@@ -158,14 +158,7 @@ func (t *JSONTable) Map(row map[string]any, commitUS int64, lsn uint64, out *Out
 		}
 		selected = true
 		ev, reason, detail := t.event(s, row, commitUS)
-		if reason == "" {
-			out.Events = append(out.Events, ev)
-			continue
-		}
-		out.DeadLetters = append(out.DeadLetters, DeadLetter{
-			Table: t.name, Kind: s.Kind, Reason: reason, Detail: detail,
-			Row: row, LSN: lsn, CommitTime: time.UnixMicro(commitUS).UTC(),
-		})
+		out.add(ev, reason, detail, t.name, func() map[string]any { return row }, lsn, commitUS)
 	}
 	if !selected {
 		out.Filtered++
@@ -174,10 +167,68 @@ func (t *JSONTable) Map(row map[string]any, commitUS int64, lsn uint64, out *Out
 
 // event checks in Table.event's order, with its reasons and wording.
 func (t *JSONTable) event(s *Spec, row map[string]any, commitUS int64) (Event, Reason, string) {
-	return checkEvent(s, t.limits, commitUS, [3]string{s.Merchant, s.Amount, s.Time},
-		func(col string) bool { return row[col] == nil },
-		func(col string) (int64, error) { return jsonInt64(row[col]) },
-		func(col string) (int64, error) { return jsonTimeUS(row[col]) })
+	var c [3]column
+	for i, name := range [3]string{s.Merchant, s.Amount, s.Time} {
+		v := row[name]
+		if c[i].null = v == nil; c[i].null {
+			continue
+		}
+		if i < 2 {
+			c[i].v, c[i].err = jsonInt64(v)
+		} else {
+			c[i].v, c[i].err = jsonTimeUS(v)
+		}
+	}
+	return checkEvent(s, t.limits, commitUS, c)
+}
+
+// column is one decoded column of a row: merchant and amount as integers,
+// the time in Unix microseconds.
+type column struct {
+	v    int64
+	null bool
+	err  error
+}
+
+// checkEvent builds the event of a JSON row from its decoded merchant,
+// amount and time columns, or says why it cannot be one, in Table.event's
+// order and words.
+func checkEvent(s *Spec, lim Limits, commitUS int64, c [3]column) (Event, Reason, string) {
+	ev := Event{Kind: s.Kind}
+	switch m := c[0]; {
+	case m.null:
+		return ev, ReasonNullMerchant, fmt.Sprintf("column %q is NULL", s.Merchant)
+	case m.err != nil:
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Merchant, m.err)
+	case m.v <= 0:
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: merchant id %d is not positive", s.Merchant, m.v)
+	}
+	ev.Merchant = c[0].v
+	switch a := c[1]; {
+	case a.null:
+		return ev, ReasonNullAmount, fmt.Sprintf("column %q is NULL", s.Amount)
+	case a.err != nil:
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Amount, a.err)
+	case a.v < 0:
+		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", s.Amount, a.v)
+	}
+	ev.Amount = c[1].v
+	switch tm := c[2]; {
+	case tm.null:
+		return ev, ReasonNullTime, fmt.Sprintf("column %q is NULL", s.Time)
+	case tm.err != nil:
+		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Time, tm.err)
+	}
+	ev.TimeUS = c[2].v
+	if ev.TimeUS > commitUS+lim.MaxFuture.Microseconds() {
+		return ev, ReasonFutureTime, fmt.Sprintf("column %q: %s is more than %s after the commit at %s",
+			s.Time, ev.Time().Format(time.RFC3339Nano), lim.MaxFuture, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
+	}
+	if ev.TimeUS < commitUS-lim.Retention.Microseconds() {
+		return ev, ReasonTooOld, fmt.Sprintf("column %q: %s is more than the retention %s before the commit at %s",
+			s.Time, ev.Time().Format(time.RFC3339Nano), lim.Retention, time.UnixMicro(commitUS).UTC().Format(time.RFC3339Nano))
+	}
+	return ev, "", ""
 }
 
 // jsonInt64 reads an integer: a JSON number without fraction or exponent
