@@ -156,7 +156,7 @@ func (c *Capture) session(ctx context.Context) error {
 		}
 		c.log.Info("partitions start after the first snapshot", "topic", c.cfg.Kafka.Topic, "partitions", len(ends), "snapshot_lsn", source.LSN(cp.SnapshotLSN).String())
 	}
-	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: source.LSN(cp.LSN), progressUS: cp.Progress.UnixMicro()}
+	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: source.LSN(cp.LSN), progressUS: cp.Progress.UnixMicro(), cp: cp}
 	pub.durable.Store(uint64(cp.LSN))
 	txns := make(chan *source.Txn, c.cfg.Pipeline.QueueSize)
 	tracker := &source.Tracker{}

@@ -26,8 +26,11 @@ type publisher struct {
 
 	watermarkUS   int64 // the last watermark written
 	lastWatermark time.Time
-	lastCheckpt   time.Time
-	recs          []*kgo.Record
+	// cp is the sink's checkpoint for the slot; only its position moves
+	// (capture closes no minutes), recorded about once a second.
+	cp          store.Checkpoint
+	lastCheckpt time.Time
+	recs        []*kgo.Record
 }
 
 func (p *publisher) flushed() source.LSN { return source.LSN(p.durable.Load()) }
@@ -136,12 +139,8 @@ func (p *publisher) watermark(ctx context.Context) error {
 	p.c.m.watermarks.Inc()
 	p.watermarkUS, p.lastWatermark = p.progressUS, now
 	if now.Sub(p.lastCheckpt) >= time.Second {
-		cp, err := p.c.opts.Store.Checkpoint(ctx, p.c.cfg.Source.Slot)
-		if err != nil {
-			return err
-		}
-		cp.LSN, cp.Progress = uint64(p.acked), time.UnixMicro(p.progressUS).UTC()
-		if err := p.c.opts.Store.Apply(ctx, &store.Batch{Checkpoint: cp}); err != nil {
+		p.cp.LSN, p.cp.Progress = uint64(p.acked), time.UnixMicro(p.progressUS).UTC()
+		if err := p.c.opts.Store.Apply(ctx, &store.Batch{Checkpoint: p.cp}); err != nil {
 			return fmt.Errorf("recording the published position: %w", err)
 		}
 		p.lastCheckpt = now

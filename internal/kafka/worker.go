@@ -53,6 +53,9 @@ type Worker struct {
 	routes  []store.Route
 	m       *workerMetrics
 	tables  map[[2]string]*event.JSONTable
+	// keyPrefix/keySuffix wrap a merchant id into its record key: the id
+	// alone for capture's topic, {"<merchant column>":<id>} for Debezium's.
+	keyPrefix, keySuffix []byte
 
 	// mu guards the state below: the poll loop and the group's
 	// assignment callbacks both touch it.
@@ -115,6 +118,11 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		mapping: mapping, topics: opts.Config.KafkaTopics(), m: newWorkerMetrics(opts.Registry), tables: map[[2]string]*event.JSONTable{}}
 	for _, r := range opts.Config.Notify.Receivers {
 		w.routes = append(w.routes, store.Route{Receiver: r.Name, Rules: r.Rules})
+	}
+	if opts.Config.Kafka.Input == "debezium" {
+		// The connector's message.key.columns makes the key the merchant
+		// column as a JSON object (see docs/kafka.md).
+		w.keyPrefix, w.keySuffix = []byte(`{"`+opts.Config.Mapping[0].Merchant+`":`), []byte(`}`)
 	}
 	return w, nil
 }
@@ -287,13 +295,9 @@ func (w *Worker) endOffsets(ctx context.Context, adm *kadm.Client) {
 
 // partitionOf is the partition number holding the merchant's changes.
 func (w *Worker) partitionOf(merchant int64) int32 {
-	if w.cfg.Kafka.Input == "debezium" {
-		// The connector's message.key.columns makes the key the merchant
-		// column as a JSON object (see docs/kafka.md).
-		key := `{"` + w.cfg.Mapping[0].Merchant + `":` + strconv.FormatInt(merchant, 10) + `}`
-		return PartitionFor([]byte(key), w.nparts)
-	}
-	return PartitionFor(MerchantKey(merchant), w.nparts)
+	var buf [64]byte
+	key := append(strconv.AppendInt(append(buf[:0], w.keyPrefix...), merchant, 10), w.keySuffix...)
+	return PartitionFor(key, w.nparts)
 }
 
 func (w *Worker) owns(merchant int64) bool { return w.owned[w.partitionOf(merchant)] }

@@ -261,8 +261,8 @@ func (s *Store) SaveRanking(ctx context.Context, member string, asOf window.Minu
 	return nil
 }
 
-// Rankings returns the rankings workers stored at asOf or later since
-// fresh, as raw JSON per member.
+// Rankings returns, as raw JSON per member, the rankings workers stored
+// since the given time (older ones belong to members that stopped).
 func (s *Store) Rankings(ctx context.Context, since time.Time) (map[string][]byte, error) {
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT member, body FROM %s WHERE updated_at >= $1`, s.table("worker_rankings")), since)
 	if err != nil {
