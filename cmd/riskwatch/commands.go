@@ -96,7 +96,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if mn := cfg.MerchantNames; mn.Table != "" {
 		schema, table := mn.SchemaTable()
 		names := directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
-			Refresh: mn.Refresh.D(), Store: st, Logger: log})
+			Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log})
 		g.Go(func() error { return names.Run(gctx) })
 	}
 	for _, s := range senders {

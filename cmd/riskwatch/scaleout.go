@@ -148,7 +148,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 			if mn := cfg.MerchantNames; mn.Table != "" {
 				schema, table := mn.SchemaTable()
 				names := directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
-					Refresh: mn.Refresh.D(), Store: st, Logger: log})
+					Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log})
 				lg.Go(func() error { return names.Run(lctx) })
 			}
 			lg.Go(func() error { return prunePartitioned(lctx, cfg, st, log) })

@@ -190,7 +190,10 @@ type MerchantNames struct {
 	Table   string   `yaml:"table"`   // default "public.merchants"; "" disables (merchants show as ids)
 	ID      string   `yaml:"id"`      // default "id"
 	Name    string   `yaml:"name"`    // default "name"
-	Refresh Duration `yaml:"refresh"` // default 1m; > 0
+	Refresh Duration `yaml:"refresh"` // default 1m; > 0: new merchants (ids above the highest known)
+	// FullRefresh: every name read again, for renames and ids issued out of
+	// order. Default 1h; > 0.
+	FullRefresh Duration `yaml:"full_refresh"`
 }
 
 // SchemaTable splits Table like TableMapping.SchemaTable.
@@ -278,7 +281,7 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
-		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute)},
+		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute), FullRefresh: Duration(time.Hour)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 1_000_000_000, MinExpectedFraction: 0.05, DropRatio: 0.5},

@@ -221,7 +221,7 @@ http:
   auth:
     read: {token: rt, username: viewer, password: vpw}
     operator: {token: ot}
-merchant_names: {table: crm.shops, id: shop_id, name: title, refresh: 10m}
+merchant_names: {table: crm.shops, id: shop_id, name: title, refresh: 10m, full_refresh: 2h}
 mapping:
   - table: ledger
     kind: approval
@@ -274,7 +274,7 @@ log:
 			Read:     Credentials{Token: "rt", Username: "viewer", Password: "vpw"},
 			Operator: Credentials{Token: "ot"},
 		}},
-		MerchantNames: MerchantNames{Table: "crm.shops", ID: "shop_id", Name: "title", Refresh: Duration(10 * time.Minute)},
+		MerchantNames: MerchantNames{Table: "crm.shops", ID: "shop_id", Name: "title", Refresh: Duration(10 * time.Minute), FullRefresh: Duration(2 * time.Hour)},
 		Mapping: []TableMapping{{
 			Table: "ledger", Kind: "approval", Merchant: "mid", Amount: "amt", Time: "ts",
 			Filter: &Filter{Column: "type", In: []string{"approval", "capture"}},
@@ -458,6 +458,8 @@ func TestValidateRules(t *testing.T) {
 			"merchant_names.id: is required when merchant_names.table is set", true},
 		{"merchant names refresh", func(c *Config) { c.MerchantNames.Refresh = 0 },
 			"merchant_names.refresh: must be greater than 0s, got 0s", true},
+		{"merchant names full refresh", func(c *Config) { c.MerchantNames.FullRefresh = 0 },
+			"merchant_names.full_refresh: must be greater than 0s, got 0s", true},
 		{"heartbeat zero", func(c *Config) { c.Source.HeartbeatInterval = 0 }, "source.heartbeat_interval: must be greater than 0s, got 0s", true},
 		{"status negative", func(c *Config) { c.Source.StatusInterval = Duration(-time.Second) }, "source.status_interval: must be greater than 0s, got -1s", true},
 		{"reconnect min zero", func(c *Config) { c.Source.ReconnectMin = 0 }, "source.reconnect_min: must be greater than 0s", false},

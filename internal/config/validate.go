@@ -356,6 +356,7 @@ func (c *Config) validateRules(p *problems) {
 			p.add("merchant_names.name", "is required when merchant_names.table is set")
 		}
 		positive(p, "merchant_names.refresh", mn.Refresh)
+		positive(p, "merchant_names.full_refresh", mn.FullRefresh)
 	}
 	if u := c.HTTP.ExternalURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
