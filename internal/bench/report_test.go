@@ -60,6 +60,8 @@ func TestWriteMarkdownKeepsTheRest(t *testing.T) {
 	res := &Results{Machine: Machine{CPU: "Test CPU", Cores: 2}, Command: "riskwatch bench", Scale: scaleFor(false)}
 	res.Peak.EngineCores = 0.1
 	res.Bootstrap.Seconds = 70
+	res.Baseline = Baseline{MedianCPU: 7.9, RiskwatchCPU: 0.25, RiskwatchWalsenderCPU: 0.24, RiskwatchOtherCPU: 0.01, CPURatio: 31.6,
+		FloorLogicalCPU: 0.24, FloorLogicalRatio: 33, FloorPhysicalCPU: 0.12, FloorPhysicalRatio: 66, WALBytesPerMin: 3 << 20}
 	for i, note := range []string{"first", "second"} {
 		res.Command = "riskwatch bench " + note
 		if err := WriteMarkdown(path, res, "docs/bench", ""); err != nil {
@@ -69,6 +71,15 @@ func TestWriteMarkdownKeepsTheRest(t *testing.T) {
 		s := string(b)
 		if !strings.HasPrefix(s, "# Benchmarks\n\nhand-written intro\n") || strings.Count(s, beginMark) != 1 || strings.Count(s, endMark) != 1 {
 			t.Fatalf("write %d:\n%s", i, s)
+		}
+		for _, want := range []string{
+			"| 0.250 s (0.240 + 0.010) |",
+			"| 32× | ≥ 100×: **missed** (under PostgreSQL's floor: streaming the WAL at all is 66×) |",
+			"| 0.240 s, 33× |", "| 0.120 s, 66× |", "| 3.0 MiB |",
+		} {
+			if !strings.Contains(s, want) {
+				t.Fatalf("write %d lacks %q:\n%s", i, want, s)
+			}
 		}
 		if !strings.Contains(s, "riskwatch bench "+note) || !strings.Contains(s, "| 0.100 | ≤ 0.15: met |") || !strings.Contains(s, "70.0 s") || !strings.Contains(s, "≤ 60 s: **missed**") {
 			t.Fatalf("write %d lacks the figures:\n%s", i, s)

@@ -104,13 +104,24 @@ type Baseline struct {
 	MedianSeconds float64   `json:"median_seconds"`
 	SourceCPU     []float64 `json:"source_cpu_seconds"`
 	MedianCPU     float64   `json:"median_source_cpu_seconds"`
-	// RiskwatchCPU is the walsender's CPU per minute at the day's average
-	// rate (AverageTPS payments/s); RiskwatchPeakCPU at the peak's rate.
-	AverageTPS       float64 `json:"average_tps"`
-	RiskwatchCPU     float64 `json:"riskwatch_source_cpu_seconds_per_minute"`
-	RiskwatchPeakCPU float64 `json:"riskwatch_source_cpu_seconds_per_minute_at_peak"`
-	CPURatio         float64 `json:"cpu_ratio"`
-	PeakCPURatio     float64 `json:"cpu_ratio_at_peak"`
+	// RiskwatchCPU is riskwatch's source CPU per minute at the day's
+	// average rate (AverageTPS payments/s): its walsender's plus its other
+	// connections'. RiskwatchPeakCPU is the walsender's at the peak's rate.
+	AverageTPS            float64 `json:"average_tps"`
+	RiskwatchCPU          float64 `json:"riskwatch_source_cpu_seconds_per_minute"`
+	RiskwatchWalsenderCPU float64 `json:"riskwatch_walsender_cpu_seconds_per_minute"`
+	RiskwatchOtherCPU     float64 `json:"riskwatch_other_connections_cpu_seconds_per_minute"`
+	RiskwatchPeakCPU      float64 `json:"riskwatch_source_cpu_seconds_per_minute_at_peak"`
+	CPURatio              float64 `json:"cpu_ratio"`
+	PeakCPURatio          float64 `json:"cpu_ratio_at_peak"`
+	// The floors: at the same traffic, the walsender CPU per minute of
+	// PostgreSQL's own pg_recvlogical (pgoutput, the engine's publication)
+	// and pg_receivewal (physical), and the SQL job's CPU over each.
+	FloorLogicalCPU    float64 `json:"pg_recvlogical_walsender_cpu_seconds_per_minute"`
+	FloorPhysicalCPU   float64 `json:"pg_receivewal_walsender_cpu_seconds_per_minute"`
+	FloorLogicalRatio  float64 `json:"cpu_ratio_pg_recvlogical"`
+	FloorPhysicalRatio float64 `json:"cpu_ratio_pg_receivewal"`
+	WALBytesPerMin     float64 `json:"wal_bytes_per_minute"`
 	AgreesWithRule   bool    `json:"agrees_with_engine"`
 	Note             string  `json:"note,omitempty"`
 }

@@ -139,7 +139,7 @@ func diffBuckets(after, before []Bucket) []Bucket {
 // walsenderPID is the source backend decoding for the engine's slot.
 func (r *runner) walsenderPID(ctx context.Context) (int, error) {
 	var pid int
-	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication ORDER BY backend_start DESC LIMIT 1`).Scan(&pid)
+	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication WHERE application_name = 'riskwatch' ORDER BY backend_start DESC LIMIT 1`).Scan(&pid)
 	if err != nil {
 		return 0, fmt.Errorf("finding the walsender: %w", err)
 	}
@@ -425,6 +425,12 @@ func (r *runner) baseline(ctx context.Context) error {
 	if b.RiskwatchPeakCPU > 0 {
 		b.PeakCPURatio = b.MedianCPU / b.RiskwatchPeakCPU
 	}
+	if b.FloorLogicalCPU > 0 {
+		b.FloorLogicalRatio = b.MedianCPU / b.FloorLogicalCPU
+	}
+	if b.FloorPhysicalCPU > 0 {
+		b.FloorPhysicalRatio = b.MedianCPU / b.FloorPhysicalCPU
+	}
 	b.AgreesWithRule = agree
 	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
 		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[agree], b.Runs, mismatches)
@@ -463,17 +469,50 @@ func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}) (last
 }
 
 // averageLoad measures riskwatch's cost at the source at the day's average
-// rate (payments per day over 86,400 s, steady, no bursts): the walsender's
-// CPU per minute, which is what replaces the SQL job's run each minute. A
-// fixed rate, not the generated curve's rate at the hour the bench runs,
-// so that two runs compare; the walsender's cost per transaction is far
-// higher at night's few payments a second than at the average.
+// rate (payments per day over 86,400 s, steady, no bursts): the CPU per
+// minute of its walsender and of its other source connections, which is
+// what replaces the SQL job's run each minute. A fixed rate, not the
+// generated curve's rate at the hour the bench runs, so that two runs
+// compare; the walsender's cost per transaction is far higher at night's
+// few payments a second than at the average. PostgreSQL's own clients run
+// beside it at the same traffic (floors), with the WAL rate.
 func (r *runner) averageLoad(ctx context.Context) error {
+	fl, err := r.startFloors(ctx)
+	if err != nil {
+		return err
+	}
+	defer fl.stop(context.WithoutCancel(ctx), r)
 	wal, err := r.walsenderPID(ctx)
 	if err != nil {
 		return err
 	}
-	u0, err := r.usage(ctx, wal)
+	type sample struct {
+		u                 usage
+		others            map[int]time.Duration
+		logical, physical time.Duration
+		lsn               int64
+	}
+	take := func() (sample, error) {
+		var s sample
+		var err error
+		if s.u, err = r.usage(ctx, wal); err != nil {
+			return s, err
+		}
+		if s.others, err = r.sourceCPU(ctx, wal); err != nil {
+			return s, err
+		}
+		if s.logical, err = ProcCPU(fl.logicalPID); err != nil {
+			return s, err
+		}
+		if s.physical, err = ProcCPU(fl.physicalPID); err != nil {
+			return s, err
+		}
+		if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&s.lsn); err != nil {
+			return s, fmt.Errorf("reading the WAL position: %w", err)
+		}
+		return s, nil
+	}
+	s0, err := take()
 	if err != nil {
 		return err
 	}
@@ -489,13 +528,23 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if err := <-done; err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
-	u1, err := r.usage(ctx, wal)
+	s1, err := take()
 	if err != nil {
 		return err
 	}
-	wall := u1.at.Sub(u0.at)
+	wall := s1.u.at.Sub(s0.u.at)
+	perMin := func(d time.Duration) float64 { return d.Seconds() / wall.Minutes() }
+	others, ended := cpuSince(s0.others, s1.others)
+	if ended > 0 {
+		r.log.Warn("riskwatch source connections ended during the measurement; their CPU is not counted", "ended", ended)
+	}
 	b := &r.res.Baseline
-	b.AverageTPS = (u1.m.approvals() - u0.m.approvals()) / wall.Seconds()
-	b.RiskwatchCPU = (u1.wal - u0.wal).Seconds() / wall.Minutes()
+	b.AverageTPS = (s1.u.m.approvals() - s0.u.m.approvals()) / wall.Seconds()
+	b.RiskwatchWalsenderCPU = perMin(s1.u.wal - s0.u.wal)
+	b.RiskwatchOtherCPU = perMin(others)
+	b.RiskwatchCPU = b.RiskwatchWalsenderCPU + b.RiskwatchOtherCPU
+	b.FloorLogicalCPU = perMin(s1.logical - s0.logical)
+	b.FloorPhysicalCPU = perMin(s1.physical - s0.physical)
+	b.WALBytesPerMin = float64(s1.lsn-s0.lsn) / wall.Minutes()
 	return nil
 }

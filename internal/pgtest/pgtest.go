@@ -835,3 +835,17 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Bin returns the path of one of the server's client programs
+// (pg_recvlogical, pg_receivewal, ...), from the same installation: the
+// directory the postgres binary really is in, since initdb and postgres may
+// be symlinks on PATH to Debian's per-major directory.
+func (c *Cluster) Bin(name string) string {
+	if real, err := filepath.EvalSymlinks(filepath.Join(c.bin, "postgres")); err == nil {
+		p := filepath.Join(filepath.Dir(real), name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join(c.bin, name)
+}

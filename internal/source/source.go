@@ -85,7 +85,14 @@ func New(opts Options) *Source {
 }
 
 func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, s.opts.DSN)
+	cfg, err := pgx.ParseConfig(s.opts.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parsing source dsn: %w", err)
+	}
+	// Named like the replication connection, so that an operator sees in
+	// pg_stat_activity what riskwatch holds on the source.
+	cfg.RuntimeParams["application_name"] = "riskwatch"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to source: %w", err)
 	}

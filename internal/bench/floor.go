@@ -1,0 +1,147 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+)
+
+// floorSlot is the slot pg_recvlogical reads during the average-rate phase.
+const floorSlot = "riskwatch_bench_floor"
+
+// floors are PostgreSQL's own streaming clients, run beside the engine at
+// the same traffic so that the source's cost for riskwatch can be set
+// against what streaming costs the source at all:
+//   - pg_recvlogical on a pgoutput slot with the engine's publication and
+//     options: what any logical-decoding client costs the walsender;
+//   - pg_receivewal: what shipping the WAL costs, as for a physical standby,
+//     with no decoding at all.
+//
+// Both report their position every second, as the engine does.
+type floors struct {
+	logical, physical *exec.Cmd
+	exited            []chan struct{}
+	dir               string
+	// pids of their walsenders, once streaming.
+	logicalPID, physicalPID int
+}
+
+func (r *runner) startFloors(ctx context.Context) (*floors, error) {
+	dir, err := os.MkdirTemp("", "riskwatch-bench-wal-")
+	if err != nil {
+		return nil, err
+	}
+	f := &floors{dir: dir}
+	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(r.cluster.Port), "-U", "postgres"}
+	pub := config.Default().Source.Publication
+	f.logical = exec.Command(r.cluster.Bin("pg_recvlogical"), append(conn, "-d", "payments",
+		"--slot", floorSlot, "--create-slot", "--if-not-exists", "--plugin", "pgoutput", "--start",
+		"-o", "proto_version=1", "-o", "publication_names="+pub, "-o", "binary=true", "-o", "messages=true",
+		"-s", "1", "-f", os.DevNull)...)
+	f.physical = exec.Command(r.cluster.Bin("pg_receivewal"), append(conn, "-D", dir, "--no-sync", "-s", "1")...)
+	for _, c := range []*exec.Cmd{f.logical, f.physical} {
+		logf, err := openAppend(filepath.Join(r.opts.Out, filepath.Base(c.Path)+".log"))
+		if err != nil {
+			f.stop(ctx, r)
+			return nil, err
+		}
+		c.Stdout, c.Stderr = logf, logf
+		if err := c.Start(); err != nil {
+			logf.Close()
+			f.stop(ctx, r)
+			return nil, fmt.Errorf("starting %s: %w", filepath.Base(c.Path), err)
+		}
+		done := make(chan struct{})
+		f.exited = append(f.exited, done)
+		go func() { _ = c.Wait(); logf.Close(); close(done) }()
+	}
+	deadline := time.Now().Add(time.Minute)
+	for f.logicalPID == 0 || f.physicalPID == 0 {
+		rows, err := r.pool.Query(ctx, `SELECT application_name, pid FROM pg_stat_replication WHERE state = 'streaming'`)
+		if err != nil {
+			f.stop(ctx, r)
+			return nil, fmt.Errorf("finding the floor clients' walsenders: %w", err)
+		}
+		for rows.Next() {
+			var app string
+			var pid int
+			if err := rows.Scan(&app, &pid); err != nil {
+				rows.Close()
+				f.stop(ctx, r)
+				return nil, err
+			}
+			switch app {
+			case "pg_recvlogical":
+				f.logicalPID = pid
+			case "pg_receivewal":
+				f.physicalPID = pid
+			}
+		}
+		rows.Close()
+		if time.Now().After(deadline) {
+			f.stop(ctx, r)
+			return nil, fmt.Errorf("pg_recvlogical and pg_receivewal not streaming after a minute (see %s)", r.opts.Out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return f, nil
+}
+
+// stop ends both clients and drops pg_recvlogical's slot, so that it keeps
+// no WAL for the rest of the run.
+func (f *floors) stop(ctx context.Context, r *runner) {
+	for i, c := range []*exec.Cmd{f.logical, f.physical} {
+		if c.Process != nil && i < len(f.exited) {
+			_ = c.Process.Kill()
+			<-f.exited[i]
+		}
+	}
+	if _, err := r.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, floorSlot); err != nil {
+		r.log.Warn("dropping the floor slot", "slot", floorSlot, "err", err)
+	}
+	_ = os.RemoveAll(f.dir)
+}
+
+// sourceCPU is the CPU time so far of every backend riskwatch holds on the
+// source other than its walsender (heartbeats, the merchant-name copy),
+// by pid. They are told apart by application_name.
+func (r *runner) sourceCPU(ctx context.Context, walsender int) (map[int]time.Duration, error) {
+	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'riskwatch%' AND pid <> $1`, walsender)
+	if err != nil {
+		return nil, fmt.Errorf("listing riskwatch's source connections: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[int]time.Duration)
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		// A connection that ends between the listing and the read is
+		// simply not counted.
+		if cpu, err := ProcCPU(pid); err == nil {
+			out[pid] = cpu
+		}
+	}
+	return out, rows.Err()
+}
+
+// cpuSince is the CPU the backends of now used since before: a backend
+// that is new counts whole; one that ended is lost (reported).
+func cpuSince(before, now map[int]time.Duration) (used time.Duration, ended int) {
+	for pid, c := range now {
+		used += c - before[pid]
+	}
+	for pid := range before {
+		if _, ok := now[pid]; !ok {
+			ended++
+		}
+	}
+	return used, ended
+}
