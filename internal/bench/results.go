@@ -122,6 +122,6 @@ type Baseline struct {
 	FloorLogicalRatio  float64 `json:"cpu_ratio_pg_recvlogical"`
 	FloorPhysicalRatio float64 `json:"cpu_ratio_pg_receivewal"`
 	WALBytesPerMin     float64 `json:"wal_bytes_per_minute"`
-	AgreesWithRule   bool    `json:"agrees_with_engine"`
-	Note             string  `json:"note,omitempty"`
+	AgreesWithRule     bool    `json:"agrees_with_engine"`
+	Note               string  `json:"note,omitempty"`
 }
