@@ -512,25 +512,37 @@ func (r *runner) averageLoad(ctx context.Context) error {
 		}
 		return s, nil
 	}
-	s0, err := take()
-	if err != nil {
-		return err
-	}
-	d := 2 * time.Minute
+	d, warm := 2*time.Minute, 15*time.Second
 	if r.opts.Quick {
 		d = 30 * time.Second
 	}
 	avg := float64(r.sc.PaymentsPerDay) / 86400
-	_, done, err := r.startLive(ctx, "sim-live-average", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", d.String())
+	// The generator starts with a burst (the rows already due when it
+	// starts); the measurement starts after it, at the steady rate.
+	_, done, err := r.startLive(ctx, "sim-live-average", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", (warm + d + 5*time.Second).String())
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return fmt.Errorf("sim live ended early: %v", err)
+	case <-time.After(warm):
+	}
+	s0, err := take()
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return fmt.Errorf("sim live ended early: %v", err)
+	case <-time.After(d):
+	}
+	s1, err := take()
 	if err != nil {
 		return err
 	}
 	if err := <-done; err != nil {
 		return fmt.Errorf("sim live: %w", err)
-	}
-	s1, err := take()
-	if err != nil {
-		return err
 	}
 	wall := s1.u.at.Sub(s0.u.at)
 	perMin := func(d time.Duration) float64 { return d.Seconds() / wall.Minutes() }
