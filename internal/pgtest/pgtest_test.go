@@ -84,6 +84,31 @@ func TestDSN(t *testing.T) {
 	}
 }
 
+// TestBin: the client programs the bench runs come from the server's own
+// installation, also when initdb and postgres on PATH are symlinks into it;
+// the one found reports the server's major version.
+func TestBin(t *testing.T) {
+	ctx := context.Background()
+	var major string
+	conn, err := cluster.connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, "SELECT (current_setting('server_version_num')::int / 10000)::text").Scan(&major); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"pg_recvlogical", "pg_receivewal"} {
+		out, err := exec.Command(cluster.Bin(name), "--version").Output()
+		if err != nil {
+			t.Fatalf("%s --version: %v", cluster.Bin(name), err)
+		}
+		if !strings.Contains(string(out), " "+major+".") {
+			t.Fatalf("%s --version = %q; want major %s", name, out, major)
+		}
+	}
+}
+
 func TestNewDBAndQuery(t *testing.T) {
 	dsn := cluster.NewDB(t)
 	conn := connect(t, dsn)
