@@ -93,12 +93,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	if mn := cfg.MerchantNames; mn.Table != "" {
-		schema, table := mn.SchemaTable()
-		names := directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
-			Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log})
-		g.Go(func() error { return names.Run(gctx) })
-	}
+	g.Go(func() error { return runMerchantNames(gctx, cfg, st, log) })
 	for _, s := range senders {
 		g.Go(func() error { return s.Run(gctx) })
 	}
@@ -250,4 +245,16 @@ func parseTime(s string, loc *time.Location) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-25T17:01:00+09:00) nor a date (2026-11-25)", s)
+}
+
+// runMerchantNames copies merchant names from the source until ctx is done;
+// it returns at once when merchant_names is off.
+func runMerchantNames(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+	mn := cfg.MerchantNames
+	if mn.Table == "" {
+		return nil
+	}
+	schema, table := mn.SchemaTable()
+	return directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
+		Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log}).Run(ctx)
 }

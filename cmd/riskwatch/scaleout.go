@@ -14,7 +14,6 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/api"
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/directory"
 	"github.com/riskwatch/riskwatch/internal/kafka"
 	"github.com/riskwatch/riskwatch/internal/pipeline"
 	"github.com/riskwatch/riskwatch/internal/rules"
@@ -145,12 +144,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 			for _, s := range senders {
 				lg.Go(func() error { return s.Run(lctx) })
 			}
-			if mn := cfg.MerchantNames; mn.Table != "" {
-				schema, table := mn.SchemaTable()
-				names := directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
-					Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log})
-				lg.Go(func() error { return names.Run(lctx) })
-			}
+			lg.Go(func() error { return runMerchantNames(lctx, cfg, st, log) })
 			lg.Go(func() error { return prunePartitioned(lctx, cfg, st, log) })
 			return lg.Wait()
 		})
