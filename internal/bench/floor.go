@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/directory"
+	"github.com/riskwatch/riskwatch/internal/source"
 )
 
 // floorSlot is the slot pg_recvlogical reads during the average-rate phase.
@@ -112,7 +114,8 @@ func (f *floors) stop(ctx context.Context, r *runner) {
 // source other than its walsender (heartbeats, the merchant-name copy),
 // by pid. They are told apart by application_name.
 func (r *runner) sourceCPU(ctx context.Context, walsender int) (map[int]time.Duration, error) {
-	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'riskwatch%' AND pid <> $1`, walsender)
+	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) AND pid <> $2`,
+		[]string{source.ApplicationName, directory.ApplicationName}, walsender)
 	if err != nil {
 		return nil, fmt.Errorf("listing riskwatch's source connections: %w", err)
 	}

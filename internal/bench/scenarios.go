@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/riskwatch/riskwatch/internal/source"
 )
 
 // metrics is one scrape of the engine's /metrics: the samples named in it.
@@ -139,7 +141,7 @@ func diffBuckets(after, before []Bucket) []Bucket {
 // walsenderPID is the source backend decoding for the engine's slot.
 func (r *runner) walsenderPID(ctx context.Context) (int, error) {
 	var pid int
-	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication WHERE application_name = 'riskwatch' ORDER BY backend_start DESC LIMIT 1`).Scan(&pid)
+	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC LIMIT 1`, source.ApplicationName).Scan(&pid)
 	if err != nil {
 		return 0, fmt.Errorf("finding the walsender: %w", err)
 	}
@@ -419,18 +421,15 @@ func (r *runner) baseline(ctx context.Context) error {
 	b.Runs = len(b.RunSeconds)
 	b.MedianSeconds = quantile(slices.Clone(b.RunSeconds), 0.5)
 	b.MedianCPU = quantile(slices.Clone(b.SourceCPU), 0.5)
-	if b.RiskwatchCPU > 0 {
-		b.CPURatio = b.MedianCPU / b.RiskwatchCPU
+	// A ratio over a cost too small to measure stays 0 (not reported).
+	over := func(cost float64) float64 {
+		if cost > 0 {
+			return b.MedianCPU / cost
+		}
+		return 0
 	}
-	if b.RiskwatchPeakCPU > 0 {
-		b.PeakCPURatio = b.MedianCPU / b.RiskwatchPeakCPU
-	}
-	if b.FloorLogicalCPU > 0 {
-		b.FloorLogicalRatio = b.MedianCPU / b.FloorLogicalCPU
-	}
-	if b.FloorPhysicalCPU > 0 {
-		b.FloorPhysicalRatio = b.MedianCPU / b.FloorPhysicalCPU
-	}
+	b.CPURatio, b.PeakCPURatio = over(b.RiskwatchCPU), over(b.RiskwatchPeakCPU)
+	b.FloorLogicalRatio, b.FloorPhysicalRatio = over(b.FloorLogicalCPU), over(b.FloorPhysicalCPU)
 	b.AgreesWithRule = agree
 	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
 		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[agree], b.Runs, mismatches)
@@ -523,21 +522,20 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case err := <-done:
-		return fmt.Errorf("sim live ended early: %v", err)
-	case <-time.After(warm):
+	// after waits d while the generator runs, then samples.
+	after := func(d time.Duration) (sample, error) {
+		select {
+		case err := <-done:
+			return sample{}, fmt.Errorf("sim live ended early: %v", err)
+		case <-time.After(d):
+		}
+		return take()
 	}
-	s0, err := take()
+	s0, err := after(warm)
 	if err != nil {
 		return err
 	}
-	select {
-	case err := <-done:
-		return fmt.Errorf("sim live ended early: %v", err)
-	case <-time.After(d):
-	}
-	s1, err := take()
+	s1, err := after(d)
 	if err != nil {
 		return err
 	}

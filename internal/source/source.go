@@ -23,6 +23,10 @@ import (
 // LSN is a position in the source's write-ahead log.
 type LSN = pglogrepl.LSN
 
+// ApplicationName names the replication and heartbeat connections, so that
+// an operator sees in pg_stat_activity what riskwatch holds on the source.
+const ApplicationName = "riskwatch"
+
 // HeartbeatPrefix is the logical message prefix of riskwatch's heartbeats.
 const HeartbeatPrefix = "riskwatch.heartbeat"
 
@@ -89,9 +93,7 @@ func (s *Source) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing source dsn: %w", err)
 	}
-	// Named like the replication connection, so that an operator sees in
-	// pg_stat_activity what riskwatch holds on the source.
-	cfg.RuntimeParams["application_name"] = "riskwatch"
+	cfg.RuntimeParams["application_name"] = ApplicationName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to source: %w", err)
@@ -105,7 +107,7 @@ func (s *Source) connectReplication(ctx context.Context) (*pgconn.PgConn, error)
 		return nil, fmt.Errorf("parsing source dsn: %w", err)
 	}
 	cfg.RuntimeParams["replication"] = "database"
-	cfg.RuntimeParams["application_name"] = "riskwatch"
+	cfg.RuntimeParams["application_name"] = ApplicationName
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening replication connection: %w", err)
