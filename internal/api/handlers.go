@@ -27,6 +27,7 @@ type statusJSON struct {
 	LastClosedMinute *time.Time     `json:"last_closed_minute"`
 	LagBytes         int64          `json:"lag_bytes"`
 	LagSeconds       float64        `json:"lag_seconds"`
+	Delivery         string         `json:"delivery"`
 	EventsPerSecond  float64        `json:"events_per_second"`
 	Version          string         `json:"version"`
 	RetentionSeconds int64          `json:"retention_seconds"`
@@ -40,7 +41,7 @@ func (s *Server) status(canAck bool) statusJSON {
 	c, v := cfg.Rules.CancelRateSpike, cfg.Rules.VolumeDrop
 	out := statusJSON{
 		Now: s.now().UTC(), BusinessTimezone: cfg.Location.String(), Ready: st.Ready,
-		LagBytes: st.LagBytes, LagSeconds: st.LagSeconds, EventsPerSecond: st.EventsPerSecond,
+		LagBytes: st.LagBytes, LagSeconds: st.LagSeconds, Delivery: cfg.Source.Delivery, EventsPerSecond: st.EventsPerSecond,
 		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: canAck,
 		Rules: map[string]any{
 			rules.CancelRateSpike: map[string]any{"multiplier": c.Multiplier, "baseline_floor": c.BaselineFloor, "min_cancels": c.MinCancels,

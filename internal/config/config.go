@@ -150,7 +150,20 @@ type Source struct {
 	StatusInterval    Duration `yaml:"status_interval"`    // default 1s; > 0
 	ReconnectMin      Duration `yaml:"reconnect_min"`      // default 500ms; > 0
 	ReconnectMax      Duration `yaml:"reconnect_max"`      // default 30s; >= reconnect_min
+	// Delivery is how changes are read: "stream" (default) holds the
+	// replication connection open and applies each commit within about
+	// 100 ms; "minute" connects once a minute, just after the minute's end
+	// + grace, and reads everything committed up to then (alerts as
+	// prompt, aggregates up to a minute old, far less source CPU at low
+	// rates). Only riskwatch run reads "minute"; capture always streams.
+	Delivery string `yaml:"delivery"`
 }
+
+// Delivery values.
+const (
+	DeliveryStream = "stream"
+	DeliveryMinute = "minute"
+)
 
 // Sink is the PostgreSQL database the aggregates are written to.
 type Sink struct {
@@ -273,6 +286,7 @@ func Default() *Config {
 			StatusInterval:    Duration(time.Second),
 			ReconnectMin:      Duration(500 * time.Millisecond),
 			ReconnectMax:      Duration(30 * time.Second),
+			Delivery:          DeliveryStream,
 		},
 		Sink:             Sink{Schema: "riskwatch"},
 		BusinessTimezone: defaultTimezone,

@@ -67,6 +67,7 @@ func TestDefault(t *testing.T) {
 		{"source.status_interval", c.Source.StatusInterval.D(), time.Second},
 		{"source.reconnect_min", c.Source.ReconnectMin.D(), 500 * time.Millisecond},
 		{"source.reconnect_max", c.Source.ReconnectMax.D(), 30 * time.Second},
+		{"source.delivery", c.Source.Delivery, "stream"},
 		{"sink.dsn", c.Sink.DSN, ""},
 		{"sink.schema", c.Sink.Schema, "riskwatch"},
 		{"business_timezone", c.BusinessTimezone, "Asia/Seoul"},
@@ -209,6 +210,7 @@ source:
   status_interval: 2s
   reconnect_min: 1s
   reconnect_max: 1m
+  delivery: minute
 sink:
   dsn: postgres://u@sink/db
   schema: agg
@@ -263,7 +265,7 @@ log:
 		Source: Source{
 			DSN: "postgres://u@src/db", Slot: "rw_slot", Publication: "rw_pub",
 			HeartbeatInterval: Duration(time.Second), StatusInterval: Duration(2 * time.Second),
-			ReconnectMin: Duration(time.Second), ReconnectMax: Duration(time.Minute),
+			ReconnectMin: Duration(time.Second), ReconnectMax: Duration(time.Minute), Delivery: "minute",
 		},
 		Sink:             Sink{DSN: "postgres://u@sink/db", Schema: "agg"},
 		BusinessTimezone: "UTC",
@@ -460,6 +462,7 @@ func TestValidateRules(t *testing.T) {
 			"merchant_names.refresh: must be greater than 0s, got 0s", true},
 		{"merchant names full refresh", func(c *Config) { c.MerchantNames.FullRefresh = 0 },
 			"merchant_names.full_refresh: must be greater than 0s, got 0s", true},
+		{"delivery", func(c *Config) { c.Source.Delivery = "batch" }, `source.delivery: must be one of stream|minute, got "batch"`, true},
 		{"heartbeat zero", func(c *Config) { c.Source.HeartbeatInterval = 0 }, "source.heartbeat_interval: must be greater than 0s, got 0s", true},
 		{"status negative", func(c *Config) { c.Source.StatusInterval = Duration(-time.Second) }, "source.status_interval: must be greater than 0s, got -1s", true},
 		{"reconnect min zero", func(c *Config) { c.Source.ReconnectMin = 0 }, "source.reconnect_min: must be greater than 0s", false},
@@ -870,5 +873,9 @@ func TestValidateKafka(t *testing.T) {
 	}
 	if got := c.KafkaTopics(); len(got) != 1 || got[0] != "riskwatch.changes" {
 		t.Fatalf("KafkaTopics() = %v", got)
+	}
+	c.Source.Delivery = DeliveryMinute
+	if err := c.ValidateKafka(); err == nil || !strings.Contains(err.Error(), `source.delivery: must be "stream" for capture and worker`) {
+		t.Fatalf("minute delivery for capture: %v", err)
 	}
 }

@@ -102,6 +102,7 @@ func (c *Config) validateSource(p *problems) {
 	if !slotNameRE.MatchString(s.Publication) {
 		p.add("source.publication", "must match %s, got %q", slotNameRE, s.Publication)
 	}
+	oneOf(p, "source.delivery", s.Delivery, []string{DeliveryStream, DeliveryMinute})
 	positive(p, "source.heartbeat_interval", s.HeartbeatInterval)
 	positive(p, "source.status_interval", s.StatusInterval)
 	positive(p, "source.reconnect_min", s.ReconnectMin)
@@ -413,6 +414,11 @@ func (c *Config) validateNotify(p *problems) {
 func (c *Config) ValidateKafka() error {
 	var p problems
 	k := c.Kafka
+	if c.Source.Delivery == DeliveryMinute {
+		// Capture exists for rates one node cannot take, where streaming
+		// costs the source least per change anyway.
+		p.add("source.delivery", "must be %q for capture and worker (%q is for riskwatch run)", DeliveryStream, DeliveryMinute)
+	}
 	if len(k.Brokers) == 0 {
 		p.add("kafka.brokers", "required: at least one host:port")
 	}

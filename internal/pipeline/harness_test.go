@@ -226,6 +226,9 @@ func (r *running) counter(name string, labels ...string) float64 {
 			if g := m.GetGauge(); g != nil {
 				return g.GetValue()
 			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
+			}
 		}
 	}
 	return 0

@@ -154,6 +154,7 @@ func NewSource(cfg *config.Config, mapping *event.Mapping, log *slog.Logger, reg
 	return source.New(source.Options{
 		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mapping: mapping,
 		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(), Grace: cfg.Grace.D(),
+		Minute: cfg.Source.Delivery == config.DeliveryMinute,
 		Logger: log, Metrics: source.NewMetrics(reg),
 	})
 }
@@ -195,7 +196,13 @@ func (e *Engine) Status() Status {
 	if pos.ServerWALEnd > st.AppliedLSN {
 		st.LagBytes = int64(pos.ServerWALEnd - st.AppliedLSN)
 	}
-	if pos.ServerWALEnd != 0 && !st.Progress.IsZero() {
+	switch {
+	case pos.ServerWALEnd == 0 || st.Progress.IsZero():
+	case e.cfg.Source.Delivery == config.DeliveryMinute:
+		// Between drains the server is not asked; what an operator needs
+		// is how old the newest data is, which runs up to a minute.
+		st.LagSeconds = max(0, e.now().Sub(st.Progress).Seconds())
+	default:
 		st.LagSeconds = max(0, pos.ServerTime.Sub(st.Progress).Seconds())
 	}
 	return st
@@ -294,7 +301,7 @@ func (e *Engine) session(ctx context.Context) error {
 	a.durable.Store(uint64(cp.LSN))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return e.src.Stream(gctx, source.StreamOptions{
+		return e.src.Deliver(gctx, source.StreamOptions{
 			Start: source.LSN(cp.LSN), Flushed: func() source.LSN { return source.LSN(a.durable.Load()) },
 			Tracker: e.tracker, Out: txns, OnStreaming: func() { e.ready.Store(true) },
 		})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/sim"
+	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -300,4 +301,86 @@ func TestSourceRestart(t *testing.T) {
 	if !r.eng.Status().Ready {
 		t.Fatal("engine not ready after the source came back")
 	}
+}
+
+// TestMinuteDelivery: with source.delivery minute the engine holds no
+// replication connection between minutes and reads nothing before a
+// minute's end + grace; at that moment it applies everything committed in
+// the minute, closes it and raises its alerts, and confirms the slot. After
+// a restart it reads what was committed while it was down at once.
+func TestMinuteDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sim.Schema)
+	seedAlertHistory(e)
+	cfg := e.config(func(c *config.Config) { c.Source.Delivery = config.DeliveryMinute })
+	// awayFromBoundary waits until the wall clock is well inside a minute,
+	// so that what follows happens between two drains.
+	awayFromBoundary := func() {
+		if s := time.Now().Second(); s < 3 || s >= 45 {
+			time.Sleep(time.Until(time.Now().Truncate(time.Minute).Add(time.Minute + 3*time.Second)))
+		}
+	}
+	awayFromBoundary()
+	r := e.start(cfg, nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	awayFromBoundary()
+	m := window.MinuteOf(time.Now())
+	// The rows of TestAlertsLiveThenBacktest: merchant 100's surge and
+	// merchant 200's bust-out fire; merchant 300 stays within its rate.
+	e.exec(`INSERT INTO payments SELECT nextval('ids'), 100, 10000, 'approved', now() FROM generate_series(1, 30)`)
+	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 100, 10000, now() FROM generate_series(1, 12)`)
+	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 200, 50000, now() FROM generate_series(1, 8)`)
+	e.exec(`INSERT INTO payments SELECT nextval('ids'), 300, 10000, 'approved', now() FROM generate_series(1, 50)`)
+	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 300, 10000, now() FROM generate_series(1, 6)`)
+	time.Sleep(2 * time.Second)
+	if window.MinuteOf(time.Now()) != m {
+		t.Fatal("the test's minute ended before it could check the time between drains")
+	}
+	var active bool
+	if err := e.pool.QueryRow(context.Background(), `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&active); err != nil {
+		t.Fatal(err)
+	}
+	if active {
+		t.Fatal("the slot is in use between drains")
+	}
+	if got := r.counter("riskwatch_events_total", "kind", "approval"); got != 0 {
+		t.Fatalf("%v approvals applied before the minute ended, want 0", got)
+	}
+	if got := r.eng.Status().LastClosed; got >= m {
+		t.Fatalf("minute %s closed while it was running (last closed %s)", m, got)
+	}
+
+	r.waitFor("the minute to close at its drain", 90*time.Second, func() bool { return r.eng.Status().LastClosed >= m })
+	if got := r.counter("riskwatch_events_total", "kind", "approval"); got != 80 {
+		t.Fatalf("%v approvals applied at the drain, want 80", got)
+	}
+	if got := r.counter("riskwatch_events_total", "kind", "cancel"); got != 26 {
+		t.Fatalf("%v cancels applied at the drain, want 26", got)
+	}
+	r.assertMatches(sourceMinutesSQL)
+	want := []string{"cancel_rate_spike 100 firing " + m.String(), "cancel_rate_spike 200 firing " + m.String()}
+	if got := liveTransitions(t, r.st); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("transitions %v, want %v", got, want)
+	}
+	applied := uint64(r.eng.Status().AppliedLSN)
+	r.waitFor("the drain to confirm what the sink holds", 10*time.Second, func() bool { return slotFlushed(t, e) >= applied })
+	// One heartbeat per drain, none while quiet (streaming commits one
+	// every 200 ms of quiet).
+	if hb, drains := r.counter("riskwatch_heartbeats_total"), r.counter("riskwatch_drain_seconds"); hb > drains || drains < 2 {
+		t.Fatalf("%v heartbeats for %v drains, want one per drain and at least 2 drains", hb, drains)
+	}
+
+	// Down for a moment: the first drain of the next run reads it at once.
+	r.shutdown()
+	awayFromBoundary()
+	e.exec(`INSERT INTO payments SELECT nextval('ids'), 300, 10000, 'approved', now() FROM generate_series(1, 5)`)
+	r2 := e.start(cfg, nil)
+	r2.waitFor("ready", 60*time.Second, func() bool { return r2.eng.Status().Ready })
+	if got := r2.counter("riskwatch_events_total", "kind", "approval"); got != 5 {
+		t.Fatalf("%v approvals read by the first drain after the restart, want 5", got)
+	}
+	r2.waitFor("the restart's rows in the sink", 10*time.Second, func() bool {
+		return r2.eng.Status().AppliedLSN > source.LSN(applied)
+	})
+	r2.assertMatches(sourceMinutesSQL)
 }

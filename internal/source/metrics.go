@@ -7,6 +7,7 @@ type Metrics struct {
 	ignored         *prometheus.CounterVec
 	heartbeats      prometheus.Counter
 	heartbeatErrors prometheus.Counter
+	drains          prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -19,15 +20,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"table", "op"}),
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_heartbeats_total",
-			Help: "Heartbeat messages emitted on the source while its tables were quiet.",
+			Help: "Heartbeat messages committed on the source: while its tables were quiet, after each minute's end + grace, and before each drain.",
 		}),
 		heartbeatErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_heartbeat_errors_total",
 			Help: "Heartbeats that failed to be emitted.",
 		}),
+		drains: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "riskwatch_drain_seconds",
+			Help:    "Duration of each drain with minute delivery: heartbeat, connection, reading to the server's WAL end, confirming.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ignored, m.heartbeats, m.heartbeatErrors)
+		reg.MustRegister(m.ignored, m.heartbeats, m.heartbeatErrors, m.drains)
 	}
 	return m
 }

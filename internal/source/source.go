@@ -41,7 +41,10 @@ type Options struct {
 	// Grace is the minute-closing grace: one heartbeat is also committed
 	// just after every minute's end + grace, so that minute closes at once
 	// rather than up to two heartbeat intervals later.
-	Grace   time.Duration
+	Grace time.Duration
+	// Minute selects minute delivery (Deliver drains once a minute)
+	// instead of streaming.
+	Minute  bool
 	Logger  *slog.Logger
 	Metrics *Metrics
 	// Now is the engine's clock (time.Now when nil).
@@ -294,28 +297,17 @@ func (s *Source) DropSlot(ctx context.Context) error {
 // closes minutes, and its position lets the slot advance so the server does
 // not keep WAL for us. Failures are logged and retried: a heartbeat is never
 // worth stopping the pipeline for, and a down source shows up in the stream.
+// With minute delivery it does nothing: each drain commits its own.
 func (s *Source) Heartbeat(ctx context.Context, quiet func(time.Duration) bool) error {
+	if s.opts.Minute {
+		return nil
+	}
 	t := time.NewTicker(s.opts.HeartbeatInterval)
 	defer t.Stop()
-	// The boundary timer runs on the engine's clock; if the source's clock
-	// is behind, that heartbeat closes nothing and the quiet ones do.
-	nextBoundary := func() time.Duration {
-		now := s.now()
-		at := now.Truncate(time.Minute).Add(s.opts.Grace + 5*time.Millisecond)
-		for !at.After(now) {
-			at = at.Add(time.Minute)
-		}
-		return at.Sub(now)
-	}
-	boundary := time.NewTimer(nextBoundary())
+	boundary := time.NewTimer(s.untilBoundary())
 	defer boundary.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	var lastErr time.Time
+	hb := &heartbeater{src: s}
+	defer hb.close(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -325,30 +317,61 @@ func (s *Source) Heartbeat(ctx context.Context, quiet func(time.Duration) bool) 
 				continue
 			}
 		case <-boundary.C:
-			boundary.Reset(nextBoundary())
+			boundary.Reset(s.untilBoundary())
 		}
-		var err error
-		if conn == nil {
-			conn, err = s.connect(ctx)
+		_ = hb.emit(ctx)
+	}
+}
+
+// untilBoundary is how long until the next minute's end + grace (and 5 ms)
+// on the engine's clock. If the source's clock is behind, a heartbeat at
+// that moment closes nothing and a later commit does.
+func (s *Source) untilBoundary() time.Duration {
+	now := s.now()
+	at := now.Truncate(time.Minute).Add(s.opts.Grace + 5*time.Millisecond)
+	for !at.After(now) {
+		at = at.Add(time.Minute)
+	}
+	return at.Sub(now)
+}
+
+// heartbeater commits heartbeats on one lazily opened connection.
+type heartbeater struct {
+	src     *Source
+	conn    *pgx.Conn
+	lastLog time.Time
+}
+
+// emit commits one heartbeat. A failure is counted, logged at most every
+// 30 s, and returned; the next emit reconnects.
+func (h *heartbeater) emit(ctx context.Context) error {
+	s := h.src
+	var err error
+	if h.conn == nil {
+		h.conn, err = s.connect(ctx)
+	}
+	if err == nil {
+		_, err = h.conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, '')", HeartbeatPrefix)
+	}
+	if err != nil {
+		h.close(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err == nil {
-			_, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, '')", HeartbeatPrefix)
+		s.opts.Metrics.heartbeatErrors.Inc()
+		if s.now().Sub(h.lastLog) > 30*time.Second {
+			s.log.Warn("heartbeat failed", "err", err)
+			h.lastLog = s.now()
 		}
-		if err != nil {
-			if conn != nil {
-				conn.Close(context.WithoutCancel(ctx))
-				conn = nil
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			s.opts.Metrics.heartbeatErrors.Inc()
-			if s.now().Sub(lastErr) > 30*time.Second {
-				s.log.Warn("heartbeat failed", "err", err)
-				lastErr = s.now()
-			}
-			continue
-		}
-		s.opts.Metrics.heartbeats.Inc()
+		return fmt.Errorf("committing a heartbeat: %w", err)
+	}
+	s.opts.Metrics.heartbeats.Inc()
+	return nil
+}
+
+func (h *heartbeater) close(ctx context.Context) {
+	if h.conn != nil {
+		h.conn.Close(context.WithoutCancel(ctx))
+		h.conn = nil
 	}
 }

@@ -98,13 +98,40 @@ type StreamOptions struct {
 
 // Stream replicates from the slot until ctx is done or the connection fails.
 func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
-	conn, err := s.connectReplication(ctx)
+	st := s.newStreamState(so)
+	conn, err := st.start(ctx, so.Start)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	s.log.Info("streaming", "slot", s.opts.Slot, "from", so.Start.String())
+	if so.OnStreaming != nil {
+		so.OnStreaming()
+	}
+	return st.receive(ctx, conn, 0)
+}
 
-	err = pglogrepl.StartReplication(ctx, conn, s.opts.Slot, so.Start, pglogrepl.StartReplicationOptions{
+func (s *Source) newStreamState(so StreamOptions) *streamState {
+	return &streamState{src: s, so: so, received: so.Start}
+}
+
+// start opens a replication connection and starts decoding the slot from
+// from (the server skips transactions that ended at or before it).
+func (st *streamState) start(ctx context.Context, from LSN) (*pgconn.PgConn, error) {
+	conn, err := st.src.connectReplication(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.startOn(ctx, conn, from); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (st *streamState) startOn(ctx context.Context, conn *pgconn.PgConn, from LSN) error {
+	s := st.src
+	err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, from, pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication,
 		PluginArgs: []string{
 			"proto_version '1'",
@@ -116,21 +143,29 @@ func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("starting replication from %s: %w", so.Start, err)
+		return fmt.Errorf("starting replication from %s: %w", from, err)
 	}
-	s.log.Info("streaming", "slot", s.opts.Slot, "from", so.Start.String())
-	if so.OnStreaming != nil {
-		so.OnStreaming()
-	}
+	// A new session announces every relation again before its first change.
+	st.rels = make(map[uint32]*relState)
+	s.log.Debug("replication started", "slot", s.opts.Slot, "from", from.String())
+	return nil
+}
 
-	st := &streamState{src: s, so: so, rels: make(map[uint32]*relState), received: so.Start}
+// receive handles the server's messages until ctx is done or the
+// connection fails or, when until is not 0, until the stream has reached
+// until between transactions: a commit ending at or after it was received,
+// or the server said it has decoded that far (a keepalive's WAL end).
+func (st *streamState) receive(ctx context.Context, conn *pgconn.PgConn, until LSN) error {
 	nextStatus := time.Now()
 	for {
+		if until != 0 && st.cur == nil && st.reached >= until {
+			return nil
+		}
 		if now := time.Now(); !now.Before(nextStatus) {
 			if err := st.sendStatus(ctx, conn, false); err != nil {
 				return err
 			}
-			nextStatus = now.Add(s.opts.StatusInterval)
+			nextStatus = now.Add(st.src.opts.StatusInterval)
 		}
 		rctx, cancel := context.WithDeadline(ctx, nextStatus)
 		raw, err := conn.ReceiveMessage(rctx)
@@ -173,6 +208,9 @@ type streamState struct {
 	curLSN   LSN // commit LSN announced by Begin
 	row      []event.Value
 	received LSN
+	// reached is how far the server has decoded in this session, as far as
+	// it said: the newest commit's end or keepalive's WAL end.
+	reached LSN
 }
 
 func (st *streamState) sendStatus(ctx context.Context, conn *pgconn.PgConn, reply bool) error {
@@ -200,6 +238,7 @@ func (st *streamState) copyData(ctx context.Context, conn *pgconn.PgConn, data [
 			return fmt.Errorf("parsing keepalive: %w", err)
 		}
 		st.so.Tracker.server(ka.ServerWALEnd, ka.ServerTime)
+		st.reached = max(st.reached, ka.ServerWALEnd)
 		if ka.ReplyRequested {
 			return st.sendStatus(ctx, conn, false)
 		}
@@ -260,6 +299,7 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		}
 		txn.ReceivedAt = st.src.now()
 		st.received = end
+		st.reached = max(st.reached, end)
 		st.so.Tracker.received.Store(uint64(end))
 		st.so.Tracker.lastTxn.Store(txn.ReceivedAt.UnixMicro())
 		if end <= st.so.Start {

@@ -86,6 +86,9 @@ function renderPill() {
   }
   if (s) {
     details.push(t('pipeline.lag', { s: fmtDecimal(s.lag_seconds ?? 0, s.lag_seconds >= 10 ? 0 : 1) }));
+    // With minute delivery the lag runs up to a minute by design; say so
+    // next to it rather than let it look like trouble.
+    if (s.delivery === 'minute') details.push(t('pipeline.minuteDelivery'));
     details.push(t('pipeline.lastMinute', { time: s.last_closed_minute ? fmtTime(s.last_closed_minute) : '—' }));
     details.push(t('pipeline.eps', { n: fmtInt(s.events_per_second ?? 0) }));
   }
