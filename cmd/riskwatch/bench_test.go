@@ -58,6 +58,7 @@ func TestBenchQuick(t *testing.T) {
 		// 30 s at 3.5 payments/s; that they streamed is checked by the
 		// bench itself (it fails when they do not).
 		{"WAL rate measured", r.Baseline.WALBytesPerMin > 0},
+		{"minute delivery drained and timed", r.Baseline.Minute.Drains == 1 && r.Baseline.Minute.DrainSeconds.Count == 1 && r.Baseline.Minute.DrainSeconds.P50 > 0},
 	}
 	for _, c := range checks {
 		if !c.ok {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
 )
 
@@ -75,7 +76,8 @@ type runner struct {
 	dsn         string
 	pool        *pgxpool.Pool
 	sinkPool    *pgxpool.Pool
-	cfgPath     string
+	cfgPath     string // the engine's configuration (streaming unless a phase says)
+	port        int
 	httpURL     string
 	hook        *hookReceiver
 	engine      *proc
@@ -182,9 +184,18 @@ func (r *runner) startCluster(ctx context.Context) error {
 		return err
 	}
 	r.httpURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	r.port = port
+	r.cfgPath, err = r.writeConfig("riskwatch.yaml", config.DeliveryStream)
+	return err
+}
+
+// writeConfig writes the engine's configuration with the given
+// source.delivery into the output directory and returns its path.
+func (r *runner) writeConfig(name, delivery string) (string, error) {
 	large := int64(1_000_000_000) * int64(r.sc.PaymentsPerDay) / 3_000_000
 	cfg := fmt.Sprintf(`source:
   dsn: %q
+  delivery: %s
 sink:
   dsn: %q
 http:
@@ -199,9 +210,9 @@ notify:
     - {name: bench, type: webhook, url: %q, timeout: 5s}
 log:
   format: json
-`, r.dsn, r.sinkCluster.DSN("risk"), port, large, r.hook.url)
-	r.cfgPath = filepath.Join(r.opts.Out, "riskwatch.yaml")
-	return os.WriteFile(r.cfgPath, []byte(cfg), 0o600)
+`, r.dsn, delivery, r.sinkCluster.DSN("risk"), r.port, large, r.hook.url)
+	path := filepath.Join(r.opts.Out, name)
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 // sim runs `riskwatch sim ...` to completion.

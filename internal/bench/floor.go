@@ -111,11 +111,11 @@ func (f *floors) stop(ctx context.Context, r *runner) {
 }
 
 // sourceCPU is the CPU time so far of every backend riskwatch holds on the
-// source other than its walsender (heartbeats, the merchant-name copy),
-// by pid. They are told apart by application_name.
-func (r *runner) sourceCPU(ctx context.Context, walsender int) (map[int]time.Duration, error) {
-	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) AND pid <> $2`,
-		[]string{source.ApplicationName, directory.ApplicationName}, walsender)
+// source other than walsenders (heartbeats, the merchant-name copy), by
+// pid. They are told apart by application_name.
+func (r *runner) sourceCPU(ctx context.Context) (map[int]time.Duration, error) {
+	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) AND backend_type <> 'walsender'`,
+		[]string{source.ApplicationName, directory.ApplicationName})
 	if err != nil {
 		return nil, fmt.Errorf("listing riskwatch's source connections: %w", err)
 	}

@@ -122,6 +122,27 @@ type Baseline struct {
 	FloorLogicalRatio  float64 `json:"cpu_ratio_pg_recvlogical"`
 	FloorPhysicalRatio float64 `json:"cpu_ratio_pg_receivewal"`
 	WALBytesPerMin     float64 `json:"wal_bytes_per_minute"`
-	AgreesWithRule     bool    `json:"agrees_with_engine"`
+	// Minute is the engine again at the same rate with minute delivery.
+	Minute         MinuteDelivery `json:"minute_delivery"`
+	AgreesWithRule bool           `json:"agrees_with_engine"`
 	Note               string  `json:"note,omitempty"`
+}
+
+// MinuteDelivery is riskwatch's cost at the source and its alert latency
+// with source.delivery: minute, at the day's average rate.
+type MinuteDelivery struct {
+	AverageTPS float64 `json:"average_tps"`
+	// Drains is how many drains the measurement spans (one a minute).
+	Drains int `json:"drains"`
+	// CPU is per drain, which is per minute: DrainCPU, the drains'
+	// walsenders (short-lived, so read from the postmaster's reaped
+	// children), plus OtherCPU, riskwatch's other source connections.
+	CPU      float64 `json:"source_cpu_seconds_per_minute"`
+	DrainCPU float64 `json:"drain_cpu_seconds_per_minute"`
+	OtherCPU float64 `json:"other_connections_cpu_seconds_per_minute"`
+	CPURatio float64 `json:"cpu_ratio"`
+	// DrainSeconds is each drain's duration (the engine's histogram).
+	DrainSeconds Quantiles `json:"drain_seconds"`
+	AlertLatency Quantiles `json:"alert_latency_seconds"`
+	AlertSamples []float64 `json:"alert_latency_samples"`
 }

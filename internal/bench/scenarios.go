@@ -364,6 +364,9 @@ func (r *runner) baseline(ctx context.Context) error {
 	if err := r.averageLoad(ctx); err != nil {
 		return err
 	}
+	if err := r.minuteLoad(ctx); err != nil {
+		return err
+	}
 	r.engine.stop(30 * time.Second)
 	t0 := time.Now()
 	if err := PrepareBaseline(ctx, r.pool); err != nil {
@@ -429,6 +432,7 @@ func (r *runner) baseline(ctx context.Context) error {
 		return 0
 	}
 	b.CPURatio, b.PeakCPURatio = over(b.RiskwatchCPU), over(b.RiskwatchPeakCPU)
+	b.Minute.CPURatio = over(b.Minute.CPU)
 	b.FloorLogicalRatio, b.FloorPhysicalRatio = over(b.FloorLogicalCPU), over(b.FloorPhysicalCPU)
 	b.AgreesWithRule = agree
 	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
@@ -497,7 +501,7 @@ func (r *runner) averageLoad(ctx context.Context) error {
 		if s.u, err = r.usage(ctx, wal); err != nil {
 			return s, err
 		}
-		if s.others, err = r.sourceCPU(ctx, wal); err != nil {
+		if s.others, err = r.sourceCPU(ctx); err != nil {
 			return s, err
 		}
 		if s.logical, err = ProcCPU(fl.logicalPID); err != nil {
