@@ -125,7 +125,7 @@ type Baseline struct {
 	// Minute is the engine again at the same rate with minute delivery.
 	Minute         MinuteDelivery `json:"minute_delivery"`
 	AgreesWithRule bool           `json:"agrees_with_engine"`
-	Note               string  `json:"note,omitempty"`
+	Note           string         `json:"note,omitempty"`
 }
 
 // MinuteDelivery is riskwatch's cost at the source and its alert latency
