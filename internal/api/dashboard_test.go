@@ -235,10 +235,11 @@ func TestDashboardAPI(t *testing.T) {
 			Timezone        string     `json:"business_timezone"`
 			EventsPerSecond float64    `json:"events_per_second"`
 			CanAck          bool       `json:"can_ack"`
+			Delivery        string     `json:"delivery"`
 			Rules           map[string]map[string]float64
 		}
 		w.getJSON(t, "/api/status", &s)
-		if !s.Ready || s.LastClosed == nil || !s.LastClosed.Equal(L) || s.Timezone != "Asia/Seoul" || s.EventsPerSecond != 812.5 ||
+		if !s.Ready || s.LastClosed == nil || !s.LastClosed.Equal(L) || s.Timezone != "Asia/Seoul" || s.EventsPerSecond != 812.5 || s.Delivery != "stream" ||
 			s.CanAck || s.Rules["cancel_rate_spike"]["multiplier"] != 2 || s.Rules["volume_drop"]["large_daily_amount"] != 1_500_000 {
 			t.Fatalf("status = %+v", s)
 		}
