@@ -82,6 +82,8 @@ type runner struct {
 	hook        *hookReceiver
 	engine      *proc
 	res         *Results
+	bustOuts    int // merchants injectBustOuts has used
+
 }
 
 // Run runs every scenario and writes results.json and the plots into
