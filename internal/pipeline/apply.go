@@ -64,8 +64,14 @@ func (a *applier) run(ctx context.Context) error {
 		case now := <-tick.C:
 			// Data waits at most one interval; a position with no data
 			// (heartbeats) is made durable about once a second so the
-			// server can recycle WAL.
-			idleCheckpoint := a.applied > source.LSN(a.durable.Load()) && now.Sub(a.lastFlush) >= time.Second
+			// server can recycle WAL. A drain (minute delivery) waits for
+			// the sink before it confirms and disconnects, and comes once
+			// a minute: its position is made durable at once.
+			idleEvery := time.Second
+			if a.e.cfg.Source.Delivery == config.DeliveryMinute {
+				idleEvery = 0
+			}
+			idleCheckpoint := a.applied > source.LSN(a.durable.Load()) && now.Sub(a.lastFlush) >= idleEvery
 			if a.w.PendingEvents() > 0 || len(a.deadLetters) > 0 || idleCheckpoint {
 				if err := a.flush(ctx); err != nil {
 					return err
