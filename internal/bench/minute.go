@@ -67,7 +67,7 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 		}
 	}()
 	injected, stopInject := make(chan struct{}), make(chan struct{})
-	go func() { defer close(injected); r.injectBustOuts(ctx, stopInject) }()
+	go func() { defer close(injected); r.injectBustOuts(ctx, stopInject, time.Time{}) }()
 	defer func() {
 		select {
 		case <-stopInject:

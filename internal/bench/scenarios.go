@@ -188,7 +188,7 @@ func (r *runner) peak(ctx context.Context) error {
 	defer rss.stop()
 	injected, stopInject := make(chan struct{}), make(chan struct{})
 	var lastInjected time.Time
-	go func() { defer close(injected); lastInjected = r.injectBustOuts(ctx, stopInject) }()
+	go func() { defer close(injected); lastInjected = r.injectBustOuts(ctx, stopInject, t0) }()
 	var lagS, lagB []float64
 	var series [][2]float64
 	tick := time.NewTicker(time.Second)
@@ -443,18 +443,19 @@ func (r *runner) baseline(ctx context.Context) error {
 	return nil
 }
 
-// injectBustOuts gives the peak alerts to time: 15 s into every minute,
-// three merchants with no history each get ten cancellations and no sales
-// (a bust-out), which fires at that minute's close. The generator's own
-// incidents happen on their own schedule, which may miss a short peak.
-func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}) (last time.Time) {
+// injectBustOuts gives the peak alerts to time: 15 s into every minute
+// that starts at or after from, three merchants with no history each get
+// ten cancellations and no sales (a bust-out), which fires at that minute's
+// close. The generator's own incidents happen on their own schedule, which
+// may miss a short peak.
+func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}, from time.Time) (last time.Time) {
 	// Far above the simulator's merchant and row ids; numbered on across
 	// the phases that inject.
 	const firstMerchant, firstRow = 900_000_000, 9_000_000_000_000_000
 	for {
 		now := time.Now()
 		at := now.Truncate(time.Minute).Add(15 * time.Second)
-		if !at.After(now) {
+		for !at.After(now) || at.Truncate(time.Minute).Before(from) {
 			at = at.Add(time.Minute)
 		}
 		select {
