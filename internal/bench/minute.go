@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/config"
@@ -68,14 +69,8 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	}()
 	injected, stopInject := make(chan struct{}), make(chan struct{})
 	go func() { defer close(injected); r.injectBustOuts(ctx, stopInject, time.Time{}) }()
-	defer func() {
-		select {
-		case <-stopInject:
-		default:
-			close(stopInject)
-		}
-		<-injected
-	}()
+	stopInjecting := sync.OnceFunc(func() { close(stopInject); <-injected })
+	defer stopInjecting()
 
 	type sample struct {
 		at     time.Time
@@ -156,8 +151,7 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 			return err
 		}
 	}
-	close(stopInject)
-	<-injected
+	stopInjecting()
 	// The last drain's alerts are on their way to the receiver.
 	time.Sleep(3 * time.Second)
 

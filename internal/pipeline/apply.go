@@ -40,6 +40,14 @@ type applier struct {
 
 func (a *applier) run(ctx context.Context) error {
 	interval := a.e.cfg.Pipeline.FlushInterval.D()
+	// A position with no data (heartbeats) is made durable about once a
+	// second so the server can recycle WAL. A drain (minute delivery)
+	// waits for the sink before it confirms and disconnects, and comes once
+	// a minute: its position is made durable at the next tick.
+	idleEvery := time.Second
+	if a.e.cfg.Source.Delivery == config.DeliveryMinute {
+		idleEvery = 0
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -62,15 +70,7 @@ func (a *applier) run(ctx context.Context) error {
 				}
 			}
 		case now := <-tick.C:
-			// Data waits at most one interval; a position with no data
-			// (heartbeats) is made durable about once a second so the
-			// server can recycle WAL. A drain (minute delivery) waits for
-			// the sink before it confirms and disconnects, and comes once
-			// a minute: its position is made durable at once.
-			idleEvery := time.Second
-			if a.e.cfg.Source.Delivery == config.DeliveryMinute {
-				idleEvery = 0
-			}
+			// Data waits at most one interval; a bare position idleEvery.
 			idleCheckpoint := a.applied > source.LSN(a.durable.Load()) && now.Sub(a.lastFlush) >= idleEvery
 			if a.w.PendingEvents() > 0 || len(a.deadLetters) > 0 || idleCheckpoint {
 				if err := a.flush(ctx); err != nil {
