@@ -77,14 +77,13 @@ type runner struct {
 	dsn         string
 	pool        *pgxpool.Pool
 	sinkPool    *pgxpool.Pool
-	cfgPath     string // the engine's configuration (streaming unless a phase says)
+	cfgPath     string // the engine's configuration, streaming
 	port        int
 	httpURL     string
 	hook        *hookReceiver
 	engine      *proc
 	res         *Results
 	bustOuts    int // merchants injectBustOuts has used
-
 }
 
 // Run runs every scenario and writes results.json and the plots into
@@ -256,13 +255,13 @@ type proc struct {
 	err    error         // its exit, once exited is closed
 }
 
-func (r *runner) startEngine(name string) (*proc, error) {
+func (r *runner) startEngine(name, cfgPath string) (*proc, error) {
 	logf, err := openAppend(filepath.Join(r.opts.Out, "engine.log"))
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(logf, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), name)
-	cmd := exec.Command(r.opts.Self, "run", "--config", r.cfgPath)
+	cmd := exec.Command(r.opts.Self, "run", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -349,7 +348,7 @@ func live(s status) bool { return s.Ready && s.LastClosed != nil && s.LagSeconds
 
 func (r *runner) bootstrap(ctx context.Context) error {
 	t0 := time.Now()
-	p, err := r.startEngine("bootstrap")
+	p, err := r.startEngine("bootstrap", r.cfgPath)
 	if err != nil {
 		return err
 	}

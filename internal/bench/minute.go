@@ -32,10 +32,7 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	streaming := r.cfgPath
-	r.cfgPath = path
-	p, err := r.startEngine("minute delivery")
-	r.cfgPath = streaming
+	p, err := r.startEngine("minute delivery", path)
 	if err != nil {
 		return err
 	}

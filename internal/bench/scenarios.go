@@ -278,7 +278,7 @@ func (r *runner) restart(ctx context.Context) error {
 		}
 		r.engine.kill()
 		t0 := time.Now()
-		p, err := r.startEngine(fmt.Sprintf("restart %d after SIGKILL", i+1))
+		p, err := r.startEngine(fmt.Sprintf("restart %d after SIGKILL", i+1), r.cfgPath)
 		if err != nil {
 			return err
 		}
@@ -333,7 +333,7 @@ func (r *runner) catchUp(ctx context.Context) error {
 		}
 	}
 	t0 := time.Now()
-	p, err := r.startEngine("catch-up")
+	p, err := r.startEngine("catch-up", r.cfgPath)
 	if err != nil {
 		return err
 	}
