@@ -165,6 +165,9 @@ const (
 	DeliveryMinute = "minute"
 )
 
+// MinuteDelivery reports whether the source is read once a minute.
+func (s Source) MinuteDelivery() bool { return s.Delivery == DeliveryMinute }
+
 // Sink is the PostgreSQL database the aggregates are written to.
 type Sink struct {
 	DSN    string `yaml:"dsn"`    // env RISKWATCH_SINK_DSN overrides; when still empty it defaults to source.dsn (the sink may be the same server)

@@ -414,7 +414,7 @@ func (c *Config) validateNotify(p *problems) {
 func (c *Config) ValidateKafka() error {
 	var p problems
 	k := c.Kafka
-	if c.Source.Delivery == DeliveryMinute {
+	if c.Source.MinuteDelivery() {
 		// Capture exists for rates one node cannot take, where streaming
 		// costs the source least per change anyway.
 		p.add("source.delivery", "must be %q for capture and worker (%q is for riskwatch run)", DeliveryStream, DeliveryMinute)

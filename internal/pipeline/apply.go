@@ -45,7 +45,7 @@ func (a *applier) run(ctx context.Context) error {
 	// waits for the sink before it confirms and disconnects, and comes once
 	// a minute: its position is made durable at the next tick.
 	idleEvery := time.Second
-	if a.e.cfg.Source.Delivery == config.DeliveryMinute {
+	if a.e.cfg.Source.MinuteDelivery() {
 		idleEvery = 0
 	}
 	tick := time.NewTicker(interval)

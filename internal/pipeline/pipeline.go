@@ -154,7 +154,7 @@ func NewSource(cfg *config.Config, mapping *event.Mapping, log *slog.Logger, reg
 	return source.New(source.Options{
 		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mapping: mapping,
 		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(), Grace: cfg.Grace.D(),
-		Minute: cfg.Source.Delivery == config.DeliveryMinute,
+		Minute: cfg.Source.MinuteDelivery(),
 		Logger: log, Metrics: source.NewMetrics(reg),
 	})
 }
@@ -198,7 +198,7 @@ func (e *Engine) Status() Status {
 	}
 	switch {
 	case pos.ServerWALEnd == 0 || st.Progress.IsZero():
-	case e.cfg.Source.Delivery == config.DeliveryMinute:
+	case e.cfg.Source.MinuteDelivery():
 		// Between drains the server is not asked; what an operator needs
 		// is how old the newest data is, which runs up to a minute.
 		st.LagSeconds = max(0, e.now().Sub(st.Progress).Seconds())
