@@ -52,15 +52,20 @@ type Config struct {
 	Retention        Duration       `yaml:"retention"`         // default 8d; must be >= 1h
 	Grace            Duration       `yaml:"grace"`             // default 1s; 0 <= grace < 1m
 	MaxFuture        Duration       `yaml:"max_future"`        // default 5m; > 0 (events further than this after their commit time are dead-lettered)
-	HTTP             HTTP           `yaml:"http"`
-	MerchantNames    MerchantNames  `yaml:"merchant_names"`
-	Mapping          []TableMapping `yaml:"mapping"` // default: DefaultMapping()
-	Pipeline         Pipeline       `yaml:"pipeline"`
-	Rules            Rules          `yaml:"rules"`
-	Alerts           Alerts         `yaml:"alerts"`
-	Notify           Notify         `yaml:"notify"`
-	Kafka            Kafka          `yaml:"kafka"`
-	Log              Log            `yaml:"log"`
+	// MaxAmount is the largest amount aggregated; a row above it is a dead
+	// letter (amount_out_of_range). It keeps every sum far from int64's
+	// end: 9.2 million rows at this amount in one bucket before a sum
+	// could overflow (which is checked too).
+	MaxAmount     int64          `yaml:"max_amount"` // default 1,000,000,000,000 KRW; 1..1e15
+	HTTP          HTTP           `yaml:"http"`
+	MerchantNames MerchantNames  `yaml:"merchant_names"`
+	Mapping       []TableMapping `yaml:"mapping"` // default: DefaultMapping()
+	Pipeline      Pipeline       `yaml:"pipeline"`
+	Rules         Rules          `yaml:"rules"`
+	Alerts        Alerts         `yaml:"alerts"`
+	Notify        Notify         `yaml:"notify"`
+	Kafka         Kafka          `yaml:"kafka"`
+	Log           Log            `yaml:"log"`
 }
 
 // Kafka configures scale-out: `riskwatch capture` publishes the source's
@@ -251,6 +256,14 @@ type Pipeline struct {
 	FlushInterval  Duration `yaml:"flush_interval"`   // default 100ms; > 0
 	MaxBatchEvents int      `yaml:"max_batch_events"` // default 50000; > 0
 	QueueSize      int      `yaml:"queue_size"`       // default 256 (transactions batches buffered between receiver and applier); > 0
+	// StuckAfter: this many identical failures in a row at the same source
+	// position mark the pipeline stuck (/readyz 503, riskwatch_pipeline_stuck,
+	// the dashboard's banner).
+	StuckAfter int `yaml:"stuck_after"` // default 3; >= 1
+	// StuckNotifyAfter: a pipeline stuck this long is also an alert to the
+	// receivers (rule pipeline_stuck), so a server restart of a few seconds
+	// pages nobody.
+	StuckNotifyAfter Duration `yaml:"stuck_notify_after"` // default 1m; >= 0
 }
 
 // Log configures the process logger.
@@ -272,6 +285,14 @@ func DefaultMapping() []TableMapping {
 }
 
 const defaultTimezone = "Asia/Seoul"
+
+// DefaultMaxAmount is 1조 KRW: far above any card payment, far below where
+// sums of amounts could overflow.
+const DefaultMaxAmount = 1_000_000_000_000
+
+// maxMaxAmount bounds max_amount so that a bucket holds at least 9,223
+// rows at the limit before its sum could overflow int64.
+const maxMaxAmount = 1_000_000_000_000_000
 
 // Default returns a config with every default filled in (DSNs empty,
 // Location = Asia/Seoul).
@@ -297,6 +318,7 @@ func Default() *Config {
 		Retention:        Duration(8 * day),
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
+		MaxAmount:        DefaultMaxAmount,
 		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
 		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute), FullRefresh: Duration(time.Hour)},
 		Rules: Rules{
@@ -307,9 +329,11 @@ func Default() *Config {
 		Notify:  Notify{BackoffMin: Duration(time.Second), BackoffMax: Duration(5 * time.Minute)},
 		Mapping: DefaultMapping(),
 		Pipeline: Pipeline{
-			FlushInterval:  Duration(100 * time.Millisecond),
-			MaxBatchEvents: 50000,
-			QueueSize:      256,
+			FlushInterval:    Duration(100 * time.Millisecond),
+			MaxBatchEvents:   50000,
+			QueueSize:        256,
+			StuckAfter:       3,
+			StuckNotifyAfter: Duration(time.Minute),
 		},
 		Kafka: Kafka{Topic: "riskwatch.changes", Partitions: 12, ReplicationFactor: -1, Group: "riskwatch-workers", Input: "capture",
 			WatermarkInterval: Duration(250 * time.Millisecond), IdleAfter: Duration(5 * time.Second), SessionTimeout: Duration(10 * time.Second)},

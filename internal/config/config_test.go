@@ -75,11 +75,14 @@ func TestDefault(t *testing.T) {
 		{"retention", c.Retention.D(), 8 * 24 * time.Hour},
 		{"grace", c.Grace.D(), time.Second},
 		{"max_future", c.MaxFuture.D(), 5 * time.Minute},
+		{"max_amount", c.MaxAmount, int64(1_000_000_000_000)},
 		{"http.listen", c.HTTP.Listen, "127.0.0.1:8080"},
 		{"mapping", c.Mapping, DefaultMapping()},
 		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
 		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
 		{"pipeline.queue_size", c.Pipeline.QueueSize, 256},
+		{"pipeline.stuck_after", c.Pipeline.StuckAfter, 3},
+		{"pipeline.stuck_notify_after", c.Pipeline.StuckNotifyAfter.D(), time.Minute},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
 	}
@@ -218,6 +221,7 @@ business_timezone: UTC
 retention: 1d12h
 grace: 0s
 max_future: 90s
+max_amount: 5000000
 http:
   listen: ":9090"
   auth:
@@ -235,6 +239,8 @@ pipeline:
   flush_interval: 250ms
   max_batch_events: 1000
   queue_size: 8
+  stuck_after: 5
+  stuck_notify_after: 30s
 rules:
   cancel_rate_spike: {min_baseline_approvals: 50, baseline_floor: 0.001, min_cancels: 3, multiplier: 2.5, min_approvals: 10}
   volume_drop: {large_daily_amount: 500000000, min_expected_fraction: 0.1, drop_ratio: 0.8}
@@ -272,6 +278,7 @@ log:
 		Retention:        Duration(36 * time.Hour),
 		Grace:            0,
 		MaxFuture:        Duration(90 * time.Second),
+		MaxAmount:        5_000_000,
 		HTTP: HTTP{Listen: ":9090", Auth: Auth{
 			Read:     Credentials{Token: "rt", Username: "viewer", Password: "vpw"},
 			Operator: Credentials{Token: "ot"},
@@ -281,7 +288,7 @@ log:
 			Table: "ledger", Kind: "approval", Merchant: "mid", Amount: "amt", Time: "ts",
 			Filter: &Filter{Column: "type", In: []string{"approval", "capture"}},
 		}},
-		Pipeline: Pipeline{FlushInterval: Duration(250 * time.Millisecond), MaxBatchEvents: 1000, QueueSize: 8},
+		Pipeline: Pipeline{FlushInterval: Duration(250 * time.Millisecond), MaxBatchEvents: 1000, QueueSize: 8, StuckAfter: 5, StuckNotifyAfter: Duration(30 * time.Second)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 50, BaselineFloor: 0.001, MinCancels: 3, Multiplier: 2.5, MinApprovals: 10},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 500_000_000, MinExpectedFraction: 0.1, DropRatio: 0.8},
@@ -502,6 +509,10 @@ func TestValidateRules(t *testing.T) {
 		{"grace negative", func(c *Config) { c.Grace = Duration(-time.Second) }, "grace: must be at least 0s and less than 1m, got -1s", true},
 		{"grace one minute", func(c *Config) { c.Grace = Duration(time.Minute) }, "grace: must be at least 0s and less than 1m, got 1m", true},
 		{"max future zero", func(c *Config) { c.MaxFuture = 0 }, "max_future: must be greater than 0s, got 0s", true},
+		{"max amount zero", func(c *Config) { c.MaxAmount = 0 }, "max_amount: must be from 1 to 1000000000000000, got 0", true},
+		{"max amount huge", func(c *Config) { c.MaxAmount = 1e15 + 1 }, "max_amount: must be from 1 to 1000000000000000, got 1000000000000001", true},
+		{"stuck after zero", func(c *Config) { c.Pipeline.StuckAfter = 0 }, "pipeline.stuck_after: must be at least 1, got 0", true},
+		{"stuck notify negative", func(c *Config) { c.Pipeline.StuckNotifyAfter = -1 }, "pipeline.stuck_notify_after: must not be negative, got -1ns", true},
 		{"listen no port", func(c *Config) { c.HTTP.Listen = "localhost" }, "http.listen: must be host:port", false},
 		{"listen port range", func(c *Config) { c.HTTP.Listen = ":65536" }, `http.listen: port must be a number from 0 to 65535, got "65536"`, true},
 		{"listen named port", func(c *Config) { c.HTTP.Listen = "127.0.0.1:http" }, `http.listen: port must be a number from 0 to 65535, got "http"`, true},

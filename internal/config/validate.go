@@ -67,6 +67,9 @@ func (c *Config) Validate() error {
 		p.add("grace", "must be at least 0s and less than 1m, got %s", c.Grace)
 	}
 	positive(&p, "max_future", c.MaxFuture)
+	if c.MaxAmount < 1 || c.MaxAmount > maxMaxAmount {
+		p.add("max_amount", "must be from 1 to %d, got %d", int64(maxMaxAmount), c.MaxAmount)
+	}
 
 	validateListen(&p, "http.listen", c.HTTP.Listen)
 
@@ -78,6 +81,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Pipeline.QueueSize <= 0 {
 		p.add("pipeline.queue_size", "must be greater than 0, got %d", c.Pipeline.QueueSize)
+	}
+	if c.Pipeline.StuckAfter < 1 {
+		p.add("pipeline.stuck_after", "must be at least 1, got %d", c.Pipeline.StuckAfter)
+	}
+	if c.Pipeline.StuckNotifyAfter < 0 {
+		p.add("pipeline.stuck_notify_after", "must not be negative, got %s", c.Pipeline.StuckNotifyAfter)
 	}
 
 	c.validateRules(&p)
