@@ -186,6 +186,9 @@ type HTTP struct {
 	// Default: http://<listen>.
 	ExternalURL string `yaml:"external_url"`
 	Auth        Auth   `yaml:"auth"`
+	// MaxStreams caps the dashboard's open event streams (GET /api/events);
+	// each holds a connection, a goroutine and a 256-event buffer.
+	MaxStreams int `yaml:"max_streams"` // default 100; >= 1
 }
 
 // Auth guards the dashboard and its API. An empty level needs no
@@ -319,7 +322,7 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		MaxAmount:        DefaultMaxAmount,
-		HTTP:             HTTP{Listen: "127.0.0.1:8080"},
+		HTTP:             HTTP{Listen: "127.0.0.1:8080", MaxStreams: 100},
 		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute), FullRefresh: Duration(time.Hour)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},

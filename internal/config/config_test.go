@@ -77,6 +77,7 @@ func TestDefault(t *testing.T) {
 		{"max_future", c.MaxFuture.D(), 5 * time.Minute},
 		{"max_amount", c.MaxAmount, int64(1_000_000_000_000)},
 		{"http.listen", c.HTTP.Listen, "127.0.0.1:8080"},
+		{"http.max_streams", c.HTTP.MaxStreams, 100},
 		{"mapping", c.Mapping, DefaultMapping()},
 		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
 		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
@@ -224,6 +225,7 @@ max_future: 90s
 max_amount: 5000000
 http:
   listen: ":9090"
+  max_streams: 7
   auth:
     read: {token: rt, username: viewer, password: vpw}
     operator: {token: ot}
@@ -279,7 +281,7 @@ log:
 		Grace:            0,
 		MaxFuture:        Duration(90 * time.Second),
 		MaxAmount:        5_000_000,
-		HTTP: HTTP{Listen: ":9090", Auth: Auth{
+		HTTP: HTTP{Listen: ":9090", MaxStreams: 7, Auth: Auth{
 			Read:     Credentials{Token: "rt", Username: "viewer", Password: "vpw"},
 			Operator: Credentials{Token: "ot"},
 		}},
@@ -491,6 +493,8 @@ func TestValidateRules(t *testing.T) {
 		{"resolve after zero", func(c *Config) { c.Alerts.ResolveAfter = 0 }, "alerts.resolve_after: must be at least 1, got 0", true},
 		{"repeat zero", func(c *Config) { c.Alerts.RepeatInterval = 0 }, "alerts.repeat_interval: must be greater than 0s", false},
 		{"external url", func(c *Config) { c.HTTP.ExternalURL = "dash" }, `http.external_url: must be an absolute http(s) URL, got "dash"`, true},
+		{"max streams zero", func(c *Config) { c.HTTP.MaxStreams = 0 }, "http.max_streams: must be at least 1, got 0", true},
+		{"max streams negative", func(c *Config) { c.HTTP.MaxStreams = -5 }, "http.max_streams: must be at least 1, got -5", true},
 		{"receiver type", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "email", URL: "https://h/"}} }, "notify.receivers[0].type", false},
 		{"receiver url", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "webhook", URL: "ftp://h/"}} }, `notify.receivers[0].url: must be an absolute http(s) URL, got "ftp://h/"`, true},
 		{"receiver name dup", func(c *Config) {
@@ -586,6 +590,7 @@ func TestValidateAcceptsEdgeValues(t *testing.T) {
 		{"listen any host", func(c *Config) { c.HTTP.Listen = ":8080" }},
 		{"listen port zero", func(c *Config) { c.HTTP.Listen = "localhost:0" }},
 		{"listen ipv6", func(c *Config) { c.HTTP.Listen = "[::1]:65535" }},
+		{"one stream", func(c *Config) { c.HTTP.MaxStreams = 1 }},
 		{"slot 63 chars", func(c *Config) { c.Source.Slot = strings.Repeat("a", 63) }},
 		{"schema underscore", func(c *Config) { c.Sink.Schema = "_risk2" }},
 		{"odd identifiers", func(c *Config) { c.Mapping[0].Merchant = `Merchant "ID"` }},

@@ -72,6 +72,9 @@ func (c *Config) Validate() error {
 	}
 
 	validateListen(&p, "http.listen", c.HTTP.Listen)
+	if c.HTTP.MaxStreams < 1 {
+		p.add("http.max_streams", "must be at least 1, got %d", c.HTTP.MaxStreams)
+	}
 
 	c.validateMapping(&p)
 
