@@ -211,6 +211,8 @@ func checkEvent(s *Spec, lim Limits, commitUS int64, c [3]column) (Event, Reason
 		return ev, ReasonInvalidValue, fmt.Sprintf("column %q: %v", s.Amount, a.err)
 	case a.v < 0:
 		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", s.Amount, a.v)
+	case a.v > lim.MaxAmount:
+		return ev, ReasonAmountOutOfRange, fmt.Sprintf("column %q: amount %d is above max_amount %d", s.Amount, a.v, lim.MaxAmount)
 	}
 	ev.Amount = c[1].v
 	switch tm := c[2]; {

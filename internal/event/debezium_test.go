@@ -178,6 +178,9 @@ func TestJSONMapMatchesTableMap(t *testing.T) {
 		{name: "merchant undecodable", row: pay(bin("xyz"), i8(1), ts(evUS)), reasons: []event.Reason{event.ReasonInvalidValue}},
 		{name: "NULL amount", row: pay(i8(42), null(), ts(evUS)), reasons: []event.Reason{event.ReasonNullAmount}},
 		{name: "negative amount", row: pay(i8(42), i8(-1), ts(evUS)), reasons: []event.Reason{event.ReasonNegativeAmount}},
+		{name: "amount at max_amount", row: pay(i8(42), i8(limits.MaxAmount), ts(evUS)), want: payment(42, limits.MaxAmount, evUS)},
+		{name: "amount above max_amount", row: pay(i8(42), i8(limits.MaxAmount+1), ts(evUS)), reasons: []event.Reason{event.ReasonAmountOutOfRange}},
+		{name: "amount above max_amount before future time", row: pay(i8(42), i8(math.MaxInt64), ts(commitUS+maxFutureUS+1)), reasons: []event.Reason{event.ReasonAmountOutOfRange}},
 		{name: "fractional text amount", row: pay(i8(42), txt("1.5"), ts(evUS)), reasons: []event.Reason{event.ReasonInvalidValue}},
 		{name: "NULL time", row: pay(i8(42), i8(1), null()), reasons: []event.Reason{event.ReasonNullTime}},
 		{name: "future time", row: pay(i8(42), i8(1), ts(commitUS+maxFutureUS+1)), reasons: []event.Reason{event.ReasonFutureTime}},
@@ -378,10 +381,15 @@ func TestJSONTableMapValues(t *testing.T) {
 func TestJSONTableMapAmounts(t *testing.T) {
 	jt := mustMapping(t, paymentsSpec()).BindJSON("public", "payments")
 	var out event.Output
-	jt.Map(decodeRow(t, []byte(`{"merchant_id":9223372036854775807,"amount":9223372036854775807,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, 1, &out)
-	want := []event.Event{{Merchant: math.MaxInt64, Kind: event.Approval, Amount: math.MaxInt64, TimeUS: evUS}}
+	jt.Map(decodeRow(t, []byte(`{"merchant_id":9223372036854775807,"amount":1000000000000,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, 1, &out)
+	want := []event.Event{{Merchant: math.MaxInt64, Kind: event.Approval, Amount: limits.MaxAmount, TimeUS: evUS}}
 	if !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
 		t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
+	}
+	out.Reset()
+	jt.Map(decodeRow(t, []byte(`{"merchant_id":42,"amount":9223372036854775807,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, 1, &out)
+	if len(out.Events) != 0 || len(out.DeadLetters) != 1 || out.DeadLetters[0].Reason != event.ReasonAmountOutOfRange {
+		t.Errorf("Events = %+v, DeadLetters = %+v; want one amount_out_of_range", out.Events, out.DeadLetters)
 	}
 }
 

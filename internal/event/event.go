@@ -64,13 +64,16 @@ const (
 	ReasonNullAmount     Reason = "null_amount"
 	ReasonNullTime       Reason = "null_time"
 	ReasonNegativeAmount Reason = "negative_amount"
-	ReasonInvalidValue   Reason = "invalid_value"
-	ReasonFutureTime     Reason = "future_time"
-	ReasonTooOld         Reason = "older_than_retention"
+	// ReasonAmountOutOfRange: an amount above max_amount, or one whose sum
+	// with its bucket's would not fit in int64.
+	ReasonAmountOutOfRange Reason = "amount_out_of_range"
+	ReasonInvalidValue     Reason = "invalid_value"
+	ReasonFutureTime       Reason = "future_time"
+	ReasonTooOld           Reason = "older_than_retention"
 )
 
 // Reasons lists every reason, so metrics can start each at zero.
-var Reasons = []Reason{ReasonNullMerchant, ReasonNullAmount, ReasonNullTime, ReasonNegativeAmount, ReasonInvalidValue, ReasonFutureTime, ReasonTooOld}
+var Reasons = []Reason{ReasonNullMerchant, ReasonNullAmount, ReasonNullTime, ReasonNegativeAmount, ReasonAmountOutOfRange, ReasonInvalidValue, ReasonFutureTime, ReasonTooOld}
 
 // DeadLetter is a row that was not aggregated, kept with everything needed to
 // find it at the source and to repair it.
@@ -96,4 +99,6 @@ type Limits struct {
 	MaxFuture time.Duration
 	// Retention: an event older than this before its commit time is invalid.
 	Retention time.Duration
+	// MaxAmount: a larger amount is invalid.
+	MaxAmount int64
 }

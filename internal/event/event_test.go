@@ -126,7 +126,7 @@ func TestEventTime(t *testing.T) {
 
 func TestReasonsComplete(t *testing.T) {
 	want := map[event.Reason]bool{
-		"null_merchant": true, "null_amount": true, "null_time": true, "negative_amount": true,
+		"null_merchant": true, "null_amount": true, "null_time": true, "negative_amount": true, "amount_out_of_range": true,
 		"invalid_value": true, "future_time": true, "older_than_retention": true,
 	}
 	seen := map[event.Reason]bool{}

@@ -88,7 +88,7 @@ func NewMapping(specs []Spec, limits Limits) (*Mapping, error) {
 			return nil, fmt.Errorf("event mapping %d (%s): a filter needs both a column and values", i, s.QualifiedTable())
 		}
 	}
-	if limits.MaxFuture <= 0 || limits.Retention <= 0 {
+	if limits.MaxFuture <= 0 || limits.Retention <= 0 || limits.MaxAmount <= 0 {
 		return nil, fmt.Errorf("event mapping: limits must be positive, got %+v", limits)
 	}
 	return &Mapping{specs: slices.Clone(specs), limits: limits}, nil
@@ -210,7 +210,7 @@ func (o *Output) add(ev Event, reason Reason, detail, table string, row func() m
 		return
 	}
 	o.DeadLetters = append(o.DeadLetters, DeadLetter{
-		Table: table, Kind: ev.Kind, Reason: reason, Detail: detail,
+		Table: table, Kind: ev.Kind, Reason: reason, Detail: Printable(detail, MaxDetailBytes),
 		Row: row(), LSN: lsn, CommitTime: time.UnixMicro(commitUS).UTC(),
 	})
 }
@@ -263,6 +263,9 @@ func (t *Table) event(b *binding, row []Value, commitUS int64) (Event, Reason, s
 	}
 	if ev.Amount < 0 {
 		return ev, ReasonNegativeAmount, fmt.Sprintf("column %q: amount %d is negative", b.spec.Amount, ev.Amount)
+	}
+	if ev.Amount > t.limits.MaxAmount {
+		return ev, ReasonAmountOutOfRange, fmt.Sprintf("column %q: amount %d is above max_amount %d", b.spec.Amount, ev.Amount, t.limits.MaxAmount)
 	}
 	tv := row[b.time]
 	if tv.Format == 'n' {
@@ -348,7 +351,7 @@ func (t *Table) scan(oid uint32, v Value, dst any) error {
 		t.types = pgtype.NewMap()
 	}
 	if err := t.types.Scan(oid, format, v.Data, dst); err != nil {
-		return fmt.Errorf("decoding %s: %w", string(v.Data), err)
+		return fmt.Errorf("decoding %s: %w", describeValue(v), err)
 	}
 	return nil
 }
@@ -409,7 +412,13 @@ func (t *Table) RowJSON(row []Value) map[string]any {
 		case 'b':
 			typ, ok := t.types.TypeForOID(c.TypeOID)
 			if !ok {
-				out[c.Name] = string(v.Data)
+				// An enum's binary form is its label; anything else
+				// that is not text shows as hex.
+				if Printable(string(v.Data), MaxValueBytes) == string(v.Data) {
+					out[c.Name] = string(v.Data)
+				} else {
+					out[c.Name] = describeValue(v)
+				}
 				continue
 			}
 			val, err := typ.Codec.DecodeValue(t.types, c.TypeOID, pgtype.BinaryFormatCode, v.Data)

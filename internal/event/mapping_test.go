@@ -54,7 +54,7 @@ const (
 	retentionUS = 8 * 24 * 3600 * 1_000_000 // 8 days = 691200 s
 )
 
-var limits = event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour}
+var limits = event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour, MaxAmount: 1e12}
 
 // --- value builders: binary forms as pgoutput sends them with binary 'true'.
 
@@ -206,7 +206,7 @@ func TestNewMapping(t *testing.T) {
 	}{
 		{"default schema", []event.Spec{paymentsSpec(), cancelsSpec()}, limits, ""},
 		{"ledger with two filtered specs", []event.Spec{ledgerSpec(event.Approval, "pay"), ledgerSpec(event.Cancel, "refund")}, limits, ""},
-		{"tiny limits", []event.Spec{valid}, event.Limits{MaxFuture: time.Microsecond, Retention: time.Microsecond}, ""},
+		{"tiny limits", []event.Spec{valid}, event.Limits{MaxFuture: time.Microsecond, Retention: time.Microsecond, MaxAmount: 1}, ""},
 		{"no specs", nil, limits, "no tables"},
 		{"empty specs", []event.Spec{}, limits, "no tables"},
 		{"missing schema", []event.Spec{with(func(s *event.Spec) { s.Schema = "" })}, limits, "required"},
@@ -221,10 +221,11 @@ func TestNewMapping(t *testing.T) {
 		{"filter values without column", []event.Spec{with(func(s *event.Spec) { s.FilterIn = []string{"paid"} })}, limits, "filter"},
 		{"bad second spec", []event.Spec{valid, with(func(s *event.Spec) { s.Table = "x"; s.Time = "" })}, limits, "mapping 1 (public.x)"},
 		{"zero limits", []event.Spec{valid}, event.Limits{}, "limits must be positive"},
-		{"zero max future", []event.Spec{valid}, event.Limits{Retention: time.Hour}, "limits must be positive"},
-		{"zero retention", []event.Spec{valid}, event.Limits{MaxFuture: time.Hour}, "limits must be positive"},
-		{"negative max future", []event.Spec{valid}, event.Limits{MaxFuture: -time.Second, Retention: time.Hour}, "limits must be positive"},
-		{"negative retention", []event.Spec{valid}, event.Limits{MaxFuture: time.Second, Retention: -time.Hour}, "limits must be positive"},
+		{"zero max future", []event.Spec{valid}, event.Limits{Retention: time.Hour, MaxAmount: 1}, "limits must be positive"},
+		{"zero retention", []event.Spec{valid}, event.Limits{MaxFuture: time.Hour, MaxAmount: 1}, "limits must be positive"},
+		{"negative max future", []event.Spec{valid}, event.Limits{MaxFuture: -time.Second, Retention: time.Hour, MaxAmount: 1}, "limits must be positive"},
+		{"negative retention", []event.Spec{valid}, event.Limits{MaxFuture: time.Second, Retention: -time.Hour, MaxAmount: 1}, "limits must be positive"},
+		{"zero max amount", []event.Spec{valid}, event.Limits{MaxFuture: time.Second, Retention: time.Hour}, "limits must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -515,7 +516,9 @@ func TestMapValues(t *testing.T) {
 	}{
 		// Integer encodings.
 		{name: "int8", row: []event.Value{i8(42), i8(15000), ts(evUS)}, want: ev(42, 15000, evUS)},
-		{name: "int8 large merchant and amount", row: []event.Value{i8(1 << 40), i8(math.MaxInt64), ts(evUS)}, want: ev(1<<40, math.MaxInt64, evUS)},
+		{name: "int8 large merchant and amount", row: []event.Value{i8(math.MaxInt64), i8(limits.MaxAmount), ts(evUS)}, want: ev(math.MaxInt64, limits.MaxAmount, evUS)},
+		{name: "amount above max_amount", row: []event.Value{i8(42), i8(limits.MaxAmount + 1), ts(evUS)}, reason: event.ReasonAmountOutOfRange, column: "amount"},
+		{name: "int8 max amount", row: []event.Value{i8(42), i8(math.MaxInt64), ts(evUS)}, reason: event.ReasonAmountOutOfRange, column: "amount"},
 		{name: "int4", types: cols{oidInt4, oidInt4, oidTimestamptz}, row: []event.Value{i4(42), i4(15000), ts(evUS)}, want: ev(42, 15000, evUS)},
 		{name: "int4 max", types: cols{oidInt4, oidInt4, oidTimestamptz}, row: []event.Value{i4(math.MaxInt32), i4(math.MaxInt32), ts(evUS)}, want: ev(2147483647, 2147483647, evUS)},
 		{name: "int2", types: cols{oidInt2, oidInt2, oidTimestamptz}, row: []event.Value{i2(42), i2(300), ts(evUS)}, want: ev(42, 300, evUS)},
@@ -528,7 +531,8 @@ func TestMapValues(t *testing.T) {
 		{name: "numeric integral with scale", types: cols{oidInt8, oidNumeric, oidTimestamptz}, row: []event.Value{i8(42), num(150000, -1), ts(evUS)}, want: ev(42, 15000, evUS)},
 		// 10^12 KRW: a numeric group boundary (digits of 10000).
 		{name: "numeric large", types: cols{oidInt8, oidNumeric, oidTimestamptz}, row: []event.Value{i8(42), num(1_000_000_000_000, 0), ts(evUS)}, want: ev(42, 1_000_000_000_000, evUS)},
-		{name: "numeric max int64", types: cols{oidInt8, oidNumeric, oidTimestamptz}, row: []event.Value{i8(42), num(math.MaxInt64, 0), ts(evUS)}, want: ev(42, math.MaxInt64, evUS)},
+		{name: "numeric max int64", types: cols{oidNumeric, oidNumeric, oidTimestamptz}, row: []event.Value{num(math.MaxInt64, 0), num(limits.MaxAmount, 0), ts(evUS)}, want: ev(math.MaxInt64, limits.MaxAmount, evUS)},
+		{name: "numeric amount max int64", types: cols{oidInt8, oidNumeric, oidTimestamptz}, row: []event.Value{i8(42), num(math.MaxInt64, 0), ts(evUS)}, reason: event.ReasonAmountOutOfRange, column: "amount"},
 		{name: "numeric zero amount", types: cols{oidInt8, oidNumeric, oidTimestamptz}, row: []event.Value{i8(42), num(0, 0), ts(evUS)}, want: ev(42, 0, evUS)},
 
 		// Text format ('t'): decoded to the same values as binary.
@@ -681,7 +685,7 @@ func TestMapValues(t *testing.T) {
 
 func TestMapLimitsFromMapping(t *testing.T) {
 	// Other limits than the defaults: 1 s ahead, 1 h back.
-	m, err := event.NewMapping([]event.Spec{paymentsSpec()}, event.Limits{MaxFuture: time.Second, Retention: time.Hour})
+	m, err := event.NewMapping([]event.Spec{paymentsSpec()}, event.Limits{MaxFuture: time.Second, Retention: time.Hour, MaxAmount: 100})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func defaultSpecs() []event.Spec {
 
 func newTestSource(t *testing.T, dsn, slot string, specs []event.Spec) *Source {
 	t.Helper()
-	m, err := event.NewMapping(specs, event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour})
+	m, err := event.NewMapping(specs, event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour, MaxAmount: 1e12})
 	if err != nil {
 		t.Fatal(err)
 	}
