@@ -420,18 +420,22 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 // decode overlays the YAML document in data onto cfg.
 //
 // It decodes twice: a strict pass whose only job is to report unknown keys
-// and type errors with their lines, then a pass from a node tree with
-// null-valued keys removed, so that "key:" with nothing after it keeps the
-// default instead of zeroing a whole section. yaml.v3 offers strictness only
-// on its Decoder and pruning only on nodes, hence the two passes.
+// and type errors with their lines and key paths (withKeyPaths), then a
+// pass from a node tree with null-valued keys removed, so that "key:" with
+// nothing after it keeps the default instead of zeroing a whole section.
+// yaml.v3 offers strictness only on its Decoder and pruning only on nodes,
+// hence the two passes.
 func decode(data []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var scratch Config
-	if err := dec.Decode(&scratch); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // empty file or only comments
-		}
+	var typeErr *yaml.TypeError
+	switch err := dec.Decode(&scratch); {
+	case errors.Is(err, io.EOF):
+		return nil // empty file or only comments
+	case errors.As(err, &typeErr):
+		return withKeyPaths(data, typeErr)
+	case err != nil:
 		return err
 	}
 	var extra yaml.Node

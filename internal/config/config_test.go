@@ -431,6 +431,62 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// TestTypeErrorsNameKeys: every type error names its key path, keeps
+// yaml.v3's line and message, and is a line of its own, also where a flow
+// mapping puts several keys on one line.
+func TestTypeErrorsNameKeys(t *testing.T) {
+	tests := []struct {
+		name, yml string
+		want      []string
+	}{
+		{"duration as list", "grace: [1]\n", []string{`grace: line 1: expected a duration such as "1s" or "8d"`}},
+		{"int in a flow mapping", "rules: {cancel_rate_spike: {min_cancels: abc}}\n",
+			[]string{"rules.cancel_rate_spike.min_cancels: line 1: cannot unmarshal !!str `abc` into int64"}},
+		{"int in block mappings", "rules:\n  cancel_rate_spike:\n    min_cancels: abc\n",
+			[]string{"rules.cancel_rate_spike.min_cancels: line 3: cannot unmarshal !!str `abc` into int64"}},
+		{"several on one line", "rules: {cancel_rate_spike: {min_cancels: abc, min_approvals: abc}, volume_drop: {large_daily_amount: abc}}\n",
+			[]string{
+				"rules.cancel_rate_spike.min_cancels: line 1: cannot unmarshal !!str `abc` into int64",
+				"rules.cancel_rate_spike.min_approvals: line 1: cannot unmarshal !!str `abc` into int64",
+				"rules.volume_drop.large_daily_amount: line 1: cannot unmarshal !!str `abc` into int64",
+			}},
+		{"sequence items", "mapping:\n  - {table: t, kind: [a], merchant: m, amount: a, time: ts}\n  - {table: t, kind: {x: 1}, merchant: m, amount: a, time: ts}\n",
+			[]string{"mapping[0].kind: line 2: cannot unmarshal !!seq into string", "mapping[1].kind: line 3: cannot unmarshal !!map into string"}},
+		{"receiver timeout", "notify:\n  receivers:\n    - {name: a, type: log, timeout: [1]}\n",
+			[]string{`notify.receivers[0].timeout: line 3: expected a duration such as "1s" or "8d"`}},
+		{"bad duration", "source:\n  heartbeat_interval: 5\n",
+			[]string{`source.heartbeat_interval: line 2: invalid duration "5": missing unit after "5" (use ns, us, ms, s, m, h or d)`}},
+		{"map value", "notify: {receivers: [{name: a, type: webhook, url: 'http://x', headers: {a: [1]}}]}\n",
+			[]string{"notify.receivers[0].headers.a: line 1: cannot unmarshal !!seq into string"}},
+		{"list item", "kafka: {brokers: [k1, [1]]}\n", []string{"kafka.brokers[1]: line 1: cannot unmarshal !!seq into string"}},
+		{"list as mapping", "mapping:\n  - table: t\n    filter: {column: c, in: {a: 1}}\n",
+			[]string{"mapping[0].filter.in: line 3: cannot unmarshal !!map into []string"}},
+		{"section as scalar", "rules: 5\n", []string{"rules: line 1: cannot unmarshal !!int `5` into config.Rules"}},
+		{"unknown key beside a type error", "pipeline:\n  queue_size: lots\n  colour: red\n",
+			[]string{"pipeline.queue_size: line 2: cannot unmarshal !!str `lots` into int", "pipeline.colour: line 3: field colour not found in type config.Pipeline"}},
+		{"repeated key", "source: {slot: a, slot: b}\n", []string{`source.slot: line 1: mapping key "slot" already defined at line 1`}},
+		{"through an alias", "rules:\n  cancel_rate_spike: &c {min_cancels: x}\n  volume_drop: {large_daily_amount: *c}\n",
+			[]string{
+				"rules.cancel_rate_spike.min_cancels: line 2: cannot unmarshal !!str `x` into int64",
+				"rules.volume_drop.large_daily_amount: line 2: cannot unmarshal !!map into int64",
+			}},
+		{"merge key", "rules: {cancel_rate_spike: {<<: {min_cancels: x}}}\n",
+			[]string{"rules.cancel_rate_spike.min_cancels: line 1: cannot unmarshal !!str `x` into int64"}},
+		{"the document itself", "- a\n- b\n", []string{"line 1: cannot unmarshal !!seq into config.Config"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yml), withSource())
+			if err == nil {
+				t.Fatal("Parse succeeded, want type errors")
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors\n got  %q\n want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestValidateRules(t *testing.T) {
 	ledger := func(kind string, in ...string) TableMapping {
 		return TableMapping{Table: "public.ledger", Kind: kind, Merchant: "m", Amount: "a", Time: "t",
@@ -748,6 +804,17 @@ func TestLoadErrorsNameFile(t *testing.T) {
 		_, err := Load(p, withSource())
 		if err == nil || !strings.HasPrefix(err.Error(), p+": ") || !strings.Contains(err.Error(), "garce") || !strings.Contains(err.Error(), "line 2") {
 			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("type errors name the file and the key", func(t *testing.T) {
+		p := write("types.yaml", "grace: 1s\nrules:\n  cancel_rate_spike: {min_cancels: abc, multiplier: [2]}\n")
+		_, err := Load(p, withSource())
+		want := []string{
+			p + ": rules.cancel_rate_spike.min_cancels: line 3: cannot unmarshal !!str `abc` into int64",
+			p + ": rules.cancel_rate_spike.multiplier: line 3: cannot unmarshal !!seq into float64",
+		}
+		if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
+			t.Errorf("error = %v, want %q", err, want)
 		}
 	})
 	t.Run("every validation line", func(t *testing.T) {
