@@ -83,10 +83,14 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := eng.Status()
-			return s.Ready, map[string]any{
+			d := map[string]any{
 				"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.AppliedLSN.String(),
 				"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
 			}
+			if s.Stuck != nil {
+				d["stuck"] = s.Stuck.Detail()
+			}
+			return s.Ready, d
 		},
 	})
 	if err != nil {

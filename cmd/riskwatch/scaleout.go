@@ -129,7 +129,11 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, Store: st, Engine: wk, Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := wk.Status()
-			return s.Ready, map[string]any{"last_closed_minute": s.LastClosed.String(), "lag_seconds": s.LagSeconds}
+			d := map[string]any{"last_closed_minute": s.LastClosed.String(), "lag_seconds": s.LagSeconds}
+			if s.Stuck != nil {
+				d["stuck"] = s.Stuck.Detail()
+			}
+			return s.Ready, d
 		},
 	})
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,7 @@ type Worker struct {
 	topics  []string
 	routes  []store.Route
 	m       *workerMetrics
+	stall   *pipeline.StallWatch
 	tables  map[[2]string]*event.JSONTable
 	// keyPrefix/keySuffix wrap a merchant id into its record key: the id
 	// alone for capture's topic, {"<merchant column>":<id>} for Debezium's.
@@ -77,6 +80,7 @@ type Worker struct {
 	ready   atomic.Bool
 	statMu  sync.Mutex
 	status  pipeline.Status
+	pos     string // guarded by statMu
 	rate    rateMeter
 	rankMu  sync.Mutex
 	ranked  *pipeline.Ranking
@@ -116,9 +120,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	}
 	w := &Worker{opts: opts, cfg: opts.Config, st: opts.Store, log: opts.Logger.With("member", opts.Member), now: opts.Now,
 		mapping: mapping, topics: opts.Config.KafkaTopics(), m: newWorkerMetrics(opts.Registry), tables: map[[2]string]*event.JSONTable{}}
-	for _, r := range opts.Config.Notify.Receivers {
-		w.routes = append(w.routes, store.Route{Receiver: r.Name, Rules: r.Rules})
-	}
+	w.routes = pipeline.Routes(opts.Config)
+	w.stall = pipeline.NewStallWatch(opts.Config, "worker:"+opts.Member, opts.Store, w.routes, opts.OnAlerts, w.log, opts.Registry)
 	if opts.Config.Kafka.Input == "debezium" {
 		// The connector's message.key.columns makes the key the merchant
 		// column as a JSON object (see docs/kafka.md).
@@ -137,6 +140,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}, func(err error, backoff time.Duration) {
 		w.log.Warn("worker stopped; rejoining the group", "err", err, "backoff", backoff)
+		w.stall.Failed(ctx, w.now(), w.position(), err)
 	})
 }
 
@@ -375,6 +379,7 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 	}
 	w.ev, w.w, w.evaluated, w.closing = ev, window.New(w.cfg.Grace.D(), last), last, false
 	w.dead, w.lastFlush = nil, w.now()
+	w.setPosition(parts)
 	w.log.Info("partitions assigned", "partitions", len(parts), "merchants_restored", ev.State.Merchants(), "last_closed", last.String())
 	w.setStatus(0)
 	w.ready.Store(true)
@@ -564,6 +569,8 @@ func (w *Worker) flush(ctx context.Context) error {
 		events += int(d.Approvals + d.Cancels)
 	}
 	w.dead, w.lastFlush, w.dirty = nil, w.now(), false
+	w.setPosition(parts)
+	w.stall.Progressed(ctx, w.lastFlush, w.position())
 	if w.closing {
 		if err := w.evaluate(ctx, parts); err != nil {
 			return err
@@ -626,12 +633,34 @@ func (w *Worker) setStatus(events int) {
 	w.status.EventsPerSecond = w.rate.add(now, events)
 }
 
+// position is where the worker stands: its partitions' offsets as the sink
+// holds them, for telling a stuck worker.
+func (w *Worker) position() string {
+	w.statMu.Lock()
+	defer w.statMu.Unlock()
+	return w.pos
+}
+
+// setPosition records the partitions' next offsets as the sink holds them,
+// in a stable order.
+func (w *Worker) setPosition(parts []store.Partition) {
+	s := make([]string, len(parts))
+	for i, p := range parts {
+		s[i] = fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.NextOffset)
+	}
+	slices.Sort(s)
+	w.statMu.Lock()
+	w.pos = strings.Join(s, " ")
+	w.statMu.Unlock()
+}
+
 // Status is the worker's state for the API: its own partitions' progress.
 func (w *Worker) Status() pipeline.Status {
 	w.statMu.Lock()
 	st := w.status
 	w.statMu.Unlock()
-	st.Ready = w.ready.Load()
+	st.Stuck = w.stall.Current()
+	st.Ready = w.ready.Load() && st.Stuck == nil
 	if !st.Progress.IsZero() {
 		st.LagSeconds = max(0, w.now().Sub(st.Progress).Seconds())
 	}

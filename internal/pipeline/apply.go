@@ -156,6 +156,7 @@ func (a *applier) flush(ctx context.Context) error {
 	a.deadLetters = nil
 	a.lastFlush = now
 	a.durable.Store(uint64(a.applied))
+	a.e.stall.Progressed(ctx, now, a.applied.String())
 	for _, d := range b.Deltas {
 		a.ev.State.Add(d)
 	}

@@ -73,6 +73,9 @@ type Status struct {
 	// EventsPerSecond is the rate of events made durable over about the
 	// last ten seconds.
 	EventsPerSecond float64
+	// Stuck is set while the pipeline fails the same way at the same
+	// position again and again.
+	Stuck *Stuck
 }
 
 // rateSample is the count of durable events at a time.
@@ -92,6 +95,7 @@ type Engine struct {
 	m       *metrics
 	tracker *source.Tracker
 	routes  []store.Route
+	stall   *StallWatch
 
 	mu      sync.Mutex
 	status  Status
@@ -129,16 +133,21 @@ func NewMapping(cfg *config.Config) (*event.Mapping, error) {
 	if err != nil {
 		return nil, err
 	}
-	return event.NewMapping(specs, event.Limits{MaxFuture: cfg.MaxFuture.D(), Retention: cfg.Retention.D()})
+	return event.NewMapping(specs, event.Limits{MaxFuture: cfg.MaxFuture.D(), Retention: cfg.Retention.D(), MaxAmount: cfg.MaxAmount})
 }
 
 // DashboardURL links to a merchant's page on the dashboard.
 func DashboardURL(cfg *config.Config, merchant int64) string {
+	return fmt.Sprintf("%s/merchants/%d", dashboardBase(cfg), merchant)
+}
+
+// dashboardBase is the dashboard's address without a trailing slash.
+func dashboardBase(cfg *config.Config) string {
 	base := cfg.HTTP.ExternalURL
 	if base == "" {
 		base = "http://" + cfg.HTTP.Listen
 	}
-	return fmt.Sprintf("%s/merchants/%d", strings.TrimRight(base, "/"), merchant)
+	return strings.TrimRight(base, "/")
 }
 
 func alertChange(cfg *config.Config, ch *alert.Change) store.AlertChange {
@@ -177,10 +186,18 @@ func New(opts Options) (*Engine, error) {
 	}
 	e.src = NewSource(opts.Config, mapping, opts.Logger, opts.Registry)
 	e.m = newMetrics(opts.Registry, e)
-	for _, r := range opts.Config.Notify.Receivers {
-		e.routes = append(e.routes, store.Route{Receiver: r.Name, Rules: r.Rules})
-	}
+	e.routes = Routes(opts.Config)
+	e.stall = NewStallWatch(opts.Config, "run:"+opts.Config.Source.Slot, opts.Store, e.routes, opts.OnAlerts, opts.Logger, opts.Registry)
 	return e, nil
+}
+
+// Routes are the configured receivers with the rules each takes.
+func Routes(cfg *config.Config) []store.Route {
+	var out []store.Route
+	for _, r := range cfg.Notify.Receivers {
+		out = append(out, store.Route{Receiver: r.Name, Rules: r.Rules})
+	}
+	return out
 }
 
 // Status returns the current state.
@@ -189,10 +206,11 @@ func (e *Engine) Status() Status {
 	st := e.status
 	e.mu.Unlock()
 	pos := e.tracker.Position()
+	st.Stuck = e.stall.Current()
 	// Until the server's first message the lag is unknown, not zero: an
 	// engine restarted behind a backlog must not look live for the moment
 	// before it hears how far behind it is.
-	st.Ready = e.ready.Load() && pos.ServerWALEnd != 0
+	st.Ready = e.ready.Load() && pos.ServerWALEnd != 0 && st.Stuck == nil
 	if pos.ServerWALEnd > st.AppliedLSN {
 		st.LagBytes = int64(pos.ServerWALEnd - st.AppliedLSN)
 	}
@@ -203,9 +221,20 @@ func (e *Engine) Status() Status {
 		// is how old the newest data is, which runs up to a minute.
 		st.LagSeconds = max(0, e.now().Sub(st.Progress).Seconds())
 	default:
-		st.LagSeconds = max(0, pos.ServerTime.Sub(st.Progress).Seconds())
+		// The server's clock now, not at its last message: while nothing
+		// arrives or nothing can be applied (the sink is down, a session
+		// keeps failing) the lag keeps growing instead of freezing.
+		serverNow := pos.ServerTime.Add(max(0, e.now().Sub(pos.HeardAt)))
+		st.LagSeconds = max(0, serverNow.Sub(st.Progress).Seconds())
 	}
 	return st
+}
+
+// position is where the pipeline stands, for telling a stuck pipeline.
+func (e *Engine) position() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status.AppliedLSN.String()
 }
 
 func (e *Engine) setDurable(lsn source.LSN, lastClosed window.Minute, progress time.Time, events int) {
@@ -236,6 +265,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}, func(err error, backoff time.Duration) {
 		e.m.restarts.Inc()
 		e.log.Warn("pipeline stopped; restarting from the checkpoint", "err", err, "backoff", backoff)
+		e.stall.Failed(ctx, e.now(), e.position(), err)
 	})
 }
 

@@ -81,7 +81,7 @@ func (st *streamState) drain(ctx context.Context, hb *heartbeater) error {
 	// IDENTIFY_SYSTEM answers with the flushed end of WAL: every commit
 	// made so far, the heartbeat's included, ends at or before it.
 	until := sys.XLogPos
-	st.so.Tracker.server(until, s.now())
+	st.so.Tracker.server(until, s.now(), s.now())
 	if until <= st.received {
 		m.drains.Observe(time.Since(started).Seconds())
 		return nil

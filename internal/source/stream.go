@@ -44,6 +44,10 @@ type Position struct {
 	// sent (XLogData or keepalive).
 	ServerWALEnd LSN
 	ServerTime   time.Time
+	// HeardAt is when that message arrived, on the engine's clock: the
+	// server's time now is about ServerTime plus the time since HeardAt,
+	// which keeps lag growing while nothing arrives.
+	HeardAt time.Time
 	// Received is the end of the newest commit received.
 	Received LSN
 }
@@ -52,6 +56,7 @@ type Position struct {
 type Tracker struct {
 	serverWALEnd atomic.Uint64
 	serverTimeUS atomic.Int64
+	heardAtUS    atomic.Int64 // engine clock when serverTimeUS was heard
 	received     atomic.Uint64
 	lastTxn      atomic.Int64 // engine clock, Unix microseconds
 }
@@ -61,6 +66,7 @@ func (t *Tracker) Position() Position {
 	return Position{
 		ServerWALEnd: LSN(t.serverWALEnd.Load()),
 		ServerTime:   time.UnixMicro(t.serverTimeUS.Load()),
+		HeardAt:      time.UnixMicro(t.heardAtUS.Load()),
 		Received:     LSN(t.received.Load()),
 	}
 }
@@ -71,11 +77,12 @@ func (t *Tracker) Quiet(now time.Time, d time.Duration) bool {
 	return now.UnixMicro()-t.lastTxn.Load() >= d.Microseconds()
 }
 
-func (t *Tracker) server(walEnd LSN, at time.Time) {
+func (t *Tracker) server(walEnd LSN, at, heard time.Time) {
 	if uint64(walEnd) > t.serverWALEnd.Load() {
 		t.serverWALEnd.Store(uint64(walEnd))
 	}
 	t.serverTimeUS.Store(at.UnixMicro())
+	t.heardAtUS.Store(heard.UnixMicro())
 }
 
 // StreamOptions are the per-run inputs of Stream.
@@ -237,7 +244,7 @@ func (st *streamState) copyData(ctx context.Context, conn *pgconn.PgConn, data [
 		if err != nil {
 			return fmt.Errorf("parsing keepalive: %w", err)
 		}
-		st.so.Tracker.server(ka.ServerWALEnd, ka.ServerTime)
+		st.so.Tracker.server(ka.ServerWALEnd, ka.ServerTime, st.src.now())
 		st.reached = max(st.reached, ka.ServerWALEnd)
 		if ka.ReplyRequested {
 			return st.sendStatus(ctx, conn, false)
@@ -248,7 +255,7 @@ func (st *streamState) copyData(ctx context.Context, conn *pgconn.PgConn, data [
 		if err != nil {
 			return fmt.Errorf("parsing XLogData: %w", err)
 		}
-		st.so.Tracker.server(xld.ServerWALEnd, xld.ServerTime)
+		st.so.Tracker.server(xld.ServerWALEnd, xld.ServerTime, st.src.now())
 		if err := st.logical(ctx, xld.WALData); err != nil {
 			return fmt.Errorf("decoding pgoutput at %s: %w", xld.WALStart, err)
 		}

@@ -276,9 +276,12 @@ func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]*alert.Alert, erro
 	return out, rows.Err()
 }
 
-// OpenAlerts returns every firing alert, for the lifecycle after a restart.
+// OpenAlerts returns every firing alert of the rules, for the lifecycle
+// after a restart; alerts about riskwatch itself (merchant 0) are not the
+// lifecycle's.
 func (s *Store) OpenAlerts(ctx context.Context) ([]*alert.Alert, error) {
-	return s.Alerts(ctx, AlertFilter{State: "firing", Limit: 1 << 30})
+	all, err := s.Alerts(ctx, AlertFilter{State: "firing", Limit: 1 << 30})
+	return slices.DeleteFunc(all, func(a *alert.Alert) bool { return a.Merchant == 0 }), err
 }
 
 // Acks returns the acknowledgements of open alerts by alert ID.
@@ -379,6 +382,83 @@ func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time) error
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("silence %d: %w (or already ended)", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SystemAlert is an alert about riskwatch itself (merchant 0), raised and
+// resolved outside the rules' lifecycle.
+type SystemAlert struct {
+	Rule string
+	// Instance names the process (a worker's member name), so one
+	// process resolves only its own alert.
+	Instance                        string
+	At, Since                       time.Time
+	Severity, Summary, DashboardURL string
+	Values                          map[string]any
+}
+
+// openSystemAlert locks the instance's open alert of the rule, if any.
+func (s *Store) openSystemAlert(ctx context.Context, tx pgx.Tx, a SystemAlert) (*alert.Alert, error) {
+	row := tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE rule = $1 AND merchant_id = 0 AND state = 'firing'
+		AND coalesce("values"->>'instance', '') = $2 FOR UPDATE`, alertColumns, s.table("alerts")), a.Rule, a.Instance)
+	open, err := scanAlert(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading open %s alert: %w", a.Rule, err)
+	}
+	return open, nil
+}
+
+// RaiseSystemAlert opens the alert and enqueues its firing notification,
+// unless the instance has it open already (raised before a restart).
+func (s *Store) RaiseSystemAlert(ctx context.Context, a SystemAlert, routes []Route) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		open, err := s.openSystemAlert(ctx, tx, a)
+		if err != nil || open != nil {
+			return err
+		}
+		c := &AlertChange{
+			Snap: alert.Alert{Rule: a.Rule, State: alert.Firing, ActiveAt: a.Since, LastEvalAt: a.At, LastSentAt: a.At, Values: a.Values},
+			New:  true, Minute: window.MinuteOf(a.At), Values: a.Values, Notify: alert.NotifyFiring,
+			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL,
+		}
+		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+		if err != nil {
+			return err
+		}
+		return s.enqueueSystem(ctx, tx, c, id, routes)
+	})
+}
+
+// ResolveSystemAlert resolves the instance's open alert of the rule, if
+// there is one, and enqueues the resolve.
+func (s *Store) ResolveSystemAlert(ctx context.Context, a SystemAlert, routes []Route) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		open, err := s.openSystemAlert(ctx, tx, a)
+		if err != nil || open == nil {
+			return err
+		}
+		open.State, open.ResolvedAt, open.LastEvalAt = alert.Resolved, a.At, a.At
+		c := &AlertChange{Snap: *open, Minute: window.MinuteOf(a.At), Values: open.Values, Notify: alert.NotifyResolved,
+			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL}
+		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+		if err != nil {
+			return err
+		}
+		return s.enqueueSystem(ctx, tx, c, id, routes)
+	})
+}
+
+func (s *Store) enqueueSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64, routes []Route) error {
+	n, err := s.enqueue(ctx, tx, c, id, routes)
+	if err != nil || n == 0 {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", outboxChannel); err != nil {
+		return fmt.Errorf("announcing notifications: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,85 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/sim"
+)
+
+// failMinutes makes every insert into the sink's minute table fail, so
+// every flush fails at the same position; the returned func undoes it.
+func failMinutes(e *env, schema string) func() {
+	e.exec(fmt.Sprintf(`CREATE FUNCTION %[1]s.fail() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'injected failure'; END$$;
+		CREATE TRIGGER fail BEFORE INSERT ON %[1]s.minute_agg FOR EACH ROW EXECUTE FUNCTION %[1]s.fail()`, schema))
+	return func() { e.exec(fmt.Sprintf(`DROP TRIGGER fail ON %s.minute_agg`, schema)) }
+}
+
+// TestStuckPipeline: a flush the sink refuses every time marks the pipeline
+// stuck after pipeline.stuck_after identical failures — not ready, the
+// metric at 1, the lag growing, an alert with its notification in the
+// outbox — and once the sink takes the data again everything clears, the
+// alert resolves and the sink equals the source.
+func TestStuckPipeline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sim.Schema)
+	cfg := e.config(func(c *config.Config) {
+		c.Pipeline.StuckAfter = 3
+		c.Pipeline.StuckNotifyAfter = 0
+		c.Notify.Receivers = []config.Receiver{{Name: "hook", Type: "webhook", URL: "http://127.0.0.1:1/hook"}}
+	})
+	r := e.start(cfg, nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	r.caughtUp(30 * time.Second)
+	if r.eng.Status().Stuck != nil || r.counter("riskwatch_pipeline_stuck") != 0 {
+		t.Fatal("stuck before anything failed")
+	}
+
+	undo := failMinutes(e, cfg.Sink.Schema)
+	e.exec(`INSERT INTO payments VALUES (1, 10, 7000, 'approved', now())`)
+	r.waitFor("the pipeline to be stuck", 60*time.Second, func() bool { return r.eng.Status().Stuck != nil })
+	st := r.eng.Status()
+	if st.Ready {
+		t.Error("stuck pipeline reports ready")
+	}
+	if st.Stuck.Failures < 3 || !strings.Contains(st.Stuck.Error, "injected failure") || st.Stuck.Position != st.AppliedLSN.String() {
+		t.Errorf("stuck = %+v, applied %s", st.Stuck, st.AppliedLSN)
+	}
+	if got := r.counter("riskwatch_pipeline_stuck"); got != 1 {
+		t.Errorf("riskwatch_pipeline_stuck = %v, want 1", got)
+	}
+	lag := st.LagSeconds
+	time.Sleep(1500 * time.Millisecond)
+	if st2 := r.eng.Status(); st2.LagSeconds < lag+1 || st2.Stuck == nil || st2.Stuck.Failures < st.Stuck.Failures {
+		t.Errorf("while stuck: lag %.2fs then %.2fs (want growing), stuck %+v", lag, st2.LagSeconds, st2.Stuck)
+	}
+	ctx := context.Background()
+	q := fmt.Sprintf(`SELECT a.state, a."values"->>'error', string_agg(n.kind || ':' || d.receiver, ',' ORDER BY n.id)
+		FROM %[1]s.alerts a JOIN %[1]s.notifications n ON n.alert_id = a.id JOIN %[1]s.deliveries d ON d.notification_id = n.id
+		WHERE a.rule = 'pipeline_stuck' AND a.merchant_id = 0 GROUP BY a.id, a.state, a."values"`, cfg.Sink.Schema)
+	var state, errText, sent string
+	r.waitFor("the stuck alert in the outbox", 10*time.Second, func() bool {
+		return e.pool.QueryRow(ctx, q).Scan(&state, &errText, &sent) == nil
+	})
+	if state != "firing" || !strings.Contains(errText, "injected failure") || sent != "firing:hook" {
+		t.Errorf("stuck alert: state %s, error %q, notifications %s", state, errText, sent)
+	}
+
+	undo()
+	r.waitFor("the pipeline to move again", 60*time.Second, func() bool { return r.eng.Status().Stuck == nil && r.eng.Status().Ready })
+	r.caughtUp(30 * time.Second)
+	if got := r.counter("riskwatch_pipeline_stuck"); got != 0 {
+		t.Errorf("riskwatch_pipeline_stuck = %v after recovery, want 0", got)
+	}
+	if err := e.pool.QueryRow(ctx, q).Scan(&state, &errText, &sent); err != nil {
+		t.Fatal(err)
+	}
+	if state != "resolved" || sent != "firing:hook,resolved:hook" {
+		t.Errorf("after recovery: state %s, notifications %s", state, sent)
+	}
+	r.assertMatches(sourceMinutesSQL)
+}
