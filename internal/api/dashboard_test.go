@@ -481,7 +481,7 @@ func TestDashboardAPI(t *testing.T) {
 			{"/api/merchants/7/series?from=yesterday", "from: want an RFC 3339 time"},
 			{"/api/merchants/7/series?from=2026-11-20T06:00:00Z", "from must be before to"},
 			{"/api/merchants/7/series?step=1m&from=2026-11-01T00:00:00Z", "at most the retention"},
-			{"/api/merchants/x7/series", "merchant id: want a non-negative integer"},
+			{"/api/merchants/x7/series", "merchant id: want a positive integer"},
 			{"/api/merchants/7/volume?day=20261120", "day: want YYYY-MM-DD"},
 			{"/api/alerts?state=open", "state: want firing or resolved"},
 			{"/api/alerts?rule=fraud", "rule: want cancel_rate_spike or volume_drop"},

@@ -76,13 +76,19 @@ func (s *Server) parseTime(q url.Values, name string) (time.Time, bool, error) {
 	if v == "" {
 		return time.Time{}, false, nil
 	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), true, nil
-	}
-	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
-		if t, err := time.ParseInLocation(layout, v, s.opts.Config.Location); err == nil {
-			return t.UTC(), true, nil
+	// An RFC 3339 time carries its offset, which ParseInLocation keeps.
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		t, err := time.ParseInLocation(layout, v, s.opts.Config.Location)
+		if err != nil {
+			continue
 		}
+		// Nothing stored predates Unix time, and a floor there keeps the
+		// bounds derived from t (a default range's start, a week before)
+		// far from year 0, which PostgreSQL's dates do not have.
+		if t.Before(time.Unix(0, 0)) || t.UTC().Year() > 9999 {
+			return time.Time{}, false, badf("%s: want a time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z, got %q", name, v)
+		}
+		return t.UTC(), true, nil
 	}
 	return time.Time{}, false, badf("%s: want an RFC 3339 time (2026-11-25T09:00:00+09:00) or a business-time-zone 2026-11-25T09:00, got %q", name, v)
 }
@@ -99,10 +105,13 @@ func parseLimit(q url.Values, def, hi int) (int, error) {
 	return n, nil
 }
 
+// parseID reads a merchant or alert id. Both start at 1: the engine refuses
+// merchant ids below 1, alert ids come from a sequence, and the store
+// reads a 0 in a filter as "any".
 func parseID(v, what string) (int64, error) {
 	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id < 0 {
-		return 0, badf("%s: want a non-negative integer id, got %q", what, v)
+	if err != nil || id < 1 {
+		return 0, badf("%s: want a positive integer id, got %q", what, v)
 	}
 	return id, nil
 }
@@ -207,7 +216,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 		out = append(out, m{x.ID, x.Name})
 	}
 	// A number nobody has named is still a merchant the engine may know.
-	if id >= 0 && (len(ms) == 0 || ms[0].ID != id) {
+	if id > 0 && (len(ms) == 0 || ms[0].ID != id) {
 		out = append([]m{{ID: id}}, out...)
 		out = out[:min(len(out), limit)]
 	}

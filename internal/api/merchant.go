@@ -202,9 +202,17 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	last := s.lastClosed()
 	day := s.cal().Day(last)
 	if v := r.URL.Query().Get("day"); v != "" {
-		d, err := time.ParseInLocation(time.DateOnly, v, loc)
+		d, err := time.Parse(time.DateOnly, v)
 		if err != nil {
 			s.fail(w, r, badf("day: want YYYY-MM-DD, got %q", v))
+			return
+		}
+		// The curves are drawn from minutes, which exist only within the
+		// retention; a later day has no closed minute yet.
+		first := s.cal().Day(last - window.Minute(s.opts.Config.Retention.D()/time.Minute) + 1)
+		if d.Before(first) || d.After(day) {
+			s.fail(w, r, badf("day: want a business day from %s to %s (the retention up to the last closed minute), got %q",
+				first.Format(time.DateOnly), day.Format(time.DateOnly), v))
 			return
 		}
 		day = d
