@@ -4,14 +4,19 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +64,8 @@ type Server struct {
 	hub    *hub
 	closed chan pipeline.Closed
 	params pipeline.RuleParams
+	// origins refuses state changes that a browser sends from another site.
+	origins *http.CrossOriginProtection
 }
 
 // New builds a server.
@@ -72,13 +79,25 @@ func New(opts Options) (*Server, error) {
 	if opts.StatusEvery <= 0 {
 		opts.StatusEvery = 2 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, hub: newHub(), closed: make(chan pipeline.Closed, 64)}
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, hub: newHub(), closed: make(chan pipeline.Closed, 64),
+		origins: http.NewCrossOriginProtection()}
 	if opts.Config != nil {
 		p, err := pipeline.NewRuleParams(opts.Config)
 		if err != nil {
 			return nil, err
 		}
 		s.params = p
+		// Behind a reverse proxy the Host the server sees need not be the
+		// one in the browser's address bar; external_url is.
+		if ext := opts.Config.HTTP.ExternalURL; ext != "" {
+			u, err := url.Parse(ext)
+			if err != nil {
+				return nil, fmt.Errorf("http.external_url: %w", err)
+			}
+			if err := s.origins.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
+				return nil, fmt.Errorf("http.external_url as a trusted origin: %w", err)
+			}
+		}
 	}
 	return s, nil
 }
@@ -101,7 +120,58 @@ func (s *Server) Handler() http.Handler {
 	if s.opts.Store != nil && s.opts.Config != nil && s.opts.Engine != nil {
 		s.routes(mux)
 	}
-	return securityHeaders(mux)
+	return securityHeaders(s.guardChanges(mux))
+}
+
+// maxBody bounds the body of a state-changing request; an ack is a few
+// hundred bytes.
+const maxBody = 64 << 10
+
+// guardChanges is what every state-changing request under /api/ passes
+// before its handler, so that no endpoint, present or future, can forget
+// it. A browser attaches cached Basic credentials to any request a page of
+// any site makes, so the request must come from the dashboard's own origin
+// (its Host, or http.external_url), judged by the Origin and Sec-Fetch-Site
+// headers every browser sends; API clients send neither and pass. The body
+// must be JSON, which a cross-site form cannot send without a preflight,
+// and at most maxBody: it is read here, so a handler sees it whole or not
+// at all and an oversized one is answered 413 rather than a reset.
+func (s *Server) guardChanges(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !strings.HasPrefix(r.URL.Path, "/api/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := s.origins.Check(r); err != nil {
+			writeError(w, http.StatusForbidden, "%s %s from another site refused (Origin %q, Sec-Fetch-Site %q): only the dashboard's own pages may change state",
+				r.Method, r.URL.Path, r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site"))
+			return
+		}
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type: want application/json, got %q", r.Header.Get("Content-Type"))
+			return
+		}
+		if r.ContentLength > maxBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "body: at most %d bytes, got %d", maxBody, r.ContentLength)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				writeError(w, http.StatusRequestEntityTooLarge, "body: at most %d bytes", maxBody)
+			} else {
+				writeError(w, http.StatusBadRequest, "body: %v", err)
+			}
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) routes(mux *http.ServeMux) {

@@ -98,15 +98,25 @@ type world struct {
 	alerts []*alert.Alert
 }
 
-func newWorld(t *testing.T) *world {
+// externalURL is where the test dashboard claims to be reached through a
+// reverse proxy.
+const externalURL = "https://risk.example.com/dashboard"
+
+// newWorld seeds a sink and serves it; configure, when given, changes the
+// configuration first.
+func newWorld(t *testing.T, configure ...func(*config.Config)) *world {
 	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
 	cfg.Location = seoulLoc
 	cfg.Rules.VolumeDrop.LargeDailyAmount = 1_500_000
+	cfg.HTTP.ExternalURL = externalURL
 	cfg.HTTP.Auth = config.Auth{
 		Read:     config.Credentials{Token: "read-token", Username: "viewer", Password: "view-pw"},
-		Operator: config.Credentials{Username: "oncall", Password: "op-pw"},
+		Operator: config.Credentials{Token: "op-token", Username: "oncall", Password: "op-pw"},
+	}
+	for _, f := range configure {
+		f(cfg)
 	}
 	st, err := store.Open(ctx, cluster.NewDB(t), "riskwatch", seoulLoc)
 	if err != nil {
@@ -200,6 +210,9 @@ func (w *world) do(t *testing.T, c creds, method, path, body string) (int, http.
 	}
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	if method != "GET" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -405,7 +405,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		By      string `json:"by"`
 		Comment string `json:"comment"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(r.Body) // bounded by guardChanges
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 		s.fail(w, r, badf("body: want JSON {\"by\": \"...\", \"comment\": \"...\"}: %v", err))
