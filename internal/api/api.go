@@ -66,6 +66,8 @@ type Server struct {
 	params pipeline.RuleParams
 	// origins refuses state changes that a browser sends from another site.
 	origins *http.CrossOriginProtection
+	// streams holds a token per open event stream (http.max_streams).
+	streams chan struct{}
 }
 
 // New builds a server.
@@ -87,6 +89,7 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.params = p
+		s.streams = make(chan struct{}, opts.Config.HTTP.MaxStreams)
 		// Behind a reverse proxy the Host the server sees need not be the
 		// one in the browser's address bar; external_url is.
 		if ext := opts.Config.HTTP.ExternalURL; ext != "" {

@@ -93,6 +93,16 @@ func (h *hub) count() int {
 // handleEvents streams Server-Sent Events until the client leaves, is too
 // slow, or the server stops.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		// The page's EventSource gives up on an error status and its own
+		// retry comes back after 5 s, which is what Retry-After says too.
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too many event streams open (http.max_streams is %d); retry later", cap(s.streams))
+		return
+	}
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
