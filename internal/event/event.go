@@ -7,6 +7,7 @@ package event
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -101,4 +102,18 @@ type Limits struct {
 	Retention time.Duration
 	// MaxAmount: a larger amount is invalid.
 	MaxAmount int64
+}
+
+// SumOverflow is the dead letter of a valid event that could not be
+// counted: adding it would take the sum of the bucket named (a merchant's
+// minute, hour or day, or the platform's minute) past int64. It takes at
+// least 9.2 million events at max_amount in one bucket.
+func SumOverflow(ev Event, bucket string, lsn uint64, commit time.Time) DeadLetter {
+	return DeadLetter{
+		Kind: ev.Kind, Reason: ReasonAmountOutOfRange,
+		Detail: fmt.Sprintf("merchant %d: this %s of %d KRW at %s would take its %s's sum past %d, so it is not counted",
+			ev.Merchant, ev.Kind, ev.Amount, ev.Time().Format(time.RFC3339Nano), bucket, int64(math.MaxInt64)),
+		Row: map[string]any{"merchant": ev.Merchant, "kind": ev.Kind.String(), "amount": ev.Amount, "time": ev.Time()},
+		LSN: lsn, CommitTime: commit,
+	}
 }

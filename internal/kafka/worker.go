@@ -476,11 +476,15 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 	w.out.Reset()
 	jt.Map(ch.After, ch.Source.TsUS, ch.Source.LSN, &w.out)
 	for _, e := range w.out.Events {
-		var late bool
+		var late, ok bool
 		if e.Kind == event.Approval {
-			late = w.w.AddApproval(e.Merchant, e.TimeUS, e.Amount)
+			late, ok = w.w.AddApproval(e.Merchant, e.TimeUS, e.Amount)
 		} else {
-			late = w.w.AddCancel(e.Merchant, e.TimeUS, e.Amount)
+			late, ok = w.w.AddCancel(e.Merchant, e.TimeUS, e.Amount)
+		}
+		if !ok {
+			w.out.DeadLetters = append(w.out.DeadLetters, event.SumOverflow(e, "minute", ch.Source.LSN, time.UnixMicro(ch.Source.TsUS).UTC()))
+			continue
 		}
 		if late {
 			w.m.late.Inc()
@@ -558,9 +562,14 @@ func (w *Worker) flush(ctx context.Context) error {
 		ps.Watermark = time.UnixMicro(ps.wmUS).UTC()
 		parts = append(parts, ps.Partition)
 	}
-	deltas := w.w.Drain()
-	if err := w.st.ApplyWorker(ctx, &store.WorkerBatch{Deltas: deltas, DeadLetters: w.dead, Partitions: parts}); err != nil {
+	b := &store.WorkerBatch{Deltas: w.w.Drain(), DeadLetters: w.dead, Partitions: parts}
+	if err := w.st.ApplyWorker(ctx, b); err != nil {
 		return fmt.Errorf("flushing to sink: %w", err)
+	}
+	deltas := b.Deltas
+	for _, dl := range b.Refused {
+		w.m.deadLetters.WithLabelValues(string(dl.Reason)).Inc()
+		w.log.Error("a delta would take a stored sum past int64; recorded as a dead letter", "detail", dl.Detail)
 	}
 	w.m.flush.Observe(w.now().Sub(started).Seconds())
 	events := 0

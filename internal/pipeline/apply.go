@@ -86,22 +86,30 @@ func (a *applier) apply(txn *source.Txn) {
 		return // sent again after a reconnect; already counted
 	}
 	m := a.e.m
-	late, approvals := 0, 0
+	late, approvals, cancels := 0, 0, 0
 	for _, ev := range txn.Events {
-		var isLate bool
+		var isLate, ok bool
+		if ev.Kind == event.Approval {
+			isLate, ok = a.w.AddApproval(ev.Merchant, ev.TimeUS, ev.Amount)
+		} else {
+			isLate, ok = a.w.AddCancel(ev.Merchant, ev.TimeUS, ev.Amount)
+		}
+		if !ok {
+			txn.DeadLetters = append(txn.DeadLetters, event.SumOverflow(ev, "minute", uint64(txn.EndLSN), time.UnixMicro(txn.CommitUS).UTC()))
+			continue
+		}
 		if ev.Kind == event.Approval {
 			approvals++
-			isLate = a.w.AddApproval(ev.Merchant, ev.TimeUS, ev.Amount)
 		} else {
-			isLate = a.w.AddCancel(ev.Merchant, ev.TimeUS, ev.Amount)
+			cancels++
 		}
 		if isLate {
 			late++
 		}
 	}
-	if n := len(txn.Events); n > 0 {
+	if approvals+cancels > 0 {
 		m.events.WithLabelValues(event.Approval.String()).Add(float64(approvals))
-		m.events.WithLabelValues(event.Cancel.String()).Add(float64(n - approvals))
+		m.events.WithLabelValues(event.Cancel.String()).Add(float64(cancels))
 		a.commitTimes = append(a.commitTimes, txn.CommitUS)
 	}
 	if late > 0 {
@@ -142,6 +150,10 @@ func (a *applier) flush(ctx context.Context) error {
 	}
 	if err := a.e.opts.Store.Apply(ctx, b); err != nil {
 		return fmt.Errorf("flushing to sink: %w", err)
+	}
+	for _, dl := range b.Refused {
+		a.e.m.deadLetters.WithLabelValues(string(dl.Reason)).Inc()
+		a.e.log.Error("a delta would take a stored sum past int64; recorded as a dead letter", "detail", dl.Detail)
 	}
 	now := a.e.now()
 	a.e.m.flushDuration.Observe(now.Sub(started).Seconds())

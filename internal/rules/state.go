@@ -190,7 +190,7 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 		s.addH(id, a.Approvals, a.Cancels)
 		if v != nil && a.ApprovedAmount != 0 {
 			if c := v.curves[id]; c != nil {
-				c.today += a.ApprovedAmount
+				c.today = satAdd(c.today, a.ApprovedAmount)
 			}
 		}
 	}

@@ -79,7 +79,7 @@ func (s *State) SetVolumeDay(v VolumeDay) {
 		}
 		cs := &curveState{sum7: c.Sum7, today: v.Today[id]}
 		for i, a := range c.PerMinute7 {
-			cs.prefix[i+1] = cs.prefix[i] + a
+			cs.prefix[i+1] = satAdd(cs.prefix[i], a)
 		}
 		vd.curves[id] = cs
 		vd.ids = append(vd.ids, id)
@@ -141,11 +141,11 @@ func (s *State) volumeLate(m window.Minute, id, amount int64) {
 	}
 	switch {
 	case m >= v.start && m < v.end:
-		c.today += amount
+		c.today = satAdd(c.today, amount)
 	case m >= v.histStart && m < v.start:
-		c.sum7 += amount
+		c.sum7 = satAdd(c.sum7, amount)
 		for i := s.minuteOfDay(m) + 1; i <= MinutesPerDay; i++ {
-			c.prefix[i] += amount
+			c.prefix[i] = satAdd(c.prefix[i], amount)
 		}
 	}
 }
@@ -159,4 +159,12 @@ func (s *State) volumeLate(m window.Minute, id, amount int64) {
 func (s *State) minuteOfDay(m window.Minute) int {
 	t := m.Start().In(s.cal.Location())
 	return min(max(t.Hour()*60+t.Minute(), 0), MinutesPerDay-1)
+}
+
+// satAdd adds amounts without wrapping: the sink never stores a sum past
+// int64, but seven days of them (or a day's prefix) can add up past it, and
+// a saturated sum still compares as the huge amount it is.
+func satAdd(a, b int64) int64 {
+	s, _ := window.SatAdd(a, b)
+	return s
 }

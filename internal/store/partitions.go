@@ -179,19 +179,21 @@ type WorkerBatch struct {
 	// Partitions are the worker's partitions with their new positions;
 	// LastClosed is not written here.
 	Partitions []Partition
+	// Refused is set as in Batch.
+	Refused []event.DeadLetter
 }
 
 // ApplyWorker is Apply for a worker: the deltas, the dead letters and the
 // partitions' offsets and positions in one transaction, refused with
 // ErrFenced when any partition has been claimed by another worker since.
 func (s *Store) ApplyWorker(ctx context.Context, b *WorkerBatch) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	kept, refused, err := s.applyChecked(ctx, b.Deltas, 0, time.Time{}, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
 		if err := s.lockPartitions(ctx, tx, b.Partitions); err != nil {
 			return err
 		}
 		var qb pgx.Batch
-		if len(b.Deltas) > 0 {
-			s.queueDeltas(&qb, b.Deltas)
+		if err := s.queueDeltas(&qb, deltas); err != nil {
+			return err
 		}
 		for _, p := range b.Partitions {
 			qb.Queue(fmt.Sprintf(`UPDATE %s SET next_offset = $3, pos_commit = $4, pos_lsn = $5, watermark = $6, updated_at = now()
@@ -199,13 +201,15 @@ func (s *Store) ApplyWorker(ctx context.Context, b *WorkerBatch) error {
 				p.Topic, p.Partition, p.NextOffset, int64(p.PosCommit), int64(p.PosLSN), p.Watermark)
 		}
 		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
-			return fmt.Errorf("applying %d deltas: %w", len(b.Deltas), err)
+			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
 		}
-		if len(b.DeadLetters) > 0 {
-			return s.insertDeadLetters(ctx, tx, "stream", b.DeadLetters)
-		}
-		return nil
+		return s.insertDeadLetters(ctx, tx, "stream", append(refused, b.DeadLetters...))
 	})
+	if err != nil {
+		return err
+	}
+	b.Deltas, b.Refused = kept, refused
+	return nil
 }
 
 // markPartitionsClosed is ApplyAlerts' last step for a worker.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -105,8 +106,8 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 	start := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
 	weekStart := time.Date(day.Year(), day.Month(), day.Day()-7, 0, 0, 0, 0, loc)
 	v := rules.VolumeDay{Day: day, Curves: map[int64]*rules.Curve{}, Today: map[int64]int64{}}
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT merchant_id, sum(approved_amount)::bigint FROM %s
-		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::bigint`, s.table("day_agg")),
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.table("day_agg")),
 		day.Format(time.DateOnly), largeDailyAmount)
 	if err != nil {
 		return v, fmt.Errorf("reading large merchants: %w", err)
@@ -130,8 +131,8 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 	tz := loc.String()
 	rows, err = s.pool.Query(ctx, fmt.Sprintf(`SELECT merchant_id,
 			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int,
-			sum(approved_amount)::bigint
-		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, s.table("minute_agg")),
+			least(sum(approved_amount), %d)::bigint
+		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, int64(math.MaxInt64), s.table("minute_agg")),
 		large, weekStart, start, tz)
 	if err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
@@ -145,15 +146,15 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 			return v, fmt.Errorf("reading same-time curves: %w", err)
 		}
 		if mod >= 0 && mod < len(v.Curves[m].PerMinute7) {
-			v.Curves[m].PerMinute7[mod] += amt
+			v.Curves[m].PerMinute7[mod], _ = window.SatAdd(v.Curves[m].PerMinute7[mod], amt)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
 	}
 	if lastClosed.End().After(start) {
-		rows, err = s.pool.Query(ctx, fmt.Sprintf(`SELECT merchant_id, sum(approved_amount)::bigint FROM %s
-			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, s.table("minute_agg")),
+		rows, err = s.pool.Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, int64(math.MaxInt64), s.table("minute_agg")),
 			large, start, lastClosed.Start())
 		if err != nil {
 			return v, fmt.Errorf("reading today's amounts: %w", err)

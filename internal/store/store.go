@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -95,6 +96,9 @@ type Batch struct {
 	Deltas      []window.Delta
 	DeadLetters []event.DeadLetter
 	Checkpoint  Checkpoint
+	// Refused is set by Apply: deltas it left out of Deltas because a sum
+	// would pass int64, as dead letters (also written).
+	Refused []event.DeadLetter
 }
 
 // Apply adds the deltas to the minute, hour and day aggregates, records the
@@ -103,36 +107,29 @@ type Batch struct {
 // checkpoint. The checkpoint only moves forward; anything else means a second
 // writer, and the transaction is refused.
 func (s *Store) Apply(ctx context.Context, b *Batch) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("beginning sink transaction: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-
-	var qb pgx.Batch
-	if len(b.Deltas) > 0 {
-		s.queueDeltas(&qb, b.Deltas)
-	}
 	cp := b.Checkpoint
-	qb.Queue(fmt.Sprintf(`UPDATE %s SET lsn = $2, last_closed = $3, progress = $4, updated_at = now()
-		WHERE slot = $1 AND lsn <= $2`, s.table("checkpoint")),
-		cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress).Exec(func(ct pgconn.CommandTag) error {
-		if ct.RowsAffected() != 1 {
-			return fmt.Errorf("checkpoint for slot %s is missing or ahead of %d: is another engine writing this sink?", cp.Slot, cp.LSN)
-		}
-		return nil
-	})
-	if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
-		return fmt.Errorf("applying %d deltas: %w", len(b.Deltas), err)
-	}
-	if len(b.DeadLetters) > 0 {
-		if err := s.insertDeadLetters(ctx, tx, "stream", b.DeadLetters); err != nil {
+	kept, refused, err := s.applyChecked(ctx, b.Deltas, cp.LSN, cp.Progress, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
+		var qb pgx.Batch
+		if err := s.queueDeltas(&qb, deltas); err != nil {
 			return err
 		}
+		qb.Queue(fmt.Sprintf(`UPDATE %s SET lsn = $2, last_closed = $3, progress = $4, updated_at = now()
+			WHERE slot = $1 AND lsn <= $2`, s.table("checkpoint")),
+			cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() != 1 {
+				return fmt.Errorf("checkpoint for slot %s is missing or ahead of %d: is another engine writing this sink?", cp.Slot, cp.LSN)
+			}
+			return nil
+		})
+		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
+		}
+		return s.insertDeadLetters(ctx, tx, "stream", append(refused, b.DeadLetters...))
+	})
+	if err != nil {
+		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("committing sink transaction: %w", err)
-	}
+	b.Deltas, b.Refused = kept, refused
 	return nil
 }
 
@@ -142,8 +139,12 @@ type rollupKey struct {
 }
 
 // queueDeltas queues the three upserts. Each statement needs unique keys
-// (ON CONFLICT cannot touch a row twice), so hours and days are summed here.
-func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) {
+// (ON CONFLICT cannot touch a row twice), so hours and days are summed here;
+// errSumOverflow when such a sum would pass int64.
+func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
 	hours := make(map[rollupKey]window.Agg)
 	days := make(map[rollupKey]window.Agg)
 	var hourOrder, dayOrder []rollupKey
@@ -163,7 +164,9 @@ func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) {
 			if !seen {
 				*order = append(*order, k)
 			}
-			a.Add(d.Agg)
+			if !a.Add(d.Agg) {
+				return errSumOverflow
+			}
 			m[k] = a
 		}
 	}
@@ -182,11 +185,11 @@ func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) {
 		dcols.add(k.merchant, k.at, days[k])
 	}
 	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
-	s.queuePlatform(qb, deltas)
+	return s.queuePlatform(qb, deltas)
 }
 
 // queuePlatform adds the deltas' per-minute totals to platform_minute.
-func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) {
+func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) error {
 	sums := make(map[window.Minute]window.Agg)
 	var order []window.Minute
 	for _, d := range deltas {
@@ -194,7 +197,9 @@ func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) {
 		if !seen {
 			order = append(order, d.Minute)
 		}
-		a.Add(d.Agg)
+		if !a.Add(d.Agg) {
+			return errSumOverflow
+		}
 		sums[d.Minute] = a
 	}
 	// Sorted keys make concurrent writers (none today) lock rows in one order.
@@ -209,6 +214,7 @@ func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) {
 			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
 			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.table("platform_minute")),
 		cols.at, cols.approvals, cols.approvedAmounts, cols.cancels, cols.canceledAmounts)
+	return nil
 }
 
 type aggColumns struct {
@@ -250,26 +256,75 @@ func upsertSQL(table, timeCol, timeType string) string {
 }
 
 func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string, dls []event.DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
 	rows := make([][]any, len(dls))
 	for i, d := range dls {
-		var lsn *int64
-		var commit *time.Time
-		if d.LSN != 0 {
-			l := int64(d.LSN)
-			lsn = &l
-		}
-		if !d.CommitTime.IsZero() {
-			c := d.CommitTime
-			commit = &c
-		}
-		rows[i] = []any{origin, d.Table, d.Kind.String(), string(d.Reason), d.Detail, lsn, commit, d.Row}
+		rows[i] = deadLetterRow(origin, d)
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"},
-		[]string{"origin", "source_table", "kind", "reason", "detail", "lsn", "commit_time", "row"}, pgx.CopyFromRows(rows))
-	if err != nil {
-		return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
+	cols := []string{"origin", "source_table", "kind", "reason", "detail", "lsn", "commit_time", "row"}
+	// In a savepoint, so that a dead letter the sink still refuses cannot
+	// fail the transaction: the aggregates and the position go on, and
+	// that dead letter is recorded in reduced form instead.
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows(rows))
+		return err
+	})
+	if err == nil || ctx.Err() != nil {
+		if err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
+		}
+		return nil
+	}
+	for i, d := range dls {
+		if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows(rows[i:i+1]))
+			return err
+		}); err == nil {
+			continue
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("writing dead letter: %w", err)
+		} else {
+			reduced := deadLetterRow(origin, reduceDeadLetter(d, err))
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows([][]any{reduced})); err != nil {
+				return fmt.Errorf("writing a dead letter in reduced form: %w", err)
+			}
+		}
 	}
 	return nil
+}
+
+func deadLetterRow(origin string, d event.DeadLetter) []any {
+	var lsn *int64
+	var commit *time.Time
+	if d.LSN != 0 {
+		l := int64(d.LSN)
+		lsn = &l
+	}
+	if !d.CommitTime.IsZero() {
+		c := d.CommitTime
+		commit = &c
+	}
+	return []any{origin, event.Printable(d.Table, 256), d.Kind.String(), string(d.Reason), event.Printable(d.Detail, event.MaxDetailBytes),
+		lsn, commit, string(event.RowBytes(d.Row))}
+}
+
+// reduceDeadLetter keeps what locates a dead letter the sink refused, in
+// plain ASCII, and why it was refused.
+func reduceDeadLetter(d event.DeadLetter, refused error) event.DeadLetter {
+	ascii := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r < 0x20 || r > 0x7e {
+				return '?'
+			}
+			return r
+		}, s)
+	}
+	d.Table = ascii(d.Table)
+	d.Detail = ascii(event.Printable(d.Detail, event.MaxDetailBytes))
+	d.Row = map[string]any{"_reduced": ascii(event.Printable("the sink refused the full dead letter: "+refused.Error(), event.MaxDetailBytes))}
+	return d
 }
 
 // rollupSQL sums the minutes into a rollup table; bucket is an expression of

@@ -6,6 +6,7 @@ package window
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 )
@@ -48,12 +49,31 @@ type Agg struct {
 	CanceledAmount int64
 }
 
-// Add adds b into a.
-func (a *Agg) Add(b Agg) {
-	a.Approvals += b.Approvals
-	a.ApprovedAmount += b.ApprovedAmount
-	a.Cancels += b.Cancels
-	a.CanceledAmount += b.CanceledAmount
+// Add adds b into a and reports whether every sum fit in int64. A sum that
+// did not stops at the int64 bound it passed instead of wrapping; callers
+// that store sums refuse the addition instead (Fits).
+func (a *Agg) Add(b Agg) (ok bool) {
+	var o1, o2, o3, o4 bool
+	a.Approvals, o1 = SatAdd(a.Approvals, b.Approvals)
+	a.ApprovedAmount, o2 = SatAdd(a.ApprovedAmount, b.ApprovedAmount)
+	a.Cancels, o3 = SatAdd(a.Cancels, b.Cancels)
+	a.CanceledAmount, o4 = SatAdd(a.CanceledAmount, b.CanceledAmount)
+	return !(o1 || o2 || o3 || o4)
+}
+
+// Fits reports whether a.Add(b) would keep every sum within int64.
+func (a Agg) Fits(b Agg) bool { return a.Add(b) }
+
+// SatAdd is a+b, or the int64 bound it passed; overflowed reports that.
+func SatAdd(a, b int64) (sum int64, overflowed bool) {
+	sum = a + b
+	switch {
+	case b > 0 && sum < a:
+		return math.MaxInt64, true
+	case b < 0 && sum > a:
+		return math.MinInt64, true
+	}
+	return sum, false
 }
 
 // IsZero reports whether nothing was counted.
@@ -93,24 +113,26 @@ func New(grace time.Duration, lastClosed Minute) *Window {
 func (w *Window) LastClosed() Minute { return w.lastClosed }
 
 // AddApproval counts one approval of amount at time us (Unix microseconds)
-// and reports whether it was late.
-func (w *Window) AddApproval(merchant, us, amount int64) (late bool) {
+// and reports whether it was late. ok is false, and nothing is counted,
+// when the merchant's pending minute would pass int64.
+func (w *Window) AddApproval(merchant, us, amount int64) (late, ok bool) {
 	return w.add(merchant, us, Agg{Approvals: 1, ApprovedAmount: amount})
 }
 
-// AddCancel counts one cancellation of amount at time us (Unix microseconds)
-// and reports whether it was late.
-func (w *Window) AddCancel(merchant, us, amount int64) (late bool) {
+// AddCancel is AddApproval for one cancellation.
+func (w *Window) AddCancel(merchant, us, amount int64) (late, ok bool) {
 	return w.add(merchant, us, Agg{Cancels: 1, CanceledAmount: amount})
 }
 
-func (w *Window) add(merchant, us int64, d Agg) bool {
+func (w *Window) add(merchant, us int64, d Agg) (late, ok bool) {
 	k := Key{Merchant: merchant, Minute: MinuteOfMicros(us)}
 	a := w.pending[k]
-	a.Add(d)
+	if !a.Add(d) {
+		return false, false
+	}
 	w.pending[k] = a
 	w.events++
-	return k.Minute <= w.lastClosed
+	return k.Minute <= w.lastClosed, true
 }
 
 // PendingEvents is the number of events added since the last Drain.

@@ -1,6 +1,8 @@
 package window
 
 import (
+	"math"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -114,10 +116,10 @@ func TestLateEvents(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			w := New(time.Second, closed)
-			if got := w.AddApproval(7, us(tc.at), 100); got != tc.late {
+			if got, ok := w.AddApproval(7, us(tc.at), 100); got != tc.late || !ok {
 				t.Fatalf("AddApproval late = %v, want %v", got, tc.late)
 			}
-			if got := w.AddCancel(7, us(tc.at), 100); got != tc.late {
+			if got, ok := w.AddCancel(7, us(tc.at), 100); got != tc.late || !ok {
 				t.Fatalf("AddCancel late = %v, want %v", got, tc.late)
 			}
 		})
@@ -212,5 +214,61 @@ func TestClosingIsExhaustive(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestSatAdd(t *testing.T) {
+	const max, min = math.MaxInt64, math.MinInt64
+	tests := []struct {
+		a, b, want int64
+		over       bool
+	}{
+		{1, 2, 3, false},
+		{max - 1, 1, max, false},
+		{max, 1, max, true},
+		{max, max, max, true},
+		{min + 1, -1, min, false},
+		{min, -1, min, true},
+		{max, min, -1, false},
+		{0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		got, over := SatAdd(tt.a, tt.b)
+		if got != tt.want || over != tt.over {
+			t.Errorf("SatAdd(%d, %d) = %d, %v; want %d, %v", tt.a, tt.b, got, over, tt.want, tt.over)
+		}
+	}
+}
+
+// TestAddOverflow: an event that would take its pending minute past int64
+// is refused whole, and the minute keeps what it had.
+func TestAddOverflow(t *testing.T) {
+	w := New(time.Second, 0)
+	at := time.Date(2026, 11, 25, 17, 0, 0, 0, time.UTC).UnixMicro()
+	if _, ok := w.AddApproval(1, at, math.MaxInt64-10); !ok {
+		t.Fatal("first approval refused")
+	}
+	if _, ok := w.AddApproval(1, at, 11); ok {
+		t.Fatal("approval past int64 accepted")
+	}
+	if _, ok := w.AddApproval(1, at, 10); !ok {
+		t.Fatal("approval reaching exactly int64's maximum refused")
+	}
+	if _, ok := w.AddCancel(1, at, 1); !ok {
+		t.Fatal("a cancel has its own sum")
+	}
+	if _, ok := w.AddApproval(2, at, 11); !ok {
+		t.Fatal("another merchant's minute refused")
+	}
+	got := w.Drain()
+	want := []Delta{
+		{Key{1, MinuteOfMicros(at)}, Agg{Approvals: 2, ApprovedAmount: math.MaxInt64, Cancels: 1, CanceledAmount: 1}},
+		{Key{2, MinuteOfMicros(at)}, Agg{Approvals: 1, ApprovedAmount: 11}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Drain = %+v, want %+v", got, want)
+	}
+	if w.PendingEvents() != 0 {
+		t.Error("events left after Drain")
 	}
 }
