@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -32,12 +33,24 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
 // fakeEngine stands in for the running pipeline: the API only reads its
 // status and ranking, and the ranking it holds is the real evaluator's.
 type fakeEngine struct {
+	mu      sync.Mutex // a test changes the status while the server reads it
 	status  pipeline.Status
 	ranking *pipeline.Ranking
 }
 
-func (f *fakeEngine) Status() pipeline.Status    { return f.status }
+func (f *fakeEngine) Status() pipeline.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
 func (f *fakeEngine) Ranking() *pipeline.Ranking { return f.ranking }
+
+func (f *fakeEngine) setStuck(s *pipeline.Stuck) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.Stuck = s
+}
 
 // The seeded world. L is the last closed minute: 2026-11-20 05:29 UTC,
 // 14:29 in Seoul. H = 04:30…05:29; B = the 7 days before 04:30.
@@ -255,6 +268,29 @@ func TestDashboardAPI(t *testing.T) {
 		if !s.Ready || s.LastClosed == nil || !s.LastClosed.Equal(L) || s.Timezone != "Asia/Seoul" || s.EventsPerSecond != 812.5 || s.Delivery != "stream" ||
 			s.CanAck || s.Rules["cancel_rate_spike"]["multiplier"] != 2 || s.Rules["volume_drop"]["large_daily_amount"] != 1_500_000 {
 			t.Fatalf("status = %+v", s)
+		}
+	})
+
+	t.Run("status when stuck", func(t *testing.T) {
+		var s map[string]json.RawMessage
+		w.getJSON(t, "/api/status", &s)
+		if stuck, ok := s["stuck"]; !ok || string(stuck) != "null" {
+			t.Fatalf("stuck = %s (present %v), want null while the pipeline moves", stuck, ok)
+		}
+		since := time.Date(2026, 11, 20, 14, 28, 5, 0, seoulLoc)
+		w.engine.setStuck(&pipeline.Stuck{Since: since, Failures: 4, Error: "writing minutes: injected failure", Position: "0/16B3748"})
+		defer w.engine.setStuck(nil)
+		var got struct {
+			Stuck struct {
+				Since    string
+				Failures int
+				Error    string
+				Position string
+			}
+		}
+		w.getJSON(t, "/api/status", &got)
+		if k := got.Stuck; k.Since != "2026-11-20T05:28:05Z" || k.Failures != 4 || k.Error != "writing minutes: injected failure" || k.Position != "0/16B3748" {
+			t.Fatalf("stuck = %+v", k)
 		}
 	})
 

@@ -33,6 +33,16 @@ type statusJSON struct {
 	RetentionSeconds int64          `json:"retention_seconds"`
 	CanAck           bool           `json:"can_ack"`
 	Rules            map[string]any `json:"rules"`
+	Stuck            *stuckJSON     `json:"stuck"`
+}
+
+// stuckJSON is pipeline.Stuck: the same failure at the same position over
+// and over.
+type stuckJSON struct {
+	Since    time.Time `json:"since"`
+	Failures int       `json:"failures"`
+	Error    string    `json:"error"`
+	Position string    `json:"position"`
 }
 
 func (s *Server) status(canAck bool) statusJSON {
@@ -52,6 +62,9 @@ func (s *Server) status(canAck bool) statusJSON {
 	if st.LastClosed != 0 {
 		t := st.LastClosed.Start()
 		out.LastClosedMinute = &t
+	}
+	if k := st.Stuck; k != nil {
+		out.Stuck = &stuckJSON{Since: k.Since.UTC(), Failures: k.Failures, Error: k.Error, Position: k.Position}
 	}
 	return out
 }
