@@ -405,6 +405,9 @@ export function mount(root, ctx) {
       replace(volumeError);
       dayInput.value = res.day || '';
       dayInput.max = currentBusinessDay();
+      // The API draws only days whose minutes are within the retention.
+      const keep = status().retention_seconds;
+      if (keep) dayInput.min = fmtDay(liveEnd() - keep * 1000);
       const data = [res.t || [], res.today || [], res.expected || [], res.alert_line || []];
       if (!volumeChart) {
         const keep = 1 - (res.drop_ratio ?? 0.5);
