@@ -25,6 +25,7 @@ const en = {
   'pipeline.lastMinute': 'closed {time}',
   'pipeline.eps': '{n} ev/s',
   'pipeline.title': 'Pipeline status; times in',
+  'pipeline.stuck': 'Pipeline stuck since {since} — {n} failures at position {position}: {error}',
 
   'rule.cancel_rate_spike': 'Cancel-rate spike',
   'rule.volume_drop': 'Volume drop',
@@ -178,6 +179,7 @@ const ko = {
   'pipeline.lastMinute': '마감 {time}',
   'pipeline.eps': '초당 {n}건',
   'pipeline.title': '파이프라인 상태; 시간대',
+  'pipeline.stuck': '파이프라인 정지: {since}부터 위치 {position}에서 {n}회 실패 — {error}',
 
   'rule.cancel_rate_spike': '취소율 급증',
   'rule.volume_drop': '거래액 급감',

@@ -33,6 +33,9 @@ const app = {
 const header = document.getElementById('header');
 const main = document.getElementById('main');
 const banner = document.getElementById('banner');
+// Above every page while the pipeline repeats one failure: what the
+// operator must fix is not on any page.
+const stuckBanner = h('div', { class: 'stuck-banner', role: 'alert', dataset: { testid: 'stuck-banner' } });
 let pill = null;
 let navLinks = {};
 
@@ -97,6 +100,18 @@ function renderPill() {
   pill.title = s ? `${t('pipeline.title')} · ${getTimeZone()} · ${s.version || ''}` : '';
   replace(pill, h('span', { class: 'dot', 'aria-hidden': 'true' }), h('strong', null, label),
     details.map((d) => h('span', { class: 'pill-detail' }, d)));
+}
+
+function renderStuck() {
+  const k = app.status && app.status.stuck;
+  if (!k) {
+    stuckBanner.remove();
+    return;
+  }
+  replace(stuckBanner, t('pipeline.stuck', {
+    since: fmtTime(k.since), n: fmtInt(k.failures), position: k.position, error: k.error,
+  }));
+  if (!stuckBanner.isConnected) banner.prepend(stuckBanner);
 }
 
 // ---------------------------------------------------------------------------
@@ -173,6 +188,7 @@ function applyStatus(s) {
   app.status = s;
   if (s && s.business_timezone) setTimeZone(s.business_timezone);
   renderPill();
+  renderStuck();
 }
 
 async function boot() {
@@ -180,6 +196,7 @@ async function boot() {
   renderHeader();
   onLangChange(() => {
     renderHeader();
+    renderStuck();
     render(); // pages are rebuilt in the new language (no page reload)
   });
 
