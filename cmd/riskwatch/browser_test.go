@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,9 +29,11 @@ const (
 // TestDashboardInBrowser runs the real engine and dashboard over a seeded
 // source and drives Debian's Chromium through web/e2e/dashboard.mjs
 // (playwright-core): a seeded alert on the overview, the merchant page's
-// charts and 2× line, acknowledging as an operator across a reload, an
-// HTML-named merchant rendered as text, the language switch, and an alert
-// arriving over SSE without a reload. Screenshots go to artifacts/browser.
+// charts and 2× line, a page of another site failing to acknowledge with
+// the operator's cached credentials, acknowledging as an operator across a
+// reload, an HTML-named merchant rendered as text, the language switch,
+// and an alert arriving over SSE without a reload. Screenshots go to
+// artifacts/browser.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("../..")
@@ -95,6 +100,24 @@ rules:
 		time.Sleep(500 * time.Millisecond)
 	}
 
+	// Another site's page (localhost is another site than 127.0.0.1) that
+	// posts the ack's JSON as a text/plain form, as a CSRF attack would.
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.URL.Query().Get("alert"), 10, 64)
+		if err != nil {
+			http.Error(w, "alert: want an id", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		// The body is name=value: the name is the whole JSON and the
+		// trailing "=" is after the value a JSON decoder reads.
+		fmt.Fprintf(w, `<!doctype html><title>You won</title>
+<form method="POST" enctype="text/plain" action="%s/api/alerts/%d/ack"><input type="hidden" name='{"by":"attacker","comment":"x"}' value=""></form>
+<script>document.forms[0].submit()</script>`, html.EscapeString(base), id)
+	}))
+	defer attacker.Close()
+	attackerURL := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
+
 	artifacts := filepath.Join(root, "artifacts", "browser")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -104,7 +127,8 @@ rules:
 		"RW_BASE_URL="+base, "RW_READ_USER=viewer", "RW_READ_PASSWORD=view-pw",
 		"RW_OPERATOR_USER=oncall", "RW_OPERATOR_PASSWORD=op-pw",
 		fmt.Sprintf("RW_ALERT_MERCHANT=%d", browserAlertMerchant), fmt.Sprintf("RW_XSS_MERCHANT=%d", browserXSSMerchant),
-		fmt.Sprintf("RW_SSE_MERCHANT=%d", browserSSEMerchant), "RW_ARTIFACTS="+artifacts, "CHROMIUM=/usr/bin/chromium")
+		fmt.Sprintf("RW_SSE_MERCHANT=%d", browserSSEMerchant), "RW_ATTACKER_URL="+attackerURL,
+		"RW_ARTIFACTS="+artifacts, "CHROMIUM=/usr/bin/chromium")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +144,8 @@ rules:
 		line := sc.Text()
 		out = append(out, line)
 		t.Logf("browser: %s", line)
-		if line == "SSE-READY" {
+		switch line {
+		case "SSE-READY":
 			// A bust-out: no sales, ten cancellations, now. It fires when
 			// this minute closes, and the open page must show it.
 			c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, $1, 30000, now() FROM generate_series(1, 10)`, browserSSEMerchant)
@@ -132,9 +157,24 @@ rules:
 	if len(out) == 0 || out[len(out)-1] != "PASS" {
 		t.Fatalf("browser test did not pass:\n%s\n%s", strings.Join(out, "\n"), stderr.String())
 	}
-	for _, shot := range []string{"overview.png", "merchant.png", "alerts.png", "merchants.png", "merchant-ko.png", "overview-live.png"} {
+	for _, shot := range []string{"overview.png", "merchant.png", "cross-site.png", "alerts.png", "merchants.png", "merchant-ko.png", "overview-live.png"} {
 		if st, err := os.Stat(filepath.Join(artifacts, shot)); err != nil || st.Size() < 10_000 {
 			t.Errorf("screenshot %s: %v", shot, err)
+		}
+	}
+	// Whatever the page saw, the store must not hold the other site's ack.
+	var acked struct {
+		Alerts []struct {
+			ID  int64
+			Ack *struct{ By string }
+		}
+	}
+	if err := get(fmt.Sprintf("/api/alerts?merchant=%d", browserAlertMerchant), &acked); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acked.Alerts {
+		if a.Ack == nil || a.Ack.By != "e2e" {
+			t.Errorf("alert %d: ack %+v, want the dashboard's own by e2e", a.ID, a.Ack)
 		}
 	}
 }

@@ -2,6 +2,8 @@
 // Started by a Go test (or by hand) with:
 //   RW_BASE_URL, RW_READ_USER, RW_READ_PASSWORD, RW_OPERATOR_USER,
 //   RW_OPERATOR_PASSWORD, RW_ALERT_MERCHANT, RW_XSS_MERCHANT, RW_SSE_MERCHANT,
+//   RW_ATTACKER_URL (a page on another site: /?alert=ID auto-submits a
+//   cross-site form that tries to acknowledge alert ID),
 //   RW_ARTIFACTS (screenshots; default $TMPDIR/riskwatch-e2e), CHROMIUM (default /usr/bin/chromium).
 // Prints progress on stdout, the line SSE-READY when the driver should make
 // RW_SSE_MERCHANT fire, and PASS at the end. Any failure: message on stderr, exit 1.
@@ -28,6 +30,7 @@ const OP_PASSWORD = process.env.RW_OPERATOR_PASSWORD || '';
 const ALERT_MERCHANT = env('RW_ALERT_MERCHANT');
 const XSS_MERCHANT = env('RW_XSS_MERCHANT');
 const SSE_MERCHANT = env('RW_SSE_MERCHANT');
+const ATTACKER = env('RW_ATTACKER_URL').replace(/\/+$/, '');
 const ARTIFACTS = env('RW_ARTIFACTS', path.join(os.tmpdir(), 'riskwatch-e2e'));
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 const RED = [224, 49, 49]; // #e03131, the rule-threshold line colour
@@ -91,6 +94,17 @@ async function expectChartReady(page, testid, timeout = 30000) {
 const alertRow = (merchantId, scope = '') =>
   `${scope}[data-testid="alert-row"][data-merchant-id="${merchantId}"]`;
 
+/** The alert's acknowledgement as the API reports it (null when none), read outside the browser. */
+async function ackOf(alertId) {
+  const headers = { Accept: 'application/json' };
+  if (READ_USER) headers.Authorization = `Basic ${Buffer.from(`${READ_USER}:${READ_PASSWORD}`).toString('base64')}`;
+  const res = await fetch(`${BASE}/api/alerts?merchant=${ALERT_MERCHANT}&limit=500`, { headers });
+  assert(res.ok, `GET /api/alerts: ${res.status}`);
+  const alert = (await res.json()).alerts.find((a) => String(a.id) === String(alertId));
+  assert(alert, `alert ${alertId} is not listed`);
+  return alert.ack;
+}
+
 async function main() {
   const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
   browser = await chromium.launch({
@@ -150,7 +164,41 @@ async function main() {
     await page.screenshot({ path: path.join(ARTIFACTS, 'merchant.png'), fullPage: true });
   });
 
-  await step('3 acknowledge with operator credentials', async () => {
+  await step('3 a page of another site cannot acknowledge with the operator\'s cached credentials', async () => {
+    // The operator signs in with the browser's own Basic prompt, which
+    // leaves the credentials in the browser for every later request to the
+    // dashboard's origin, whichever site's page makes it.
+    const operatorContext = await browser.newContext({
+      viewport: { width: 1400, height: 900 },
+      locale: 'en-US',
+      httpCredentials: { username: OP_USER, password: OP_PASSWORD },
+    });
+    try {
+      const p = await operatorContext.newPage();
+      p.setDefaultTimeout(30000);
+      await p.goto(`${BASE}/`);
+      await p.locator(alertRow(ALERT_MERCHANT, '[data-testid="open-alerts"] ')).first().waitFor();
+      // A page on another site auto-submits a text/plain form whose body is
+      // the ack's JSON (the name=value trick) to the dashboard.
+      const target = `${BASE}/api/alerts/${alertId}/ack`;
+      const answered = p.waitForResponse((r) => r.url() === target && r.request().method() === 'POST', { timeout: 15000 });
+      await p.goto(`${ATTACKER}/?alert=${alertId}`);
+      const res = await answered;
+      const sent = await res.request().allHeaders();
+      log(`  the other site's form: Origin ${sent.origin}, Sec-Fetch-Site ${sent['sec-fetch-site']}, Content-Type ${sent['content-type']}, answered ${res.status()}`);
+      // Without the cached credentials the attempt would prove nothing.
+      assert((sent.authorization || '').startsWith('Basic '), 'the browser did not send its cached Basic credentials with the cross-site form');
+      assert(res.status() === 403, `the cross-site form was answered ${res.status()}, want 403`);
+      await p.screenshot({ path: path.join(ARTIFACTS, 'cross-site.png') });
+    } finally {
+      await operatorContext.close();
+    }
+    const ack = await ackOf(alertId);
+    assert(ack == null, `the other site's form acknowledged the alert: ${JSON.stringify(ack)}`);
+    log('  alert still unacknowledged');
+  });
+
+  await step('4 acknowledge with operator credentials', async () => {
     const scope = '[data-testid="open-alerts"] ';
     const rowSel = `${scope}[data-testid="alert-row"][data-alert-id="${alertId}"]`;
     const row = page.locator(rowSel);
@@ -175,7 +223,7 @@ async function main() {
     await page.screenshot({ path: path.join(ARTIFACTS, 'alerts.png'), fullPage: true });
   });
 
-  await step('4 search renders a hostile merchant name as text', async () => {
+  await step('5 search renders a hostile merchant name as text', async () => {
     await page.goto(`${BASE}/merchants`);
     const search = page.locator('[data-testid="merchant-search"]');
     await search.fill('onerror');
@@ -198,7 +246,7 @@ async function main() {
     assert((await page.locator('main img').count()) === 0, 'the merchant page contains an <img> element');
   });
 
-  await step('5 Korean', async () => {
+  await step('6 Korean', async () => {
     await page.goto(`${BASE}/merchants/${ALERT_MERCHANT}`);
     await page.locator('[data-testid="merchant-name"]').waitFor();
     await page.locator('[data-testid="lang-switch"]').click();
@@ -214,7 +262,7 @@ async function main() {
     assert(navEn.includes('Merchants'), `nav did not switch back to English: ${JSON.stringify(navEn)}`);
   });
 
-  await step('6 a new alert arrives over SSE without a reload', async () => {
+  await step('7 a new alert arrives over SSE without a reload', async () => {
     await page.goto(`${BASE}/`);
     await page.locator('[data-testid="open-alerts"]').waitFor();
     await page.waitForSelector('[data-testid="pipeline-status"].pill-ok, [data-testid="pipeline-status"].pill-warn', { timeout: 30000 });
