@@ -31,9 +31,9 @@ const (
 // (playwright-core): a seeded alert on the overview, the merchant page's
 // charts and 2× line, a page of another site failing to acknowledge with
 // the operator's cached credentials, acknowledging as an operator across a
-// reload, an HTML-named merchant rendered as text, the language switch,
-// and an alert arriving over SSE without a reload. Screenshots go to
-// artifacts/browser.
+// reload, an HTML-named merchant rendered as text, the language switch, an
+// alert arriving over SSE without a reload, and the banner of a stuck
+// pipeline. Screenshots go to artifacts/browser.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("../..")
@@ -149,6 +149,15 @@ rules:
 			// A bust-out: no sales, ten cancellations, now. It fires when
 			// this minute closes, and the open page must show it.
 			c.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, $1, 30000, now() FROM generate_series(1, 10)`, browserSSEMerchant)
+		case "STUCK-READY":
+			// The sink refuses every minute row, so every flush of the next
+			// payment fails at the same position: after pipeline.stuck_after
+			// failures the engine reports itself stuck.
+			c.exec(`CREATE FUNCTION riskwatch.fail() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'injected failure'; END$$`)
+			c.exec(`CREATE TRIGGER fail BEFORE INSERT ON riskwatch.minute_agg FOR EACH ROW EXECUTE FUNCTION riskwatch.fail()`)
+			c.exec(`INSERT INTO payments (id, merchant_id, amount, status, approved_at) VALUES (nextval('ids'), 1, 10000, 'approved', now())`)
+		case "UNSTICK":
+			c.exec(`DROP TRIGGER fail ON riskwatch.minute_agg`)
 		}
 	}
 	if err := cmd.Wait(); err != nil {
@@ -157,7 +166,7 @@ rules:
 	if len(out) == 0 || out[len(out)-1] != "PASS" {
 		t.Fatalf("browser test did not pass:\n%s\n%s", strings.Join(out, "\n"), stderr.String())
 	}
-	for _, shot := range []string{"overview.png", "merchant.png", "cross-site.png", "alerts.png", "merchants.png", "merchant-ko.png", "overview-live.png"} {
+	for _, shot := range []string{"overview.png", "merchant.png", "cross-site.png", "alerts.png", "merchants.png", "merchant-ko.png", "overview-live.png", "stuck.png"} {
 		if st, err := os.Stat(filepath.Join(artifacts, shot)); err != nil || st.Size() < 10_000 {
 			t.Errorf("screenshot %s: %v", shot, err)
 		}

@@ -6,7 +6,9 @@
 //   cross-site form that tries to acknowledge alert ID),
 //   RW_ARTIFACTS (screenshots; default $TMPDIR/riskwatch-e2e), CHROMIUM (default /usr/bin/chromium).
 // Prints progress on stdout, the line SSE-READY when the driver should make
-// RW_SSE_MERCHANT fire, and PASS at the end. Any failure: message on stderr, exit 1.
+// RW_SSE_MERCHANT fire, STUCK-READY when it should make every flush of the
+// engine fail and UNSTICK when it should stop that, and PASS at the end.
+// Any failure: message on stderr, exit 1.
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -274,6 +276,35 @@ async function main() {
     const flag = await page.evaluate(() => window.__noReload);
     assert(flag === 1, 'the page was reloaded (window.__noReload is gone)');
     await page.screenshot({ path: path.join(ARTIFACTS, 'overview-live.png'), fullPage: true });
+  });
+
+  await step('8 a stuck pipeline shows a red banner on every page until it moves again', async () => {
+    const banner = page.locator('[data-testid="stuck-banner"]');
+    await page.goto(`${BASE}/alerts`);
+    await page.locator('[data-testid="pipeline-status"].pill-ok').waitFor({ timeout: 60000 });
+    assert((await banner.count()) === 0, 'the stuck banner shows while the pipeline moves');
+    log('STUCK-READY');
+    await banner.waitFor({ state: 'visible', timeout: 120000 });
+    const text = await banner.textContent();
+    log(`  banner: ${text}`);
+    assert(/^Pipeline stuck since \d\d:\d\d — \d+ failures at position \S+: .*injected failure/.test(text), `banner text: ${JSON.stringify(text)}`);
+    const red = await banner.evaluate((el) => getComputedStyle(el).backgroundColor);
+    assert(red === 'rgb(201, 42, 42)', `banner background ${red}, want the dashboard's red`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'stuck.png'), fullPage: true });
+    // Every page shows it from its first status, not only the one that was open.
+    for (const p of ['/', `/merchants/${ALERT_MERCHANT}`, '/merchants']) {
+      await page.goto(`${BASE}${p}`);
+      await banner.waitFor({ state: 'visible' });
+    }
+    await page.locator('[data-testid="lang-switch"]').click();
+    await page.waitForFunction(() => document.documentElement.lang === 'ko');
+    const ko = await banner.textContent();
+    assert(ko.startsWith('파이프라인 정지:') && ko.includes('injected failure'), `Korean banner: ${JSON.stringify(ko)}`);
+    await page.locator('[data-testid="lang-switch"]').click();
+    await page.waitForFunction(() => document.documentElement.lang === 'en');
+    log('UNSTICK');
+    await banner.waitFor({ state: 'detached', timeout: 120000 });
+    log('  banner gone once the pipeline moved again');
   });
 
   await browser.close();
