@@ -212,9 +212,21 @@ var (
 	noCreds  = creds{}
 )
 
+// do sends a request as an API client does: a JSON body for anything but
+// GET, no browser headers.
 func (w *world) do(t *testing.T, c creds, method, path, body string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, w.base+path, strings.NewReader(body))
+	var headers map[string]string
+	if method != "GET" {
+		headers = map[string]string{"Content-Type": "application/json"}
+	}
+	return w.send(t, c, method, path, headers, strings.NewReader(body))
+}
+
+// send sends a request with the credentials and exactly these headers.
+func (w *world) send(t *testing.T, c creds, method, path string, headers map[string]string, body io.Reader) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, w.base+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,12 +236,12 @@ func (w *world) do(t *testing.T, c creds, method, path, body string) (int, http.
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	}
-	if method != "GET" {
-		req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -13,32 +13,6 @@ import (
 	"github.com/riskwatch/riskwatch/internal/store"
 )
 
-// post sends an ack for the alert with exactly the given headers (and the
-// credentials), the way a browser or an API client would.
-func (w *world) post(t *testing.T, c creds, path string, headers map[string]string, body io.Reader) (int, http.Header, []byte) {
-	t.Helper()
-	req, err := http.NewRequest("POST", w.base+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.user != "" {
-		req.SetBasicAuth(c.user, c.pass)
-	}
-	if c.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+c.bearer)
-	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
-}
-
 // acked reads the alert's acknowledgement straight from the store.
 func (w *world) acked(t *testing.T, id int64) *string {
 	t.Helper()
@@ -121,7 +95,7 @@ func TestStateChangeGuard(t *testing.T) {
 	}
 	for _, c := range refused {
 		t.Run(c.name, func(t *testing.T) {
-			code, _, body := w.post(t, c.c, path, c.headers, c.body)
+			code, _, body := w.send(t, c.c, "POST", path, c.headers, c.body)
 			var e struct{ Error string }
 			if code != c.code || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, c.want) {
 				t.Errorf("%d %s; want %d with %q", code, body, c.code, c.want)
@@ -147,7 +121,7 @@ func TestStateChangeGuard(t *testing.T) {
 	}
 	for _, c := range accepted {
 		t.Run(c.name, func(t *testing.T) {
-			code, _, body := w.post(t, c.c, path, c.headers, strings.NewReader(`{"by":"`+c.by+`"}`))
+			code, _, body := w.send(t, c.c, "POST", path, c.headers, strings.NewReader(`{"by":"`+c.by+`"}`))
 			if code != http.StatusOK {
 				t.Fatalf("%d %s; want 200", code, body)
 			}
@@ -172,7 +146,7 @@ func TestStateChangeGuard(t *testing.T) {
 		t.Errorf("cross-site GET: %d", resp.StatusCode)
 	}
 	// An unknown endpoint is guarded like a known one.
-	if code, _, body := w.post(t, operator, "/api/alerts/1/close", with("Content-Type", "text/plain", "Sec-Fetch-Site", "cross-site"), strings.NewReader("x")); code != http.StatusForbidden {
+	if code, _, body := w.send(t, operator, "POST", "/api/alerts/1/close", with("Content-Type", "text/plain", "Sec-Fetch-Site", "cross-site"), strings.NewReader("x")); code != http.StatusForbidden {
 		t.Errorf("cross-site POST to an unknown endpoint: %d %s", code, body)
 	}
 }
