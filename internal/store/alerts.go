@@ -257,7 +257,7 @@ func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]*alert.Alert, erro
 		f.Limit = 100
 	}
 	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s
-		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR rule = $2) AND ($3 = 0 OR merchant_id = $3) AND ($5 = 0 OR id < $5)
+		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR rule = $2) AND ($3::bigint = 0 OR merchant_id = $3) AND ($5::bigint = 0 OR id < $5)
 			AND ($6::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $6) AND ($7::timestamptz IS NULL OR active_at < $7)
 		ORDER BY active_at DESC, id DESC LIMIT $4`, alertColumns, s.table("alerts")),
 		f.State, f.Rule, f.Merchant, f.Limit, f.Before, nullTime(f.ActiveFrom), nullTime(f.ActiveTo))
