@@ -66,6 +66,13 @@ const (
 // timestamps count from there.
 const pgEpochUS = 946_684_800_000_000
 
+// PostgreSQL's timestamps reach further (294276 AD) than an event time in
+// int64 Unix microseconds (294246 AD); a time past that is not an event.
+var (
+	maxEventTime = time.UnixMicro(math.MaxInt64)
+	errTimeRange = fmt.Errorf("timestamp is past %s, the latest an event time can hold", maxEventTime.UTC().Format(time.DateOnly))
+)
+
 // Mapping is the configured set of Specs.
 type Mapping struct {
 	specs  []Spec
@@ -319,6 +326,9 @@ func (t *Table) timeValue(col int, v Value) (int64, error) {
 		if us == math.MaxInt64 || us == math.MinInt64 {
 			return 0, fmt.Errorf("infinite timestamp")
 		}
+		if us > math.MaxInt64-pgEpochUS {
+			return 0, errTimeRange
+		}
 		return us + pgEpochUS, nil
 	}
 	var ts pgtype.Timestamptz
@@ -333,6 +343,9 @@ func (t *Table) timeValue(col int, v Value) (int64, error) {
 	}
 	if ts.InfinityModifier != pgtype.Finite {
 		return 0, fmt.Errorf("infinite timestamp")
+	}
+	if ts.Time.After(maxEventTime) {
+		return 0, errTimeRange
 	}
 	return ts.Time.UnixMicro(), nil
 }

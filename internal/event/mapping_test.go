@@ -629,6 +629,10 @@ func TestMapValues(t *testing.T) {
 		{name: "negative amount and NULL time", row: []event.Value{i8(42), i8(-1), null()}, reason: event.ReasonNegativeAmount, column: "amount"},
 		{name: "negative amount and future time", row: []event.Value{i8(42), i8(-1), ts(commitUS + maxFutureUS + 1)}, reason: event.ReasonNegativeAmount, column: "amount"},
 		{name: "invalid amount and infinite time", row: []event.Value{i8(42), txt("x"), pgTS(math.MaxInt64)}, reason: event.ReasonInvalidValue, column: "amount"},
+		// PostgreSQL's last timestamp, 294276-12-31 23:59:59.999999, is
+		// past int64 Unix microseconds: not an event, never a wrapped one.
+		{name: "time past int64 microseconds", row: []event.Value{i8(42), i8(1), pgTS(9223371331199999999)}, reason: event.ReasonInvalidValue, column: "at"},
+		{name: "text time past int64 microseconds", row: []event.Value{i8(42), i8(1), txt("294276-01-01 00:00:00+00")}, reason: event.ReasonInvalidValue, column: "at"},
 
 		// Short rows.
 		{name: "row shorter than the relation", row: []event.Value{i8(42), i8(15000)}, reason: event.ReasonInvalidValue},

@@ -169,7 +169,7 @@ func TestFixturesMapToEvents(t *testing.T) {
 	m, err := event.NewMapping([]event.Spec{
 		{Schema: "public", Table: "payments", Kind: event.Approval, Merchant: "merchant_id", Amount: "amount", Time: "approved_at"},
 		{Schema: "public", Table: "payment_cancels", Kind: event.Cancel, Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
-	}, event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour})
+	}, event.Limits{MaxFuture: 5 * time.Minute, Retention: 8 * 24 * time.Hour, MaxAmount: 1e12})
 	if err != nil {
 		t.Fatal(err)
 	}

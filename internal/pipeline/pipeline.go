@@ -434,8 +434,17 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 				minutes += n
 			}
 			rep.Done()
-			dead, err := l.CopyDeadLetters(ctx, func(w io.Writer) error {
-				_, err := snap.CopyDeadLetters(ctx, w)
+			// Rows the aggregation left out go through the stream's own
+			// mapping, so both paths store the same aggregates and dead
+			// letters.
+			var dead int64
+			note := "found by the first snapshot, whose time " + snap.Time.Format(time.RFC3339Nano) + " stands in for the commit time: "
+			err := snap.Leftovers(ctx, l.Overflowed(), func(out *event.Output) error {
+				for i := range out.DeadLetters {
+					out.DeadLetters[i].Detail = note + out.DeadLetters[i].Detail
+				}
+				n, err := l.Leftovers(ctx, out)
+				dead += n
 				return err
 			})
 			if err != nil {

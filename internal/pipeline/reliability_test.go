@@ -83,3 +83,79 @@ func TestStuckPipeline(t *testing.T) {
 	}
 	r.assertMatches(sourceMinutesSQL)
 }
+
+// TestRowsThatCannotStop: rows that used to halt the pipeline or be
+// counted wrong — a fractional amount once the amount column is numeric
+// (its dead letter's detail held the binary numeric's NUL bytes), amounts
+// at int64's limit (their sum wrapped), NaN, a year past 9999 (no JSON
+// for it), binary bytes — are dead letters while the stream goes on. After
+// the slot is lost and the sink rebuilt from a new snapshot, the same rows
+// give the same aggregates and each is recorded once.
+func TestRowsThatCannotStop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sim.Schema)
+	cfg := e.config(nil)
+	r := e.start(cfg, nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	r.caughtUp(30 * time.Second)
+
+	e.exec(`ALTER TABLE payments ALTER COLUMN amount TYPE numeric; ALTER TABLE payments ADD COLUMN note bytea`)
+	e.exec(`INSERT INTO payments VALUES (1, 10, 1234.5, 'approved', now(), '\x00ff')`)
+	e.exec(`INSERT INTO payments VALUES (2, 11, 9223372036854775807, 'approved', now()), (3, 11, 9223372036854775807, 'approved', now())`)
+	e.exec(`INSERT INTO payments VALUES (4, 12, 'NaN', 'approved', now())`)
+	e.exec(`INSERT INTO payments VALUES (5, 12, 1000000000001, 'approved', now())`)
+	e.exec(`INSERT INTO payments VALUES (6, 14, 5, 'approved', '294276-01-01')`)
+	e.exec(`INSERT INTO payments VALUES (7, 13, 1000.000, 'approved', now()), (8, 13, 1000000000000, 'approved', now())`)
+	r.caughtUp(30 * time.Second)
+	if st := r.eng.Status(); st.Stuck != nil || !st.Ready {
+		t.Fatalf("status after the bad rows: %+v", st)
+	}
+
+	ctx := context.Background()
+	deadLetters := func() map[string]int {
+		t.Helper()
+		rows, err := e.pool.Query(ctx, fmt.Sprintf(`SELECT reason, count(*) FROM %s.dead_letters GROUP BY 1`, cfg.Sink.Schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for rows.Next() {
+			var reason string
+			var n int
+			if err := rows.Scan(&reason, &n); err != nil {
+				t.Fatal(err)
+			}
+			out[reason] = n
+		}
+		return out
+	}
+	want := map[string]int{"invalid_value": 3, "amount_out_of_range": 3}
+	if got := deadLetters(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dead letters by reason %v, want %v", got, want)
+	}
+	var detail, row string
+	if err := e.pool.QueryRow(ctx, fmt.Sprintf(`SELECT detail, row::text FROM %s.dead_letters WHERE row->>'id' = '1'`, cfg.Sink.Schema)).Scan(&detail, &row); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(detail, `column "amount"`) || !strings.Contains(row, `"note": "\\x00ff"`) || !strings.Contains(row, `"amount": 1234.5`) {
+		t.Errorf("fractional amount's dead letter: detail %q row %s", detail, row)
+	}
+	// Integral numeric amounts up to max_amount are events.
+	reference := `SELECT merchant_id, date_trunc('minute', approved_at) AS minute, count(*)::int, sum(amount)::bigint, 0, 0::bigint FROM payments
+		WHERE amount >= 0 AND amount <= 1000000000000 AND amount = trunc(amount) AND approved_at <= now() + interval '5 minutes' GROUP BY 1, 2`
+	r.assertMatches(reference)
+
+	// The slot is lost: the next start rebuilds the sink from a snapshot.
+	r.shutdown()
+	e.exec(`SELECT pg_drop_replication_slot($1)`, e.slot)
+	r2 := e.start(cfg, nil)
+	r2.waitFor("ready after the rebuild", 60*time.Second, func() bool { return r2.eng.Status().Ready })
+	r2.caughtUp(30 * time.Second)
+	if !strings.Contains(r2.logs.String(), "rebuilt from a new snapshot") {
+		t.Fatalf("no rebuild:\n%s", r2.logs.String())
+	}
+	r2.assertMatches(reference)
+	if got := deadLetters(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after the rebuild, dead letters by reason %v, want each row once: %v", got, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // Snapshot is the source as of the slot's consistent point: everything
@@ -30,6 +32,10 @@ type Snapshot struct {
 	tx      pgx.Tx
 	mapping *event.Mapping
 	indexed bool
+	// numeric holds "table.column" of mapped merchant and amount columns
+	// of type numeric, which need the integral and range checks that
+	// integer columns pass by their type.
+	numeric map[string]bool
 	name    string // the exported snapshot, for forks
 	src     *Source
 }
@@ -85,6 +91,9 @@ func (s *Source) CreateSlotWithSnapshot(ctx context.Context, fill func(ctx conte
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	snap := &Snapshot{LSN: lsn, Time: t0.UTC(), tx: tx, mapping: s.opts.Mapping, name: res.SnapshotName, src: s}
 	if snap.indexed, err = snap.timeIndexed(ctx); err != nil {
+		return err
+	}
+	if snap.numeric, err = snap.numericColumns(ctx); err != nil {
 		return err
 	}
 	if err := fill(ctx, snap); err != nil {
@@ -221,9 +230,8 @@ func (l *lineWriter) flush(last bool) error {
 // the rollups; without such an index each chunk would rescan the table, so
 // the whole range is one query.
 func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
-	lim := snap.mapping.Limits()
-	from := snap.Time.Add(-lim.Retention)
-	to := snap.Time.Add(lim.MaxFuture).Add(time.Microsecond)
+	from := snap.Time.Add(-snap.mapping.Limits().Retention)
+	to := snap.chunkEnd()
 	if !snap.indexed {
 		return []Chunk{{from, to}}
 	}
@@ -238,6 +246,12 @@ func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
 		a = b
 	}
 	return out
+}
+
+// chunkEnd bounds the times aggregated: after it (more than max_future
+// after the snapshot, so after any commit in it) a row is not an event.
+func (snap *Snapshot) chunkEnd() time.Time {
+	return snap.Time.Add(snap.mapping.Limits().MaxFuture).Add(time.Microsecond)
 }
 
 func (snap *Snapshot) timeIndexed(ctx context.Context) (bool, error) {
@@ -259,10 +273,52 @@ func (snap *Snapshot) timeIndexed(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// numericColumns finds which mapped merchant and amount columns are numeric.
+func (snap *Snapshot) numericColumns(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, sp := range snap.mapping.Specs() {
+		for _, c := range []string{sp.Merchant, sp.Amount} {
+			var numeric bool
+			err := snap.tx.QueryRow(ctx, `SELECT coalesce((SELECT atttypid = 'numeric'::regtype FROM pg_attribute
+				WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped), false)`, tableIdent(sp.Schema, sp.Table), c).Scan(&numeric)
+			if err != nil {
+				return nil, fmt.Errorf("reading the type of %s.%s: %w", sp.QualifiedTable(), c, err)
+			}
+			out[sp.QualifiedTable()+"."+c] = numeric
+		}
+	}
+	return out, nil
+}
+
+// valid is SQL for "this row of the spec is an event", exactly as the
+// stream's mapping (event.Table) decides it, the snapshot time standing in
+// for the commit time; the time range is the caller's. A row it leaves out
+// goes through the mapping itself (Leftovers), so any disagreement costs
+// time, never a row.
+func (snap *Snapshot) valid(alias string, sp event.Spec) string {
+	lim := snap.mapping.Limits()
+	m, a, t := col(alias, sp.Merchant), col(alias, sp.Amount), col(alias, sp.Time)
+	parts := []string{
+		m + " IS NOT NULL", m + " > 0",
+		a + " IS NOT NULL", a + " >= 0", fmt.Sprintf("%s <= %d", a, lim.MaxAmount),
+		t + " IS NOT NULL", "isfinite(" + t + ")",
+	}
+	if snap.numeric[sp.QualifiedTable()+"."+sp.Merchant] {
+		// NaN and infinity fail the bound; NaN = NaN is true in SQL.
+		parts = append(parts, m+" = trunc("+m+")", fmt.Sprintf("%s <= %d", m, int64(math.MaxInt64)))
+	}
+	if snap.numeric[sp.QualifiedTable()+"."+sp.Amount] {
+		parts = append(parts, a+" = trunc("+a+")")
+	}
+	return "(" + strings.Join(parts, " AND ") + ")"
+}
+
 // CopyMinutes writes the per-merchant minute aggregates of the chunk to w in
 // COPY text format, columns (merchant_id, minute, approvals,
 // approved_amount, cancels, canceled_amount). The GROUP BY runs inside the
-// source server, next to the data.
+// source server, next to the data. Sums are not cast: a merchant-minute
+// whose sums would not fit the sink is for the reader to leave out (and
+// hand to Leftovers), never an error that stops the load.
 func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (int64, error) {
 	var parts []string
 	for _, sp := range snap.mapping.Specs() {
@@ -271,17 +327,14 @@ func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (in
 		if sp.Kind == event.Cancel {
 			counts = "0, 0::bigint, 1, " + a + "::bigint"
 		}
-		where := []string{
-			m + " IS NOT NULL", m + " > 0", a + " IS NOT NULL", a + " >= 0",
-			t + " >= " + quoteTime(c.From), t + " < " + quoteTime(c.To),
-		}
+		where := []string{snap.valid("", sp), t + " >= " + quoteTime(c.From), t + " < " + quoteTime(c.To)}
 		if f := filterSQL("", sp); f != "" {
 			where = append(where, f)
 		}
 		parts = append(parts, fmt.Sprintf("SELECT %s::bigint, date_trunc('minute', %s), %s FROM ONLY %s WHERE %s",
 			m, t, counts, tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND ")))
 	}
-	q := fmt.Sprintf(`COPY (SELECT m, minute, sum(a)::int, sum(aa)::bigint, sum(c)::int, sum(ca)::bigint
+	q := fmt.Sprintf(`COPY (SELECT m, minute, sum(a), sum(aa), sum(c), sum(ca)
 		FROM (%s) AS u(m, minute, a, aa, c, ca) GROUP BY 1, 2) TO STDOUT`, strings.Join(parts, " UNION ALL "))
 	tag, err := snap.tx.Conn().PgConn().CopyTo(ctx, w, q)
 	if err != nil {
@@ -290,36 +343,92 @@ func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (in
 	return tag.RowsAffected(), nil
 }
 
-// CopyDeadLetters writes the snapshot's invalid rows to w in COPY text
-// format, columns (source_table, kind, reason, detail, row). Rows older than
-// the retention are history, not events, and are left alone; rows whose time
-// is NULL or infinite have no age and are always reported.
-func (snap *Snapshot) CopyDeadLetters(ctx context.Context, w io.Writer) (int64, error) {
+// Leftovers runs through the stream's own mapping every row the
+// aggregation left out: rows in the retention that are not events by the
+// SQL reading (NULL or infinite times always), and the rows of the
+// merchant-minutes in overflow, whose sums did not fit. each receives
+// their events and dead letters, a batch at a time, with the snapshot time
+// standing in for the commit time: so the first start stores the same
+// aggregates and dead letters as streaming the same rows would. Rows older
+// than the retention are history, not events, and are left alone.
+func (snap *Snapshot) Leftovers(ctx context.Context, overflow []window.Key, each func(*event.Output) error) error {
 	lim := snap.mapping.Limits()
-	future := quoteTime(snap.Time.Add(lim.MaxFuture))
 	oldest := quoteTime(snap.Time.Add(-lim.Retention))
-	detail := quoteLiteral("found by the first snapshot; commit time unknown, compared with the snapshot time " + snap.Time.Format(time.RFC3339Nano))
-	var parts []string
+	end := quoteTime(snap.chunkEnd())
 	for _, sp := range snap.mapping.Specs() {
-		m, a, t := col("x", sp.Merchant), col("x", sp.Amount), col("x", sp.Time)
-		reason := fmt.Sprintf(`CASE
-			WHEN %[1]s IS NULL THEN 'null_merchant' WHEN %[1]s <= 0 THEN 'invalid_value'
-			WHEN %[2]s IS NULL THEN 'null_amount' WHEN %[2]s < 0 THEN 'negative_amount'
-			WHEN %[3]s IS NULL THEN 'null_time' WHEN NOT isfinite(%[3]s) THEN 'invalid_value'
-			WHEN %[3]s::timestamptz > %[4]s THEN 'future_time' END`, m, a, t, future)
-		where := []string{"r.reason IS NOT NULL", fmt.Sprintf("(%[1]s IS NULL OR NOT isfinite(%[1]s) OR %[1]s::timestamptz >= %[2]s)", t, oldest)}
+		t := col("x", sp.Time)
+		where := []string{fmt.Sprintf("(%s AND %[2]s::timestamptz < %[4]s) IS NOT TRUE AND (%[2]s IS NULL OR NOT isfinite(%[2]s) OR %[2]s::timestamptz >= %[3]s)",
+			snap.valid("x", sp), t, oldest, end)}
 		if f := filterSQL("x", sp); f != "" {
 			where = append(where, f)
 		}
-		parts = append(parts, fmt.Sprintf("SELECT %s, %s, r.reason, %s, to_jsonb(x) FROM ONLY %s AS x CROSS JOIN LATERAL (SELECT %s AS reason) AS r WHERE %s",
-			quoteLiteral(sp.QualifiedTable()), quoteLiteral(sp.Kind.String()), detail, tableIdent(sp.Schema, sp.Table), reason, strings.Join(where, " AND ")))
+		q := fmt.Sprintf("SELECT x.* FROM ONLY %s AS x WHERE %s", tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND "))
+		if err := snap.mapRows(ctx, sp, q, nil, each); err != nil {
+			return err
+		}
+		if len(overflow) == 0 {
+			continue
+		}
+		merchants, minutes := make([]int64, len(overflow)), make([]time.Time, len(overflow))
+		for i, k := range overflow {
+			merchants[i], minutes[i] = k.Merchant, k.Minute.Start()
+		}
+		where = []string{snap.valid("x", sp), fmt.Sprintf("(%s::bigint, date_trunc('minute', %s)) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))",
+			col("x", sp.Merchant), timeCol("x", sp.Time))}
+		if f := filterSQL("x", sp); f != "" {
+			where = append(where, f)
+		}
+		q = fmt.Sprintf("SELECT x.* FROM ONLY %s AS x WHERE %s", tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND "))
+		if err := snap.mapRows(ctx, sp, q, []any{merchants, minutes}, each); err != nil {
+			return err
+		}
 	}
-	q := fmt.Sprintf("COPY (%s) TO STDOUT", strings.Join(parts, " UNION ALL "))
-	tag, err := snap.tx.Conn().PgConn().CopyTo(ctx, w, q)
+	return nil
+}
+
+// mapRows runs query, whose rows are whole rows of sp's table, in binary
+// format as pgoutput sends them, and maps them as the stream does.
+func (snap *Snapshot) mapRows(ctx context.Context, sp event.Spec, query string, args []any, each func(*event.Output) error) error {
+	rows, err := snap.tx.Query(ctx, query, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
 	if err != nil {
-		return 0, fmt.Errorf("collecting invalid snapshot rows: %w", err)
+		return fmt.Errorf("reading rows of %s the aggregation left out: %w", sp.QualifiedTable(), err)
 	}
-	return tag.RowsAffected(), nil
+	defer rows.Close()
+	fields := rows.FieldDescriptions()
+	cols := make([]event.Column, len(fields))
+	for i, f := range fields {
+		cols[i] = event.Column{Name: f.Name, TypeOID: f.DataTypeOID}
+	}
+	table, err := snap.mapping.Bind(sp.Schema, sp.Table, cols)
+	if err != nil || table == nil {
+		return fmt.Errorf("binding %s for the snapshot: %w", sp.QualifiedTable(), err)
+	}
+	commitUS := snap.Time.UnixMicro()
+	var out event.Output
+	row := make([]event.Value, len(cols))
+	for rows.Next() {
+		for i, raw := range rows.RawValues() {
+			if raw == nil {
+				row[i] = event.Value{Format: 'n'}
+			} else {
+				row[i] = event.Value{Format: 'b', Data: raw}
+			}
+		}
+		table.Map(row, commitUS, 0, &out)
+		if len(out.Events)+len(out.DeadLetters) >= 10000 {
+			if err := each(&out); err != nil {
+				return err
+			}
+			out.Reset()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading rows of %s the aggregation left out: %w", sp.QualifiedTable(), err)
+	}
+	if len(out.Events)+len(out.DeadLetters) > 0 {
+		return each(&out)
+	}
+	return nil
 }
 
 func col(alias, name string) string {

@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -24,6 +27,11 @@ type Loader struct {
 	// rows with time zone arithmetic afterwards (measured at full scale:
 	// 34 s of SQL against well under a second of Go).
 	roll *rollups
+	// leftover holds the events of rows the aggregation left out that the
+	// mapping found valid; they are added once the tables are indexed.
+	leftover *window.Window
+	// staged counts dead letters in the staging table.
+	staged int64
 }
 
 // CopyMinutes streams minute aggregates in COPY text format, columns
@@ -47,10 +55,72 @@ func (l *Loader) CopyMinutes(ctx context.Context, produce func(w io.Writer) erro
 	return n, l.writeRollups(ctx)
 }
 
-// CopyDeadLetters streams snapshot dead letters in COPY text format, columns
-// (source_table, kind, reason, detail, row).
-func (l *Loader) CopyDeadLetters(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
-	return l.copyFrom(ctx, "COPY pg_temp.snapshot_dead_letters (source_table, kind, reason, detail, row) FROM STDIN", produce)
+// Overflowed returns the merchant-minutes CopyMinutes left out so far
+// because a sum of theirs would not fit in the sink; their rows are for
+// the mapping (Leftovers) to go through one by one.
+func (l *Loader) Overflowed() []window.Key { return l.roll.overflow }
+
+// Leftovers takes what the mapping made of rows the aggregation left out:
+// dead letters are staged (recorded once per source row, see Bootstrap),
+// events are counted like streamed ones (an event that would take its
+// minute's sum past int64 is a dead letter too) and added after the load.
+// It returns how many dead letters it staged.
+func (l *Loader) Leftovers(ctx context.Context, out *event.Output) (int64, error) {
+	dead := out.DeadLetters
+	for _, ev := range out.Events {
+		var ok bool
+		if ev.Kind == event.Approval {
+			_, ok = l.leftover.AddApproval(ev.Merchant, ev.TimeUS, ev.Amount)
+		} else {
+			_, ok = l.leftover.AddCancel(ev.Merchant, ev.TimeUS, ev.Amount)
+		}
+		if !ok {
+			dead = append(dead, event.SumOverflow(ev, "minute", 0, time.Time{}))
+		}
+	}
+	return int64(len(dead)), l.stage(ctx, dead)
+}
+
+// stage copies dead letters into the staging table.
+func (l *Loader) stage(ctx context.Context, dead []event.DeadLetter) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(dead))
+	for i, d := range dead {
+		r := deadLetterRow("snapshot", d)
+		rows[i] = []any{r[1], r[2], r[3], r[4], r[7]}
+	}
+	if _, err := l.tx.CopyFrom(ctx, pgx.Identifier{"snapshot_dead_letters"}, []string{"source_table", "kind", "reason", "detail", "row"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("staging %d snapshot dead letters: %w", len(dead), err)
+	}
+	l.staged += int64(len(dead))
+	return nil
+}
+
+// addLeftovers adds the leftover rows' events, checked against the loaded
+// sums like a streamed batch; what does not fit is a dead letter.
+func (l *Loader) addLeftovers(ctx context.Context) error {
+	deltas := l.leftover.Drain()
+	if len(deltas) == 0 {
+		return nil
+	}
+	kept, over, err := l.s.fitDeltas(ctx, l.tx, deltas)
+	if err != nil {
+		return err
+	}
+	var qb pgx.Batch
+	if err := l.s.queueDeltas(&qb, kept); err != nil {
+		return err
+	}
+	if err := l.tx.SendBatch(ctx, &qb).Close(); err != nil {
+		return fmt.Errorf("adding %d merchant-minutes of left-out rows: %w", len(kept), err)
+	}
+	dead := make([]event.DeadLetter, len(over))
+	for i, o := range over {
+		dead[i] = o.deadLetter(0, time.Time{})
+	}
+	return l.stage(ctx, dead)
 }
 
 func (l *Loader) copyFrom(ctx context.Context, sql string, produce func(w io.Writer) error) (int64, error) {
@@ -170,6 +240,8 @@ type rollups struct {
 	days     map[bucketKey]window.Agg
 	platform map[int64]window.Agg
 	written  map[int64]bool // days already written
+	// overflow: merchant-minutes left out because a sum would not fit.
+	overflow []window.Key
 }
 
 func newRollups(cal window.Calendar) *rollups {
@@ -182,57 +254,83 @@ func (r *rollups) reset() {
 	clear(r.days)
 }
 
-func (r *rollups) add(merchant, minute int64, a window.Agg) {
+// add sums a minute row into its hour, day and platform minute, and
+// reports whether every one of those sums fits; when one does not, nothing
+// is added.
+func (r *rollups) add(merchant, minute int64, a window.Agg) bool {
 	b, ok := r.buckets[minute]
 	if !ok {
 		m := window.MinuteOf(time.Unix(minute, 0))
 		b = [2]int64{r.cal.Hour(m).Unix(), r.cal.Day(m).Unix()}
 		r.buckets[minute] = b
 	}
-	for _, t := range [...]struct {
-		rows map[bucketKey]window.Agg
-		key  bucketKey
-	}{{r.hours, bucketKey{merchant, b[0]}}, {r.days, bucketKey{merchant, b[1]}}} {
-		v := t.rows[t.key]
-		v.Add(a)
-		t.rows[t.key] = v
+	hk, dk := bucketKey{merchant, b[0]}, bucketKey{merchant, b[1]}
+	h, d, p := r.hours[hk], r.days[dk], r.platform[minute]
+	if !h.Add(a) || !d.Add(a) || !p.Add(a) {
+		return false
 	}
-	p := r.platform[minute]
-	p.Add(a)
-	r.platform[minute] = p
+	r.hours[hk], r.days[dk], r.platform[minute] = h, d, p
+	return true
 }
 
-// teeParser passes COPY rows through to w and sums them into the rollups.
+// teeParser passes COPY rows through to w and sums them into the rollups,
+// leaving out (for the mapping to go through row by row) a merchant-minute
+// whose sums would not fit the sink.
 type teeParser struct {
 	w    io.Writer
 	roll *rollups
-	part []byte // an incomplete last line
+	part []byte // an incomplete last line, not yet passed through
 	line int64
 }
 
 func (t *teeParser) Write(p []byte) (int, error) {
-	n, err := t.w.Write(p)
-	if err != nil {
-		return n, err
-	}
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
+	run, off := 0, 0 // p[run:off] are whole lines to pass through
+	for {
+		i := bytes.IndexByte(p[off:], '\n')
 		if i < 0 {
-			t.part = append(t.part, p...)
 			break
 		}
-		line := p[:i]
-		if len(t.part) > 0 {
+		end := off + i + 1
+		line, head := p[off:end-1], len(t.part)
+		if head > 0 {
 			t.part = append(t.part, line...)
 			line = t.part
 		}
-		if err := t.parse(line); err != nil {
-			return n, err
+		keep, err := t.parse(line)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case head > 0 && keep:
+			// The line began in an earlier Write: its beginning was
+			// held back and goes first; the rest is at p[0:end].
+			if err := t.write(t.part[:head]); err != nil {
+				return 0, err
+			}
+		case head > 0:
+			run = end
+		case !keep:
+			if err := t.write(p[run:off]); err != nil {
+				return 0, err
+			}
+			run = end
 		}
 		t.part = t.part[:0]
-		p = p[i+1:]
+		off = end
 	}
-	return n, nil
+	if err := t.write(p[run:off]); err != nil {
+		return 0, err
+	}
+	t.part = append(t.part, p[off:]...)
+	return len(p), nil
+}
+
+func (t *teeParser) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := t.w.Write(b)
+	return err
 }
 
 func (t *teeParser) finish() error {
@@ -242,7 +340,10 @@ func (t *teeParser) finish() error {
 	return nil
 }
 
-func (t *teeParser) parse(line []byte) error {
+// parse sums one row into the rollups and reports whether it is passed
+// through: it is not when a sum of it (the minute's, or its hour's, day's
+// or platform minute's) does not fit.
+func (t *teeParser) parse(line []byte) (bool, error) {
 	t.line++
 	var f [6][]byte
 	rest := line
@@ -250,30 +351,41 @@ func (t *teeParser) parse(line []byte) error {
 		j := bytes.IndexByte(rest, '\t')
 		if i == len(f)-1 {
 			if j >= 0 {
-				return fmt.Errorf("minute row %d: more than %d columns: %q", t.line, len(f), line)
+				return false, fmt.Errorf("minute row %d: more than %d columns: %q", t.line, len(f), line)
 			}
 			f[i] = rest
 			break
 		}
 		if j < 0 {
-			return fmt.Errorf("minute row %d: fewer than %d columns: %q", t.line, len(f), line)
+			return false, fmt.Errorf("minute row %d: fewer than %d columns: %q", t.line, len(f), line)
 		}
 		f[i], rest = rest[:j], rest[j+1:]
 	}
+	minute, err := parseMinute(f[1])
+	if err != nil {
+		return false, fmt.Errorf("minute row %d: %w", t.line, err)
+	}
 	var v [5]int64
+	fits := true
 	for i, k := range [...]int{0, 2, 3, 4, 5} {
 		n, err := strconv.ParseInt(string(f[k]), 10, 64)
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) && k > 0 {
+			fits = false
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("minute row %d column %d: %w", t.line, k+1, err)
+			return false, fmt.Errorf("minute row %d column %d: %w", t.line, k+1, err)
 		}
 		v[i] = n
 	}
-	minute, err := parseMinute(f[1])
-	if err != nil {
-		return fmt.Errorf("minute row %d: %w", t.line, err)
+	// The minute table counts in integer columns.
+	fits = fits && v[1] <= math.MaxInt32 && v[3] <= math.MaxInt32
+	if fits && t.roll.add(v[0], minute, window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}) {
+		return true, nil
 	}
-	t.roll.add(v[0], minute, window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]})
-	return nil
+	t.roll.overflow = append(t.roll.overflow, window.Key{Merchant: v[0], Minute: window.MinuteOf(time.Unix(minute, 0))})
+	return false, nil
 }
 
 // parseMinute reads a timestamptz in PostgreSQL's text output as Unix
@@ -314,7 +426,6 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			what, sql string
 		}{
 			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
-			{"clearing snapshot dead letters", fmt.Sprintf("DELETE FROM %s WHERE origin = 'snapshot'", s.table("dead_letters"))},
 			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
 			// Millions of rows arrive in merchant-scattered order: building
 			// the indexes once, sorted, afterwards beats maintaining them
@@ -329,7 +440,7 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
 			}
 		}
-		l := &Loader{tx: tx, s: s, roll: newRollups(s.cal)}
+		l := &Loader{tx: tx, s: s, roll: newRollups(s.cal), leftover: window.New(0, 0)}
 		if err := fill(ctx, l); err != nil {
 			return err
 		}
@@ -349,8 +460,16 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 				s.table("minute_agg"), s.table("minute_agg")), nil},
 			{"indexing rollups", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT hour_agg_pkey PRIMARY KEY (merchant_id, hour); ALTER TABLE %s ADD CONSTRAINT day_agg_pkey PRIMARY KEY (merchant_id, day)",
 				s.table("hour_agg"), s.table("day_agg")), nil},
-			{"recording snapshot dead letters", fmt.Sprintf(`INSERT INTO %s (origin, source_table, kind, reason, detail, row)
-				SELECT 'snapshot', source_table, kind, reason, detail, row FROM pg_temp.snapshot_dead_letters`, s.table("dead_letters")), nil},
+			{"adding left-out rows", "", nil},
+			// A rebuild finds the rows an earlier snapshot or the stream
+			// recorded already: each source row is recorded once. Those of
+			// an earlier snapshot not found again (repaired at the source)
+			// go, as their aggregates do.
+			{"recording snapshot dead letters", fmt.Sprintf(`DELETE FROM %[1]s d WHERE d.origin = 'snapshot' AND NOT EXISTS (
+					SELECT 1 FROM pg_temp.snapshot_dead_letters n WHERE n.source_table = d.source_table AND n.kind = d.kind AND n.row = d.row);
+				INSERT INTO %[1]s (origin, source_table, kind, reason, detail, row)
+				SELECT 'snapshot', n.source_table, n.kind, n.reason, n.detail, n.row FROM pg_temp.snapshot_dead_letters n
+				WHERE NOT EXISTS (SELECT 1 FROM %[1]s d WHERE d.source_table = n.source_table AND d.kind = n.kind AND d.row = n.row)`, s.table("dead_letters")), nil},
 			// Freshly loaded tables have no statistics until autovacuum
 			// comes by; the rules' first restore from them would plan
 			// blind (measured: 40 s instead of 2 s at full scale).
@@ -365,7 +484,13 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 		}
 		for _, st := range finish {
 			t0 := time.Now()
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+			var err error
+			if st.sql == "" {
+				err = l.addLeftovers(ctx)
+			} else {
+				_, err = tx.Exec(ctx, st.sql, st.args...)
+			}
+			if err != nil {
 				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
 			}
 			if onStep != nil {

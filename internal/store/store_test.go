@@ -207,10 +207,9 @@ func TestBootstrapIsAtomic(t *testing.T) {
 			}); err != nil {
 				return err
 			}
-			_, err := l.CopyDeadLetters(ctx, func(w io.Writer) error {
-				_, err := io.WriteString(w, "public.payments\tapproval\tnull_time\tfound by the first snapshot\t{\"id\": 9}\n")
-				return err
-			})
+			_, err := l.Leftovers(ctx, &event.Output{DeadLetters: []event.DeadLetter{
+				{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNullTime, Detail: "found by the first snapshot", Row: map[string]any{"id": 9}},
+			}})
 			return err
 		}
 	}
