@@ -159,3 +159,48 @@ func TestRowsThatCannotStop(t *testing.T) {
 		t.Errorf("after the rebuild, dead letters by reason %v, want each row once: %v", got, want)
 	}
 }
+
+// TestSumOverflowBothPaths: 9,300 payments of 10^15 KRW (max_amount at its
+// largest) in one merchant-minute sum past int64. Streamed, the 9,224th
+// and later are dead letters and the minute holds the 9,223 that fit;
+// rebuilt from a snapshot, whose GROUP BY sum does not fit the sink, the
+// same rows go through the stream's code and give the same minute and the
+// same dead letters, recorded once.
+func TestSumOverflowBothPaths(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sim.Schema)
+	cfg := e.config(func(c *config.Config) { c.MaxAmount = 1_000_000_000_000_000 })
+	r := e.start(cfg, nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	r.caughtUp(30 * time.Second)
+	e.exec(`INSERT INTO payments SELECT g, 20, 1000000000000000, 'approved', date_trunc('minute', now()) + interval '30 seconds' FROM generate_series(1, 9300) g`)
+	e.exec(`INSERT INTO payments VALUES (9301, 21, 5, 'approved', now())`)
+	r.caughtUp(30 * time.Second)
+
+	ctx := context.Background()
+	check := func(when string) {
+		t.Helper()
+		var a, aa int64
+		var dead int
+		err := e.pool.QueryRow(ctx, fmt.Sprintf(`SELECT (SELECT sum(approvals)::bigint FROM %[1]s.minute_agg WHERE merchant_id = 20),
+			(SELECT sum(approved_amount)::bigint FROM %[1]s.minute_agg WHERE merchant_id = 20),
+			(SELECT count(*) FROM %[1]s.dead_letters WHERE reason = 'amount_out_of_range')`, cfg.Sink.Schema)).Scan(&a, &aa, &dead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != 9223 || aa != 9223*1_000_000_000_000_000 || dead != 77 {
+			t.Errorf("%s: merchant 20 has %d approvals, %d KRW; %d dead letters; want 9223, %d, 77", when, a, aa, dead, int64(9223*1_000_000_000_000_000))
+		}
+	}
+	check("streamed")
+	// Merchant 20 is checked above; the source's own GROUP BY cannot hold it.
+	r.assertMatches(`SELECT merchant_id, date_trunc('minute', approved_at), count(*)::int, sum(amount)::bigint, 0, 0::bigint FROM payments
+		WHERE merchant_id <> 20 GROUP BY 1, 2 UNION ALL SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount FROM ` +
+		cfg.Sink.Schema + ".minute_agg WHERE merchant_id = 20")
+	r.shutdown()
+	e.exec(`SELECT pg_drop_replication_slot($1)`, e.slot)
+	r2 := e.start(cfg, nil)
+	r2.waitFor("ready after the rebuild", 60*time.Second, func() bool { return r2.eng.Status().Ready })
+	r2.caughtUp(30 * time.Second)
+	check("rebuilt")
+}

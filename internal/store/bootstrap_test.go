@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +167,51 @@ func TestBootstrapRejectsBadChunks(t *testing.T) {
 	}
 	if _, err := s.Checkpoint(ctx, "b"); err == nil {
 		t.Fatal("a failed bootstrap left a checkpoint")
+	}
+}
+
+// TestTeeParserLeavesOutOverflow: rows whose sums would not fit the sink
+// (an amount past int64, a count past the minute table's integer, a day
+// whose sum would pass int64) are not passed through but listed, whatever
+// the writes' sizes; the others pass through byte for byte, and only they
+// are in the rollups.
+func TestTeeParserLeavesOutOverflow(t *testing.T) {
+	const big = "9223372036854775807"
+	rows := []string{
+		"1\t2026-11-25 10:00:00+00\t1\t100\t0\t0\n",
+		"2\t2026-11-25 10:00:00+00\t2\t18446744073709551614\t0\t0\n", // amount sum past int64
+		"3\t2026-11-25 10:00:00+00\t1\t5\t2147483648\t7\n",           // count past integer
+		"4\t2026-11-25 10:03:00+00\t1\t" + big + "\t0\t0\n",
+		"4\t2026-11-25 10:04:00+00\t1\t1\t0\t0\n", // 4's hour and day would pass int64
+		"5\t2026-11-25 10:02:00+00\t0\t0\t1\t9\n",
+	}
+	input := strings.Join(rows, "")
+	want := rows[0] + rows[3] + rows[5]
+	for _, size := range []int{1, 2, 7, 40, len(input)} {
+		var out strings.Builder
+		roll := newRollups(window.NewCalendar(time.UTC))
+		tp := &teeParser{w: &out, roll: roll}
+		for i := 0; i < len(input); i += size {
+			if _, err := tp.Write([]byte(input[i:min(i+size, len(input))])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tp.finish(); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != want {
+			t.Errorf("writes of %d bytes passed through\n%q\nwant\n%q", size, out.String(), want)
+		}
+		ten := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+		wantOver := []window.Key{{Merchant: 2, Minute: window.MinuteOf(ten)}, {Merchant: 3, Minute: window.MinuteOf(ten)}, {Merchant: 4, Minute: window.MinuteOf(ten.Add(4 * time.Minute))}}
+		if fmt.Sprint(roll.overflow) != fmt.Sprint(wantOver) {
+			t.Errorf("writes of %d bytes: overflow %v, want %v", size, roll.overflow, wantOver)
+		}
+		if got := roll.platform[ten.Unix()]; got != (window.Agg{Approvals: 1, ApprovedAmount: 100}) {
+			t.Errorf("platform 10:00 = %+v, want merchant 1's row alone", got)
+		}
+		if got := roll.days[bucketKey{4, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).Unix()}]; got.ApprovedAmount != math.MaxInt64 || got.Approvals != 1 {
+			t.Errorf("merchant 4's day = %+v, want the one row that fits", got)
+		}
 	}
 }
