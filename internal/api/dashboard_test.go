@@ -545,7 +545,7 @@ func TestDashboardAPI(t *testing.T) {
 			{"/api/merchants/x7/series", "merchant id: want a positive integer"},
 			{"/api/merchants/7/volume?day=20261120", "day: want YYYY-MM-DD"},
 			{"/api/alerts?state=open", "state: want firing or resolved"},
-			{"/api/alerts?rule=fraud", "rule: want cancel_rate_spike or volume_drop"},
+			{"/api/alerts?rule=fraud", "rule: want cancel_rate_spike, volume_drop or pipeline_stuck"},
 			{"/api/alerts?limit=0", "limit: want an integer from 1 to 500"},
 			{"/api/rankings/risk?limit=501", "limit: want an integer from 1 to 500"},
 			{"/api/platform/minutes?from=2026-11-10T00:00:00Z", "more than the retention"},

@@ -385,8 +385,8 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badf("state: want firing or resolved, got %q", f.State))
 		return
 	}
-	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop {
-		s.fail(w, r, badf("rule: want %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, f.Rule))
+	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop && f.Rule != pipeline.RuleStuck {
+		s.fail(w, r, badf("rule: want %s, %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, pipeline.RuleStuck, f.Rule))
 		return
 	}
 	for _, p := range []struct {

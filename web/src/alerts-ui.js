@@ -57,6 +57,8 @@ export function stateBadge(state) {
 }
 
 export function merchantLink(id, name) {
+  // Merchant 0 is riskwatch's own alerts (a stuck pipeline): no merchant page.
+  if (id === 0) return h('span', { class: 'merchant-ref muted' }, t('merchant.system'));
   return h('span', { class: 'merchant-ref' },
     h('a', { href: `/merchants/${id}`, class: 'merchant-link' }, name ? name : t('merchant.unnamed')),
     h('span', { class: 'muted mono' }, ` #${id}`));

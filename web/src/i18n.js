@@ -29,6 +29,7 @@ const en = {
 
   'rule.cancel_rate_spike': 'Cancel-rate spike',
   'rule.volume_drop': 'Volume drop',
+  'rule.pipeline_stuck': 'Pipeline stuck',
   'state.firing': 'Firing',
   'state.resolved': 'Resolved',
   'baseline.merchant': 'merchant',
@@ -113,6 +114,7 @@ const en = {
   'ranking.emptyLarge': 'No large merchants.',
 
   'merchant.unnamed': '(unnamed)',
+  'merchant.system': 'riskwatch itself',
   'merchant.openAlerts': 'Open alerts',
   'merchant.noOpenAlerts': 'No open alerts for this merchant.',
   'merchant.countsChart': 'Approvals & cancels',
@@ -183,6 +185,7 @@ const ko = {
 
   'rule.cancel_rate_spike': '취소율 급증',
   'rule.volume_drop': '거래액 급감',
+  'rule.pipeline_stuck': '파이프라인 정지',
   'state.firing': '발생 중',
   'state.resolved': '해소됨',
   'baseline.merchant': '가맹점',
@@ -267,6 +270,7 @@ const ko = {
   'ranking.emptyLarge': '대형 가맹점이 없습니다.',
 
   'merchant.unnamed': '(이름 없음)',
+  'merchant.system': 'riskwatch 자체',
   'merchant.openAlerts': '진행 중인 알림',
   'merchant.noOpenAlerts': '이 가맹점에 진행 중인 알림이 없습니다.',
   'merchant.countsChart': '승인·취소 건수',

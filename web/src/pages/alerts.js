@@ -32,7 +32,7 @@ export function mount(root, ctx) {
   };
 
   const stateSel = select('state', [['', t('filter.all')], ['firing', t('state.firing')], ['resolved', t('state.resolved')]]);
-  const ruleSel = select('rule', [['', t('filter.all')], ['cancel_rate_spike', t('rule.cancel_rate_spike')], ['volume_drop', t('rule.volume_drop')]]);
+  const ruleSel = select('rule', [['', t('filter.all')], ['cancel_rate_spike', t('rule.cancel_rate_spike')], ['volume_drop', t('rule.volume_drop')], ['pipeline_stuck', t('rule.pipeline_stuck')]]);
   const merchantInput = h('input', {
     type: 'text', inputmode: 'numeric', pattern: '[0-9]*', placeholder: t('filter.merchantPlaceholder'),
     value: filters.merchant, dataset: { testid: 'filter-merchant' }, class: 'narrow',
