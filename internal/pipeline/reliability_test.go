@@ -3,11 +3,15 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/pgtest"
 	"github.com/riskwatch/riskwatch/internal/sim"
 )
 
@@ -203,4 +207,82 @@ func TestSumOverflowBothPaths(t *testing.T) {
 	r2.waitFor("ready after the rebuild", 60*time.Second, func() bool { return r2.eng.Status().Ready })
 	r2.caughtUp(30 * time.Second)
 	check("rebuilt")
+}
+
+// TestSinkOutage: with the sink on its own server, stopped for a while,
+// the pipeline keeps retrying, becomes stuck (the same refusal at the same
+// position), its lag grows the whole time, nothing can be written about it
+// to the sink; when the sink is back it catches up exactly.
+func TestSinkOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sink, err := pgtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	e := newEnv(t, sim.Schema)
+	sinkDSN := sink.NewDB(t)
+	cfg := e.config(func(c *config.Config) {
+		c.Sink.DSN = sinkDSN
+		c.Pipeline.StuckNotifyAfter = 0
+	})
+	r := e.start(cfg, nil)
+	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
+	ins := startInserter(t, e.dsn, 20, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	r.caughtUp(30 * time.Second)
+
+	if err := sink.StopServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the pipeline to be stuck with the sink down", 60*time.Second, func() bool { return r.eng.Status().Stuck != nil })
+	st := r.eng.Status()
+	if st.Ready || r.counter("riskwatch_pipeline_stuck") != 1 {
+		t.Errorf("sink down: ready %v, stuck metric %v", st.Ready, r.counter("riskwatch_pipeline_stuck"))
+	}
+	lag := st.LagSeconds
+	time.Sleep(2 * time.Second)
+	if now := r.eng.Status().LagSeconds; now < lag+1.5 {
+		t.Errorf("lag went from %.2fs to %.2fs in 2s with the sink down; it must keep growing", lag, now)
+	}
+	if !strings.Contains(r.logs.String(), "could not record the stuck-pipeline alert") {
+		t.Error("no word that the stuck alert could not be recorded")
+	}
+
+	if err := sink.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := ins.halt()
+	r.waitFor("the pipeline to move again", 60*time.Second, func() bool { return r.eng.Status().Stuck == nil && r.eng.Status().Ready })
+	r.caughtUp(60 * time.Second)
+	t.Logf("%d payments committed around the outage", n)
+
+	// The sink is another server: compare the two sides row by row here.
+	rowsOf := func(pool *pgxpool.Pool, q string) map[string]bool {
+		t.Helper()
+		rows, err := pool.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]bool{}
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[fmt.Sprint(v...)] = true
+		}
+		return out
+	}
+	src := rowsOf(e.pool, `SELECT merchant_id, extract(epoch FROM minute)::bigint, approvals::bigint, approved_amount, cancels::bigint, canceled_amount FROM (`+sourceMinutesSQL+`) s`)
+	snk := rowsOf(r.st0(t).Pool(), fmt.Sprintf(`SELECT merchant_id, extract(epoch FROM minute)::bigint, approvals::bigint, approved_amount, cancels::bigint, canceled_amount FROM %s.minute_agg`, cfg.Sink.Schema))
+	if len(src) == 0 || !maps.Equal(src, snk) {
+		t.Errorf("after the outage the sink holds %d merchant-minutes, the source %d, and they differ", len(snk), len(src))
+	}
+	var alerts int
+	if err := r.st0(t).Pool().QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s.alerts WHERE rule = 'pipeline_stuck'`, cfg.Sink.Schema)).Scan(&alerts); err != nil || alerts != 0 {
+		t.Errorf("%d stuck alerts recorded in a sink that was down (%v)", alerts, err)
+	}
 }
