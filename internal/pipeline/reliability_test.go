@@ -2,18 +2,45 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
 	"github.com/riskwatch/riskwatch/internal/sim"
 )
+
+// dropSlot drops the test's slot once the server has seen its last
+// walsender go (a stopped engine's connection can outlive it by a moment).
+func (e *env) dropSlot() {
+	e.t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var active bool
+		err := e.pool.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, e.slot).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return
+		}
+		if err != nil {
+			e.t.Fatalf("reading slot %s: %v", e.slot, err)
+		}
+		if !active {
+			if _, err := e.pool.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, e.slot); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("slot %s still active after 20s", e.slot)
+		}
+	}
+}
 
 // failMinutes makes every insert into the sink's minute table fail, so
 // every flush fails at the same position; the returned func undoes it.
@@ -151,7 +178,7 @@ func TestRowsThatCannotStop(t *testing.T) {
 
 	// The slot is lost: the next start rebuilds the sink from a snapshot.
 	r.shutdown()
-	e.exec(`SELECT pg_drop_replication_slot($1)`, e.slot)
+	e.dropSlot()
 	r2 := e.start(cfg, nil)
 	r2.waitFor("ready after the rebuild", 60*time.Second, func() bool { return r2.eng.Status().Ready })
 	r2.caughtUp(30 * time.Second)
@@ -202,7 +229,7 @@ func TestSumOverflowBothPaths(t *testing.T) {
 		WHERE merchant_id <> 20 GROUP BY 1, 2 UNION ALL SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount FROM ` +
 		cfg.Sink.Schema + ".minute_agg WHERE merchant_id = 20")
 	r.shutdown()
-	e.exec(`SELECT pg_drop_replication_slot($1)`, e.slot)
+	e.dropSlot()
 	r2 := e.start(cfg, nil)
 	r2.waitFor("ready after the rebuild", 60*time.Second, func() bool { return r2.eng.Status().Ready })
 	r2.caughtUp(30 * time.Second)
