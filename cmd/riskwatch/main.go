@@ -42,8 +42,6 @@ Usage:
                                            generate merchants and history into the source (COPY)
   riskwatch sim live       [--config FILE | --dsn DSN] [--tps N] [--burst-tps N] [--batch N] [--for D]
                                            commit live payments and cancels, incidents included
-  riskwatch bench          [--quick] [--out artifacts/bench] [--markdown BENCHMARKS.md] [--go-bench FILE]
-                                           full-load benchmarks on a private PostgreSQL (make bench)
   riskwatch version                        print the version
 
 FILE is riskwatch.yaml; without --config, defaults apply and the DSNs come
@@ -110,8 +108,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdSilence(ctx, rest, stdout, stderr, getenv)
 	case "sim":
 		return cmdSim(ctx, rest, stdout, stderr, getenv)
-	case "bench":
-		return cmdBench(ctx, rest, stdout, stderr)
 	case "version":
 		fs := newFlags("version", stderr)
 		if err := fs.Parse(rest); err != nil {

@@ -58,10 +58,11 @@ func TestWriteMarkdownKeepsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := &Results{Machine: Machine{CPU: "Test CPU", Cores: 2}, Command: "riskwatch bench", Scale: scaleFor(false)}
-	res.Peak.EngineCores = 0.1
-	res.Bootstrap.Seconds = 70
+	res.Peak.Seconds, res.Peak.EngineCores, res.Peak.WalsenderCore, res.Peak.CPURatio = 600, 0.1, 0.08, 1.25
+	res.Bootstrap.Seconds, res.Bootstrap.GroupBySeconds, res.Bootstrap.Ratio = 70, 20, 3.5
+	res.CatchUp = CatchUp{Backlog: 5_000_000, Events: 5_000_000, Seconds: 50, EventsPerS: 100_000, FloorSeconds: 20, FloorEventsPerS: 250_000, Ratio: 0.4}
 	res.Baseline = Baseline{MedianCPU: 7.9, RiskwatchCPU: 0.25, RiskwatchWalsenderCPU: 0.24, RiskwatchOtherCPU: 0.01, CPURatio: 31.6,
-		FloorLogicalCPU: 0.24, FloorLogicalRatio: 33, FloorPhysicalCPU: 0.12, FloorPhysicalRatio: 66, WALBytesPerMin: 3 << 20,
+		Runs: 5, FloorLogicalCPU: 0.24, FloorLogicalRatio: 33, FloorPhysicalCPU: 0.12, FloorPhysicalRatio: 66, WALBytesPerMin: 3 << 20,
 		Minute: MinuteDelivery{AverageTPS: 35, Drains: 3, CPU: 0.06, DrainCPU: 0.05, OtherCPU: 0.01, CPURatio: 131.7,
 			DrainSeconds: Quantiles{Count: 3, P50: 0.04, P99: 0.06}, AlertLatency: Quantiles{Count: 9, P50: 1.1, P99: 1.25}}}
 	for i, note := range []string{"first", "second"} {
@@ -75,16 +76,21 @@ func TestWriteMarkdownKeepsTheRest(t *testing.T) {
 			t.Fatalf("write %d:\n%s", i, s)
 		}
 		for _, want := range []string{
-			"| 0.250 s (0.240 + 0.010) |",
+			"| 0.250 s (0.240 + 0.010) | pg_recvlogical 0.240 s, pg_receivewal 0.120 s |",
 			"| 32× | streaming is under PostgreSQL's floor: shipping the WAL at all is 66× |",
 			"| 0.060 s (0.050 + 0.010) |", "| 132× | ≥ 100×: met |", "| 40 ms / 60 ms; 1100 ms / 1250 ms |",
-			"| 0.240 s, 33× |", "| 0.120 s, 66× |", "| 3.0 MiB |",
+			"| 0.240 s, 0.120 s |  | 33×, 66× |", "| 3.0 MiB |",
+			"| 0.100 | walsender serving it 0.080 | 1.25× | ≤ 1.50×: met |",
+			"| 100000 (5000000 events in 50.0 s, 0.00 cores) | pg_recvlogical draining it: 250000/s (20.0 s) | 0.40× | ≥ 0.40×: met |",
 		} {
 			if !strings.Contains(s, want) {
 				t.Fatalf("write %d lacks %q:\n%s", i, want, s)
 			}
 		}
-		if !strings.Contains(s, "riskwatch bench "+note) || !strings.Contains(s, "| 0.100 | ≤ 0.15: met |") || !strings.Contains(s, "70.0 s") || !strings.Contains(s, "≤ 60 s: **missed**") {
+		if !strings.Contains(s, "| 4 restart | not run (--scenarios) |") {
+			t.Fatalf("write %d does not say restart was not run:\n%s", i, s)
+		}
+		if !strings.Contains(s, "riskwatch bench "+note) || !strings.Contains(s, "| the snapshot's GROUP BY alone: 20.0 s | 3.50× | ≤ 3.00×: **missed** |") {
 			t.Fatalf("write %d lacks the figures:\n%s", i, s)
 		}
 	}

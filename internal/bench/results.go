@@ -42,6 +42,10 @@ type Bootstrap struct {
 	Seconds     float64   `json:"seconds"`
 	FirstClosed time.Time `json:"first_closed_minute"`
 	PeakRSS     int64     `json:"peak_rss_bytes"`
+	// GroupBySeconds is the floor: the snapshot's GROUP BY alone on the
+	// source, output to /dev/null. Ratio is Seconds over it.
+	GroupBySeconds float64 `json:"group_by_seconds"`
+	Ratio          float64 `json:"ratio"`
 }
 
 // Quantiles of one latency, in seconds.
@@ -72,6 +76,17 @@ type Peak struct {
 	LagBytes     Quantiles    `json:"replication_lag_bytes"`
 	LagSeries    [][2]float64 `json:"replication_lag_series"` // (seconds since start, lag seconds)
 	C2ABuckets   []Bucket     `json:"commit_to_aggregate_buckets"`
+	// The ratios the targets are stated in, each over a floor measured in
+	// the same run: the engine's CPU over the walsender's serving it;
+	// commit → aggregate p99 over a flush interval plus the sink
+	// transaction's p99 (SinkFlush, the engine's own histogram); alert
+	// latency p99 over grace.
+	CPURatio   float64   `json:"cpu_ratio"`
+	SinkFlush  Quantiles `json:"sink_flush_seconds"`
+	C2AFloor   float64   `json:"commit_to_aggregate_floor_seconds"`
+	C2ARatio   float64   `json:"commit_to_aggregate_ratio"`
+	Grace      float64   `json:"grace_seconds"`
+	AlertRatio float64   `json:"alert_latency_ratio"`
 }
 
 // Bucket is one histogram bucket: events with latency ≤ LE (and above the
@@ -94,6 +109,11 @@ type CatchUp struct {
 	Seconds    float64 `json:"seconds"`
 	EventsPerS float64 `json:"events_per_second"`
 	Cores      float64 `json:"engine_cores"`
+	// The floor: pg_recvlogical draining the same backlog from a slot of
+	// the same kind, output thrown away. Ratio is EventsPerS over its rate.
+	FloorSeconds    float64 `json:"pg_recvlogical_seconds"`
+	FloorEventsPerS float64 `json:"pg_recvlogical_events_per_second"`
+	Ratio           float64 `json:"ratio"`
 }
 
 // Baseline is scenario 5: the two rules as SQL over the source tables, once

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/source"
 )
 
@@ -151,7 +152,7 @@ func (r *runner) walsenderPID(ctx context.Context) (int, error) {
 // startLive runs `riskwatch sim live` in the background.
 func (r *runner) startLive(ctx context.Context, name string, args ...string) (*exec.Cmd, <-chan error, error) {
 	args = append([]string{"sim", "live", "--dsn", r.dsn}, args...)
-	cmd := exec.CommandContext(ctx, r.opts.Self, args...)
+	cmd := exec.CommandContext(ctx, r.opts.Riskwatch, args...)
 	logf, err := openAppend(filepath.Join(r.opts.Out, name+".log"))
 	if err != nil {
 		return nil, nil, err
@@ -169,6 +170,9 @@ func (r *runner) startLive(ctx context.Context, name string, args ...string) (*e
 // peak is scenario 1: steady live load at the target rate with the
 // generator's incidents; the engine's CPU, memory, latencies and lag.
 func (r *runner) peak(ctx context.Context) error {
+	if err := r.ensureEngine(ctx); err != nil {
+		return err
+	}
 	eng := r.engine
 	wal, err := r.walsenderPID(ctx)
 	if err != nil {
@@ -236,6 +240,18 @@ loop:
 	}
 	// JSON has no +Inf; the last bucket's count is the total above.
 	p.C2ABuckets = slices.DeleteFunc(b, func(x Bucket) bool { return math.IsInf(x.LE, 1) })
+	if fb := diffBuckets(m1.histogram("riskwatch_sink_flush_seconds"), m0.histogram("riskwatch_sink_flush_seconds")); len(fb) > 0 {
+		p.SinkFlush = Quantiles{Count: int64(fb[len(fb)-1].Count), P50: histQuantile(0.5, fb), P99: histQuantile(0.99, fb)}
+	}
+	// The least commit → aggregate can be: a flush interval's wait for
+	// the next flush, and the sink's transaction.
+	p.C2AFloor = config.Default().Pipeline.FlushInterval.D().Seconds() + p.SinkFlush.P99
+	if p.C2AFloor > 0 {
+		p.C2ARatio = p.CommitToAggregate.P99 / p.C2AFloor
+	}
+	if p.WalsenderCore > 0 {
+		p.CPURatio = p.EngineCores / p.WalsenderCore
+	}
 	// Alerts of minutes wholly within the peak: the minute the peak starts
 	// in is the first the engine closes live after the first start's
 	// snapshot (one run measured its close 1.4 s slower than the rest).
@@ -245,6 +261,8 @@ loop:
 		}
 	}
 	p.AlertLatency = quantiles(p.AlertSamples)
+	p.Grace = config.Default().Grace.D().Seconds()
+	p.AlertRatio = p.AlertLatency.P99 / p.Grace
 	p.LagSeconds, p.LagBytes, p.LagSeries = quantiles(lagS), quantiles(lagB), series
 	r.res.Baseline.RiskwatchPeakCPU = (u1.wal - u0.wal).Seconds() / cpuWall.Minutes()
 	return nil
@@ -261,6 +279,9 @@ func quantiles(xs []float64) Quantiles {
 // restart is scenario 4: SIGKILL the engine under load, start it again, and
 // time until it serves live data (ready, lag under a second).
 func (r *runner) restart(ctx context.Context) error {
+	if err := r.ensureEngine(ctx); err != nil {
+		return err
+	}
 	kills := 3
 	if r.opts.Quick {
 		kills = 1
@@ -307,7 +328,16 @@ func (r *runner) inserted(ctx context.Context) (int64, error) {
 // written in transactions of 100 payments, then the engine started: its
 // sustained events/s until it is live again.
 func (r *runner) catchUp(ctx context.Context) error {
+	if err := r.ensureEngine(ctx); err != nil {
+		return err
+	}
 	r.engine.stop(30 * time.Second)
+	// The floor reads the same backlog from a slot of the same kind,
+	// created where the engine stopped.
+	if _, err := r.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, catchUpSlot); err != nil {
+		return fmt.Errorf("creating the floor's slot: %w", err)
+	}
+	defer r.dropSlot(context.WithoutCancel(ctx), catchUpSlot)
 	n0, err := r.inserted(ctx)
 	if err != nil {
 		return err
@@ -332,6 +362,10 @@ func (r *runner) catchUp(ctx context.Context) error {
 			return fmt.Errorf("writing the backlog: %w", err)
 		}
 	}
+	var end string
+	if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
+		return fmt.Errorf("reading the backlog's end: %w", err)
+	}
 	t0 := time.Now()
 	p, err := r.startEngine("catch-up", r.cfgPath)
 	if err != nil {
@@ -351,7 +385,38 @@ func (r *runner) catchUp(ctx context.Context) error {
 	c.Events, c.Seconds = int64(m.events()), wall.Seconds()
 	c.EventsPerS = m.events() / wall.Seconds()
 	c.Cores = cpu.Seconds() / wall.Seconds()
+	floor, err := r.drainSlot(ctx, catchUpSlot, end)
+	if err != nil {
+		return err
+	}
+	c.FloorSeconds = floor.Seconds()
+	c.FloorEventsPerS = float64(c.Events) / floor.Seconds()
+	c.Ratio = c.EventsPerS / c.FloorEventsPerS
 	return nil
+}
+
+// catchUpSlot is the slot pg_recvlogical drains the catch-up's backlog from.
+const catchUpSlot = "riskwatch_bench_catchup"
+
+// drainSlot times pg_recvlogical reading slot up to end, with the engine's
+// publication and options, output thrown away: how fast PostgreSQL can
+// decode and send the backlog to a client that does nothing with it.
+func (r *runner) drainSlot(ctx context.Context, slot string, end string) (time.Duration, error) {
+	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(r.cluster.Port), "-U", "postgres", "-d", "payments"}
+	pub := config.Default().Source.Publication
+	cmd := exec.CommandContext(ctx, r.cluster.Bin("pg_recvlogical"), append(conn, "--slot", slot, "--start", "--endpos", end,
+		"-o", "proto_version=1", "-o", "publication_names="+pub, "-o", "binary=true", "-o", "messages=true", "-f", os.DevNull)...)
+	t0 := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pg_recvlogical draining %s to %s: %w: %s", slot, end, err, out)
+	}
+	return time.Since(t0), nil
+}
+
+func (r *runner) dropSlot(ctx context.Context, slot string) {
+	if _, err := r.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err != nil {
+		r.log.Warn("dropping a floor slot", "slot", slot, "err", err)
+	}
 }
 
 // openAppend opens a log in the output folder; each run of a step appends.
@@ -364,6 +429,9 @@ func openAppend(path string) (*os.File, error) {
 // firing merchants are checked against the engine's own evaluations of
 // those minutes.
 func (r *runner) baseline(ctx context.Context) error {
+	if err := r.ensureEngine(ctx); err != nil {
+		return err
+	}
 	if err := r.averageLoad(ctx); err != nil {
 		return err
 	}

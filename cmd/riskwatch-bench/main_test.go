@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,24 +13,37 @@ import (
 	"github.com/riskwatch/riskwatch/internal/bench"
 )
 
-// TestBenchQuick runs `riskwatch bench --quick` end to end (its own private
-// PostgreSQL, the simulator and the engine as processes) and checks that
-// every scenario measured something plausible. It asserts no speed target:
-// CI shares two cores with the other tests; the targets are judged by
-// `make bench` and recorded in BENCHMARKS.md.
+// buildRiskwatch builds the product binary the bench measures.
+func buildRiskwatch(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "riskwatch")
+	cmd := exec.Command("go", "build", "-o", bin, "../riskwatch")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building riskwatch: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestBenchQuick runs `riskwatch-bench --quick` end to end (its own private
+// PostgreSQL servers, the simulator and the engine as processes) and checks
+// that every scenario measured something plausible. It asserts no speed
+// target: CI shares two cores with the other tests; the targets are judged
+// by `make bench` and recorded in BENCHMARKS.md.
 func TestBenchQuick(t *testing.T) {
-	// Not parallel: its 5,000 TPS peak saturates two cores, and the other
-	// tests of this package time things too.
+	bin := buildRiskwatch(t)
 	out := t.TempDir()
-	ch := startChild(t, "bench", "--quick", "--out", out, "--markdown", filepath.Join(out, "BENCHMARKS.md"))
-	select {
-	case err := <-ch.exited:
-		ch.exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("riskwatch bench --quick: %v\n%s", err, tail(ch.stderr.String(), 6000))
-		}
-	case <-time.After(12 * time.Minute):
-		t.Fatalf("riskwatch bench --quick did not finish:\n%s", tail(ch.stderr.String(), 6000))
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"--quick", "--riskwatch", bin, "--out", out, "--markdown", filepath.Join(out, "BENCHMARKS.md")}, &stdout, &stderr); err != nil {
+		t.Fatalf("riskwatch-bench --quick: %v\n%s", err, tail(stderr.String(), 6000))
 	}
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {

@@ -1,4 +1,4 @@
-package pgtest
+package pgserver
 
 import (
 	"context"
@@ -22,13 +22,24 @@ var cluster *Cluster
 
 // crashChildEnv makes the test binary act as a process that starts a cluster
 // and dies without Close, for TestReaperCleansUpAfterCrash.
-const crashChildEnv = "PGTEST_CRASH_CHILD"
+const crashChildEnv = "PGSERVER_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) == "1" {
 		crashChild()
 	}
-	os.Exit(Main(m, &cluster))
+	c, err := Start(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cluster = c
+	code := m.Run()
+	if err := c.Close(); err != nil && code == 0 {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
 }
 
 func crashChild() {
@@ -110,7 +121,7 @@ func TestBin(t *testing.T) {
 }
 
 func TestNewDBAndQuery(t *testing.T) {
-	dsn := cluster.NewDB(t)
+	dsn := newDB(t, cluster)
 	conn := connect(t, dsn)
 	var db string
 	if err := conn.QueryRow(ctx(t), "SELECT current_database()").Scan(&db); err != nil {
@@ -139,14 +150,14 @@ func TestNewDBAndQuery(t *testing.T) {
 }
 
 func TestNewDBUnique(t *testing.T) {
-	a, b := cluster.NewDB(t), cluster.NewDB(t)
+	a, b := newDB(t, cluster), newDB(t, cluster)
 	if a == b {
 		t.Fatalf("NewDB returned %q twice", a)
 	}
 }
 
 func TestExec(t *testing.T) {
-	dsn := cluster.NewDB(t)
+	dsn := newDB(t, cluster)
 	db := dbFromDSN(t, dsn)
 	if err := cluster.Exec(ctx(t), db, "CREATE TABLE t (v text); INSERT INTO t VALUES ('a')"); err != nil {
 		t.Fatal(err)
@@ -163,7 +174,7 @@ func TestExec(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	conn := connect(t, cluster.NewDB(t))
+	conn := connect(t, newDB(t, cluster))
 	want := map[string]string{
 		"wal_level":               "logical",
 		"max_replication_slots":   "32",
@@ -229,7 +240,7 @@ func TestDBName(t *testing.T) {
 func TestNewDBCleanupDropsSlots(t *testing.T) {
 	var db string
 	t.Run("inner", func(t *testing.T) {
-		dsn := cluster.NewDB(t)
+		dsn := newDB(t, cluster)
 		db = dbFromDSN(t, dsn)
 		if err := cluster.Exec(ctx(t), db, "CREATE TABLE t (id int); CREATE PUBLICATION pub FOR ALL TABLES"); err != nil {
 			t.Fatal(err)
@@ -268,7 +279,7 @@ func TestNewDBCleanupDropsSlots(t *testing.T) {
 }
 
 func TestRestart(t *testing.T) {
-	dsn := cluster.NewDB(t)
+	dsn := newDB(t, cluster)
 	db := dbFromDSN(t, dsn)
 	if err := cluster.Exec(ctx(t), db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"); err != nil {
 		t.Fatal(err)
@@ -292,7 +303,7 @@ func TestRestart(t *testing.T) {
 }
 
 func TestStopServerStartServer(t *testing.T) {
-	dsn := cluster.NewDB(t)
+	dsn := newDB(t, cluster)
 	db := dbFromDSN(t, dsn)
 	if err := cluster.Exec(ctx(t), db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)"); err != nil {
 		t.Fatal(err)
@@ -516,4 +527,21 @@ func dbFromDSN(t *testing.T, dsn string) string {
 		t.Fatal(err)
 	}
 	return cfg.Database
+}
+
+// newDB is what pgtest.Cluster.NewDB does, for this package's own tests.
+func newDB(t *testing.T, c *Cluster) string {
+	t.Helper()
+	name, err := c.CreateDB(ctx(t), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.Running() {
+			if err := c.DropDB(context.Background(), name); err != nil {
+				t.Errorf("dropping %s: %v", name, err)
+			}
+		}
+	})
+	return c.DSN(name)
 }

@@ -1,23 +1,51 @@
+// Command riskwatch-bench runs riskwatch at full load on this machine and
+// writes what it measured: a private PostgreSQL for the source and one for
+// the sink, the simulator and the engine as child processes (the riskwatch
+// binary), PostgreSQL's own clients as floors beside them. It is kept out
+// of the product binary, as Prometheus keeps promtool apart. `make bench`
+// runs it.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/riskwatch/riskwatch/internal/bench"
 )
 
-// cmdBench runs the full-load benchmarks (issue 6) on this machine: a
-// private PostgreSQL, the simulator and the engine as child processes.
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "riskwatch-bench: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// run parses the command line and runs the benchmarks.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("riskwatch-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	riskwatch := fs.String("riskwatch", "", "the riskwatch binary to measure (default: riskwatch beside this program, else on PATH)")
 	quick := fs.Bool("quick", false, "reduced run for CI (10,000 merchants, 300,000 payments/day, short phases); not the targets' scale")
 	out := fs.String("out", "artifacts/bench", "directory for results.json, the plots and the processes' logs")
 	markdown := fs.String("markdown", "", "rewrite the generated section of this file (BENCHMARKS.md) with the results")
@@ -31,12 +59,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("bench: finding the riskwatch binary: %w", err)
-	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	command := "riskwatch bench " + strings.Join(args, " ")
+	command := "riskwatch-bench " + strings.Join(args, " ")
 	if *replot {
 		res, err := bench.Replot(*out)
 		if err != nil {
@@ -48,12 +72,34 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *only != "" {
 		scenarios = strings.Split(*only, ",")
 	}
-	res, err := bench.Run(ctx, bench.Options{Self: self, Out: *out, Quick: *quick, Only: scenarios, Logger: log, Command: strings.TrimSpace(command)})
+	bin, err := riskwatchBinary(*riskwatch)
+	if err != nil {
+		return err
+	}
+	res, err := bench.Run(ctx, bench.Options{Riskwatch: bin, Out: *out, Quick: *quick, Only: scenarios, Logger: log, Command: strings.TrimSpace(command)})
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(*out, "results.json"))
 	return writeBenchMarkdown(stdout, res, *markdown, *out, *publish, *goBench)
+}
+
+// riskwatchBinary finds the binary to measure.
+func riskwatchBinary(flagged string) (string, error) {
+	if flagged != "" {
+		return filepath.Abs(flagged)
+	}
+	if self, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(self), "riskwatch")
+		if st, err := os.Stat(beside); err == nil && !st.IsDir() {
+			return beside, nil
+		}
+	}
+	p, err := exec.LookPath("riskwatch")
+	if err != nil {
+		return "", usageError{"no riskwatch binary beside this program or on PATH: build it (make build) or pass --riskwatch"}
+	}
+	return p, nil
 }
 
 func writeBenchMarkdown(stdout io.Writer, res *bench.Results, markdown, out, publish, goBenchFile string) error {
