@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/alert"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -58,7 +59,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	}
 	defer st.Close()
 	// Minutes are whole: a from inside a minute starts at that minute.
-	o := pipeline.BacktestOptions{From: window.MinuteOf(from), To: window.MinuteOf(to.Add(-time.Nanosecond)) + 1, ProgressOut: stderr, Logger: log}
+	o := engine.BacktestOptions{From: window.MinuteOf(from), To: window.MinuteOf(to.Add(-time.Nanosecond)) + 1, ProgressOut: stderr, Logger: log}
 	var table *tabwriter.Writer
 	enc := json.NewEncoder(stdout)
 	if *format == "table" {
@@ -66,14 +67,14 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		fmt.Fprintln(table, "MINUTE\tRULE\tMERCHANT\tSTATE\tVALUES")
 		defer table.Flush()
 	}
-	o.Emit = func(tr pipeline.Transition) error {
+	o.Emit = func(tr engine.Transition) error {
 		if table == nil {
 			return enc.Encode(tr)
 		}
 		_, err := fmt.Fprintf(table, "%s\t%s\t%d\t%s\t%s\n", tr.Minute, tr.Rule, tr.MerchantID, tr.State, formatValues(tr.Values))
 		return err
 	}
-	return pipeline.Backtest(ctx, st, cfg, o)
+	return engine.Backtest(ctx, aggregates.New(st), cfg, o)
 }
 
 func timeRange(fromS, toS string, loc *time.Location) (time.Time, time.Time, error) {
@@ -123,7 +124,7 @@ func cmdAlerts(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return err
 	}
-	f := store.AlertFilter{State: *state, Rule: *rule, Merchant: *merchant, Limit: *limit}
+	f := alertstore.AlertFilter{State: *state, Rule: *rule, Merchant: *merchant, Limit: *limit}
 	switch *state {
 	case "all":
 		f.State = ""
@@ -136,7 +137,7 @@ func cmdAlerts(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return err
 	}
 	defer st.Close()
-	list, err := st.Alerts(ctx, f)
+	list, err := alertstore.New(st).Alerts(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -203,9 +204,9 @@ func cmdAck(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		return err
 	}
 	defer st.Close()
-	a, err := st.Ack(ctx, id, *by, *comment, time.Now())
+	a, err := alertstore.New(st).Ack(ctx, id, *by, *comment, time.Now())
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNotOpen) {
+		if errors.Is(err, alertstore.ErrNotFound) || errors.Is(err, alertstore.ErrNotOpen) {
 			return err
 		}
 		return fmt.Errorf("ack: %w", err)
@@ -260,7 +261,7 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return err
 		}
 		defer st.Close()
-		sl, err := st.AddSilence(ctx, store.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason, CreatedBy: *by})
+		sl, err := alertstore.New(st).AddSilence(ctx, alertstore.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason, CreatedBy: *by})
 		if err != nil {
 			return err
 		}
@@ -276,7 +277,7 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return err
 		}
 		defer st.Close()
-		list, err := st.Silences(ctx, time.Now())
+		list, err := alertstore.New(st).Silences(ctx, time.Now())
 		if err != nil {
 			return err
 		}
@@ -308,7 +309,7 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return err
 		}
 		defer st.Close()
-		if err := st.ExpireSilence(ctx, id, time.Now()); err != nil {
+		if err := alertstore.New(st).ExpireSilence(ctx, id, time.Now()); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "silence %d expired\n", id)

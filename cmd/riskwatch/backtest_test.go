@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 )
 
 // isUsage reports whether err is a command-line usage error (exit code 2).
@@ -312,7 +312,7 @@ func TestSilenceCommands(t *testing.T) {
 		t.Fatal("expiring one silence removed another")
 	}
 	for _, arg := range []string{strconv.FormatInt(id, 10), "999999"} {
-		if _, _, err := runCLI(ctx, "silence", "expire", arg, "--config", cfg); err == nil || !errors.Is(err, store.ErrNotFound) {
+		if _, _, err := runCLI(ctx, "silence", "expire", arg, "--config", cfg); err == nil || !errors.Is(err, alertstore.ErrNotFound) {
 			t.Errorf("silence expire %s: err = %v, want not found", arg, err)
 		}
 	}
@@ -347,7 +347,7 @@ func TestAckCommandErrors(t *testing.T) {
 	}
 	// Flags after the ID work as well as before it.
 	_, _, err := runCLI(ctx, "ack", "424242", "--by", "x", "--config", cfg)
-	if err == nil || isUsage(err) || !strings.Contains(err.Error(), "not found") || !errors.Is(err, store.ErrNotFound) {
+	if err == nil || isUsage(err) || !strings.Contains(err.Error(), "not found") || !errors.Is(err, alertstore.ErrNotFound) {
 		t.Fatalf("ack of an unknown alert: err = %v, want not found", err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,10 +14,12 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/api"
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/directory"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/merchantnames"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 	"github.com/riskwatch/riskwatch/web"
 )
 
@@ -44,7 +47,7 @@ func setup(fs flags, args []string, stderr io.Writer, getenv func(string) string
 	return cfg, slog.New(h), nil
 }
 
-func openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config) (*store.DB, error) {
 	return store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
 }
 
@@ -67,24 +70,28 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		return err
 	}
 	var srv *api.Server
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr,
+	src, err := source.FromConfig(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.NewNode(engine.NodeOptions{Config: cfg, DB: st, Source: src, Logger: log, Registry: reg, ProgressOut: stderr,
 		OnAlerts: func() {
 			for _, s := range senders {
 				s.Wake()
 			}
 		},
-		OnClose: func(ctx context.Context, c pipeline.Closed) { srv.Closed(ctx, c) },
+		OnClose: func(ctx context.Context, c engine.ClosedMinutes) { srv.Closed(ctx, c) },
 	})
 	if err != nil {
 		return err
 	}
 	srv, err = api.New(api.Options{
-		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, Store: st, Engine: eng,
+		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, DB: st, Engine: eng,
 		Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := eng.Status()
 			d := map[string]any{
-				"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.AppliedLSN.String(),
+				"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.Position,
 				"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
 			}
 			if s.Stuck != nil {
@@ -137,11 +144,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 }
 
 func newSource(cfg *config.Config, log *slog.Logger) (*source.Source, error) {
-	mapping, err := pipeline.NewMapping(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return pipeline.NewSource(cfg, mapping, log, nil), nil
+	return source.FromConfig(cfg, log, nil)
 }
 
 func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -174,15 +177,15 @@ func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	defer st.Close()
-	cp, err := st.Checkpoint(ctx, cfg.Source.Slot)
+	cp, err := aggregates.New(st).Checkpoint(ctx, cfg.Source.Slot)
 	switch {
-	case err == store.ErrNoCheckpoint:
+	case errors.Is(err, aggregates.ErrNoCheckpoint):
 		fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
 	case err != nil:
 		fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", err)
 	default:
 		fmt.Fprintf(tw, "sink_checkpoint_lsn\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
-			source.LSN(cp.LSN), cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
+			cp.Position, cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
@@ -233,7 +236,7 @@ func cmdExportMinutes(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer st.Close()
-	_, err = st.ExportMinutes(ctx, from, to, stdout)
+	_, err = aggregates.New(st).ExportMinutes(ctx, from, to, stdout)
 	return err
 }
 
@@ -253,12 +256,12 @@ func parseTime(s string, loc *time.Location) (time.Time, error) {
 
 // runMerchantNames copies merchant names from the source until ctx is done;
 // it returns at once when merchant_names is off.
-func runMerchantNames(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
+func runMerchantNames(ctx context.Context, cfg *config.Config, st *store.DB, log *slog.Logger) error {
 	mn := cfg.MerchantNames
 	if mn.Table == "" {
 		return nil
 	}
 	schema, table := mn.SchemaTable()
-	return directory.New(directory.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
-		Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Store: st, Logger: log}).Run(ctx)
+	return merchantnames.New(merchantnames.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
+		Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Names: dashboard.New(st), Logger: log}).Run(ctx)
 }

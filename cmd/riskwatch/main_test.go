@@ -167,12 +167,15 @@ func (c *child) httpAddr(t *testing.T, timeout time.Duration) string {
 
 // sinkLSN is the checkpoint the sink holds for the slot (0 when none).
 func (c *cliEnv) sinkLSN() pglogrepl.LSN {
-	var lsn int64
-	err := c.pool.QueryRow(context.Background(), `SELECT lsn FROM riskwatch.checkpoint WHERE slot = $1`, c.slot).Scan(&lsn)
+	var pos string
+	if err := c.pool.QueryRow(context.Background(), `SELECT position FROM riskwatch.checkpoint WHERE slot = $1`, c.slot).Scan(&pos); err != nil {
+		return 0
+	}
+	lsn, err := pglogrepl.ParseLSN(pos)
 	if err != nil {
 		return 0
 	}
-	return pglogrepl.LSN(lsn)
+	return lsn
 }
 
 func (c *cliEnv) walLSN() pglogrepl.LSN {

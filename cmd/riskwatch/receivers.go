@@ -15,11 +15,12 @@ import (
 	"github.com/riskwatch/riskwatch/internal/notify/slack"
 	"github.com/riskwatch/riskwatch/internal/notify/webhook"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 )
 
 // newSenders builds one send loop per configured receiver, all reading the
 // sink's outbox.
-func newSenders(cfg *config.Config, st *store.Store, log *slog.Logger, reg prometheus.Registerer) ([]*notify.Sender, error) {
+func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg prometheus.Registerer) ([]*notify.Sender, error) {
 	names := make([]string, len(cfg.Notify.Receivers))
 	for i, r := range cfg.Notify.Receivers {
 		names[i] = r.Name
@@ -32,7 +33,7 @@ func newSenders(cfg *config.Config, st *store.Store, log *slog.Logger, reg prome
 			return nil, fmt.Errorf("notify.receivers[%d] (%s): %w", i, r.Name, err)
 		}
 		out = append(out, notify.NewSender(notify.SenderOptions{
-			Name: r.Name, Notifier: n, Queue: st.Outbox(), Timeout: r.Timeout.D(),
+			Name: r.Name, Notifier: n, Queue: alertstore.New(st).Outbox(), Timeout: r.Timeout.D(),
 			BackoffMin: cfg.Notify.BackoffMin.D(), BackoffMax: cfg.Notify.BackoffMax.D(),
 			Logger: log.With("receiver", r.Name), Metrics: metrics, Jitter: notify.RandomJitter(0.1),
 		}))

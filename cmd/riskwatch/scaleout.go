@@ -14,15 +14,17 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/api"
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/kafka"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
-	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/leader"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/web"
 )
 
 // migratedStore opens the sink and brings its schema up to date.
-func migratedStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.Store, error) {
+func migratedStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.DB, error) {
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func cmdCapture(ctx context.Context, args []string, stderr io.Writer, getenv fun
 	}
 	defer st.Close()
 	reg := newRegistry()
-	c, err := kafka.NewCapture(kafka.CaptureOptions{Config: cfg, Store: st, Logger: log, Registry: reg, ProgressOut: stderr})
+	c, err := kafka.NewCapture(kafka.CaptureOptions{Config: cfg, DB: st, Logger: log, Registry: reg, ProgressOut: stderr})
 	if err != nil {
 		return err
 	}
@@ -120,13 +122,13 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 		}
 	}
 	var srv *api.Server
-	wk, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, Store: st, Logger: log, Registry: reg, Member: *member,
-		OnAlerts: wake, OnClose: func(ctx context.Context, c pipeline.Closed) { srv.Closed(ctx, c) }})
+	wk, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: st, Logger: log, Registry: reg, Member: *member,
+		OnAlerts: wake, OnClose: func(ctx context.Context, c engine.ClosedMinutes) { srv.Closed(ctx, c) }})
 	if err != nil {
 		return err
 	}
 	srv, err = api.New(api.Options{
-		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, Store: st, Engine: wk, Assets: web.Dist(), Version: version,
+		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, DB: st, Engine: wk, Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := wk.Status()
 			d := map[string]any{"last_closed_minute": s.LastClosed.String(), "lag_seconds": s.LagSeconds}
@@ -143,39 +145,22 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 	g.Go(func() error { return wk.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx, nil) })
 	g.Go(func() error {
-		return st.Lead(gctx, "leader", log, wake, func(ctx context.Context) error {
+		return leader.Run(gctx, st, "leader", alertstore.OutboxChannel, log, wake, func(ctx context.Context) error {
 			lg, lctx := errgroup.WithContext(ctx)
 			for _, s := range senders {
 				lg.Go(func() error { return s.Run(lctx) })
 			}
 			lg.Go(func() error { return runMerchantNames(lctx, cfg, st, log) })
-			lg.Go(func() error { return prunePartitioned(lctx, cfg, st, log) })
+			lg.Go(func() error {
+				// What every partition has applied is the clock.
+				return engine.Prune(lctx, aggregates.New(st), cfg, log, func(ctx context.Context) (time.Time, error) {
+					return kafka.AppliedThrough(ctx, st, cfg.KafkaTopics())
+				})
+			})
 			return lg.Wait()
 		})
 	})
 	err = g.Wait()
 	log.Info("riskwatch worker stopped")
 	return err
-}
-
-// prunePartitioned is the engine's hourly pruning for a sink fed by
-// workers: what every partition has applied is the clock.
-func prunePartitioned(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) error {
-	keep := max(cfg.Retention.D(), (rules.BaselineMinutes+rules.HourMinutes)*time.Minute) + 24*time.Hour
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		if through, err := st.AppliedThrough(ctx, cfg.KafkaTopics()); err == nil && through.Unix() > 0 {
-			if n, err := st.PruneMinutes(ctx, through.Add(-keep)); err != nil && ctx.Err() == nil {
-				log.Warn("pruning old minutes failed", "err", err)
-			} else if n > 0 {
-				log.Info("pruned minutes older than the retention", "rows", n)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }

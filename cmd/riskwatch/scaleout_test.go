@@ -63,7 +63,7 @@ type transition struct {
 	Minute   string
 }
 
-// TestScaleOutKafka is issue 7 end to end on an in-process Kafka (kfake,
+// TestScaleOutKafka is the scale-out end to end on an in-process Kafka (kfake,
 // three brokers, 12 partitions): capture and three workers as child
 // processes under a steady load where one merchant carries half the
 // traffic; one worker is SIGKILLed and later another joins, and capture is

@@ -24,8 +24,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 )
 
 // Readiness reports whether the engine is serving live data, and why not.
@@ -33,8 +36,8 @@ type Readiness func() (ready bool, detail any)
 
 // Engine is what the API reads from the running pipeline.
 type Engine interface {
-	Status() pipeline.Status
-	Ranking() *pipeline.Ranking
+	Status() engine.Status
+	Ranking() *rules.Ranking
 }
 
 // Options configure the server. Store, Engine and Config are needed for
@@ -46,7 +49,7 @@ type Options struct {
 	Logger   *slog.Logger
 
 	Config  *config.Config
-	Store   *store.Store
+	DB      *store.DB
 	Engine  Engine
 	Assets  fs.FS // the built dashboard (index.html, assets/); nil: no pages
 	Version string
@@ -62,8 +65,10 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	hub    *hub
-	closed chan pipeline.Closed
-	params pipeline.RuleParams
+	closed chan engine.ClosedMinutes
+	params rules.Params
+	dash   *dashboard.Store
+	alerts *alertstore.Store
 	// origins refuses state changes that a browser sends from another site.
 	origins *http.CrossOriginProtection
 	// streams holds a token per open event stream (http.max_streams).
@@ -81,10 +86,13 @@ func New(opts Options) (*Server, error) {
 	if opts.StatusEvery <= 0 {
 		opts.StatusEvery = 2 * time.Second
 	}
-	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, hub: newHub(), closed: make(chan pipeline.Closed, 64),
+	s := &Server{opts: opts, log: opts.Logger, now: opts.Now, hub: newHub(), closed: make(chan engine.ClosedMinutes, 64),
 		origins: http.NewCrossOriginProtection()}
+	if opts.DB != nil {
+		s.dash, s.alerts = dashboard.New(opts.DB), alertstore.New(opts.DB)
+	}
 	if opts.Config != nil {
-		p, err := pipeline.NewRuleParams(opts.Config)
+		p, err := opts.Config.RuleParams()
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +128,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, code, map[string]any{"ready": ready, "status": detail})
 	})
-	if s.opts.Store != nil && s.opts.Config != nil && s.opts.Engine != nil {
+	if s.opts.DB != nil && s.opts.Config != nil && s.opts.Engine != nil {
 		s.routes(mux)
 	}
 	return securityHeaders(s.guardChanges(mux))
@@ -249,9 +257,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &br):
 		writeError(w, http.StatusBadRequest, "%s", br.msg)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, alertstore.ErrNotFound):
 		writeError(w, http.StatusNotFound, "%s", err.Error())
-	case errors.Is(err, store.ErrNotOpen):
+	case errors.Is(err, alertstore.ErrNotOpen):
 		writeError(w, http.StatusConflict, "%s", err.Error())
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
@@ -264,7 +272,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Closed hands a close of minutes to the SSE publisher without blocking the
 // pipeline; if the publisher is behind, the oldest news is what is lost
 // (clients refetch on the next one).
-func (s *Server) Closed(ctx context.Context, c pipeline.Closed) {
+func (s *Server) Closed(ctx context.Context, c engine.ClosedMinutes) {
 	select {
 	case s.closed <- c:
 	default:
@@ -302,7 +310,7 @@ func (s *Server) Run(ctx context.Context, ready chan<- string) error {
 		}
 		return nil
 	})
-	if s.opts.Store != nil && s.opts.Engine != nil {
+	if s.opts.DB != nil && s.opts.Engine != nil {
 		g.Go(func() error { return s.publish(gctx) })
 	}
 	return g.Wait()

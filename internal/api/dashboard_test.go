@@ -20,9 +20,13 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -34,19 +38,19 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
 // status and ranking, and the ranking it holds is the real evaluator's.
 type fakeEngine struct {
 	mu      sync.Mutex // a test changes the status while the server reads it
-	status  pipeline.Status
-	ranking *pipeline.Ranking
+	status  engine.Status
+	ranking *rules.Ranking
 }
 
-func (f *fakeEngine) Status() pipeline.Status {
+func (f *fakeEngine) Status() engine.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.status
 }
 
-func (f *fakeEngine) Ranking() *pipeline.Ranking { return f.ranking }
+func (f *fakeEngine) Ranking() *rules.Ranking { return f.ranking }
 
-func (f *fakeEngine) setStuck(s *pipeline.Stuck) {
+func (f *fakeEngine) setStuck(s *engine.Stuck) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.Stuck = s
@@ -106,7 +110,7 @@ func seedRows() []seedRow {
 type world struct {
 	base   string
 	srv    *Server
-	st     *store.Store
+	st     *alertstore.Store
 	engine *fakeEngine
 	alerts []*alert.Alert
 }
@@ -131,16 +135,17 @@ func newWorld(t *testing.T, configure ...func(*config.Config)) *world {
 	for _, f := range configure {
 		f(cfg)
 	}
-	st, err := store.Open(ctx, cluster.NewDB(t), "riskwatch", seoulLoc)
+	db, err := store.Open(ctx, cluster.NewDB(t), "riskwatch", seoulLoc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(st.Close)
-	if _, err := st.Migrate(ctx); err != nil {
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cp := store.Checkpoint{Slot: "rw", LSN: 1, LastClosed: lastClosed - 1, Progress: lastClosed.Start()}
-	err = st.Bootstrap(ctx, cp, func(ctx context.Context, l *store.Loader) error {
+	agg, st := aggregates.New(db), alertstore.New(db)
+	cp := aggregates.Checkpoint{Slot: "rw", Position: "0/1", LastClosed: lastClosed - 1, Progress: lastClosed.Start()}
+	err = agg.Bootstrap(ctx, cp, func(ctx context.Context, l *aggregates.Loader) error {
 		_, err := l.CopyMinutes(ctx, func(w io.Writer) error {
 			for _, r := range seedRows() {
 				if _, err := fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\n", r.merchant, r.at.UTC().Format("2006-01-02 15:04:05+00"), r.a, r.aa, r.c, r.ca); err != nil {
@@ -154,25 +159,28 @@ func newWorld(t *testing.T, configure ...func(*config.Config)) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.UpsertMerchants(ctx, []store.Merchant{{ID: 7, Name: "Acme Books"}, {ID: 9, Name: "Big Mart"}, {ID: 3, Name: xssName}}); err != nil {
+	if cp, err = agg.Claim(ctx, "rw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dashboard.New(db).UpsertMerchants(ctx, []dashboard.Merchant{{ID: 7, Name: "Acme Books"}, {ID: 9, Name: "Big Mart"}, {ID: 3, Name: xssName}}); err != nil {
 		t.Fatal(err)
 	}
 	// The real evaluator closes L over the seeded sink: its alerts are
 	// stored as the engine stores them, and its ranking is what the API serves.
-	eng := &fakeEngine{status: pipeline.Status{Ready: true, LastClosed: lastClosed, LagBytes: 2048, LagSeconds: 0.25, EventsPerSecond: 812.5}}
-	ev, err := pipeline.NewEvaluator(ctx, st, cfg, lastClosed-1, true, nil)
+	eng := &fakeEngine{status: engine.Status{Ready: true, LastClosed: lastClosed, LagBytes: 2048, LagSeconds: 0.25, EventsPerSecond: 812.5}}
+	ev, err := engine.NewEvaluator(ctx, agg, cfg, lastClosed-1, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev.Ranked = func(r *pipeline.Ranking) { eng.ranking = r }
+	ev.Ranked = func(r *rules.Ranking) { eng.ranking = r }
 	changes, err := ev.Close(ctx, lastClosed, lastClosed, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := &world{st: st, engine: eng}
-	batch := &store.AlertBatch{Slot: "rw", LastClosed: lastClosed}
+	batch := &alertstore.AlertBatch{Closed: cp.At(cp.Position, lastClosed-1, lastClosed.Start()), LastClosed: lastClosed}
 	for _, ch := range changes {
-		batch.Changes = append(batch.Changes, store.AlertChange{Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires,
+		batch.Changes = append(batch.Changes, alertstore.AlertChange{Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires,
 			Values: ch.Values, New: ch.New, Notify: ch.Notify})
 		w.alerts = append(w.alerts, ch.Alert)
 	}
@@ -181,7 +189,7 @@ func newWorld(t *testing.T, configure ...func(*config.Config)) *world {
 	}
 	now := lastClosed.End().Add(1500 * time.Millisecond)
 	srv, err := New(Options{Listen: "127.0.0.1:0", Gatherer: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Ready: func() (bool, any) { return true, nil }, Config: cfg, Store: st, Engine: eng, Version: "test",
+		Ready: func() (bool, any) { return true, nil }, Config: cfg, DB: db, Engine: eng, Version: "test",
 		Assets:      fstest.MapFS{"index.html": {Data: []byte("<!doctype html><title>riskwatch</title>")}, "assets/app.js": {Data: []byte("console.log(1)")}},
 		Now:         func() time.Time { return now },
 		StatusEvery: 50 * time.Millisecond,
@@ -290,7 +298,7 @@ func TestDashboardAPI(t *testing.T) {
 			t.Fatalf("stuck = %s (present %v), want null while the pipeline moves", stuck, ok)
 		}
 		since := time.Date(2026, 11, 20, 14, 28, 5, 0, seoulLoc)
-		w.engine.setStuck(&pipeline.Stuck{Since: since, Failures: 4, Error: "writing minutes: injected failure", Position: "0/16B3748"})
+		w.engine.setStuck(&engine.Stuck{Since: since, Failures: 4, Error: "writing minutes: injected failure", Position: "0/16B3748"})
 		defer w.engine.setStuck(nil)
 		var got struct {
 			Stuck struct {
@@ -332,9 +340,9 @@ func TestDashboardAPI(t *testing.T) {
 	})
 
 	t.Run("search", func(t *testing.T) {
-		var r struct{ Merchants []store.Merchant }
+		var r struct{ Merchants []dashboard.Merchant }
 		w.getJSON(t, "/api/merchants?q=MART", &r)
-		if len(r.Merchants) != 1 || r.Merchants[0] != (store.Merchant{ID: 9, Name: "Big Mart"}) {
+		if len(r.Merchants) != 1 || r.Merchants[0] != (dashboard.Merchant{ID: 9, Name: "Big Mart"}) {
 			t.Fatalf("q=MART: %+v", r.Merchants)
 		}
 		w.getJSON(t, "/api/merchants?q=onerror", &r)
@@ -666,7 +674,7 @@ func TestEventsStream(t *testing.T) {
 			acme = a
 		}
 	}
-	w.srv.Closed(context.Background(), pipeline.Closed{First: lastClosed, Last: lastClosed, Transitions: []*alert.Change{
+	w.srv.Closed(context.Background(), engine.ClosedMinutes{First: lastClosed, Last: lastClosed, Transitions: []*alert.Change{
 		{Alert: acme, After: *acme, Minute: lastClosed, Fires: true, Transition: alert.Firing},
 	}})
 	var a alertJSON

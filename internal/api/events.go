@@ -181,7 +181,7 @@ func (s *Server) publishClosed(ctx context.Context, last window.Minute, transiti
 		for i, ch := range transitions {
 			ids[i] = ch.After.Merchant
 		}
-		names, err := s.opts.Store.MerchantNames(ctx, ids)
+		names, err := s.dash.MerchantNames(ctx, ids)
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func (s *Server) publishClosed(ctx context.Context, last window.Minute, transiti
 			s.hub.publish("alert", out)
 		}
 	}
-	pts, err := s.opts.Store.PlatformMinutes(ctx, last, last+1)
+	pts, err := s.dash.PlatformMinutes(ctx, last, last+1)
 	if err != nil {
 		return err
 	}

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 )
 
 // acked reads the alert's acknowledgement straight from the store.
 func (w *world) acked(t *testing.T, id int64) *string {
 	t.Helper()
-	list, err := w.st.Alerts(context.Background(), store.AlertFilter{Merchant: 7})
+	list, err := w.st.Alerts(context.Background(), alertstore.AlertFilter{Merchant: 7})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,8 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/alert"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
 	"github.com/riskwatch/riskwatch/internal/rules"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -36,7 +35,7 @@ type statusJSON struct {
 	Stuck            *stuckJSON     `json:"stuck"`
 }
 
-// stuckJSON is pipeline.Stuck: the same failure at the same position over
+// stuckJSON is engine.Stuck: the same failure at the same position over
 // and over.
 type stuckJSON struct {
 	Since    time.Time `json:"since"`
@@ -154,7 +153,7 @@ func (s *Server) handlePlatform(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	pts, err := s.opts.Store.PlatformMinutes(r.Context(), from, to)
+	pts, err := s.dash.PlatformMinutes(r.Context(), from, to)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -215,7 +214,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 		id = n
 	}
-	ms, err := s.opts.Store.SearchMerchants(r.Context(), text, id, limit)
+	ms, err := s.dash.SearchMerchants(r.Context(), text, id, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -237,7 +236,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) names(r *http.Request, ids []int64) map[int64]string {
-	names, err := s.opts.Store.MerchantNames(r.Context(), ids)
+	names, err := s.dash.MerchantNames(r.Context(), ids)
 	if err != nil {
 		// Names are labels; a page without them is still useful.
 		s.log.Warn("reading merchant names", "err", err)
@@ -270,8 +269,8 @@ type volumeJSON struct {
 	Fires    bool     `json:"fires"`
 }
 
-func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*pipeline.Ranking, int, bool) {
-	limit, err := parseLimit(r.URL.Query(), 50, pipeline.RankLimit)
+func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*rules.Ranking, int, bool) {
+	limit, err := parseLimit(r.URL.Query(), 50, rules.RankLimit)
 	if err != nil {
 		s.fail(w, r, err)
 		return nil, 0, false
@@ -286,7 +285,7 @@ func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*pipeline.Rank
 
 // rankingHandler serves one list of the ranking, each entry with its
 // merchant's name.
-func rankingHandler[T, J any](s *Server, list func(*pipeline.Ranking) []T, merchant func(T) int64, conv func(T, string) J) http.HandlerFunc {
+func rankingHandler[T, J any](s *Server, list func(*rules.Ranking) []T, merchant func(T) int64, conv func(T, string) J) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rk, limit, ok := s.ranking(w, r)
 		if !ok {
@@ -313,16 +312,16 @@ func withNames[T, J any](s *Server, r *http.Request, list []T, merchant func(T) 
 }
 
 func (s *Server) handleRiskRanking() http.HandlerFunc {
-	return rankingHandler(s, func(rk *pipeline.Ranking) []pipeline.RiskEntry { return rk.Risk },
-		func(e pipeline.RiskEntry) int64 { return e.Merchant },
-		func(e pipeline.RiskEntry, name string) riskJSON {
+	return rankingHandler(s, func(rk *rules.Ranking) []rules.RiskEntry { return rk.Risk },
+		func(e rules.RiskEntry) int64 { return e.Merchant },
+		func(e rules.RiskEntry, name string) riskJSON {
 			return riskJSON{ID: e.Merchant, Name: name, AH: e.AH, CH: e.CH, RateH: e.RateH, Baseline: e.Baseline,
 				BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires}
 		})
 }
 
 func (s *Server) handleVolumeRanking() http.HandlerFunc {
-	return rankingHandler(s, func(rk *pipeline.Ranking) []rules.VolumeEval { return rk.Volume },
+	return rankingHandler(s, func(rk *rules.Ranking) []rules.VolumeEval { return rk.Volume },
 		func(e rules.VolumeEval) int64 { return e.Merchant },
 		func(e rules.VolumeEval, name string) volumeJSON {
 			return volumeJSON{ID: e.Merchant, Name: name, DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires}
@@ -362,7 +361,7 @@ func toAlertJSON(a *alert.Alert, name string) alertJSON {
 		out.ResolvedAt = &t
 		kind = alert.NotifyResolved
 	}
-	out.Summary = pipeline.Summary(a.Rule, a.Merchant, a.Values, kind)
+	out.Summary = alert.Summary(a.Rule, a.Merchant, a.Values, kind)
 	if a.Ack != nil {
 		out.Ack = &ackJSON{By: a.Ack.By, At: a.Ack.At.UTC(), Comment: a.Ack.Comment}
 	}
@@ -375,7 +374,7 @@ func (s *Server) alertsJSON(r *http.Request, list []*alert.Alert) []alertJSON {
 
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := store.AlertFilter{State: q.Get("state"), Rule: q.Get("rule")}
+	f := alertstore.AlertFilter{State: q.Get("state"), Rule: q.Get("rule")}
 	var err error
 	if f.Limit, err = parseLimit(q, 100, 500); err != nil {
 		s.fail(w, r, err)
@@ -385,8 +384,8 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badf("state: want firing or resolved, got %q", f.State))
 		return
 	}
-	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop && f.Rule != pipeline.RuleStuck {
-		s.fail(w, r, badf("rule: want %s, %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, pipeline.RuleStuck, f.Rule))
+	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop && f.Rule != alert.RuleStuck {
+		s.fail(w, r, badf("rule: want %s, %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, alert.RuleStuck, f.Rule))
 		return
 	}
 	for _, p := range []struct {
@@ -400,7 +399,7 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	list, err := s.opts.Store.Alerts(r.Context(), f)
+	list, err := s.alerts.Alerts(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -436,7 +435,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badf("by: at most 200 characters; comment: at most 4000"))
 		return
 	}
-	a, err := s.opts.Store.Ack(r.Context(), id, body.By, body.Comment, s.now())
+	a, err := s.alerts.Ack(r.Context(), id, body.By, body.Comment, s.now())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -455,7 +454,7 @@ func (s *Server) handleMerchant(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := s.opts.Store.Alerts(r.Context(), store.AlertFilter{State: "firing", Merchant: id})
+	list, err := s.alerts.Alerts(r.Context(), alertstore.AlertFilter{State: "firing", Merchant: id})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -5,7 +5,8 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/rules"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -105,14 +106,14 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badf("from..to holds no %s bucket", step))
 		return
 	}
-	st := s.opts.Store
+	st := s.dash
 	out := seriesJSON{Step: step, From: starts[0], To: to, pointsJSON: newPoints(len(starts))}
 	index := make(map[int64]int, len(starts))
 	for i, t := range starts {
 		out.T[i] = t.Unix()
 		index[t.Unix()] = i
 	}
-	var pts []store.Point
+	var pts []dashboard.Point
 	switch step {
 	case "1m":
 		pts, err = st.MerchantMinutes(ctx, id, window.MinuteOf(starts[0]), window.MinuteOf(to.Add(time.Minute-time.Microsecond)))
@@ -177,7 +178,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	alerts, err := st.Alerts(ctx, store.AlertFilter{Merchant: id, ActiveFrom: starts[0], ActiveTo: to, Limit: 500})
+	alerts, err := s.alerts.Alerts(ctx, alertstore.AlertFilter{Merchant: id, ActiveFrom: starts[0], ActiveTo: to, Limit: 500})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -220,7 +221,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	start := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
 	weekStart := time.Date(day.Year(), day.Month(), day.Day()-7, 0, 0, 0, 0, loc)
 	end := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
-	days, err := s.opts.Store.MerchantDays(ctx, id, weekStart, start)
+	days, err := s.dash.MerchantDays(ctx, id, weekStart, start)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -229,7 +230,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	for _, d := range days {
 		sum7 += d.ApprovedAmount
 	}
-	mins, err := s.opts.Store.MerchantMinutes(ctx, id, window.MinuteOf(weekStart), window.MinuteOf(end))
+	mins, err := s.dash.MerchantMinutes(ctx, id, window.MinuteOf(weekStart), window.MinuteOf(end))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/rules"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -15,7 +15,7 @@ type minuteSums struct {
 	a, c []int64 // a[i] = approvals in [lo, lo+i)
 }
 
-func newMinuteSums(lo, hi window.Minute, points []store.Point) minuteSums {
+func newMinuteSums(lo, hi window.Minute, points []dashboard.Point) minuteSums {
 	n := int(hi - lo)
 	s := minuteSums{lo: lo, a: make([]int64, n+1), c: make([]int64, n+1)}
 	da, dc := make([]int64, n), make([]int64, n)
@@ -89,7 +89,7 @@ type volumeCurve struct {
 // the seven days before (the daily rollup, as the rule reads it); minutes
 // are the merchant's minutes of those seven days and of the day itself.
 // The minute of day is the wall-clock hour×60+minute, as in the rule.
-func volumeCurves(p rules.VolumeDropParams, loc *time.Location, day time.Time, sum7 int64, minutes []store.Point, lastClosed window.Minute) volumeCurve {
+func volumeCurves(p rules.VolumeDropParams, loc *time.Location, day time.Time, sum7 int64, minutes []dashboard.Point, lastClosed window.Minute) volumeCurve {
 	start := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
 	end := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
 	n := int(end.Sub(start) / time.Minute)

@@ -5,13 +5,13 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/rules"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 func TestMinuteSums(t *testing.T) {
 	lo := window.Minute(1000)
-	pts := []store.Point{
+	pts := []dashboard.Point{
 		{At: (lo - 1).Start(), Agg: window.Agg{Approvals: 100}}, // before the range: ignored
 		{At: lo.Start(), Agg: window.Agg{Approvals: 1, Cancels: 1}},
 		{At: (lo + 2).Start(), Agg: window.Agg{Approvals: 2}},
@@ -47,11 +47,11 @@ func TestCancelLinesPlatformBaseline(t *testing.T) {
 	p := rules.DefaultCancelRateParams()
 	m := window.Minute(50_000)
 	lo := m - rules.HourMinutes + 1 - rules.BaselineMinutes
-	merchant := newMinuteSums(lo, m+2, []store.Point{
+	merchant := newMinuteSums(lo, m+2, []dashboard.Point{
 		{At: (m - 100).Start(), Agg: window.Agg{Approvals: 10}},            // B: 10 approvals, too few
 		{At: (m - 10).Start(), Agg: window.Agg{Approvals: 40, Cancels: 4}}, // H
 	})
-	platform := newMinuteSums(lo, m+2, []store.Point{
+	platform := newMinuteSums(lo, m+2, []dashboard.Point{
 		{At: (m - 100).Start(), Agg: window.Agg{Approvals: 1000, Cancels: 30}}, // 3%
 	})
 	got := cancelLines(p, merchant, platform, []window.Minute{m, m + 1}, m)
@@ -73,13 +73,13 @@ func TestVolumeCurvesDST(t *testing.T) {
 	p := rules.DefaultVolumeDropParams()
 	p.LargeDailyAmount = 100
 	day := time.Date(2026, 11, 1, 0, 0, 0, 0, ny)
-	var pts []store.Point
+	var pts []dashboard.Point
 	for d := 1; d <= 7; d++ {
-		pts = append(pts, store.Point{At: time.Date(2026, 11, 1-d, 1, 30, 0, 0, ny), Agg: window.Agg{ApprovedAmount: 700}})
+		pts = append(pts, dashboard.Point{At: time.Date(2026, 11, 1-d, 1, 30, 0, 0, ny), Agg: window.Agg{ApprovedAmount: 700}})
 	}
 	// Today: 100 at the first 01:30 (EDT) and 100 at the second (EST).
 	first := time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC)
-	pts = append(pts, store.Point{At: first, Agg: window.Agg{ApprovedAmount: 100}}, store.Point{At: first.Add(time.Hour), Agg: window.Agg{ApprovedAmount: 100}})
+	pts = append(pts, dashboard.Point{At: first, Agg: window.Agg{ApprovedAmount: 100}}, dashboard.Point{At: first.Add(time.Hour), Agg: window.Agg{ApprovedAmount: 100}})
 	c := volumeCurves(p, ny, day, 7*700, pts, window.MinuteOf(first.Add(time.Hour)))
 	if len(c.Starts) != 25*60 || !c.Large || c.DailyAvg != 700 {
 		t.Fatalf("%d points, large %v, avg %v", len(c.Starts), c.Large, c.DailyAvg)

@@ -1,6 +1,6 @@
 package bench
 
-// The baseline of issue 6: what a team builds first instead of riskwatch —
+// The baseline: what a team builds first instead of riskwatch —
 // a cron job that, every minute, evaluates SPEC §5 and §6 as SQL over the
 // source's transaction tables. It is written the way an experienced engineer
 // would write it (one statement per rule, exact numeric comparisons, the

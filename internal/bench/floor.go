@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/directory"
+	"github.com/riskwatch/riskwatch/internal/merchantnames"
 	"github.com/riskwatch/riskwatch/internal/source"
 )
 
@@ -115,7 +115,7 @@ func (f *floors) stop(ctx context.Context, r *runner) {
 // pid. They are told apart by application_name.
 func (r *runner) sourceCPU(ctx context.Context) (map[int]time.Duration, error) {
 	rows, err := r.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) AND backend_type <> 'walsender'`,
-		[]string{source.ApplicationName, directory.ApplicationName})
+		[]string{source.ApplicationName, merchantnames.ApplicationName})
 	if err != nil {
 		return nil, fmt.Errorf("listing riskwatch's source connections: %w", err)
 	}

@@ -149,7 +149,7 @@ func (m *Mapping) BindJSON(schema, table string) *JSONTable {
 // Map is Table.Map for a JSON row: the same events, dead-letter reasons and
 // filtering for the same source row. Numbers must have been decoded as
 // json.Number; a missing column is NULL.
-func (t *JSONTable) Map(row map[string]any, commitUS int64, lsn uint64, out *Output) {
+func (t *JSONTable) Map(row map[string]any, commitUS int64, out *Output) {
 	selected := false
 	for i := range t.specs {
 		s := &t.specs[i]
@@ -158,7 +158,7 @@ func (t *JSONTable) Map(row map[string]any, commitUS int64, lsn uint64, out *Out
 		}
 		selected = true
 		ev, reason, detail := t.event(s, row, commitUS)
-		out.add(ev, reason, detail, t.name, func() map[string]any { return row }, lsn, commitUS)
+		out.add(ev, reason, detail, t.name, func() map[string]any { return row }, commitUS)
 	}
 	if !selected {
 		out.Filtered++

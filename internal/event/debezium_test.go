@@ -243,11 +243,10 @@ func TestJSONMapMatchesTableMap(t *testing.T) {
 			if jt == nil {
 				t.Fatalf("BindJSON(public.%s) = nil", table)
 			}
-			const lsn = 0xABCD
 			var pg, js event.Output
-			tbl.Map(tt.row, commitUS, lsn, &pg)
+			tbl.Map(tt.row, commitUS, &pg)
 			jsonRow := viaJSON(t, tbl, tt.row)
-			jt.Map(jsonRow, commitUS, lsn, &js)
+			jt.Map(jsonRow, commitUS, &js)
 
 			if !reflect.DeepEqual(pg.Events, tt.want) {
 				t.Fatalf("Table.Map events = %+v, want %+v (dead letters %+v)", pg.Events, tt.want, pg.DeadLetters)
@@ -266,9 +265,9 @@ func TestJSONMapMatchesTableMap(t *testing.T) {
 			}
 			for i, dl := range js.DeadLetters {
 				p := pg.DeadLetters[i]
-				if dl.Table != p.Table || dl.Kind != p.Kind || dl.LSN != p.LSN || !dl.CommitTime.Equal(p.CommitTime) || dl.Detail == "" {
-					t.Errorf("dead letter %d: JSON {%s %v %d %v %q}, pgoutput {%s %v %d %v}",
-						i, dl.Table, dl.Kind, dl.LSN, dl.CommitTime, dl.Detail, p.Table, p.Kind, p.LSN, p.CommitTime)
+				if dl.Table != p.Table || dl.Kind != p.Kind || !dl.CommitTime.Equal(p.CommitTime) || dl.Detail == "" {
+					t.Errorf("dead letter %d: JSON {%s %v %v %q}, pgoutput {%s %v %v}",
+						i, dl.Table, dl.Kind, dl.CommitTime, dl.Detail, p.Table, p.Kind, p.CommitTime)
 				}
 				if !reflect.DeepEqual(dl.Row, jsonRow) {
 					t.Errorf("dead letter %d Row = %v, want the JSON row %v", i, dl.Row, jsonRow)
@@ -351,7 +350,7 @@ func TestJSONTableMapValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out event.Output
-			jt.Map(tt.row, commitUS, 77, &out)
+			jt.Map(tt.row, commitUS, &out)
 			if tt.reason == "" {
 				if len(out.DeadLetters) != 0 || len(out.Events) != 1 {
 					t.Fatalf("Events = %+v, DeadLetters = %+v; want one event", out.Events, out.DeadLetters)
@@ -368,8 +367,8 @@ func TestJSONTableMapValues(t *testing.T) {
 			if dl.Reason != tt.reason || !strings.Contains(dl.Detail, tt.column) {
 				t.Errorf("dead letter %s %q, want %s naming %q", dl.Reason, dl.Detail, tt.reason, tt.column)
 			}
-			if dl.Table != "s.t" || dl.Kind != event.Approval || dl.LSN != 77 || !dl.CommitTime.Equal(time.UnixMicro(commitUS)) || dl.CommitTime.Location() != time.UTC {
-				t.Errorf("dead letter {%s %v %d %v}, want {s.t approval 77 %v UTC}", dl.Table, dl.Kind, dl.LSN, dl.CommitTime, time.UnixMicro(commitUS).UTC())
+			if dl.Table != "s.t" || dl.Kind != event.Approval || !dl.CommitTime.Equal(time.UnixMicro(commitUS)) || dl.CommitTime.Location() != time.UTC {
+				t.Errorf("dead letter {%s %v %v}, want {s.t approval %v UTC}", dl.Table, dl.Kind, dl.CommitTime, time.UnixMicro(commitUS).UTC())
 			}
 			if !reflect.DeepEqual(dl.Row, tt.row) {
 				t.Errorf("dead letter Row = %v, want the row itself %v", dl.Row, tt.row)
@@ -381,13 +380,13 @@ func TestJSONTableMapValues(t *testing.T) {
 func TestJSONTableMapAmounts(t *testing.T) {
 	jt := mustMapping(t, paymentsSpec()).BindJSON("public", "payments")
 	var out event.Output
-	jt.Map(decodeRow(t, []byte(`{"merchant_id":9223372036854775807,"amount":1000000000000,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, 1, &out)
+	jt.Map(decodeRow(t, []byte(`{"merchant_id":9223372036854775807,"amount":1000000000000,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, &out)
 	want := []event.Event{{Merchant: math.MaxInt64, Kind: event.Approval, Amount: limits.MaxAmount, TimeUS: evUS}}
 	if !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
 		t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
 	}
 	out.Reset()
-	jt.Map(decodeRow(t, []byte(`{"merchant_id":42,"amount":9223372036854775807,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, 1, &out)
+	jt.Map(decodeRow(t, []byte(`{"merchant_id":42,"amount":9223372036854775807,"approved_at":"2024-03-01T11:59:30Z"}`)), commitUS, &out)
 	if len(out.Events) != 0 || len(out.DeadLetters) != 1 || out.DeadLetters[0].Reason != event.ReasonAmountOutOfRange {
 		t.Errorf("Events = %+v, DeadLetters = %+v; want one amount_out_of_range", out.Events, out.DeadLetters)
 	}
@@ -414,7 +413,7 @@ func TestBindJSON(t *testing.T) {
 	jt := m.BindJSON("public", "ledger")
 	var out event.Output
 	for _, typ := range []string{"pay", "refund", "fee"} {
-		jt.Map(map[string]any{"merchant_id": json.Number("42"), "amount": json.Number("5"), "type": typ, "occurred_at": "2024-03-01T11:59:30Z"}, commitUS, 1, &out)
+		jt.Map(map[string]any{"merchant_id": json.Number("42"), "amount": json.Number("5"), "type": typ, "occurred_at": "2024-03-01T11:59:30Z"}, commitUS, &out)
 	}
 	want := []event.Event{{Merchant: 42, Kind: event.Approval, Amount: 5, TimeUS: evUS}, {Merchant: 42, Kind: event.Cancel, Amount: 5, TimeUS: evUS}}
 	if !reflect.DeepEqual(out.Events, want) || out.Filtered != 1 {

@@ -87,9 +87,10 @@ type DeadLetter struct {
 	Detail string
 	// Row is the whole row, column name to value, ready for JSON.
 	Row map[string]any
-	// LSN is the source transaction's commit end position; 0 for rows found
-	// by the first snapshot.
-	LSN uint64
+	// Position is the source transaction's end position in the source's
+	// own text (an LSN, a binlog position); empty for rows found by the
+	// first snapshot.
+	Position string
 	// CommitTime is the source transaction's commit time; zero for snapshot rows.
 	CommitTime time.Time
 }
@@ -108,12 +109,12 @@ type Limits struct {
 // counted: adding it would take the sum of the bucket named (a merchant's
 // minute, hour or day, or the platform's minute) past int64. It takes at
 // least 9.2 million events at max_amount in one bucket.
-func SumOverflow(ev Event, bucket string, lsn uint64, commit time.Time) DeadLetter {
+func SumOverflow(ev Event, bucket string, pos string, commit time.Time) DeadLetter {
 	return DeadLetter{
 		Kind: ev.Kind, Reason: ReasonAmountOutOfRange,
 		Detail: fmt.Sprintf("merchant %d: this %s of %d KRW at %s would take its %s's sum past %d, so it is not counted",
 			ev.Merchant, ev.Kind, ev.Amount, ev.Time().Format(time.RFC3339Nano), bucket, int64(math.MaxInt64)),
-		Row: map[string]any{"merchant": ev.Merchant, "kind": ev.Kind.String(), "amount": ev.Amount, "time": ev.Time()},
-		LSN: lsn, CommitTime: commit,
+		Row:      map[string]any{"merchant": ev.Merchant, "kind": ev.Kind.String(), "amount": ev.Amount, "time": ev.Time()},
+		Position: pos, CommitTime: commit,
 	}
 }

@@ -211,21 +211,22 @@ func (o *Output) Reset() {
 
 // add records one mapping of a row: its event, or its dead letter when
 // there is a reason (row renders the row only then).
-func (o *Output) add(ev Event, reason Reason, detail, table string, row func() map[string]any, lsn uint64, commitUS int64) {
+func (o *Output) add(ev Event, reason Reason, detail, table string, row func() map[string]any, commitUS int64) {
 	if reason == "" {
 		o.Events = append(o.Events, ev)
 		return
 	}
 	o.DeadLetters = append(o.DeadLetters, DeadLetter{
 		Table: table, Kind: ev.Kind, Reason: reason, Detail: Printable(detail, MaxDetailBytes),
-		Row: row(), LSN: lsn, CommitTime: time.UnixMicro(commitUS).UTC(),
+		Row: row(), CommitTime: time.UnixMicro(commitUS).UTC(),
 	})
 }
 
 // Map turns one inserted row into events (or dead letters) for every mapping
 // of the table that selects it. commitUS is the source transaction's commit
-// time in Unix microseconds; lsn its commit end position.
-func (t *Table) Map(row []Value, commitUS int64, lsn uint64, out *Output) {
+// time in Unix microseconds. Dead letters are left for the caller to stamp
+// with the transaction's position, known only at its end.
+func (t *Table) Map(row []Value, commitUS int64, out *Output) {
 	selected := false
 	for i := range t.bindings {
 		b := &t.bindings[i]
@@ -234,7 +235,7 @@ func (t *Table) Map(row []Value, commitUS int64, lsn uint64, out *Output) {
 		}
 		selected = true
 		ev, reason, detail := t.event(b, row, commitUS)
-		out.add(ev, reason, detail, t.Name, func() map[string]any { return t.RowJSON(row) }, lsn, commitUS)
+		out.add(ev, reason, detail, t.Name, func() map[string]any { return t.RowJSON(row) }, commitUS)
 	}
 	if !selected {
 		out.Filtered++

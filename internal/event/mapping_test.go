@@ -184,7 +184,7 @@ func mustBind(t *testing.T, m *event.Mapping, schema, table string, cols []event
 func mapRows(tbl *event.Table, rows ...[]event.Value) event.Output {
 	var out event.Output
 	for _, r := range rows {
-		tbl.Map(r, commitUS, 0xABCD, &out)
+		tbl.Map(r, commitUS, &out)
 	}
 	return out
 }
@@ -476,12 +476,12 @@ func TestMapDefaultSchema(t *testing.T) {
 
 	var out event.Output
 	// payments(id 9001, merchant 42, amount 15000, 'paid', 11:59:30Z)
-	pay.Map([]event.Value{i8(9001), i8(42), i8(15000), bin("paid"), ts(evUS)}, commitUS, 100, &out)
+	pay.Map([]event.Value{i8(9001), i8(42), i8(15000), bin("paid"), ts(evUS)}, commitUS, &out)
 	// payment_cancels(id 7, payment 9001, merchant 42, cancel 5000, 11:59:45.5Z):
 	// a partial cancel is one cancellation.
-	cancel.Map([]event.Value{i8(7), i8(9001), i8(42), i8(5000), ts(commitUS - 14_500_000)}, commitUS, 100, &out)
+	cancel.Map([]event.Value{i8(7), i8(9001), i8(42), i8(5000), ts(commitUS - 14_500_000)}, commitUS, &out)
 	// payments with the id and merchant swapped: the columns are found by name.
-	pay.Map([]event.Value{i8(42), i8(9001), i8(1), bin("paid"), ts(evUS)}, commitUS, 100, &out)
+	pay.Map([]event.Value{i8(42), i8(9001), i8(1), bin("paid"), ts(evUS)}, commitUS, &out)
 
 	want := []event.Event{
 		{Merchant: 42, Kind: event.Approval, Amount: 15000, TimeUS: 1_709_294_370_000_000},
@@ -651,7 +651,7 @@ func TestMapValues(t *testing.T) {
 				{Name: "at", TypeOID: types.time},
 			})
 			var out event.Output
-			tbl.Map(tt.row, commitUS, 77, &out)
+			tbl.Map(tt.row, commitUS, &out)
 			if out.Filtered != 0 {
 				t.Errorf("Filtered = %d, want 0 (no filter)", out.Filtered)
 			}
@@ -680,8 +680,8 @@ func TestMapValues(t *testing.T) {
 			if tt.column != "" && !strings.Contains(dl.Detail, tt.column) {
 				t.Errorf("Detail %q does not name column %q", dl.Detail, tt.column)
 			}
-			if dl.Table != "s.t" || dl.Kind != event.Approval || dl.LSN != 77 {
-				t.Errorf("dead letter Table %q Kind %v LSN %d, want s.t approval 77", dl.Table, dl.Kind, dl.LSN)
+			if dl.Table != "s.t" || dl.Kind != event.Approval || dl.Position != "" {
+				t.Errorf("dead letter Table %q Kind %v Position %q, want s.t approval, no position (the caller stamps it)", dl.Table, dl.Kind, dl.Position)
 			}
 		})
 	}
@@ -712,7 +712,7 @@ func TestMapLimitsFromMapping(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out event.Output
-			tbl.Map(row(tt.timeUS), commitUS, 1, &out)
+			tbl.Map(row(tt.timeUS), commitUS, &out)
 			if tt.reason == "" {
 				if len(out.Events) != 1 || out.Events[0].TimeUS != tt.timeUS {
 					t.Fatalf("Events = %+v, DeadLetters = %+v; want one event at %d", out.Events, out.DeadLetters, tt.timeUS)
@@ -730,7 +730,6 @@ func TestMapDeadLetterFields(t *testing.T) {
 	m := mustMapping(t, paymentsSpec(), cancelsSpec())
 	pay := mustBind(t, m, "public", "payments", paymentsCols)
 	cancel := mustBind(t, m, "public", "payment_cancels", cancelsCols)
-	const lsn = 0x16B3748
 	commit := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
 	evTime := time.Date(2024, 3, 1, 11, 59, 30, 0, time.UTC)
 
@@ -746,7 +745,7 @@ func TestMapDeadLetterFields(t *testing.T) {
 			name: "NULL merchant in payments",
 			tbl:  pay,
 			row:  []event.Value{i8(9001), null(), i8(15000), bin("paid"), ts(evUS)},
-			want: event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNullMerchant, LSN: lsn, CommitTime: commit},
+			want: event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNullMerchant, CommitTime: commit},
 			// The detail names the column.
 			detail:  []string{"merchant_id", "NULL"},
 			rowWant: map[string]any{"id": int64(9001), "merchant_id": nil, "amount": int64(15000), "status": "paid", "approved_at": evTime},
@@ -755,7 +754,7 @@ func TestMapDeadLetterFields(t *testing.T) {
 			name: "negative cancel amount",
 			tbl:  cancel,
 			row:  []event.Value{i8(7), i8(9001), i8(42), i8(-5000), ts(evUS)},
-			want: event.DeadLetter{Table: "public.payment_cancels", Kind: event.Cancel, Reason: event.ReasonNegativeAmount, LSN: lsn, CommitTime: commit},
+			want: event.DeadLetter{Table: "public.payment_cancels", Kind: event.Cancel, Reason: event.ReasonNegativeAmount, CommitTime: commit},
 			// The detail names the column and the value.
 			detail:  []string{"cancel_amount", "-5000"},
 			rowWant: map[string]any{"id": int64(7), "payment_id": int64(9001), "merchant_id": int64(42), "cancel_amount": int64(-5000), "canceled_at": evTime},
@@ -764,7 +763,7 @@ func TestMapDeadLetterFields(t *testing.T) {
 			name: "future time in payments, text values",
 			tbl:  pay,
 			row:  []event.Value{txt("9002"), txt("42"), txt("100"), txt("paid"), txt("2024-03-01 12:05:00.000001+00")},
-			want: event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonFutureTime, LSN: lsn, CommitTime: commit},
+			want: event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonFutureTime, CommitTime: commit},
 			// The detail names the column, the event time and the limit.
 			detail: []string{"approved_at", "2024-03-01T12:05:00.000001Z", "5m0s", "2024-03-01T12:00:00Z"},
 			// Text values are kept as the source's text.
@@ -774,7 +773,7 @@ func TestMapDeadLetterFields(t *testing.T) {
 			name:    "too old in payment_cancels",
 			tbl:     cancel,
 			row:     []event.Value{i8(8), i8(9001), i8(42), i8(1), ts(commitUS - retentionUS - 1)},
-			want:    event.DeadLetter{Table: "public.payment_cancels", Kind: event.Cancel, Reason: event.ReasonTooOld, LSN: lsn, CommitTime: commit},
+			want:    event.DeadLetter{Table: "public.payment_cancels", Kind: event.Cancel, Reason: event.ReasonTooOld, CommitTime: commit},
 			detail:  []string{"canceled_at", "2024-02-22T11:59:59.999999Z", "192h0m0s"},
 			rowWant: map[string]any{"id": int64(8), "payment_id": int64(9001), "merchant_id": int64(42), "cancel_amount": int64(1), "canceled_at": time.Date(2024, 2, 22, 11, 59, 59, 999_999_000, time.UTC)},
 		},
@@ -782,7 +781,7 @@ func TestMapDeadLetterFields(t *testing.T) {
 			name:    "NULL time",
 			tbl:     pay,
 			row:     []event.Value{i8(9003), i8(42), i8(100), null(), null()},
-			want:    event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNullTime, LSN: lsn, CommitTime: commit},
+			want:    event.DeadLetter{Table: "public.payments", Kind: event.Approval, Reason: event.ReasonNullTime, CommitTime: commit},
 			detail:  []string{"approved_at"},
 			rowWant: map[string]any{"id": int64(9003), "merchant_id": int64(42), "amount": int64(100), "status": nil, "approved_at": nil},
 		},
@@ -790,14 +789,14 @@ func TestMapDeadLetterFields(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out event.Output
-			tt.tbl.Map(tt.row, commitUS, lsn, &out)
+			tt.tbl.Map(tt.row, commitUS, &out)
 			if len(out.Events) != 0 || len(out.DeadLetters) != 1 {
 				t.Fatalf("Events = %+v, %d dead letters; want exactly one dead letter", out.Events, len(out.DeadLetters))
 			}
 			dl := out.DeadLetters[0]
-			if dl.Table != tt.want.Table || dl.Kind != tt.want.Kind || dl.Reason != tt.want.Reason || dl.LSN != tt.want.LSN {
-				t.Errorf("dead letter = {Table %q Kind %v Reason %q LSN %d}, want {%q %v %q %d}",
-					dl.Table, dl.Kind, dl.Reason, dl.LSN, tt.want.Table, tt.want.Kind, tt.want.Reason, tt.want.LSN)
+			if dl.Table != tt.want.Table || dl.Kind != tt.want.Kind || dl.Reason != tt.want.Reason {
+				t.Errorf("dead letter = {Table %q Kind %v Reason %q}, want {%q %v %q}",
+					dl.Table, dl.Kind, dl.Reason, tt.want.Table, tt.want.Kind, tt.want.Reason)
 			}
 			if !dl.CommitTime.Equal(tt.want.CommitTime) || dl.CommitTime.Location() != time.UTC {
 				t.Errorf("CommitTime = %v (%v), want %v in UTC", dl.CommitTime, dl.CommitTime.Location(), tt.want.CommitTime)
@@ -992,7 +991,7 @@ func TestMapFilter(t *testing.T) {
 			m := mustMapping(t, ledgerSpec(event.Approval, tt.in...))
 			tbl := mustBind(t, m, "public", "ledger", ledgerCols(tt.oid))
 			var out event.Output
-			tbl.Map(ledgerRow(tt.value, 42, 1000), commitUS, 1, &out)
+			tbl.Map(ledgerRow(tt.value, 42, 1000), commitUS, &out)
 			if len(out.DeadLetters) != 0 {
 				t.Fatalf("dead letters %+v", out.DeadLetters)
 			}
@@ -1124,8 +1123,8 @@ func TestMapAppends(t *testing.T) {
 		DeadLetters: []event.DeadLetter{{Reason: event.ReasonNullTime}},
 		Filtered:    3,
 	}
-	tbl.Map([]event.Value{i8(1), i8(42), i8(15000), bin("paid"), ts(evUS)}, commitUS, 1, &out)
-	tbl.Map([]event.Value{i8(2), null(), i8(15000), bin("paid"), ts(evUS)}, commitUS, 1, &out)
+	tbl.Map([]event.Value{i8(1), i8(42), i8(15000), bin("paid"), ts(evUS)}, commitUS, &out)
+	tbl.Map([]event.Value{i8(2), null(), i8(15000), bin("paid"), ts(evUS)}, commitUS, &out)
 	if len(out.Events) != 2 || out.Events[0].Merchant != 1 || out.Events[1].Merchant != 42 {
 		t.Errorf("Events = %+v: Map must append", out.Events)
 	}
@@ -1144,10 +1143,10 @@ func TestOutputReset(t *testing.T) {
 
 	var out event.Output
 	for i := range 10 {
-		pay.Map([]event.Value{i8(int64(i)), i8(42), i8(int64(i)), bin("paid"), ts(evUS)}, commitUS, 1, &out)
+		pay.Map([]event.Value{i8(int64(i)), i8(42), i8(int64(i)), bin("paid"), ts(evUS)}, commitUS, &out)
 	}
-	pay.Map([]event.Value{i8(11), null(), i8(1), bin("paid"), ts(evUS)}, commitUS, 1, &out)
-	ledger.Map(ledgerRow(bin("fee"), 42, 1), commitUS, 1, &out)
+	pay.Map([]event.Value{i8(11), null(), i8(1), bin("paid"), ts(evUS)}, commitUS, &out)
+	ledger.Map(ledgerRow(bin("fee"), 42, 1), commitUS, &out)
 	if len(out.Events) != 10 || len(out.DeadLetters) != 1 || out.Filtered != 1 {
 		t.Fatalf("before Reset: %d events, %d dead letters, %d filtered", len(out.Events), len(out.DeadLetters), out.Filtered)
 	}
@@ -1166,7 +1165,7 @@ func TestOutputReset(t *testing.T) {
 	}
 
 	// The next row reuses the same backing array.
-	pay.Map([]event.Value{i8(1), i8(7), i8(70), bin("paid"), ts(evUS)}, commitUS, 1, &out)
+	pay.Map([]event.Value{i8(1), i8(7), i8(70), bin("paid"), ts(evUS)}, commitUS, &out)
 	if want := []event.Event{{Merchant: 7, Kind: event.Approval, Amount: 70, TimeUS: evUS}}; !reflect.DeepEqual(out.Events, want) {
 		t.Errorf("Events after Reset and Map = %+v, want %+v", out.Events, want)
 	}

@@ -109,7 +109,7 @@ func runWorkers(b *testing.B, kc *kfake.Cluster, now time.Time, workers int, gro
 		starts[p] = 0
 	}
 	from := now.Add(-31 * time.Minute)
-	if err := st.InitPartitions(ctx, "bench", starts, from, window.MinuteOf(from), 1); err != nil {
+	if err := kafka.InitPartitions(ctx, st, "bench", starts, from, window.MinuteOf(from), "0/1"); err != nil {
 		b.Fatal(err)
 	}
 	total := int64(benchEvents + benchPartitions)
@@ -118,7 +118,7 @@ func runWorkers(b *testing.B, kc *kfake.Cluster, now time.Time, workers int, gro
 	started := time.Now()
 	done := make(chan error, workers)
 	for i := range workers {
-		w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, Store: st, Logger: log, Member: fmt.Sprintf("%s-w%d", group, i)})
+		w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: st, Logger: log, Member: fmt.Sprintf("%s-w%d", group, i)})
 		if err != nil {
 			b.Fatal(err)
 		}

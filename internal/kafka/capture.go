@@ -15,16 +15,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riskwatch/riskwatch/internal/bootstrap"
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 )
 
 // CaptureOptions configure a capture process.
 type CaptureOptions struct {
 	Config      *config.Config
-	Store       *store.Store
+	DB          *store.DB
 	Logger      *slog.Logger
 	Registry    prometheus.Registerer
 	ProgressOut io.Writer
@@ -40,13 +42,15 @@ type CaptureOptions struct {
 // Watermarks on every partition tell workers how far the source is
 // published.
 type Capture struct {
-	opts CaptureOptions
-	cfg  *config.Config
-	log  *slog.Logger
-	eng  *pipeline.Engine
-	now  func() time.Time
-	db   string
-	m    *captureMetrics
+	opts  CaptureOptions
+	cfg   *config.Config
+	log   *slog.Logger
+	src   *source.Source
+	agg   *aggregates.Store
+	fence partitions
+	now   func() time.Time
+	db    string
+	m     *captureMetrics
 }
 
 // NewCapture checks the configuration and builds a capture.
@@ -57,7 +61,7 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	eng, err := pipeline.New(pipeline.Options{Config: opts.Config, Store: opts.Store, Logger: opts.Logger, Registry: opts.Registry, ProgressOut: opts.ProgressOut, Now: opts.Now})
+	src, err := source.FromConfig(opts.Config, opts.Logger, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -65,13 +69,14 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing source dsn: %w", err)
 	}
-	return &Capture{opts: opts, cfg: opts.Config, log: opts.Logger, eng: eng, now: opts.Now, db: pc.Database, m: newCaptureMetrics(opts.Registry)}, nil
+	return &Capture{opts: opts, cfg: opts.Config, log: opts.Logger, src: src, agg: aggregates.New(opts.DB), fence: partitions{opts.DB},
+		now: opts.Now, db: pc.Database, m: newCaptureMetrics(opts.Registry)}, nil
 }
 
 // Run publishes until ctx is done, restarting from the last acknowledged
 // position after failures of the source or Kafka.
 func (c *Capture) Run(ctx context.Context) error {
-	return pipeline.Restarting(ctx, c.cfg, c.now, c.session, func(err error, backoff time.Duration) {
+	return engine.Supervise(ctx, c.cfg, c.now, c.session, func(err error, backoff time.Duration) {
 		c.log.Warn("capture stopped; restarting from the last published position", "err", err, "backoff", backoff)
 	})
 }
@@ -134,37 +139,49 @@ func (c *Capture) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := c.eng.Prepare(ctx)
+	if err := c.src.Prepare(ctx); err != nil {
+		return fmt.Errorf("preparing source: %w", err)
+	}
+	if _, err := bootstrap.Start(ctx, c.src, c.agg, bootstrap.Options{Slot: c.cfg.Source.Slot, Location: c.cfg.Location, Grace: c.cfg.Grace.D(),
+		Logger: c.log, ProgressOut: c.opts.ProgressOut, Now: c.now}); err != nil {
+		return err
+	}
+	// From here on this session is the checkpoint's only writer.
+	cp, err := c.agg.Claim(ctx, c.cfg.Source.Slot)
 	if err != nil {
 		return err
 	}
 	// Partitions started from another snapshot (or never) begin at the
 	// topic's end now: everything before the snapshot is in the sink.
-	started, err := c.opts.Store.PartitionsSnapshotLSN(ctx, c.cfg.Kafka.Topic)
+	started, err := c.fence.Snapshots(ctx, c.cfg.Kafka.Topic)
 	if err != nil {
 		return err
 	}
 	fresh := len(started) != len(ends)
 	for p := range ends {
-		if lsn, ok := started[p]; !ok || lsn != cp.SnapshotLSN {
+		if pos, ok := started[p]; !ok || pos != cp.SnapshotPosition {
 			fresh = true
 		}
 	}
 	if fresh {
-		if err := c.opts.Store.InitPartitions(ctx, c.cfg.Kafka.Topic, ends, cp.Progress, cp.LastClosed, cp.SnapshotLSN); err != nil {
+		if err := c.fence.Init(ctx, c.cfg.Kafka.Topic, ends, cp.Progress, cp.LastClosed, cp.SnapshotPosition); err != nil {
 			return err
 		}
-		c.log.Info("partitions start after the first snapshot", "topic", c.cfg.Kafka.Topic, "partitions", len(ends), "snapshot_lsn", source.LSN(cp.SnapshotLSN).String())
+		c.log.Info("partitions start after the first snapshot", "topic", c.cfg.Kafka.Topic, "partitions", len(ends), "snapshot", cp.SnapshotPosition)
 	}
-	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: source.LSN(cp.LSN), progressUS: cp.Progress.UnixMicro(), cp: cp}
-	pub.durable.Store(uint64(cp.LSN))
+	start, err := source.ParseLSN(cp.Position)
+	if err != nil {
+		return err
+	}
+	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: start, progressUS: cp.Progress.UnixMicro(), cp: cp}
+	pub.durable.Store(uint64(start))
 	txns := make(chan *source.Txn, c.cfg.Pipeline.QueueSize)
 	tracker := &source.Tracker{}
-	src := c.eng.Source()
+	src := c.src
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return src.Stream(gctx, source.StreamOptions{
-			Start: source.LSN(cp.LSN), Flushed: pub.flushed, Tracker: tracker, Out: txns, Rows: true,
+			Start: start, Flushed: pub.flushed, Tracker: tracker, Out: txns, Rows: true,
 		})
 	})
 	g.Go(func() error {

@@ -7,6 +7,7 @@ package kafka
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +70,26 @@ func (p Position) Less(q Position) bool {
 
 // IsZero reports whether p is unknown.
 func (p Position) IsZero() bool { return p == Position{} }
+
+// Key is p as bytes that compare in p's order (the sink stores them): the
+// commit and the change's LSN, big-endian; empty for the zero position.
+func (p Position) Key() []byte {
+	if p.IsZero() {
+		return []byte{}
+	}
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), p.Commit), p.LSN)
+}
+
+// PositionOfKey reads Key back.
+func PositionOfKey(k []byte) (Position, error) {
+	switch len(k) {
+	case 0:
+		return Position{}, nil
+	case 16:
+		return Position{Commit: binary.BigEndian.Uint64(k), LSN: binary.BigEndian.Uint64(k[8:])}, nil
+	}
+	return Position{}, fmt.Errorf("a source position of %d bytes: want 16", len(k))
+}
 
 // wireChange is the envelope as read: pointers tell absent from zero.
 // Payload is set instead of the envelope's fields when JsonConverter wrote

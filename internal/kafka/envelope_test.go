@@ -187,7 +187,7 @@ func TestFixturesMapToEvents(t *testing.T) {
 				t.Fatalf("BindJSON(%s.%s) = nil", c.Source.Schema, c.Source.Table)
 			}
 			var out event.Output
-			jt.Map(c.After, c.Source.TsUS, c.Source.LSN, &out)
+			jt.Map(c.After, c.Source.TsUS, &out)
 			if want := []event.Event{*f.ev}; !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
 				t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
 			}

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riskwatch/riskwatch/internal/source"
-	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -26,9 +26,10 @@ type publisher struct {
 
 	watermarkUS   int64 // the last watermark written
 	lastWatermark time.Time
-	// cp is the sink's checkpoint for the slot; only its position moves
-	// (capture closes no minutes), recorded about once a second.
-	cp          store.Checkpoint
+	// cp is the sink's checkpoint for the slot, claimed by this session;
+	// only its position moves (capture closes no minutes), recorded about
+	// once a second.
+	cp          aggregates.Checkpoint
 	lastCheckpt time.Time
 	recs        []*kgo.Record
 }
@@ -81,11 +82,11 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 				After: row.Values,
 				Source: Source{
 					Version: "riskwatch", Connector: "postgresql", Name: p.c.cfg.Kafka.Topic, DB: p.c.db,
-					Schema: row.Schema, Table: row.Table, TsUS: txn.CommitUS, LSN: uint64(txn.EndLSN), Snapshot: "false",
+					Schema: row.Schema, Table: row.Table, TsUS: txn.CommitUS, LSN: uint64(txn.End.(source.LSN)), Snapshot: "false",
 					// The commit's end and the row's place in it: a
 					// position that only grows in commit order, which
 					// is what workers deduplicate redeliveries by.
-					Sequence: [2]uint64{uint64(txn.EndLSN), uint64(i + 1)},
+					Sequence: [2]uint64{uint64(txn.End.(source.LSN)), uint64(i + 1)},
 				},
 				TsMS: started.UnixMilli(),
 			}
@@ -105,7 +106,7 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 		p.c.m.publish.Observe(p.c.now().Sub(started).Seconds())
 	}
 	last := batch[len(batch)-1]
-	p.acked = last.EndLSN
+	p.acked = last.End.(source.LSN)
 	for _, txn := range batch {
 		p.progressUS = max(p.progressUS, txn.CommitUS)
 	}
@@ -139,8 +140,8 @@ func (p *publisher) watermark(ctx context.Context) error {
 	p.c.m.watermarks.Inc()
 	p.watermarkUS, p.lastWatermark = p.progressUS, now
 	if now.Sub(p.lastCheckpt) >= time.Second {
-		p.cp.LSN, p.cp.Progress = uint64(p.acked), time.UnixMicro(p.progressUS).UTC()
-		if err := p.c.opts.Store.Apply(ctx, &store.Batch{Checkpoint: p.cp}); err != nil {
+		at := time.UnixMicro(p.progressUS).UTC()
+		if err := p.c.agg.Apply(ctx, &aggregates.Batch{Position: p.cp.At(p.acked.String(), p.cp.LastClosed, at), At: at}); err != nil {
 			return fmt.Errorf("recording the published position: %w", err)
 		}
 		p.lastCheckpt = now

@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,16 +16,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/event"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // WorkerOptions configure a worker.
 type WorkerOptions struct {
 	Config   *config.Config
-	Store    *store.Store
+	DB       *store.DB
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Member names this worker in the sink (partition owner, ranking).
@@ -36,9 +36,9 @@ type WorkerOptions struct {
 	// Client adds franz-go options (tests shorten the group's timeouts).
 	Client []kgo.Opt
 	Now    func() time.Time
-	// OnAlerts and OnClose are pipeline.Options' hooks.
+	// OnAlerts and OnClose are engine.CoreOptions' hooks.
 	OnAlerts func()
-	OnClose  func(ctx context.Context, c pipeline.Closed)
+	OnClose  func(ctx context.Context, c engine.ClosedMinutes)
 }
 
 // Worker is one member of the consumer group: it aggregates and evaluates
@@ -47,14 +47,17 @@ type WorkerOptions struct {
 type Worker struct {
 	opts    WorkerOptions
 	cfg     *config.Config
-	st      *store.Store
+	agg     *aggregates.Store
+	alerts  *alertstore.Store
+	fence   partitions
 	log     *slog.Logger
 	now     func() time.Time
 	mapping *event.Mapping
 	topics  []string
-	routes  []store.Route
-	m       *workerMetrics
-	stall   *pipeline.StallWatch
+	m       *engine.Metrics
+	km      *workerMetrics
+	status  *engine.StatusBoard
+	stall   *engine.StallWatch
 	tables  map[[2]string]*event.JSONTable
 	// keyPrefix/keySuffix wrap a merchant id into its record key: the id
 	// alone for capture's topic, {"<merchant column>":<id>} for Debezium's.
@@ -62,28 +65,17 @@ type Worker struct {
 
 	// mu guards the state below: the poll loop and the group's
 	// assignment callbacks both touch it.
-	mu        sync.Mutex
-	nparts    int32
-	parts     map[topicPartition]*partState
-	owned     map[int32]bool
-	closedAt  map[int32]window.Minute // per partition number: rules ran through here
-	w         *window.Window
-	ev        *pipeline.Evaluator
-	evaluated window.Minute
-	closing   bool
-	dirty     bool // records applied since the last flush
-	dead      []event.DeadLetter
-	out       event.Output
-	lastFlush time.Time
-	failed    error // from a callback, returned by the poll loop
+	mu       sync.Mutex
+	nparts   int32
+	parts    map[topicPartition]*partState
+	owned    map[int32]bool
+	closedAt map[int32]window.Minute // per partition number: rules ran through here
+	core     *engine.Core
+	out      event.Output
+	failed   error // from a callback, returned by the poll loop
 
-	ready   atomic.Bool
-	statMu  sync.Mutex
-	status  pipeline.Status
-	pos     string // guarded by statMu
-	rate    rateMeter
 	rankMu  sync.Mutex
-	ranked  *pipeline.Ranking
+	ranked  *rules.Ranking
 	rankAt  time.Time
 	lastErr time.Time
 }
@@ -94,7 +86,8 @@ type topicPartition struct {
 }
 
 type partState struct {
-	store.Partition
+	Partition
+	pos       Position  // the newest source position applied (SourcePos decoded)
 	wmUS      int64     // watermark in Unix µs: the partition's closing progress
 	hwm       int64     // high watermark from the newest fetch
 	idleSince time.Time // debezium: when it was first seen read to its end
@@ -111,17 +104,23 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	if opts.Member == "" {
 		return nil, errors.New("worker: a member name is required")
 	}
-	mapping, err := pipeline.NewMapping(opts.Config)
+	mapping, err := opts.Config.EventMapping()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := pipeline.NewRuleParams(opts.Config); err != nil {
+	if _, err := opts.Config.RuleParams(); err != nil {
 		return nil, err
 	}
-	w := &Worker{opts: opts, cfg: opts.Config, st: opts.Store, log: opts.Logger.With("member", opts.Member), now: opts.Now,
-		mapping: mapping, topics: opts.Config.KafkaTopics(), m: newWorkerMetrics(opts.Registry), tables: map[[2]string]*event.JSONTable{}}
-	w.routes = pipeline.Routes(opts.Config)
-	w.stall = pipeline.NewStallWatch(opts.Config, "worker:"+opts.Member, opts.Store, w.routes, opts.OnAlerts, w.log, opts.Registry)
+	w := &Worker{opts: opts, cfg: opts.Config, agg: aggregates.New(opts.DB), alerts: alertstore.New(opts.DB), fence: partitions{opts.DB},
+		log: opts.Logger.With("member", opts.Member), now: opts.Now, mapping: mapping, topics: opts.Config.KafkaTopics(),
+		km: newWorkerMetrics(opts.Registry), status: &engine.StatusBoard{}, tables: map[[2]string]*event.JSONTable{}}
+	w.m = engine.NewMetrics(opts.Registry, w.status)
+	w.stall = engine.NewStallWatch(opts.Config, "worker:"+opts.Member, w.alerts, opts.OnAlerts, w.log, w.m)
+	w.status.SetLag(func(st *engine.Status) {
+		if !st.Progress.IsZero() {
+			st.LagSeconds = max(0, w.now().Sub(st.Progress).Seconds())
+		}
+	})
 	if opts.Config.Kafka.Input == "debezium" {
 		// The connector's message.key.columns makes the key the merchant
 		// column as a JSON object (see docs/kafka.md).
@@ -134,13 +133,14 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 // by a newer owner) leaves the group and rejoins after a backoff: the new
 // assignment restores everything from the sink.
 func (w *Worker) Run(ctx context.Context) error {
-	return pipeline.Restarting(ctx, w.cfg, w.now, func(ctx context.Context) error {
+	return engine.Supervise(ctx, w.cfg, w.now, func(ctx context.Context) error {
 		err := w.session(ctx)
-		w.ready.Store(false)
+		w.status.SetReady(false)
 		return err
 	}, func(err error, backoff time.Duration) {
+		w.m.Restarted()
 		w.log.Warn("worker stopped; rejoining the group", "err", err, "backoff", backoff)
-		w.stall.Failed(ctx, w.now(), w.position(), err)
+		w.stall.Failed(ctx, w.now(), w.status.Status().Position, err)
 	})
 }
 
@@ -228,9 +228,9 @@ func (w *Worker) session(ctx context.Context) error {
 		var commit map[string]map[int32]kgo.EpochOffset
 		if err == nil && w.parts != nil {
 			w.process(fetches)
-			flushed := w.lastFlush
-			err = w.step(ctx)
-			if err == nil && w.lastFlush != flushed && w.parts != nil {
+			var flushed bool
+			flushed, err = w.step(ctx)
+			if err == nil && flushed && w.parts != nil {
 				commit = w.offsets()
 			}
 		}
@@ -319,15 +319,15 @@ func (w *Worker) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 }
 
 func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
-	var missing func(string, int32) store.Partition
+	var missing func(string, int32) Partition
 	if w.cfg.Kafka.Input == "debezium" {
 		// A topic nobody initialised: read it from its start; rules run
 		// from the minute that closes now on (older rows are history).
-		missing = func(string, int32) store.Partition {
-			return store.Partition{NextOffset: 0, Watermark: time.Unix(0, 0), LastClosed: window.New(w.cfg.Grace.D(), 0).ClosableThrough(w.now().UnixMicro())}
+		missing = func(string, int32) Partition {
+			return Partition{NextOffset: 0, Watermark: time.Unix(0, 0), LastClosed: window.New(w.cfg.Grace.D(), 0).ClosableThrough(w.now().UnixMicro())}
 		}
 	}
-	parts, err := w.st.ClaimPartitions(ctx, w.opts.Member, assigned, missing)
+	parts, err := w.fence.Claim(ctx, w.opts.Member, assigned, missing)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,11 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 	count := map[int32]int{}
 	last := window.Minute(0)
 	for i, p := range parts {
-		w.parts[topicPartition{p.Topic, p.Partition}] = &partState{Partition: p, wmUS: p.Watermark.UnixMicro(), hwm: -1}
+		ps := &partState{Partition: p, wmUS: p.Watermark.UnixMicro(), hwm: -1}
+		if ps.pos, err = PositionOfKey(p.SourcePos); err != nil {
+			return fmt.Errorf("partition %s/%d: %w", p.Topic, p.Partition, err)
+		}
+		w.parts[topicPartition{p.Topic, p.Partition}] = ps
 		if offsets[p.Topic] == nil {
 			offsets[p.Topic] = map[int32]kgo.EpochOffset{}
 		}
@@ -357,32 +361,32 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 		}
 	}
 	cl.SetOffsets(offsets)
-	open, err := w.st.OpenAlerts(ctx)
+	open, err := w.alerts.OpenAlerts(ctx)
 	if err != nil {
 		return err
 	}
-	scope := &pipeline.Scope{
+	scope := &engine.Scope{
 		Owns: w.owns,
 		Evaluated: func(m window.Minute, merchant int64) bool {
 			return m <= w.closedAt[w.partitionOf(merchant)]
 		},
-		Platform: w.st.PlatformSums,
+		Platform: w.agg.PlatformSums,
 	}
-	ev, err := pipeline.NewScopedEvaluator(ctx, w.st, w.cfg, last, open, scope)
+	ev, err := engine.NewScopedEvaluator(ctx, w.agg, w.cfg, last, open, scope)
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
-	ev.Ranked = func(r *pipeline.Ranking) {
-		if err := w.st.SaveRanking(ctx, w.opts.Member, r.AsOf, r); err != nil {
+	ev.Ranked = func(r *rules.Ranking) {
+		if err := w.fence.SaveRanking(ctx, w.opts.Member, r.AsOf, r); err != nil {
 			w.log.Warn("storing the ranking failed", "err", err)
 		}
 	}
-	w.ev, w.w, w.evaluated, w.closing = ev, window.New(w.cfg.Grace.D(), last), last, false
-	w.dead, w.lastFlush = nil, w.now()
-	w.setPosition(parts)
+	progress := time.UnixMicro(w.progressUS()).UTC()
+	w.core = engine.NewCore(engine.CoreOptions{Config: w.cfg, Aggregates: w.agg, Alerts: w.alerts, Logger: w.log, Metrics: w.m,
+		Status: w.status, Stall: w.stall, Now: w.now, CanClose: w.canClose, OnAlerts: w.opts.OnAlerts, OnClose: w.opts.OnClose}, ev, last, progress)
+	w.status.Restored(w.position().String(), last, progress)
 	w.log.Info("partitions assigned", "partitions", len(parts), "merchants_restored", ev.State.Merchants(), "last_closed", last.String())
-	w.setStatus(0)
-	w.ready.Store(true)
+	w.status.SetReady(true)
 	return nil
 }
 
@@ -409,11 +413,11 @@ func (w *Worker) drop(why string) {
 	if w.parts != nil {
 		w.log.Info("partitions "+why, "partitions", len(w.parts))
 	}
-	w.parts, w.ev, w.w, w.dead = nil, nil, nil, nil
-	w.ready.Store(false)
+	w.parts, w.core = nil, nil
+	w.status.SetReady(false)
 }
 
-// process applies a poll's records to the window.
+// process applies a poll's records to the core.
 func (w *Worker) process(fetches kgo.Fetches) {
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		ps := w.parts[topicPartition{fp.Topic, fp.Partition}]
@@ -427,7 +431,7 @@ func (w *Worker) process(fetches kgo.Fetches) {
 			}
 			w.record(ps, r)
 			ps.NextOffset = r.Offset + 1
-			w.dirty = true
+			w.core.Touch()
 		}
 	})
 }
@@ -451,17 +455,17 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 		return
 	}
 	if ch.Op != "c" && ch.Op != "r" {
-		w.m.ignored.WithLabelValues(ch.Op).Inc()
+		w.km.ignored.WithLabelValues(ch.Source.Schema+"."+ch.Source.Table, opName(ch.Op)).Inc()
 		return
 	}
 	// Snapshot reads all share the snapshot's position; only streamed
 	// changes are ordered by it.
 	if pos := ch.Position(); ch.Op == "c" && !pos.IsZero() {
-		if !(Position{ps.PosCommit, ps.PosLSN}).Less(pos) {
-			w.m.duplicates.Inc()
+		if !ps.pos.Less(pos) {
+			w.km.duplicates.Inc()
 			return
 		}
-		ps.PosCommit, ps.PosLSN = pos.Commit, pos.LSN
+		ps.pos = pos
 	}
 	ps.wmUS = max(ps.wmUS, ch.Source.TsUS)
 	key := [2]string{ch.Source.Schema, ch.Source.Table}
@@ -474,35 +478,38 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 		return // a table the mapping does not name
 	}
 	w.out.Reset()
-	jt.Map(ch.After, ch.Source.TsUS, ch.Source.LSN, &w.out)
-	for _, e := range w.out.Events {
-		var late, ok bool
-		if e.Kind == event.Approval {
-			late, ok = w.w.AddApproval(e.Merchant, e.TimeUS, e.Amount)
-		} else {
-			late, ok = w.w.AddCancel(e.Merchant, e.TimeUS, e.Amount)
-		}
-		if !ok {
-			w.out.DeadLetters = append(w.out.DeadLetters, event.SumOverflow(e, "minute", ch.Source.LSN, time.UnixMicro(ch.Source.TsUS).UTC()))
-			continue
-		}
-		if late {
-			w.m.late.Inc()
-		}
-		w.m.events.WithLabelValues(e.Kind.String()).Inc()
+	jt.Map(ch.After, ch.Source.TsUS, &w.out)
+	at := func() string {
+		return fmt.Sprintf("%s/%d@%d (source position %d)", r.Topic, r.Partition, r.Offset, ch.Source.LSN)
 	}
-	for _, dl := range w.out.DeadLetters {
-		w.m.deadLetters.WithLabelValues(string(dl.Reason)).Inc()
+	for i := range w.out.DeadLetters {
+		w.out.DeadLetters[i].Position = at()
 	}
-	w.dead = append(w.dead, w.out.DeadLetters...)
+	w.core.Add(&w.out, ch.Source.TsUS, at)
+}
+
+// opName is the operation's name as riskwatch_ignored_changes_total has it
+// for a single node.
+func opName(op string) string {
+	switch op {
+	case "u":
+		return "update"
+	case "d":
+		return "delete"
+	case "t":
+		return "truncate"
+	case "m":
+		return "message"
+	}
+	return op
 }
 
 func (w *Worker) deadLetter(r *kgo.Record, detail string) {
-	w.m.deadLetters.WithLabelValues(string(event.ReasonInvalidValue)).Inc()
-	w.dead = append(w.dead, event.DeadLetter{
+	w.core.DeadLetter(event.DeadLetter{
 		Table: r.Topic, Reason: event.ReasonInvalidValue,
-		Detail: fmt.Sprintf("%s (topic %s, partition %d, offset %d)", detail, r.Topic, r.Partition, r.Offset),
-		Row:    map[string]any{"key": string(r.Key), "value": string(r.Value)},
+		Detail:   detail,
+		Row:      map[string]any{"key": string(r.Key), "value": string(r.Value)},
+		Position: fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset),
 	})
 }
 
@@ -539,146 +546,66 @@ func (w *Worker) progressUS() int64 {
 	return lo
 }
 
-// step flushes when due and closes the minutes every partition has passed.
-func (w *Worker) step(ctx context.Context) error {
-	if _, _, ok := w.w.Advance(w.progressUS()); ok {
-		w.closing = true
-	}
+// step advances the closing to where every partition has passed and
+// flushes when due; flushed says whether it did.
+func (w *Worker) step(ctx context.Context) (flushed bool, err error) {
+	w.core.Advance(w.progressUS())
 	// Positions move with every record, watermarks included, so a flush
 	// is due whenever anything was read; an idle worker writes nothing.
-	due := w.dirty && w.now().Sub(w.lastFlush) >= w.cfg.Pipeline.FlushInterval.D()
-	if w.closing || w.w.PendingEvents() >= w.cfg.Pipeline.MaxBatchEvents || due {
-		return w.flush(ctx)
+	if !w.core.Due(w.now(), w.cfg.Pipeline.FlushInterval.D()) {
+		return false, nil
 	}
-	return nil
+	return true, w.flush(ctx)
 }
 
-// flush writes the window's deltas, the dead letters and every partition's
-// position in one sink transaction, then evaluates closed minutes.
-func (w *Worker) flush(ctx context.Context) error {
-	started := w.now()
-	parts := make([]store.Partition, 0, len(w.parts))
+// position is the partitions' positions as they stand.
+func (w *Worker) position() partitionsAt {
+	parts := make(partitionsAt, 0, len(w.parts))
 	for _, ps := range w.parts {
 		ps.Watermark = time.UnixMicro(ps.wmUS).UTC()
+		ps.SourcePos = ps.pos.Key()
 		parts = append(parts, ps.Partition)
 	}
-	b := &store.WorkerBatch{Deltas: w.w.Drain(), DeadLetters: w.dead, Partitions: parts}
-	if err := w.st.ApplyWorker(ctx, b); err != nil {
-		return fmt.Errorf("flushing to sink: %w", err)
-	}
-	deltas := b.Deltas
-	for _, dl := range b.Refused {
-		w.m.deadLetters.WithLabelValues(string(dl.Reason)).Inc()
-		w.log.Error("a delta would take a stored sum past int64; recorded as a dead letter", "detail", dl.Detail)
-	}
-	w.m.flush.Observe(w.now().Sub(started).Seconds())
-	events := 0
-	for _, d := range deltas {
-		w.ev.State.Add(d)
-		events += int(d.Approvals + d.Cancels)
-	}
-	w.dead, w.lastFlush, w.dirty = nil, w.now(), false
-	w.setPosition(parts)
-	w.stall.Progressed(ctx, w.lastFlush, w.position())
-	if w.closing {
-		if err := w.evaluate(ctx, parts); err != nil {
-			return err
-		}
-	}
-	w.setStatus(events)
-	return nil
+	return parts
 }
 
-// evaluate runs the rules for the closed minutes once every partition of
-// the platform has passed the end of their baseline (the platform-wide
-// rate reads every worker's totals); until then it waits.
-func (w *Worker) evaluate(ctx context.Context, parts []store.Partition) error {
-	first, last := w.evaluated+1, w.w.LastClosed()
-	if last < first {
-		w.closing = false
-		return nil
-	}
-	through, err := w.st.AppliedThrough(ctx, w.topics)
-	if err != nil {
+// flush writes the core's batch with every partition's position, and
+// evaluates closed minutes once the platform allows.
+func (w *Worker) flush(ctx context.Context) error {
+	if err := w.core.Flush(ctx, w.position()); err != nil {
 		return err
 	}
-	if through.Before((last - 60).End().Add(w.cfg.Grace.D())) {
-		w.m.platformWaits.Inc()
-		return nil
-	}
-	started := w.now()
-	batch := &store.AlertBatch{LastClosed: last, Routes: w.routes, Partitions: parts}
-	c, enqueued, err := pipeline.CloseAndStore(ctx, w.ev, w.st, w.cfg, first, last, batch)
-	if err != nil {
-		return err
-	}
-	w.evaluated, w.closing = last, false
+	last := w.core.Evaluated()
 	for p, at := range w.closedAt {
 		w.closedAt[p] = max(at, last)
 	}
 	for _, ps := range w.parts {
 		ps.LastClosed = max(ps.LastClosed, last)
 	}
-	w.m.eval.Observe(w.now().Sub(started).Seconds())
-	for _, ch := range c.Transitions {
-		w.m.transitions.WithLabelValues(ch.After.Rule, ch.Transition.String()).Inc()
-		w.log.Info("alert "+ch.Transition.String(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(), "notify", ch.Notify)
-	}
-	if enqueued > 0 && w.opts.OnAlerts != nil {
-		w.opts.OnAlerts()
-	}
-	if w.opts.OnClose != nil {
-		w.opts.OnClose(ctx, c)
-	}
 	return nil
 }
 
-func (w *Worker) setStatus(events int) {
-	now := w.now()
-	progress := time.UnixMicro(w.progressUS()).UTC()
-	w.statMu.Lock()
-	defer w.statMu.Unlock()
-	w.status.LastClosed, w.status.Progress = w.evaluated, progress
-	w.status.EventsPerSecond = w.rate.add(now, events)
-}
-
-// position is where the worker stands: its partitions' offsets as the sink
-// holds them, for telling a stuck worker.
-func (w *Worker) position() string {
-	w.statMu.Lock()
-	defer w.statMu.Unlock()
-	return w.pos
-}
-
-// setPosition records the partitions' next offsets as the sink holds them,
-// in a stable order.
-func (w *Worker) setPosition(parts []store.Partition) {
-	s := make([]string, len(parts))
-	for i, p := range parts {
-		s[i] = fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.NextOffset)
+// canClose says whether minutes through last may be evaluated: once every
+// partition of the platform has passed the end of their baseline (the
+// platform-wide rate reads every worker's totals); until then it waits.
+func (w *Worker) canClose(ctx context.Context, last window.Minute) (bool, error) {
+	through, err := w.fence.AppliedThrough(ctx, w.topics)
+	if err != nil {
+		return false, err
 	}
-	slices.Sort(s)
-	w.statMu.Lock()
-	w.pos = strings.Join(s, " ")
-	w.statMu.Unlock()
+	if through.Before((last - 60).End().Add(w.cfg.Grace.D())) {
+		w.km.platformWaits.Inc()
+		return false, nil
+	}
+	return true, nil
 }
 
 // Status is the worker's state for the API: its own partitions' progress.
-func (w *Worker) Status() pipeline.Status {
-	w.statMu.Lock()
-	st := w.status
-	w.statMu.Unlock()
-	st.Stuck = w.stall.Current()
-	st.Ready = w.ready.Load() && st.Stuck == nil
-	if !st.Progress.IsZero() {
-		st.LagSeconds = max(0, w.now().Sub(st.Progress).Seconds())
-	}
-	return st
-}
+func (w *Worker) Status() engine.Status { return w.status.Status() }
 
 // Ranking merges the rankings every worker stored at its newest closed
 // minute, read from the sink at most every few seconds.
-func (w *Worker) Ranking() *pipeline.Ranking {
+func (w *Worker) Ranking() *rules.Ranking {
 	w.rankMu.Lock()
 	defer w.rankMu.Unlock()
 	if w.now().Sub(w.rankAt) < 5*time.Second {
@@ -687,76 +614,41 @@ func (w *Worker) Ranking() *pipeline.Ranking {
 	w.rankAt = w.now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	raw, err := w.st.Rankings(ctx, w.now().Add(-3*time.Minute))
+	raw, err := w.fence.Rankings(ctx, w.now().Add(-3*time.Minute))
 	if err != nil {
 		w.log.Warn("reading rankings failed", "err", err)
 		return w.ranked
 	}
-	var rs []*pipeline.Ranking
+	var rs []*rules.Ranking
 	for member, b := range raw {
-		var r pipeline.Ranking
+		var r rules.Ranking
 		if err := json.Unmarshal(b, &r); err != nil {
 			w.log.Warn("undecodable ranking", "of", member, "err", err)
 			continue
 		}
 		rs = append(rs, &r)
 	}
-	w.ranked = pipeline.MergeRankings(rs)
+	w.ranked = rules.MergeRankings(rs)
 	return w.ranked
 }
 
-// rateMeter is events per second over about the last ten seconds.
-type rateMeter struct {
-	total   int64
-	samples []rateSample
-}
-
-type rateSample struct {
-	at    time.Time
-	total int64
-}
-
-func (r *rateMeter) add(now time.Time, n int) float64 {
-	r.total += int64(n)
-	r.samples = append(r.samples, rateSample{now, r.total})
-	for len(r.samples) > 2 && now.Sub(r.samples[1].at) >= 10*time.Second {
-		r.samples = r.samples[1:]
-	}
-	if first := r.samples[0]; len(r.samples) > 1 && now.Sub(first.at) > 0 {
-		return float64(r.total-first.total) / now.Sub(first.at).Seconds()
-	}
-	return 0
-}
-
+// workerMetrics are a worker's own, beside the engine's.
 type workerMetrics struct {
-	events        *prometheus.CounterVec
-	deadLetters   *prometheus.CounterVec
 	ignored       *prometheus.CounterVec
-	transitions   *prometheus.CounterVec
-	late          prometheus.Counter
 	duplicates    prometheus.Counter
 	platformWaits prometheus.Counter
-	flush, eval   prometheus.Histogram
 }
 
 func newWorkerMetrics(reg prometheus.Registerer) *workerMetrics {
 	m := &workerMetrics{
-		events:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_events_total", Help: "Events aggregated, by kind (approval, cancel)."}, []string{"kind"}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_dead_letters_total", Help: "Records written to the dead-letter table instead of being aggregated, by reason."}, []string{"reason"}),
-		ignored:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_worker_ignored_changes_total", Help: "Change events that are not inserts (updates, deletes, truncates, messages), by op."}, []string{"op"}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_alert_transitions_total", Help: "Alert transitions, by rule and transition."}, []string{"rule", "transition"}),
-		late:        prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_late_events_total", Help: "Events whose minute was already closed; applied to the stored minute, never dropped."}),
-		duplicates:  prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_duplicates_total", Help: "Records at or before the partition's applied source position (redelivered by capture) and skipped."}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_ignored_changes_total",
+			Help: "Source changes that are not events (SPEC §2: updates, deletes, truncates), by table and operation."}, []string{"table", "op"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_duplicates_total", Help: "Records at or before the partition's applied source position (redelivered by capture) and skipped."}),
 		platformWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_platform_waits_total",
 			Help: "Times closing waited for another partition to pass the end of the platform baseline."}),
-		flush: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "riskwatch_flush_seconds", Help: "Sink transaction time of a flush.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-		eval:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "riskwatch_evaluation_seconds", Help: "Time to evaluate and store closed minutes.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
-	}
-	for _, r := range event.Reasons {
-		m.deadLetters.WithLabelValues(string(r))
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.deadLetters, m.ignored, m.transitions, m.late, m.duplicates, m.platformWaits, m.flush, m.eval)
+		reg.MustRegister(m.ignored, m.duplicates, m.platformWaits)
 	}
 	return m
 }

@@ -180,7 +180,7 @@ func TestDebeziumTopics(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, Store: st, Logger: log, Member: "dbz-1"})
+	w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: st, Logger: log, Member: "dbz-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

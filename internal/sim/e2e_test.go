@@ -16,10 +16,12 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
-	"github.com/riskwatch/riskwatch/internal/pipeline"
 	"github.com/riskwatch/riskwatch/internal/sim"
+	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -195,10 +197,14 @@ func TestScenariosEndToEnd(t *testing.T) {
 	logs := &lockedBuffer{}
 	reg := prometheus.NewRegistry()
 	var firstClosed atomic.Int64 // the first minute the engine evaluated, +1 (0: none yet)
-	eng, err := pipeline.New(pipeline.Options{
-		Config: cfg, Store: st, Registry: reg, ProgressOut: logs,
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		OnClose: func(_ context.Context, c pipeline.Closed) {
+	elog := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	src, err := source.FromConfig(cfg, elog, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.NewNode(engine.NodeOptions{
+		Config: cfg, DB: st, Source: src, Registry: reg, ProgressOut: logs, Logger: elog,
+		OnClose: func(_ context.Context, c engine.ClosedMinutes) {
 			first := c.First
 			firstClosed.CompareAndSwap(0, int64(first)+1)
 		},
@@ -258,7 +264,7 @@ func TestScenariosEndToEnd(t *testing.T) {
 			if _, ok := seen[w.key]; ok {
 				continue
 			}
-			as, err := st.Alerts(ctx, store.AlertFilter{Rule: w.key.Rule, Merchant: w.key.Merchant})
+			as, err := alertstore.New(st).Alerts(ctx, alertstore.AlertFilter{Rule: w.key.Rule, Merchant: w.key.Merchant})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +296,7 @@ func TestScenariosEndToEnd(t *testing.T) {
 	// The ground truth over exactly the minutes the engine evaluated,
 	// against every alert it stored.
 	truth := g.GroundTruth(firstEval.Start(), evaluated.End())
-	alerts, err := st.Alerts(ctx, store.AlertFilter{Limit: 1_000_000})
+	alerts, err := alertstore.New(st).Alerts(ctx, alertstore.AlertFilter{Limit: 1_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}

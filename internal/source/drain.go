@@ -15,9 +15,9 @@ import (
 // wait is normally a few milliseconds.
 const confirmWait = 2 * time.Second
 
-// Deliver reads the slot the configured way: Drain with minute delivery,
+// deliver reads the slot the configured way: Drain with minute delivery,
 // Stream otherwise.
-func (s *Source) Deliver(ctx context.Context, so StreamOptions) error {
+func (s *Source) deliver(ctx context.Context, so StreamOptions) error {
 	if s.opts.Minute {
 		return s.Drain(ctx, so)
 	}

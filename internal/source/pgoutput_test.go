@@ -543,8 +543,8 @@ func TestLogicalTransaction(t *testing.T) {
 		t.Fatalf("%d transactions sent, want 1", len(got))
 	}
 	txn := got[0]
-	if txn.EndLSN != endLSN {
-		t.Errorf("EndLSN = %s, want %s", txn.EndLSN, endLSN)
+	if txn.End.(LSN) != endLSN {
+		t.Errorf("EndLSN = %s, want %s", txn.End.(LSN), endLSN)
 	}
 	// 762609600000000 + 946684800000000 = 1709294400000000.
 	if txn.CommitUS != 1_709_294_400_000_000 {
@@ -575,8 +575,8 @@ func TestLogicalTransaction(t *testing.T) {
 	if !strings.Contains(dl.Detail, "merchant_id") {
 		t.Errorf("Detail %q does not name merchant_id", dl.Detail)
 	}
-	if dl.LSN == 0 {
-		t.Errorf("dead letter LSN is 0 for a streamed row")
+	if dl.Position == "" {
+		t.Errorf("dead letter has no position for a streamed row")
 	}
 	if !dl.CommitTime.Equal(time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)) {
 		t.Errorf("CommitTime = %v", dl.CommitTime)
@@ -592,7 +592,7 @@ func TestLogicalTransaction(t *testing.T) {
 		t.Errorf("Row[approved_at] = %#v, want 11:59:30Z", dl.Row["approved_at"])
 	}
 
-	pos := ts.st.so.Tracker.Position()
+	pos := ts.st.so.Tracker.Server()
 	if pos.Received != endLSN || ts.st.received != endLSN {
 		t.Errorf("received = %s / %s, want %s", pos.Received, ts.st.received, endLSN)
 	}
@@ -622,8 +622,8 @@ func TestLogicalDeadLetterLSN(t *testing.T) {
 		commitMsg(0x5000, 0x5038, tCommitPG),
 	)
 	txn := ts.txns()[0]
-	if got := LSN(txn.DeadLetters[0].LSN); got != txn.EndLSN {
-		t.Errorf("dead letter LSN = %s, want the commit end %s", got, txn.EndLSN)
+	if got := txn.DeadLetters[0].Position; got != txn.End.String() {
+		t.Errorf("dead letter position = %s, want the commit end %s", got, txn.End)
 	}
 }
 
@@ -654,11 +654,11 @@ func TestLogicalStartFiltersOldTransactions(t *testing.T) {
 				if len(got) != 0 {
 					t.Fatalf("sent %d transactions ending at %s <= start %s", len(got), tt.end, start)
 				}
-			} else if len(got) != 1 || got[0].EndLSN != tt.end || len(got[0].Events) != 1 {
+			} else if len(got) != 1 || got[0].End != Position(tt.end) || len(got[0].Events) != 1 {
 				t.Fatalf("sent %+v, want one transaction ending at %s with one event", got, tt.end)
 			}
 			// Received moves either way: the transaction was seen.
-			if pos := ts.st.so.Tracker.Position(); pos.Received != tt.end {
+			if pos := ts.st.so.Tracker.Server(); pos.Received != tt.end {
 				t.Errorf("Received = %s, want %s", pos.Received, tt.end)
 			}
 		})
@@ -698,9 +698,9 @@ func TestLogicalSequentialTransactions(t *testing.T) {
 	}
 	for i, w := range want {
 		// Each transaction owns its output: later ones did not clobber it.
-		if got[i].EndLSN != w.end || got[i].CommitUS != w.commitUS || !reflect.DeepEqual(got[i].Events, w.events) || len(got[i].DeadLetters) != 0 {
+		if got[i].End != Position(w.end) || got[i].CommitUS != w.commitUS || !reflect.DeepEqual(got[i].Events, w.events) || len(got[i].DeadLetters) != 0 {
 			t.Errorf("txn %d = {End %s Commit %d Events %+v DL %+v}, want {%s %d %+v}",
-				i, got[i].EndLSN, got[i].CommitUS, got[i].Events, got[i].DeadLetters, w.end, w.commitUS, w.events)
+				i, got[i].End, got[i].CommitUS, got[i].Events, got[i].DeadLetters, w.end, w.commitUS, w.events)
 		}
 	}
 	if got[0] == got[1] {
@@ -729,7 +729,7 @@ func TestLogicalHeartbeat(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d transactions, want the heartbeat's", len(got))
 	}
-	if got[0].EndLSN != 0xA28 || got[0].CommitUS != tCommitUS || len(got[0].Events) != 0 || len(got[0].DeadLetters) != 0 || got[0].Filtered != 0 {
+	if got[0].End != Position(LSN(0xA28)) || got[0].CommitUS != tCommitUS || len(got[0].Events) != 0 || len(got[0].DeadLetters) != 0 || got[0].Filtered != 0 {
 		t.Errorf("heartbeat txn = %+v", got[0])
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riskwatch/riskwatch/internal/bootstrap"
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
@@ -25,10 +26,10 @@ import (
 type Snapshot struct {
 	// LSN is the slot's consistent point, where streaming starts.
 	LSN LSN
-	// Time is the source's clock just before the slot was created; every
+	// at is the source's clock just before the slot was created; every
 	// transaction committed before it is in the snapshot. It stands in for
 	// the commit time when validating snapshot rows.
-	Time    time.Time
+	at      time.Time
 	tx      pgx.Tx
 	mapping *event.Mapping
 	indexed bool
@@ -38,10 +39,63 @@ type Snapshot struct {
 	numeric map[string]bool
 	name    string // the exported snapshot, for forks
 	src     *Source
+	// fork is a second connection on the snapshot, for two chunks at once.
+	fork *Snapshot
 }
 
 // Chunk is a range of transaction time [From, To) aggregated in one query.
-type Chunk struct{ From, To time.Time }
+type Chunk = bootstrap.Chunk
+
+// Position is the consistent point, where the stream starts.
+func (snap *Snapshot) Position() string { return snap.LSN.String() }
+
+// Time is the source's clock at the snapshot.
+func (snap *Snapshot) Time() time.Time { return snap.at }
+
+// Days are Chunks.
+func (snap *Snapshot) Days(loc *time.Location) []Chunk { return snap.Chunks(loc) }
+
+// Width is two chunks at once, each on its own connection to the snapshot,
+// when the range is split.
+func (snap *Snapshot) Width() int {
+	if snap.indexed {
+		return 2
+	}
+	return 1
+}
+
+// Aggregate aggregates chunks side by side (opening the second connection
+// at the first call that needs it) into w.
+func (snap *Snapshot) Aggregate(ctx context.Context, chunks []Chunk, w io.Writer, done func()) error {
+	snaps := []*Snapshot{snap}
+	if len(chunks) > 1 {
+		if snap.fork == nil {
+			fork, err := snap.openFork(ctx)
+			if err != nil {
+				return err
+			}
+			snap.fork = fork
+		}
+		snaps = append(snaps, snap.fork)
+	}
+	_, err := CopyChunks(ctx, snaps, chunks, w, func(Chunk) { done() })
+	return err
+}
+
+// Resumable reports whether the slot exists: a stream can resume from a
+// checkpoint only through it.
+func (s *Source) Resumable(ctx context.Context) (bool, error) {
+	slot, err := s.Slot(ctx)
+	return slot != nil, err
+}
+
+// Abandon drops a slot the sink never reached.
+func (s *Source) Abandon(ctx context.Context) error { return s.DropSlot(ctx) }
+
+// Snapshot is CreateSlotWithSnapshot for the first start.
+func (s *Source) Snapshot(ctx context.Context, load func(ctx context.Context, snap bootstrap.Snapshot) error) error {
+	return s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error { return load(ctx, snap) })
+}
 
 // CreateSlotWithSnapshot creates the replication slot with an exported
 // snapshot, opens a transaction on that snapshot and calls fill with it. If
@@ -89,7 +143,8 @@ func (s *Source) CreateSlotWithSnapshot(ctx context.Context, fill func(ctx conte
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	snap := &Snapshot{LSN: lsn, Time: t0.UTC(), tx: tx, mapping: s.opts.Mapping, name: res.SnapshotName, src: s}
+	snap := &Snapshot{LSN: lsn, at: t0.UTC(), tx: tx, mapping: s.opts.Mapping, name: res.SnapshotName, src: s}
+	defer snap.closeFork(ctx)
 	if snap.indexed, err = snap.timeIndexed(ctx); err != nil {
 		return err
 	}
@@ -127,25 +182,30 @@ func importSnapshot(ctx context.Context, conn *pgx.Conn, name string) (pgx.Tx, e
 	return tx, nil
 }
 
-// Fork opens another connection on the same snapshot, so that chunks can be
-// aggregated side by side. It is only valid inside CreateSlotWithSnapshot's
-// fill, while the exported snapshot exists; close releases it.
-func (snap *Snapshot) Fork(ctx context.Context) (fork *Snapshot, close func(), err error) {
+// openFork opens another connection on the same snapshot, so that chunks
+// can be aggregated side by side. It is only valid inside
+// CreateSlotWithSnapshot's fill, while the exported snapshot exists.
+func (snap *Snapshot) openFork(ctx context.Context) (*Snapshot, error) {
 	conn, err := snap.src.connect(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	tx, err := importSnapshot(ctx, conn, snap.name)
 	if err != nil {
 		conn.Close(context.WithoutCancel(ctx))
-		return nil, nil, err
+		return nil, err
 	}
 	f := *snap
-	f.tx = tx
-	return &f, func() {
-		tx.Rollback(context.WithoutCancel(ctx))
-		conn.Close(context.WithoutCancel(ctx))
-	}, nil
+	f.tx, f.fork = tx, nil
+	return &f, nil
+}
+
+func (snap *Snapshot) closeFork(ctx context.Context) {
+	if snap.fork != nil {
+		snap.fork.tx.Rollback(context.WithoutCancel(ctx))
+		snap.fork.tx.Conn().Close(context.WithoutCancel(ctx))
+		snap.fork = nil
+	}
 }
 
 // CopyChunks aggregates chunks on the snapshots side by side, one chunk per
@@ -230,10 +290,10 @@ func (l *lineWriter) flush(last bool) error {
 // the rollups; without such an index each chunk would rescan the table, so
 // the whole range is one query.
 func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
-	from := snap.Time.Add(-snap.mapping.Limits().Retention)
+	from := snap.at.Add(-snap.mapping.Limits().Retention)
 	to := snap.chunkEnd()
 	if !snap.indexed {
-		return []Chunk{{from, to}}
+		return []Chunk{{From: from, To: to}}
 	}
 	var out []Chunk
 	for a := from; a.Before(to); {
@@ -242,7 +302,7 @@ func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
 		if b.After(to) {
 			b = to
 		}
-		out = append(out, Chunk{a, b})
+		out = append(out, Chunk{From: a, To: b})
 		a = b
 	}
 	return out
@@ -251,7 +311,7 @@ func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
 // chunkEnd bounds the times aggregated: after it (more than max_future
 // after the snapshot, so after any commit in it) a row is not an event.
 func (snap *Snapshot) chunkEnd() time.Time {
-	return snap.Time.Add(snap.mapping.Limits().MaxFuture).Add(time.Microsecond)
+	return snap.at.Add(snap.mapping.Limits().MaxFuture).Add(time.Microsecond)
 }
 
 func (snap *Snapshot) timeIndexed(ctx context.Context) (bool, error) {
@@ -353,7 +413,7 @@ func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (in
 // than the retention are history, not events, and are left alone.
 func (snap *Snapshot) Leftovers(ctx context.Context, overflow []window.Key, each func(*event.Output) error) error {
 	lim := snap.mapping.Limits()
-	oldest := quoteTime(snap.Time.Add(-lim.Retention))
+	oldest := quoteTime(snap.at.Add(-lim.Retention))
 	end := quoteTime(snap.chunkEnd())
 	for _, sp := range snap.mapping.Specs() {
 		t := col("x", sp.Time)
@@ -403,7 +463,7 @@ func (snap *Snapshot) mapRows(ctx context.Context, sp event.Spec, query string, 
 	if err != nil || table == nil {
 		return fmt.Errorf("binding %s for the snapshot: %w", sp.QualifiedTable(), err)
 	}
-	commitUS := snap.Time.UnixMicro()
+	commitUS := snap.at.UnixMicro()
 	var out event.Output
 	row := make([]event.Value, len(cols))
 	for rows.Next() {
@@ -414,7 +474,7 @@ func (snap *Snapshot) mapRows(ctx context.Context, sp event.Spec, query string, 
 				row[i] = event.Value{Format: 'b', Data: raw}
 			}
 		}
-		table.Map(row, commitUS, 0, &out)
+		table.Map(row, commitUS, &out)
 		if len(out.Events)+len(out.DeadLetters) >= 10000 {
 			if err := each(&out); err != nil {
 				return err

@@ -16,7 +16,9 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
 )
 
@@ -56,6 +58,8 @@ type Source struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
+	// tracker is what the server last said, for lag and quiet.
+	tracker Tracker
 }
 
 // PermanentError marks failures that retrying cannot fix (the mapping does
@@ -374,4 +378,63 @@ func (h *heartbeater) close(ctx context.Context) {
 		h.conn.Close(context.WithoutCancel(ctx))
 		h.conn = nil
 	}
+}
+
+// Deliver streams (or, with minute delivery, drains) the transactions
+// committed after start, an LSN in its text form ("" for none), confirming
+// to the server only durable().
+func (s *Source) Deliver(ctx context.Context, start string, durable func() string, out chan<- *Txn, live func()) error {
+	from, err := ParseLSN(start)
+	if err != nil {
+		return err
+	}
+	return s.deliver(ctx, StreamOptions{Start: from, Out: out, OnStreaming: live, Flushed: func() LSN {
+		lsn, err := ParseLSN(durable())
+		if err != nil {
+			// durable() only ever holds positions this source wrote.
+			return 0
+		}
+		return lsn
+	}})
+}
+
+// ParseLSN reads a position this source wrote ("" is none).
+func ParseLSN(s string) (LSN, error) {
+	if s == "" {
+		return 0, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("position %q is not a PostgreSQL LSN: %w", s, err)
+	}
+	return lsn, nil
+}
+
+// Quiet reports whether no transaction has arrived for d.
+func (s *Source) Quiet(now time.Time, d time.Duration) bool { return s.tracker.Quiet(now, d) }
+
+// Lag is the WAL the server has beyond applied, and its clock now.
+func (s *Source) Lag(now time.Time, applied string) (bytes int64, serverNow time.Time, ok bool) {
+	pos := s.tracker.Server()
+	if pos.ServerWALEnd == 0 {
+		return 0, time.Time{}, false
+	}
+	if lsn, err := ParseLSN(applied); err == nil && pos.ServerWALEnd > lsn {
+		bytes = int64(pos.ServerWALEnd - lsn)
+	}
+	return bytes, pos.ServerTime.Add(max(0, now.Sub(pos.HeardAt))), true
+}
+
+// FromConfig builds the source the configuration names, its metrics
+// registered with reg.
+func FromConfig(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*Source, error) {
+	mapping, err := cfg.EventMapping()
+	if err != nil {
+		return nil, err
+	}
+	return New(Options{
+		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mapping: mapping,
+		StatusInterval: cfg.Source.StatusInterval.D(), HeartbeatInterval: cfg.Source.HeartbeatInterval.D(), Grace: cfg.Grace.D(),
+		Minute: cfg.Source.MinuteDelivery(), Logger: log, Metrics: NewMetrics(reg),
+	}), nil
 }

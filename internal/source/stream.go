@@ -16,9 +16,10 @@ import (
 // Txn is one committed source transaction, reduced to what riskwatch needs.
 // A heartbeat arrives as a Txn with no events.
 type Txn struct {
-	// EndLSN is the end of the commit record: once the sink holds this
-	// transaction, the slot may be confirmed up to here.
-	EndLSN LSN
+	// End is where the transaction ends in the source's own terms (for
+	// PostgreSQL the end of the commit record, an LSN): once the sink holds
+	// it, the source may be confirmed up to here.
+	End Position
 	// CommitUS is the source's commit time in Unix microseconds.
 	CommitUS int64
 	// ReceivedAt is the engine's clock when the commit arrived.
@@ -29,6 +30,10 @@ type Txn struct {
 	Rows []Row
 }
 
+// Position is a source position, opaque to everything but its source: the
+// sink stores its text, and the source reads it back to resume after it.
+type Position interface{ String() string }
+
 // Row is one inserted row, for publishing it whole (riskwatch capture).
 type Row struct {
 	Schema, Table string
@@ -38,8 +43,8 @@ type Row struct {
 	Merchant int64
 }
 
-// Position is what the stream knows about the server's WAL, for lag.
-type Position struct {
+// ServerState is what the stream knows about the server's WAL, for lag.
+type ServerState struct {
 	// ServerWALEnd and ServerTime come from the newest message the server
 	// sent (XLogData or keepalive).
 	ServerWALEnd LSN
@@ -61,9 +66,9 @@ type Tracker struct {
 	lastTxn      atomic.Int64 // engine clock, Unix microseconds
 }
 
-// Position returns the latest position.
-func (t *Tracker) Position() Position {
-	return Position{
+// Server returns what the server last said.
+func (t *Tracker) Server() ServerState {
+	return ServerState{
 		ServerWALEnd: LSN(t.serverWALEnd.Load()),
 		ServerTime:   time.UnixMicro(t.serverTimeUS.Load()),
 		HeardAt:      time.UnixMicro(t.heardAtUS.Load()),
@@ -93,7 +98,8 @@ type StreamOptions struct {
 	// Flushed returns the position up to which the sink holds everything;
 	// only that is confirmed to the server, never what was merely received.
 	Flushed func() LSN
-	// Tracker receives positions for lag and heartbeat decisions.
+	// Tracker receives positions for lag and heartbeat decisions (the
+	// source's own when nil).
 	Tracker *Tracker
 	// Out receives every transaction committed after Start, in commit order.
 	Out chan<- *Txn
@@ -119,6 +125,9 @@ func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
 }
 
 func (s *Source) newStreamState(so StreamOptions) *streamState {
+	if so.Tracker == nil {
+		so.Tracker = &s.tracker
+	}
 	return &streamState{src: s, so: so, received: so.Start}
 }
 
@@ -297,12 +306,12 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		}
 		txn := st.cur
 		st.cur = nil
-		txn.EndLSN = end
+		txn.End = end
 		txn.CommitUS = ts + pgEpochUS
 		// The end position is only known now; it is what the checkpoint
 		// and an operator looking for the row use.
 		for i := range txn.DeadLetters {
-			txn.DeadLetters[i].LSN = uint64(end)
+			txn.DeadLetters[i].Position = end.String()
 		}
 		txn.ReceivedAt = st.src.now()
 		st.received = end
@@ -348,7 +357,7 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 			return nil
 		}
 		n, filtered := len(st.cur.Events), st.cur.Filtered
-		rel.mapped.Map(st.row, st.cur.CommitUS, uint64(st.curLSN), &st.cur.Output)
+		rel.mapped.Map(st.row, st.cur.CommitUS, &st.cur.Output)
 		if st.so.Rows && st.cur.Filtered == filtered {
 			r := Row{Schema: rel.schema, Table: rel.table, Values: rel.mapped.RowDebezium(st.row)}
 			if len(st.cur.Events) > n {

@@ -1,35 +1,34 @@
-// Package store is the sink: per-merchant minute aggregates with hourly and
-// daily rollups, the checkpoint that makes them exactly once, and the dead
-// letters, in a PostgreSQL schema of their own created by embedded
-// migrations.
+// Package store is the sink: a PostgreSQL schema of riskwatch's own,
+// created and upgraded by embedded migrations, and the one connection pool
+// and transaction helper its parts share. Each part lives in a package of
+// its own: aggregates (minutes, rollups, dead letters, checkpoints, the
+// first snapshot's load, export), alertstore (alerts, acknowledgements,
+// silences, the outbox), dashboard (read models); the Kafka workers'
+// partitions live with the Kafka code and the leader lock in package leader.
 package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
-// Store is a connection pool to the sink schema.
-type Store struct {
+// DB is a connection pool to the sink schema.
+type DB struct {
 	pool       *pgxpool.Pool
 	schemaName string
 	schema     string // quoted identifier
 	cal        window.Calendar
 }
 
-// Open connects to the sink. schema is the unquoted schema name.
-func Open(ctx context.Context, dsn, schema string, loc *time.Location) (*Store, error) {
+// Open connects to the sink. schema is the unquoted schema name; loc is the
+// business time zone of the hourly and daily rollups.
+func Open(ctx context.Context, dsn, schema string, loc *time.Location) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parsing sink dsn: %w", err)
@@ -39,342 +38,28 @@ func Open(ctx context.Context, dsn, schema string, loc *time.Location) (*Store, 
 	if err != nil {
 		return nil, fmt.Errorf("opening sink pool: %w", err)
 	}
-	return &Store{pool: pool, schemaName: schema, schema: pgx.Identifier{schema}.Sanitize(), cal: window.NewCalendar(loc)}, nil
+	return &DB{pool: pool, schemaName: schema, schema: pgx.Identifier{schema}.Sanitize(), cal: window.NewCalendar(loc)}, nil
 }
 
 // Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+func (d *DB) Close() { d.pool.Close() }
 
 // Ping checks the sink is reachable.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+func (d *DB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
 
-// Pool exposes the pool for read-only queries of other packages' tests.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+// Pool is the connection pool.
+func (d *DB) Pool() *pgxpool.Pool { return d.pool }
 
-func (s *Store) table(name string) string { return s.schema + "." + name }
+// Table is the quoted, schema-qualified name of one of riskwatch's tables.
+func (d *DB) Table(name string) string { return d.schema + "." + name }
 
-// Checkpoint is the durable position of the pipeline for one slot.
-type Checkpoint struct {
-	Slot string
-	// LSN: every source transaction ending at or before it is in the sink.
-	LSN uint64
-	// LastClosed is the newest closed minute.
-	LastClosed window.Minute
-	// Progress is the source commit time up to which changes are applied.
-	Progress time.Time
-	// SnapshotLSN is the consistent point of the first snapshot.
-	SnapshotLSN      uint64
-	BootstrappedAt   time.Time
-	BusinessTimezone string
-	UpdatedAt        time.Time
-}
+// SchemaName is the unquoted schema name.
+func (d *DB) SchemaName() string { return d.schemaName }
 
-// ErrNoCheckpoint means the sink has never been bootstrapped for the slot.
-var ErrNoCheckpoint = errors.New("no checkpoint")
+// Calendar places minutes in the business time zone's hours and days.
+func (d *DB) Calendar() window.Calendar { return d.cal }
 
-// Checkpoint reads the slot's checkpoint, or ErrNoCheckpoint.
-func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error) {
-	cp := Checkpoint{Slot: slot}
-	var lsn, snap int64
-	var lastClosed time.Time
-	err := s.pool.QueryRow(ctx, fmt.Sprintf(`SELECT lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone, updated_at
-		FROM %s WHERE slot = $1`, s.table("checkpoint")), slot).
-		Scan(&lsn, &lastClosed, &cp.Progress, &snap, &cp.BootstrappedAt, &cp.BusinessTimezone, &cp.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return cp, ErrNoCheckpoint
-	}
-	if err != nil {
-		return cp, fmt.Errorf("reading checkpoint: %w", err)
-	}
-	cp.LSN, cp.SnapshotLSN = uint64(lsn), uint64(snap)
-	cp.LastClosed = window.MinuteOf(lastClosed)
-	return cp, nil
-}
-
-// Batch is what one sink transaction applies.
-type Batch struct {
-	Deltas      []window.Delta
-	DeadLetters []event.DeadLetter
-	Checkpoint  Checkpoint
-	// Refused is set by Apply: deltas it left out of Deltas because a sum
-	// would pass int64, as dead letters (also written).
-	Refused []event.DeadLetter
-}
-
-// Apply adds the deltas to the minute, hour and day aggregates, records the
-// dead letters and moves the checkpoint, all in one transaction: after a
-// crash either all of it is there or none, and the stream resumes after the
-// checkpoint. The checkpoint only moves forward; anything else means a second
-// writer, and the transaction is refused.
-func (s *Store) Apply(ctx context.Context, b *Batch) error {
-	cp := b.Checkpoint
-	kept, refused, err := s.applyChecked(ctx, b.Deltas, cp.LSN, cp.Progress, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
-		var qb pgx.Batch
-		if err := s.queueDeltas(&qb, deltas); err != nil {
-			return err
-		}
-		qb.Queue(fmt.Sprintf(`UPDATE %s SET lsn = $2, last_closed = $3, progress = $4, updated_at = now()
-			WHERE slot = $1 AND lsn <= $2`, s.table("checkpoint")),
-			cp.Slot, int64(cp.LSN), cp.LastClosed.Start(), cp.Progress).Exec(func(ct pgconn.CommandTag) error {
-			if ct.RowsAffected() != 1 {
-				return fmt.Errorf("checkpoint for slot %s is missing or ahead of %d: is another engine writing this sink?", cp.Slot, cp.LSN)
-			}
-			return nil
-		})
-		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
-			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
-		}
-		return s.insertDeadLetters(ctx, tx, "stream", append(refused, b.DeadLetters...))
-	})
-	if err != nil {
-		return err
-	}
-	b.Deltas, b.Refused = kept, refused
-	return nil
-}
-
-type rollupKey struct {
-	merchant int64
-	at       time.Time
-}
-
-// queueDeltas queues the three upserts. Each statement needs unique keys
-// (ON CONFLICT cannot touch a row twice), so hours and days are summed here;
-// errSumOverflow when such a sum would pass int64.
-func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) error {
-	if len(deltas) == 0 {
-		return nil
-	}
-	hours := make(map[rollupKey]window.Agg)
-	days := make(map[rollupKey]window.Agg)
-	var hourOrder, dayOrder []rollupKey
-	minuteCal := make(map[window.Minute][2]time.Time)
-	for _, d := range deltas {
-		hd, ok := minuteCal[d.Minute]
-		if !ok {
-			hd = [2]time.Time{s.cal.Hour(d.Minute), s.cal.Day(d.Minute)}
-			minuteCal[d.Minute] = hd
-		}
-		for i, k := range []rollupKey{{d.Merchant, hd[0]}, {d.Merchant, hd[1]}} {
-			m, order := hours, &hourOrder
-			if i == 1 {
-				m, order = days, &dayOrder
-			}
-			a, seen := m[k]
-			if !seen {
-				*order = append(*order, k)
-			}
-			if !a.Add(d.Agg) {
-				return errSumOverflow
-			}
-			m[k] = a
-		}
-	}
-	mcols := columns(len(deltas))
-	for _, d := range deltas {
-		mcols.add(d.Merchant, d.Minute.Start(), d.Agg)
-	}
-	qb.Queue(upsertSQL(s.table("minute_agg"), "minute", "timestamptz"), mcols.args()...)
-	hcols := columns(len(hourOrder))
-	for _, k := range hourOrder {
-		hcols.add(k.merchant, k.at, hours[k])
-	}
-	qb.Queue(upsertSQL(s.table("hour_agg"), "hour", "timestamptz"), hcols.args()...)
-	dcols := columns(len(dayOrder))
-	for _, k := range dayOrder {
-		dcols.add(k.merchant, k.at, days[k])
-	}
-	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
-	return s.queuePlatform(qb, deltas)
-}
-
-// queuePlatform adds the deltas' per-minute totals to platform_minute.
-func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) error {
-	sums := make(map[window.Minute]window.Agg)
-	var order []window.Minute
-	for _, d := range deltas {
-		a, seen := sums[d.Minute]
-		if !seen {
-			order = append(order, d.Minute)
-		}
-		if !a.Add(d.Agg) {
-			return errSumOverflow
-		}
-		sums[d.Minute] = a
-	}
-	// Sorted keys make concurrent writers (none today) lock rows in one order.
-	slices.Sort(order)
-	cols := columns(len(order))
-	for _, m := range order {
-		cols.add(0, m.Start(), sums[m])
-	}
-	qb.Queue(fmt.Sprintf(`INSERT INTO %s AS t (minute, approvals, approved_amount, cancels, canceled_amount)
-		SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-		ON CONFLICT (minute) DO UPDATE SET approvals = t.approvals + EXCLUDED.approvals,
-			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
-			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.table("platform_minute")),
-		cols.at, cols.approvals, cols.approvedAmounts, cols.cancels, cols.canceledAmounts)
-	return nil
-}
-
-type aggColumns struct {
-	merchants                  []int64
-	at                         []time.Time
-	approvals, approvedAmounts []int64
-	cancels, canceledAmounts   []int64
-}
-
-func columns(n int) *aggColumns {
-	return &aggColumns{
-		merchants: make([]int64, 0, n), at: make([]time.Time, 0, n),
-		approvals: make([]int64, 0, n), approvedAmounts: make([]int64, 0, n),
-		cancels: make([]int64, 0, n), canceledAmounts: make([]int64, 0, n),
-	}
-}
-
-func (c *aggColumns) add(merchant int64, at time.Time, a window.Agg) {
-	c.merchants = append(c.merchants, merchant)
-	c.at = append(c.at, at)
-	c.approvals = append(c.approvals, a.Approvals)
-	c.approvedAmounts = append(c.approvedAmounts, a.ApprovedAmount)
-	c.cancels = append(c.cancels, a.Cancels)
-	c.canceledAmounts = append(c.canceledAmounts, a.CanceledAmount)
-}
-
-func (c *aggColumns) args() []any {
-	return []any{c.merchants, c.at, c.approvals, c.approvedAmounts, c.cancels, c.canceledAmounts}
-}
-
-func upsertSQL(table, timeCol, timeType string) string {
-	return fmt.Sprintf(`INSERT INTO %[1]s AS t (merchant_id, %[2]s, approvals, approved_amount, cancels, canceled_amount)
-		SELECT * FROM unnest($1::bigint[], $2::%[3]s[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-		ON CONFLICT (merchant_id, %[2]s) DO UPDATE SET
-			approvals = t.approvals + EXCLUDED.approvals,
-			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
-			cancels = t.cancels + EXCLUDED.cancels,
-			canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, table, timeCol, timeType)
-}
-
-func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string, dls []event.DeadLetter) error {
-	if len(dls) == 0 {
-		return nil
-	}
-	rows := make([][]any, len(dls))
-	for i, d := range dls {
-		rows[i] = deadLetterRow(origin, d)
-	}
-	cols := []string{"origin", "source_table", "kind", "reason", "detail", "lsn", "commit_time", "row"}
-	// In a savepoint, so that a dead letter the sink still refuses cannot
-	// fail the transaction: the aggregates and the position go on, and
-	// that dead letter is recorded in reduced form instead.
-	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows(rows))
-		return err
-	})
-	if err == nil || ctx.Err() != nil {
-		if err != nil {
-			return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
-		}
-		return nil
-	}
-	for i, d := range dls {
-		if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			_, err := sp.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows(rows[i:i+1]))
-			return err
-		}); err == nil {
-			continue
-		} else if ctx.Err() != nil {
-			return fmt.Errorf("writing dead letter: %w", err)
-		} else {
-			reduced := deadLetterRow(origin, reduceDeadLetter(d, err))
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.schemaName, "dead_letters"}, cols, pgx.CopyFromRows([][]any{reduced})); err != nil {
-				return fmt.Errorf("writing a dead letter in reduced form: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
-func deadLetterRow(origin string, d event.DeadLetter) []any {
-	var lsn *int64
-	var commit *time.Time
-	if d.LSN != 0 {
-		l := int64(d.LSN)
-		lsn = &l
-	}
-	if !d.CommitTime.IsZero() {
-		c := d.CommitTime
-		commit = &c
-	}
-	return []any{origin, event.Printable(d.Table, 256), d.Kind.String(), string(d.Reason), event.Printable(d.Detail, event.MaxDetailBytes),
-		lsn, commit, string(event.RowBytes(d.Row))}
-}
-
-// reduceDeadLetter keeps what locates a dead letter the sink refused, in
-// plain ASCII, and why it was refused.
-func reduceDeadLetter(d event.DeadLetter, refused error) event.DeadLetter {
-	ascii := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if r < 0x20 || r > 0x7e {
-				return '?'
-			}
-			return r
-		}, s)
-	}
-	d.Table = ascii(d.Table)
-	d.Detail = ascii(event.Printable(d.Detail, event.MaxDetailBytes))
-	d.Row = map[string]any{"_reduced": ascii(event.Printable("the sink refused the full dead letter: "+refused.Error(), event.MaxDetailBytes))}
-	return d
-}
-
-// rollupSQL sums the minutes into a rollup table; bucket is an expression of
-// minute and the time zone $1.
-func (s *Store) rollupSQL(table, bucket string) string {
-	return fmt.Sprintf(`INSERT INTO %s SELECT merchant_id, %s, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
-		FROM %s GROUP BY 1, 2`, s.table(table), bucket, s.table("minute_agg"))
-}
-
-// RebuildRollups recomputes the hourly and daily rollups from the minutes,
-// for when the business time zone changed since they were built.
-func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
-	tz := s.cal.Location().String()
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		steps := []struct {
-			sql  string
-			args []any
-		}{
-			{fmt.Sprintf("TRUNCATE %s, %s", s.table("hour_agg"), s.table("day_agg")), nil},
-			{s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
-			{s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
-			{fmt.Sprintf("UPDATE %s SET business_timezone = $1 WHERE slot = $2", s.table("checkpoint")), []any{tz, slot}},
-		}
-		for _, st := range steps {
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-				return fmt.Errorf("rebuilding rollups: %w", err)
-			}
-		}
-		return nil
-	})
-}
-
-// PruneMinutes deletes minute aggregates older than before, in batches so
-// that no single statement holds locks for long, and returns how many rows
-// went. Hourly and daily rollups are kept: they are small and the dashboard
-// shows long ranges from them.
-func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.table("minute_agg")), before)
-		if err != nil {
-			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 50000 {
-			if _, err := s.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.table("platform_minute")), before); err != nil {
-				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
-			}
-			return total, nil
-		}
-	}
+// Tx runs fn in one transaction, committed when fn returns nil.
+func (d *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, d.pool, fn)
 }

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/alert"
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Evaluator advances the rules state minute by minute and runs the alert
+// lifecycle over the results. The live pipeline and the backtest share it,
+// which is what makes them raise the same alerts on the same data.
+type Evaluator struct {
+	State     *rules.State
+	Lifecycle *alert.Lifecycle
+	Params    rules.Params
+	st        *aggregates.Store
+	// Ranked, when set, receives the ranking of the newest minute of each
+	// Close (the live engine sets it; a backtest has no use for it).
+	Ranked func(*rules.Ranking)
+	scope  *Scope
+}
+
+// Scope limits an evaluator to some merchants: a worker's, those of the
+// Kafka partitions it owns.
+type Scope struct {
+	// Owns reports whether the merchant is evaluated here.
+	Owns func(merchant int64) bool
+	// Evaluated reports whether the merchant's rules already ran for m
+	// (under the partition's previous owner); it is then not evaluated
+	// again, so no alert changes twice.
+	Evaluated func(m window.Minute, merchant int64) bool
+	// Platform returns every merchant's approvals and cancels over the
+	// minutes [from, to), the platform-wide baseline of SPEC §5.
+	Platform func(ctx context.Context, from, to window.Minute) (approvals, cancels int64, err error)
+}
+
+// NewScopedEvaluator is NewEvaluator (with open minutes) for the merchants
+// of scope only.
+func NewScopedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
+	var mine []*alert.Alert
+	for _, a := range open {
+		if scope.Owns(a.Merchant) {
+			mine = append(mine, a)
+		}
+	}
+	return newEvaluator(ctx, st, cfg, lastClosed, true, mine, scope)
+}
+
+// NewEvaluator restores the rules state after lastClosed from the sink.
+// withOpen includes stored minutes after lastClosed (live: they were
+// flushed but not yet closed); a backtest feeds those minute by minute.
+func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
+	return newEvaluator(ctx, st, cfg, lastClosed, withOpen, open, nil)
+}
+
+func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
+	params, err := cfg.RuleParams()
+	if err != nil {
+		return nil, err
+	}
+	snap, err := st.RulesSnapshot(ctx, lastClosed, withOpen)
+	if err != nil {
+		return nil, err
+	}
+	if scope != nil {
+		snap.Recent = slices.DeleteFunc(snap.Recent, func(d window.Delta) bool { return !scope.Owns(d.Merchant) })
+		snap.Baseline = slices.DeleteFunc(snap.Baseline, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
+	}
+	return &Evaluator{
+		scope:     scope,
+		State:     rules.NewState(snap, window.NewCalendar(cfg.Location)),
+		Lifecycle: alert.New(alert.Options{RepeatInterval: cfg.Alerts.RepeatInterval.D(), ResolveAfter: cfg.Alerts.ResolveAfter}, open),
+		Params:    params,
+		st:        st,
+	}, nil
+}
+
+// Close closes minutes first..last (which must follow the state's last
+// closed minute), reading from the sink the minutes that leave the 7-day
+// window and, at a new business day, the large merchants' curves, and
+// returns every alert change in order. silenced tells whether an
+// operator's silence covers a rule for a merchant at a time.
+func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silenced func(rule string, merchant int64, at time.Time) bool) ([]*alert.Change, error) {
+	leaving, err := ev.st.Minutes(ctx, rules.LeavingMinute(first), rules.LeavingMinute(last)+1)
+	if err != nil {
+		return nil, err
+	}
+	if ev.scope != nil {
+		leaving = slices.DeleteFunc(leaving, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
+	}
+	var changes []*alert.Change
+	for m := first; m <= last; m++ {
+		if day, need := ev.State.NeedsVolumeDay(m); need {
+			vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
+			if err != nil {
+				return nil, err
+			}
+			if ev.scope != nil {
+				maps.DeleteFunc(vd.Curves, func(id int64, _ *rules.Curve) bool { return !ev.scope.Owns(id) })
+				maps.DeleteFunc(vd.Today, func(id int64, _ int64) bool { return !ev.scope.Owns(id) })
+			}
+			ev.State.SetVolumeDay(vd)
+		}
+		lm := rules.LeavingMinute(m)
+		n := 0
+		for n < len(leaving) && leaving[n].Minute == lm {
+			n++
+		}
+		if err := ev.State.Close(m, leaving[:n]); err != nil {
+			return nil, err
+		}
+		leaving = leaving[n:]
+		if ev.scope != nil {
+			// B of m is the 7 days before H = m-59 … m.
+			hFrom := m - rules.HourMinutes + 1
+			a, c, err := ev.scope.Platform(ctx, hFrom-rules.BaselineMinutes, hFrom)
+			if err != nil {
+				return nil, err
+			}
+			ev.State.SetPlatformBaseline(a, c)
+		}
+		changes = append(changes, ev.evaluate(m, silenced, m == last && ev.Ranked != nil)...)
+	}
+	return changes, nil
+}
+
+// evaluate runs both rules at minute m and feeds the lifecycle.
+func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time.Time) bool, ranked bool) []*alert.Change {
+	var out []*alert.Change
+	end := m.End()
+	record := func(rule string, merchant int64, fires bool, values map[string]any) {
+		if ev.scope != nil && ev.scope.Evaluated(m, merchant) {
+			return
+		}
+		ch := ev.Lifecycle.Eval(m, rule, merchant, fires, values, silenced != nil && silenced(rule, merchant, end))
+		if ch != nil {
+			out = append(out, ch)
+		}
+	}
+	cancel := ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike))
+	for _, e := range cancel {
+		record(rules.CancelRateSpike, e.Merchant, e.Fires, e.CancelResult.Values())
+	}
+	volume := ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop))
+	for _, e := range volume {
+		record(rules.VolumeDrop, e.Merchant, e.Fires, e.VolumeResult.Values())
+	}
+	if ranked {
+		ev.Ranked(rules.Rank(m, ev.Params.Cancel, cancel, volume))
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+)
+
+// Routes are the configured receivers with the rules each takes.
+func Routes(cfg *config.Config) []alertstore.Route {
+	var out []alertstore.Route
+	for _, r := range cfg.Notify.Receivers {
+		out = append(out, alertstore.Route{Receiver: r.Name, Rules: r.Rules})
+	}
+	return out
+}
+
+// DashboardURL links to a merchant's page on the dashboard.
+func DashboardURL(cfg *config.Config, merchant int64) string {
+	return fmt.Sprintf("%s/merchants/%d", dashboardBase(cfg), merchant)
+}
+
+// dashboardBase is the dashboard's address without a trailing slash.
+func dashboardBase(cfg *config.Config) string {
+	base := cfg.HTTP.ExternalURL
+	if base == "" {
+		base = "http://" + cfg.HTTP.Listen
+	}
+	return strings.TrimRight(base, "/")
+}

@@ -1,0 +1,113 @@
+package rules
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// RankLimit is how many merchants the risk ranking keeps: more than a
+// screen, far fewer than the 60,000 evaluated each minute.
+const RankLimit = 500
+
+// Ranking is the dashboard's "riskiest now": the evaluations of the newest
+// closed minute ordered by how close each merchant is to firing, by the
+// rule's own measure, so that it costs no query and always agrees with the
+// alerts. The engine keeps the newest; Kafka workers store theirs and the
+// API merges them.
+type Ranking struct {
+	AsOf window.Minute
+	// Risk holds the RankLimit merchants nearest to (or past) the
+	// cancel_rate_spike threshold, highest score first.
+	Risk []RiskEntry
+	// Volume holds every large merchant, largest drop first (no drop last).
+	Volume []VolumeEval
+}
+
+// RiskEntry is one merchant's cancel_rate_spike evaluation and its score:
+// c_H over the firing threshold multiplier × eff × max(a_H, min_approvals),
+// so 1 is the line (it fires there once c_H ≥ min_cancels). Unlike the
+// plain ratio it is defined for a merchant with no approvals, which is
+// exactly the bust-out an operator must see first.
+type RiskEntry struct {
+	CancelEval
+	Score float64
+}
+
+// Score computes RiskEntry.Score; floats are fine here, it only orders a
+// list (the rule itself compares exactly).
+func Score(p CancelRateParams, r CancelResult) float64 {
+	den := p.Multiplier.Float64() * r.Effective * float64(max(r.AH, p.MinApprovals))
+	if den <= 0 {
+		if r.CH > 0 {
+			return float64(r.CH)
+		}
+		return 0
+	}
+	return float64(r.CH) / den
+}
+
+// Rank is the ranking of minute m's evaluations.
+func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []VolumeEval) *Ranking {
+	risk := make([]RiskEntry, 0, len(cancel))
+	for _, e := range cancel {
+		if e.CH > 0 {
+			risk = append(risk, RiskEntry{CancelEval: e, Score: Score(p, e.CancelResult)})
+		}
+	}
+	vol := make([]VolumeEval, 0, len(volume))
+	for _, e := range volume {
+		if e.Large {
+			vol = append(vol, e)
+		}
+	}
+	risk, vol = order(risk, vol)
+	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
+}
+
+// order sorts both lists the way the dashboard shows them and keeps the
+// RankLimit riskiest.
+func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
+	slices.SortFunc(risk, func(a, b RiskEntry) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.CH, a.CH); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Merchant, b.Merchant)
+	})
+	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
+	slices.SortFunc(vol, func(a, b VolumeEval) int {
+		switch {
+		case a.Drop == nil && b.Drop == nil:
+		case a.Drop == nil:
+			return 1
+		case b.Drop == nil:
+			return -1
+		default:
+			if c := cmp.Compare(*b.Drop, *a.Drop); c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(a.Merchant, b.Merchant)
+	})
+	return risk, vol
+}
+
+// MergeRankings combines rankings of disjoint sets of merchants (workers')
+// into one, as of the oldest of them.
+func MergeRankings(rs []*Ranking) *Ranking {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := &Ranking{AsOf: rs[0].AsOf}
+	for _, r := range rs {
+		out.AsOf = min(out.AsOf, r.AsOf)
+		out.Risk = append(out.Risk, r.Risk...)
+		out.Volume = append(out.Volume, r.Volume...)
+	}
+	out.Risk, out.Volume = order(out.Risk, out.Volume)
+	return out
+}

@@ -1,0 +1,325 @@
+// Package aggregates is the sink's part that makes the minute aggregates
+// exactly once: the per-merchant minutes with their hourly, daily and
+// platform rollups, the dead letters, and the position of the input they
+// were applied up to, all written in one transaction; the first snapshot's
+// load, pruning, export, and the reads the rules restore their state from.
+package aggregates
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Store reads and writes the aggregates.
+type Store struct {
+	db  *store.DB
+	cal window.Calendar
+}
+
+// New returns the aggregates of the sink db.
+func New(db *store.DB) *Store { return &Store{db: db, cal: db.Calendar()} }
+
+func (s *Store) table(name string) string { return s.db.Table(name) }
+
+// Position is where the input stands after a batch: a single node's
+// checkpoint, or a Kafka worker's partition offsets. It is written by the
+// transaction that applies what it covers, and refuses it when another
+// writer has taken over since (an epoch moved on).
+type Position interface {
+	// Queue adds the statements that record the position.
+	Queue(qb *pgx.Batch, db *store.DB)
+	// String is the position as logs, dead letters and a stuck pipeline
+	// show it.
+	String() string
+}
+
+// Batch is what one sink transaction applies.
+type Batch struct {
+	Deltas      []window.Delta
+	DeadLetters []event.DeadLetter
+	Position    Position
+	// At is the source commit time the batch reaches.
+	At time.Time
+	// Refused is set by Apply: deltas it left out of Deltas because a sum
+	// would pass int64, as dead letters (also written).
+	Refused []event.DeadLetter
+}
+
+// Apply adds the deltas to the minute, hour and day aggregates and the
+// platform's minutes, records the dead letters and writes the position, all
+// in one transaction: after a crash either all of it is there or none, and
+// the input resumes after the stored position. A position refused (another
+// writer took over) refuses the whole batch.
+func (s *Store) Apply(ctx context.Context, b *Batch) error {
+	kept, refused, err := s.applyChecked(ctx, b.Deltas, b.Position.String(), b.At, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
+		var qb pgx.Batch
+		if err := s.queueDeltas(&qb, deltas); err != nil {
+			return err
+		}
+		b.Position.Queue(&qb, s.db)
+		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
+		}
+		return s.insertDeadLetters(ctx, tx, "stream", append(refused, b.DeadLetters...))
+	})
+	if err != nil {
+		return err
+	}
+	b.Deltas, b.Refused = kept, refused
+	return nil
+}
+
+type rollupKey struct {
+	merchant int64
+	at       time.Time
+}
+
+// queueDeltas queues the three upserts. Each statement needs unique keys
+// (ON CONFLICT cannot touch a row twice), so hours and days are summed here;
+// errSumOverflow when such a sum would pass int64.
+func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	hours := make(map[rollupKey]window.Agg)
+	days := make(map[rollupKey]window.Agg)
+	var hourOrder, dayOrder []rollupKey
+	minuteCal := make(map[window.Minute][2]time.Time)
+	for _, d := range deltas {
+		hd, ok := minuteCal[d.Minute]
+		if !ok {
+			hd = [2]time.Time{s.cal.Hour(d.Minute), s.cal.Day(d.Minute)}
+			minuteCal[d.Minute] = hd
+		}
+		for i, k := range []rollupKey{{d.Merchant, hd[0]}, {d.Merchant, hd[1]}} {
+			m, order := hours, &hourOrder
+			if i == 1 {
+				m, order = days, &dayOrder
+			}
+			a, seen := m[k]
+			if !seen {
+				*order = append(*order, k)
+			}
+			if !a.Add(d.Agg) {
+				return errSumOverflow
+			}
+			m[k] = a
+		}
+	}
+	mcols := columns(len(deltas))
+	for _, d := range deltas {
+		mcols.add(d.Merchant, d.Minute.Start(), d.Agg)
+	}
+	qb.Queue(upsertSQL(s.table("minute_agg"), "minute", "timestamptz"), mcols.args()...)
+	hcols := columns(len(hourOrder))
+	for _, k := range hourOrder {
+		hcols.add(k.merchant, k.at, hours[k])
+	}
+	qb.Queue(upsertSQL(s.table("hour_agg"), "hour", "timestamptz"), hcols.args()...)
+	dcols := columns(len(dayOrder))
+	for _, k := range dayOrder {
+		dcols.add(k.merchant, k.at, days[k])
+	}
+	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
+	return s.queuePlatform(qb, deltas)
+}
+
+// queuePlatform adds the deltas' per-minute totals to platform_minute.
+func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) error {
+	sums := make(map[window.Minute]window.Agg)
+	var order []window.Minute
+	for _, d := range deltas {
+		a, seen := sums[d.Minute]
+		if !seen {
+			order = append(order, d.Minute)
+		}
+		if !a.Add(d.Agg) {
+			return errSumOverflow
+		}
+		sums[d.Minute] = a
+	}
+	// Sorted keys make concurrent writers (none today) lock rows in one order.
+	slices.Sort(order)
+	cols := columns(len(order))
+	for _, m := range order {
+		cols.add(0, m.Start(), sums[m])
+	}
+	qb.Queue(fmt.Sprintf(`INSERT INTO %s AS t (minute, approvals, approved_amount, cancels, canceled_amount)
+		SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+		ON CONFLICT (minute) DO UPDATE SET approvals = t.approvals + EXCLUDED.approvals,
+			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
+			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.table("platform_minute")),
+		cols.at, cols.approvals, cols.approvedAmounts, cols.cancels, cols.canceledAmounts)
+	return nil
+}
+
+type aggColumns struct {
+	merchants                  []int64
+	at                         []time.Time
+	approvals, approvedAmounts []int64
+	cancels, canceledAmounts   []int64
+}
+
+func columns(n int) *aggColumns {
+	return &aggColumns{
+		merchants: make([]int64, 0, n), at: make([]time.Time, 0, n),
+		approvals: make([]int64, 0, n), approvedAmounts: make([]int64, 0, n),
+		cancels: make([]int64, 0, n), canceledAmounts: make([]int64, 0, n),
+	}
+}
+
+func (c *aggColumns) add(merchant int64, at time.Time, a window.Agg) {
+	c.merchants = append(c.merchants, merchant)
+	c.at = append(c.at, at)
+	c.approvals = append(c.approvals, a.Approvals)
+	c.approvedAmounts = append(c.approvedAmounts, a.ApprovedAmount)
+	c.cancels = append(c.cancels, a.Cancels)
+	c.canceledAmounts = append(c.canceledAmounts, a.CanceledAmount)
+}
+
+func (c *aggColumns) args() []any {
+	return []any{c.merchants, c.at, c.approvals, c.approvedAmounts, c.cancels, c.canceledAmounts}
+}
+
+func upsertSQL(table, timeCol, timeType string) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s AS t (merchant_id, %[2]s, approvals, approved_amount, cancels, canceled_amount)
+		SELECT * FROM unnest($1::bigint[], $2::%[3]s[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+		ON CONFLICT (merchant_id, %[2]s) DO UPDATE SET
+			approvals = t.approvals + EXCLUDED.approvals,
+			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
+			cancels = t.cancels + EXCLUDED.cancels,
+			canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, table, timeCol, timeType)
+}
+
+func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string, dls []event.DeadLetter) error {
+	if len(dls) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(dls))
+	for i, d := range dls {
+		rows[i] = deadLetterRow(origin, d)
+	}
+	cols := []string{"origin", "source_table", "kind", "reason", "detail", "position", "commit_time", "row"}
+	// In a savepoint, so that a dead letter the sink still refuses cannot
+	// fail the transaction: the aggregates and the position go on, and
+	// that dead letter is recorded in reduced form instead.
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows(rows))
+		return err
+	})
+	if err == nil || ctx.Err() != nil {
+		if err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
+		}
+		return nil
+	}
+	for i, d := range dls {
+		if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows(rows[i:i+1]))
+			return err
+		}); err == nil {
+			continue
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("writing dead letter: %w", err)
+		} else {
+			reduced := deadLetterRow(origin, reduceDeadLetter(d, err))
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows([][]any{reduced})); err != nil {
+				return fmt.Errorf("writing a dead letter in reduced form: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func deadLetterRow(origin string, d event.DeadLetter) []any {
+	var pos *string
+	var commit *time.Time
+	if d.Position != "" {
+		p := event.Printable(d.Position, 256)
+		pos = &p
+	}
+	if !d.CommitTime.IsZero() {
+		c := d.CommitTime
+		commit = &c
+	}
+	return []any{origin, event.Printable(d.Table, 256), d.Kind.String(), string(d.Reason), event.Printable(d.Detail, event.MaxDetailBytes),
+		pos, commit, string(event.RowBytes(d.Row))}
+}
+
+// reduceDeadLetter keeps what locates a dead letter the sink refused, in
+// plain ASCII, and why it was refused.
+func reduceDeadLetter(d event.DeadLetter, refused error) event.DeadLetter {
+	ascii := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r < 0x20 || r > 0x7e {
+				return '?'
+			}
+			return r
+		}, s)
+	}
+	d.Table = ascii(d.Table)
+	d.Detail = ascii(event.Printable(d.Detail, event.MaxDetailBytes))
+	d.Row = map[string]any{"_reduced": ascii(event.Printable("the sink refused the full dead letter: "+refused.Error(), event.MaxDetailBytes))}
+	return d
+}
+
+// rollupSQL sums the minutes into a rollup table; bucket is an expression of
+// minute and the time zone $1.
+func (s *Store) rollupSQL(table, bucket string) string {
+	return fmt.Sprintf(`INSERT INTO %s SELECT merchant_id, %s, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
+		FROM %s GROUP BY 1, 2`, s.table(table), bucket, s.table("minute_agg"))
+}
+
+// RebuildRollups recomputes the hourly and daily rollups from the minutes,
+// for when the business time zone changed since they were built.
+func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
+	tz := s.cal.Location().String()
+	return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		steps := []struct {
+			sql  string
+			args []any
+		}{
+			{fmt.Sprintf("TRUNCATE %s, %s", s.table("hour_agg"), s.table("day_agg")), nil},
+			{s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
+			{s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
+			{fmt.Sprintf("UPDATE %s SET business_timezone = $1 WHERE slot = $2", s.table("checkpoint")), []any{tz, slot}},
+		}
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("rebuilding rollups: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// PruneMinutes deletes minute aggregates older than before, in batches so
+// that no single statement holds locks for long, and returns how many rows
+// went. Hourly and daily rollups are kept: they are small and the dashboard
+// shows long ranges from them.
+func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.table("minute_agg")), before)
+		if err != nil {
+			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 50000 {
+			if _, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.table("platform_minute")), before); err != nil {
+				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
+			}
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,502 @@
+package aggregates
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Loader writes the first snapshot inside the bootstrap transaction.
+type Loader struct {
+	tx pgx.Tx
+	s  *Store
+	// The hourly, daily and platform rollups are summed here from the
+	// minute rows as they stream past, instead of re-reading millions of
+	// rows with time zone arithmetic afterwards (measured at full scale:
+	// 34 s of SQL against well under a second of Go).
+	roll *rollups
+	// leftover holds the events of rows the aggregation left out that the
+	// mapping found valid; they are added once the tables are indexed.
+	leftover *window.Window
+	// staged counts dead letters in the staging table.
+	staged int64
+}
+
+// CopyMinutes streams minute aggregates in COPY text format, columns
+// (merchant_id, minute, approvals, approved_amount, cancels,
+// canceled_amount), from produce into the sink. Keys must not repeat, and one
+// business day's minutes must all come in one call: the call's hourly and
+// daily rollups are written when it ends.
+func (l *Loader) CopyMinutes(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
+	l.roll.reset()
+	n, err := l.copyFrom(ctx, "COPY "+l.s.table("minute_agg")+" (merchant_id, minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN",
+		func(w io.Writer) error {
+			t := &teeParser{w: w, roll: l.roll}
+			if err := produce(t); err != nil {
+				return err
+			}
+			return t.finish()
+		})
+	if err != nil {
+		return n, err
+	}
+	return n, l.writeRollups(ctx)
+}
+
+// Overflowed returns the merchant-minutes CopyMinutes left out so far
+// because a sum of theirs would not fit in the sink; their rows are for
+// the mapping (Leftovers) to go through one by one.
+func (l *Loader) Overflowed() []window.Key { return l.roll.overflow }
+
+// Leftovers takes what the mapping made of rows the aggregation left out:
+// dead letters are staged (recorded once per source row, see Bootstrap),
+// events are counted like streamed ones (an event that would take its
+// minute's sum past int64 is a dead letter too) and added after the load.
+// It returns how many dead letters it staged.
+func (l *Loader) Leftovers(ctx context.Context, out *event.Output) (int64, error) {
+	dead := out.DeadLetters
+	for _, ev := range out.Events {
+		var ok bool
+		if ev.Kind == event.Approval {
+			_, ok = l.leftover.AddApproval(ev.Merchant, ev.TimeUS, ev.Amount)
+		} else {
+			_, ok = l.leftover.AddCancel(ev.Merchant, ev.TimeUS, ev.Amount)
+		}
+		if !ok {
+			dead = append(dead, event.SumOverflow(ev, "minute", "", time.Time{}))
+		}
+	}
+	return int64(len(dead)), l.stage(ctx, dead)
+}
+
+// stage copies dead letters into the staging table.
+func (l *Loader) stage(ctx context.Context, dead []event.DeadLetter) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(dead))
+	for i, d := range dead {
+		r := deadLetterRow("snapshot", d)
+		rows[i] = []any{r[1], r[2], r[3], r[4], r[7]}
+	}
+	if _, err := l.tx.CopyFrom(ctx, pgx.Identifier{"snapshot_dead_letters"}, []string{"source_table", "kind", "reason", "detail", "row"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("staging %d snapshot dead letters: %w", len(dead), err)
+	}
+	l.staged += int64(len(dead))
+	return nil
+}
+
+// addLeftovers adds the leftover rows' events, checked against the loaded
+// sums like a streamed batch; what does not fit is a dead letter.
+func (l *Loader) addLeftovers(ctx context.Context) error {
+	deltas := l.leftover.Drain()
+	if len(deltas) == 0 {
+		return nil
+	}
+	kept, over, err := l.s.fitDeltas(ctx, l.tx, deltas)
+	if err != nil {
+		return err
+	}
+	var qb pgx.Batch
+	if err := l.s.queueDeltas(&qb, kept); err != nil {
+		return err
+	}
+	if err := l.tx.SendBatch(ctx, &qb).Close(); err != nil {
+		return fmt.Errorf("adding %d merchant-minutes of left-out rows: %w", len(kept), err)
+	}
+	dead := make([]event.DeadLetter, len(over))
+	for i, o := range over {
+		dead[i] = o.deadLetter("", time.Time{})
+	}
+	return l.stage(ctx, dead)
+}
+
+func (l *Loader) copyFrom(ctx context.Context, sql string, produce func(w io.Writer) error) (int64, error) {
+	pr, pw := io.Pipe()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// The producer writes one COPY row at a time; unbuffered, every
+		// row would cross the pipe and go to the sink as its own message
+		// and system call (measured: 45% of the first snapshot's time).
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := produce(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+		return err
+	})
+	var n int64
+	g.Go(func() error {
+		tag, err := l.tx.Conn().PgConn().CopyFrom(gctx, pr, sql)
+		if err != nil {
+			// Unblocks the producer when the sink side failed first.
+			pr.CloseWithError(err)
+			return fmt.Errorf("copying into sink: %w", err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	return n, g.Wait()
+}
+
+// writeRollups writes the hours and days of the last CopyMinutes call.
+func (l *Loader) writeRollups(ctx context.Context) error {
+	r := l.roll
+	for day := range r.days {
+		if r.written[day.bucket] {
+			return fmt.Errorf("bootstrap: business day %s came in two chunks; its daily rollup would be split", time.Unix(day.bucket, 0).UTC().Format(time.DateOnly))
+		}
+	}
+	for day := range r.days {
+		r.written[day.bucket] = true
+	}
+	tables := []struct {
+		name, col string
+		rows      map[bucketKey]window.Agg
+		format    func(buf []byte, bucket int64) []byte
+	}{
+		{"hour_agg", "hour", r.hours, appendTimestamp},
+		{"day_agg", "day", r.days, appendDate},
+	}
+	for _, t := range tables {
+		_, err := l.copyFrom(ctx, fmt.Sprintf("COPY %s (merchant_id, %s, approvals, approved_amount, cancels, canceled_amount) FROM STDIN", l.s.table(t.name), t.col),
+			func(w io.Writer) error {
+				var buf []byte
+				for k, a := range t.rows {
+					buf = strconv.AppendInt(buf[:0], k.merchant, 10)
+					buf = append(buf, '\t')
+					buf = t.format(buf, k.bucket)
+					buf = appendAgg(buf, a)
+					if _, err := w.Write(buf); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("bootstrap: writing %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// writePlatform writes the platform totals of every minute loaded.
+func (l *Loader) writePlatform(ctx context.Context) error {
+	_, err := l.copyFrom(ctx, "COPY "+l.s.table("platform_minute")+" (minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN",
+		func(w io.Writer) error {
+			var buf []byte
+			for m, a := range l.roll.platform {
+				buf = appendTimestamp(buf[:0], m)
+				buf = appendAgg(buf, a)
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("bootstrap: writing platform minutes: %w", err)
+	}
+	return nil
+}
+
+func appendAgg(buf []byte, a window.Agg) []byte {
+	for _, v := range [...]int64{a.Approvals, a.ApprovedAmount, a.Cancels, a.CanceledAmount} {
+		buf = append(buf, '\t')
+		buf = strconv.AppendInt(buf, v, 10)
+	}
+	return append(buf, '\n')
+}
+
+func appendTimestamp(buf []byte, unix int64) []byte {
+	return time.Unix(unix, 0).UTC().AppendFormat(buf, "2006-01-02 15:04:05+00")
+}
+
+func appendDate(buf []byte, unix int64) []byte {
+	return time.Unix(unix, 0).UTC().AppendFormat(buf, time.DateOnly)
+}
+
+// bucketKey is a merchant and the Unix second its hour or day starts
+// (days as their date at 00:00 UTC, the way the sink's DATE has no zone).
+type bucketKey struct{ merchant, bucket int64 }
+
+type rollups struct {
+	cal      window.Calendar
+	buckets  map[int64][2]int64 // minute → its hour and day, memoised: a load has only ~10k minutes
+	hours    map[bucketKey]window.Agg
+	days     map[bucketKey]window.Agg
+	platform map[int64]window.Agg
+	written  map[int64]bool // days already written
+	// overflow: merchant-minutes left out because a sum would not fit.
+	overflow []window.Key
+}
+
+func newRollups(cal window.Calendar) *rollups {
+	return &rollups{cal: cal, buckets: map[int64][2]int64{}, hours: map[bucketKey]window.Agg{}, days: map[bucketKey]window.Agg{},
+		platform: map[int64]window.Agg{}, written: map[int64]bool{}}
+}
+
+func (r *rollups) reset() {
+	clear(r.hours)
+	clear(r.days)
+}
+
+// add sums a minute row into its hour, day and platform minute, and
+// reports whether every one of those sums fits; when one does not, nothing
+// is added.
+func (r *rollups) add(merchant, minute int64, a window.Agg) bool {
+	b, ok := r.buckets[minute]
+	if !ok {
+		m := window.MinuteOf(time.Unix(minute, 0))
+		b = [2]int64{r.cal.Hour(m).Unix(), r.cal.Day(m).Unix()}
+		r.buckets[minute] = b
+	}
+	hk, dk := bucketKey{merchant, b[0]}, bucketKey{merchant, b[1]}
+	h, d, p := r.hours[hk], r.days[dk], r.platform[minute]
+	if !h.Add(a) || !d.Add(a) || !p.Add(a) {
+		return false
+	}
+	r.hours[hk], r.days[dk], r.platform[minute] = h, d, p
+	return true
+}
+
+// teeParser passes COPY rows through to w and sums them into the rollups,
+// leaving out (for the mapping to go through row by row) a merchant-minute
+// whose sums would not fit the sink.
+type teeParser struct {
+	w    io.Writer
+	roll *rollups
+	part []byte // an incomplete last line, not yet passed through
+	line int64
+}
+
+func (t *teeParser) Write(p []byte) (int, error) {
+	run, off := 0, 0 // p[run:off] are whole lines to pass through
+	for {
+		i := bytes.IndexByte(p[off:], '\n')
+		if i < 0 {
+			break
+		}
+		end := off + i + 1
+		line, head := p[off:end-1], len(t.part)
+		if head > 0 {
+			t.part = append(t.part, line...)
+			line = t.part
+		}
+		keep, err := t.parse(line)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case head > 0 && keep:
+			// The line began in an earlier Write: its beginning was
+			// held back and goes first; the rest is at p[0:end].
+			if err := t.write(t.part[:head]); err != nil {
+				return 0, err
+			}
+		case head > 0:
+			run = end
+		case !keep:
+			if err := t.write(p[run:off]); err != nil {
+				return 0, err
+			}
+			run = end
+		}
+		t.part = t.part[:0]
+		off = end
+	}
+	if err := t.write(p[run:off]); err != nil {
+		return 0, err
+	}
+	t.part = append(t.part, p[off:]...)
+	return len(p), nil
+}
+
+func (t *teeParser) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := t.w.Write(b)
+	return err
+}
+
+func (t *teeParser) finish() error {
+	if len(t.part) > 0 {
+		return fmt.Errorf("minute row %d: no end of line after %q", t.line+1, t.part)
+	}
+	return nil
+}
+
+// parse sums one row into the rollups and reports whether it is passed
+// through: it is not when a sum of it (the minute's, or its hour's, day's
+// or platform minute's) does not fit.
+func (t *teeParser) parse(line []byte) (bool, error) {
+	t.line++
+	var f [6][]byte
+	rest := line
+	for i := range f {
+		j := bytes.IndexByte(rest, '\t')
+		if i == len(f)-1 {
+			if j >= 0 {
+				return false, fmt.Errorf("minute row %d: more than %d columns: %q", t.line, len(f), line)
+			}
+			f[i] = rest
+			break
+		}
+		if j < 0 {
+			return false, fmt.Errorf("minute row %d: fewer than %d columns: %q", t.line, len(f), line)
+		}
+		f[i], rest = rest[:j], rest[j+1:]
+	}
+	minute, err := parseMinute(f[1])
+	if err != nil {
+		return false, fmt.Errorf("minute row %d: %w", t.line, err)
+	}
+	var v [5]int64
+	fits := true
+	for i, k := range [...]int{0, 2, 3, 4, 5} {
+		n, err := strconv.ParseInt(string(f[k]), 10, 64)
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) && k > 0 {
+			fits = false
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("minute row %d column %d: %w", t.line, k+1, err)
+		}
+		v[i] = n
+	}
+	// The minute table counts in integer columns.
+	fits = fits && v[1] <= math.MaxInt32 && v[3] <= math.MaxInt32
+	if fits && t.roll.add(v[0], minute, window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}) {
+		return true, nil
+	}
+	t.roll.overflow = append(t.roll.overflow, window.Key{Merchant: v[0], Minute: window.MinuteOf(time.Unix(minute, 0))})
+	return false, nil
+}
+
+// parseMinute reads a timestamptz in PostgreSQL's text output as Unix
+// seconds. The snapshot session runs in UTC, so "2006-01-02 15:04:05+00" is
+// decoded by hand; anything else goes through time.Parse.
+func parseMinute(b []byte) (int64, error) {
+	if len(b) == 22 && b[4] == '-' && b[7] == '-' && b[10] == ' ' && b[13] == ':' && b[16] == ':' && string(b[19:]) == "+00" {
+		d := func(i, n int) int {
+			v := 0
+			for _, c := range b[i : i+n] {
+				if c < '0' || c > '9' {
+					return -1
+				}
+				v = v*10 + int(c-'0')
+			}
+			return v
+		}
+		y, mo, dd, h, mi, s := d(0, 4), d(5, 2), d(8, 2), d(11, 2), d(14, 2), d(17, 2)
+		if y >= 0 && mo >= 1 && mo <= 12 && dd >= 1 && dd <= 31 && h >= 0 && h < 24 && mi >= 0 && mi < 60 && s >= 0 && s < 60 {
+			return time.Date(y, time.Month(mo), dd, h, mi, s, 0, time.UTC).Unix(), nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999-07", "2006-01-02 15:04:05.999999-07:00", "2006-01-02 15:04:05.999999-07:00:00"} {
+		if t, err := time.Parse(layout, string(b)); err == nil {
+			return t.Unix(), nil
+		}
+	}
+	return 0, fmt.Errorf("minute %q is not a timestamp", b)
+}
+
+// Bootstrap replaces the sink's aggregates with what fill loads from the
+// first snapshot, with their rollups and the checkpoint, in one transaction:
+// a crash during bootstrap leaves the sink as it was. onStep, when set, hears
+// how long each step after fill took, for the log.
+func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx context.Context, l *Loader) error, onStep func(step string, took time.Duration)) error {
+	return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		steps := []struct {
+			what, sql string
+		}{
+			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
+			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
+			// Millions of rows arrive in merchant-scattered order: building
+			// the indexes once, sorted, afterwards beats maintaining them
+			// row by row. Nobody else sees the tables before this commits.
+			{"dropping indexes for the load", fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT minute_agg_pkey; DROP INDEX %s;
+				ALTER TABLE %s DROP CONSTRAINT hour_agg_pkey; ALTER TABLE %s DROP CONSTRAINT day_agg_pkey`,
+				s.table("minute_agg"), s.table("minute_agg_minute"), s.table("hour_agg"), s.table("day_agg"))},
+			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
+		}
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql); err != nil {
+				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
+			}
+		}
+		l := &Loader{tx: tx, s: s, roll: newRollups(s.cal), leftover: window.New(0, 0)}
+		if err := fill(ctx, l); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := l.writePlatform(ctx); err != nil {
+			return err
+		}
+		if onStep != nil {
+			onStep("writing platform minutes", time.Since(t0))
+		}
+		tz := s.cal.Location().String()
+		finish := []struct {
+			what, sql string
+			args      []any
+		}{
+			{"indexing minutes", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT minute_agg_pkey PRIMARY KEY (merchant_id, minute); CREATE INDEX minute_agg_minute ON %s (minute)",
+				s.table("minute_agg"), s.table("minute_agg")), nil},
+			{"indexing rollups", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT hour_agg_pkey PRIMARY KEY (merchant_id, hour); ALTER TABLE %s ADD CONSTRAINT day_agg_pkey PRIMARY KEY (merchant_id, day)",
+				s.table("hour_agg"), s.table("day_agg")), nil},
+			{"adding left-out rows", "", nil},
+			// A rebuild finds the rows an earlier snapshot or the stream
+			// recorded already: each source row is recorded once. Those of
+			// an earlier snapshot not found again (repaired at the source)
+			// go, as their aggregates do.
+			{"recording snapshot dead letters", fmt.Sprintf(`DELETE FROM %[1]s d WHERE d.origin = 'snapshot' AND NOT EXISTS (
+					SELECT 1 FROM pg_temp.snapshot_dead_letters n WHERE n.source_table = d.source_table AND n.kind = d.kind AND n.row = d.row);
+				INSERT INTO %[1]s (origin, source_table, kind, reason, detail, row)
+				SELECT 'snapshot', n.source_table, n.kind, n.reason, n.detail, n.row FROM pg_temp.snapshot_dead_letters n
+				WHERE NOT EXISTS (SELECT 1 FROM %[1]s d WHERE d.source_table = n.source_table AND d.kind = n.kind AND d.row = n.row)`, s.table("dead_letters")), nil},
+			// Freshly loaded tables have no statistics until autovacuum
+			// comes by; the rules' first restore from them would plan
+			// blind (measured: 40 s instead of 2 s at full scale).
+			{"analyzing the loaded tables", fmt.Sprintf("ANALYZE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"),
+				s.table("day_agg"), s.table("platform_minute")), nil},
+			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s AS c (slot, position, last_closed, progress, snapshot_position, bootstrapped_at, business_timezone)
+				VALUES ($1, $2, $3, $4, $2, now(), $5)
+				ON CONFLICT (slot) DO UPDATE SET position = EXCLUDED.position, epoch = c.epoch + 1, last_closed = EXCLUDED.last_closed,
+					progress = EXCLUDED.progress, snapshot_position = EXCLUDED.snapshot_position, bootstrapped_at = EXCLUDED.bootstrapped_at,
+					business_timezone = EXCLUDED.business_timezone, updated_at = now()`, s.table("checkpoint")),
+				[]any{cp.Slot, cp.Position, cp.LastClosed.Start(), cp.Progress, tz}},
+		}
+		for _, st := range finish {
+			t0 := time.Now()
+			var err error
+			if st.sql == "" {
+				err = l.addLeftovers(ctx)
+			} else {
+				_, err = tx.Exec(ctx, st.sql, st.args...)
+			}
+			if err != nil {
+				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
+			}
+			if onStep != nil {
+				onStep(st.what, time.Since(t0))
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,186 @@
+package aggregates
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// Minutes returns the stored minute aggregates with from <= minute < to,
+// ordered by minute then merchant.
+func (s *Store) Minutes(ctx context.Context, from, to window.Minute) ([]window.Delta, error) {
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute, merchant_id`, s.table("minute_agg")), from.Start(), to.Start())
+	if err != nil {
+		return nil, fmt.Errorf("reading minutes %s..%s: %w", from, to, err)
+	}
+	return collectDeltas(rows)
+}
+
+func collectDeltas(rows pgx.Rows) ([]window.Delta, error) {
+	defer rows.Close()
+	var out []window.Delta
+	for rows.Next() {
+		var d window.Delta
+		var minute time.Time
+		if err := rows.Scan(&d.Merchant, &minute, &d.Approvals, &d.ApprovedAmount, &d.Cancels, &d.CanceledAmount); err != nil {
+			return nil, fmt.Errorf("reading minutes: %w", err)
+		}
+		d.Minute = window.MinuteOf(minute)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RulesSnapshot reads what the rules state needs to resume after
+// lastClosed: the minutes of the last hour, the per-merchant sums of the 7
+// days before it, and (when withOpen) every stored minute after lastClosed,
+// which is not closed yet. The 7-day sums come from whole hours of the
+// hourly rollup plus the minutes at the edges, so a restart reads a few
+// hundred thousand rows rather than every minute of a week.
+func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, withOpen bool) (rules.Snapshot, error) {
+	snap := rules.Snapshot{LastClosed: lastClosed}
+	hFrom := lastClosed - rules.HourMinutes + 1
+	var err error
+	if withOpen {
+		// Open minutes can only be as far ahead as max_future allows; a
+		// year is beyond any of them and within PostgreSQL's range.
+		snap.Recent, err = s.Minutes(ctx, hFrom, lastClosed+366*24*60)
+	} else {
+		snap.Recent, err = s.Minutes(ctx, hFrom, lastClosed+1)
+	}
+	if err != nil {
+		return snap, err
+	}
+	lo, hi := hFrom-rules.BaselineMinutes, hFrom // B = [lo, hi)
+	h1, h2 := s.wholeHours(lo, hi)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, sum(a)::bigint, sum(c)::bigint FROM (
+			SELECT merchant_id, approvals AS a, cancels AS c FROM %[1]s WHERE hour >= $3 AND hour < $4
+			-- Two range scans, not one OR, so both use the minute index.
+			UNION ALL
+			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= $1 AND minute < least($3, $2)
+			UNION ALL
+			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= greatest($4, $1) AND minute < $2
+		) u GROUP BY 1 HAVING sum(a) <> 0 OR sum(c) <> 0`, s.table("hour_agg"), s.table("minute_agg")),
+		lo.Start(), hi.Start(), h1, h2)
+	if err != nil {
+		return snap, fmt.Errorf("reading 7-day sums: %w", err)
+	}
+	snap.Baseline, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (rules.MerchantSums, error) {
+		var m rules.MerchantSums
+		err := r.Scan(&m.Merchant, &m.Approvals, &m.Cancels)
+		return m, err
+	})
+	if err != nil {
+		return snap, fmt.Errorf("reading 7-day sums: %w", err)
+	}
+	return snap, nil
+}
+
+// wholeHours returns [h1, h2): the business-time-zone hours lying entirely
+// within the minutes [lo, hi). When there is none, h1 >= h2 and the query
+// above takes every minute from minute_agg.
+func (s *Store) wholeHours(lo, hi window.Minute) (time.Time, time.Time) {
+	h1 := s.cal.Hour(lo)
+	if h1.Before(lo.Start()) {
+		h1 = h1.Add(time.Hour)
+	}
+	h2 := s.cal.Hour(hi) // the hour holding hi starts at or before hi
+	if !h2.After(h1) {
+		return h1, h1
+	}
+	return h1, h2
+}
+
+// VolumeDay reads the large merchants of a business day and their curves
+// over the 7 days before it, and what they approved from the day's start
+// through lastClosed (non-zero after a restart mid-day).
+func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount int64, lastClosed window.Minute) (rules.VolumeDay, error) {
+	loc := s.cal.Location()
+	start := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+	weekStart := time.Date(day.Year(), day.Month(), day.Day()-7, 0, 0, 0, 0, loc)
+	v := rules.VolumeDay{Day: day, Curves: map[int64]*rules.Curve{}, Today: map[int64]int64{}}
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.table("day_agg")),
+		day.Format(time.DateOnly), largeDailyAmount)
+	if err != nil {
+		return v, fmt.Errorf("reading large merchants: %w", err)
+	}
+	var large []int64
+	for rows.Next() {
+		var m, sum int64
+		if err := rows.Scan(&m, &sum); err != nil {
+			rows.Close()
+			return v, fmt.Errorf("reading large merchants: %w", err)
+		}
+		v.Curves[m] = &rules.Curve{Sum7: sum}
+		large = append(large, m)
+	}
+	if err := rows.Err(); err != nil {
+		return v, fmt.Errorf("reading large merchants: %w", err)
+	}
+	if len(large) == 0 {
+		return v, nil
+	}
+	tz := loc.String()
+	rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id,
+			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int,
+			least(sum(approved_amount), %d)::bigint
+		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, int64(math.MaxInt64), s.table("minute_agg")),
+		large, weekStart, start, tz)
+	if err != nil {
+		return v, fmt.Errorf("reading same-time curves: %w", err)
+	}
+	for rows.Next() {
+		var m int64
+		var mod int
+		var amt int64
+		if err := rows.Scan(&m, &mod, &amt); err != nil {
+			rows.Close()
+			return v, fmt.Errorf("reading same-time curves: %w", err)
+		}
+		if mod >= 0 && mod < len(v.Curves[m].PerMinute7) {
+			v.Curves[m].PerMinute7[mod], _ = window.SatAdd(v.Curves[m].PerMinute7[mod], amt)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return v, fmt.Errorf("reading same-time curves: %w", err)
+	}
+	if lastClosed.End().After(start) {
+		rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, int64(math.MaxInt64), s.table("minute_agg")),
+			large, start, lastClosed.Start())
+		if err != nil {
+			return v, fmt.Errorf("reading today's amounts: %w", err)
+		}
+		for rows.Next() {
+			var m, amt int64
+			if err := rows.Scan(&m, &amt); err != nil {
+				rows.Close()
+				return v, fmt.Errorf("reading today's amounts: %w", err)
+			}
+			v.Today[m] = amt
+		}
+		if err := rows.Err(); err != nil {
+			return v, fmt.Errorf("reading today's amounts: %w", err)
+		}
+	}
+	return v, nil
+}
+
+// PlatformSums returns all merchants' approvals and cancels over the minutes
+// [from, to), from the platform totals every writer adds to.
+func (s *Store) PlatformSums(ctx context.Context, from, to window.Minute) (approvals, cancels int64, err error) {
+	err = s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(sum(approvals), 0)::bigint, coalesce(sum(cancels), 0)::bigint FROM %s
+		WHERE minute >= $1 AND minute < $2`, s.table("platform_minute")), from.Start(), to.Start()).Scan(&approvals, &cancels)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading platform sums %s..%s: %w", from, to, err)
+	}
+	return approvals, cancels, nil
+}

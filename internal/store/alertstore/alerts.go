@@ -1,0 +1,489 @@
+// Package alertstore is the sink's part for alerts: every alert with its
+// evaluations, operators' acknowledgements and silences, and the outbox of
+// notifications written in the same transaction as the alert changes they
+// announce, which the notification senders drain.
+package alertstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/riskwatch/riskwatch/internal/alert"
+	"github.com/riskwatch/riskwatch/internal/notify"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// AlertChange is one evaluation that touched an alert, as it is persisted.
+type AlertChange struct {
+	// Live is the lifecycle's alert; its ID is set when first stored so
+	// later evaluations update the same row.
+	Live *alert.Alert
+	// Snap is the alert's state right after this evaluation.
+	Snap   alert.Alert
+	Minute window.Minute
+	Fires  bool
+	Values map[string]any
+	New    bool
+	// Notify is "", or the kind of notification to enqueue.
+	Notify string
+	// Severity, Summary and DashboardURL go into the notification.
+	Severity, Summary, DashboardURL string
+}
+
+// Route sends notifications to a receiver, optionally only for some rules.
+type Route struct {
+	Receiver string
+	Rules    []string
+}
+
+// Store reads and writes alerts.
+type Store struct{ db *store.DB }
+
+// New returns the alerts of the sink db.
+func New(db *store.DB) *Store { return &Store{db: db} }
+
+func (s *Store) table(name string) string { return s.db.Table(name) }
+
+// OutboxChannel is NOTIFYed by every transaction that enqueues
+// notifications, so the process sending them hears of alerts raised by
+// another (a worker) at once instead of at its next poll.
+const OutboxChannel = "riskwatch_outbox"
+
+// Marker marks minutes evaluated, in the transaction that stores their
+// alerts: a single node's checkpoint, or a worker's partitions.
+type Marker interface {
+	QueueClosed(qb *pgx.Batch, db *store.DB, last window.Minute)
+}
+
+// AlertBatch is what one evaluated close of minutes writes.
+type AlertBatch struct {
+	LastClosed window.Minute
+	Changes    []AlertChange
+	Routes     []Route
+	// Closed marks LastClosed evaluated.
+	Closed Marker
+}
+
+// ApplyAlerts stores alert changes, their evaluations and their outbox rows,
+// and marks the minutes evaluated, in one transaction: after a crash either
+// the minute's alerts and notifications exist, or the minute is evaluated
+// again. It returns the number of notifications enqueued.
+func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
+	enqueued := 0
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		enqueued = 0
+		ids := map[alert.Key]int64{}
+		for i := range b.Changes {
+			c := &b.Changes[i]
+			id, err := s.storeAlert(ctx, tx, c, ids)
+			if err != nil {
+				return err
+			}
+			vals, err := json.Marshal(c.Values)
+			if err != nil {
+				return fmt.Errorf("encoding evaluation values: %w", err)
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, minute, fires, "values") VALUES ($1, $2, $3, $4)
+				ON CONFLICT (alert_id, minute) DO UPDATE SET fires = EXCLUDED.fires, "values" = EXCLUDED."values"`, s.table("alert_evaluations")),
+				id, c.Minute.Start(), c.Fires, vals); err != nil {
+				return fmt.Errorf("storing evaluation: %w", err)
+			}
+			if c.Notify == "" {
+				continue
+			}
+			n, err := s.enqueue(ctx, tx, c, id, b.Routes)
+			if err != nil {
+				return err
+			}
+			enqueued += n
+		}
+		var qb pgx.Batch
+		if enqueued > 0 {
+			qb.Queue("SELECT pg_notify($1, '')", OutboxChannel)
+		}
+		b.Closed.QueueClosed(&qb, s.db, b.LastClosed)
+		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+			return fmt.Errorf("marking minutes through %s evaluated: %w", b.LastClosed, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		if c.Live != nil && c.Live.ID == 0 {
+			c.Live.ID = c.Snap.ID
+		}
+	}
+	return enqueued, nil
+}
+
+func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids map[alert.Key]int64) (int64, error) {
+	a := &c.Snap
+	// A new alert is always a new row: in one batch an alert can resolve
+	// and the same rule fire again for the merchant, and the second must
+	// not take over the first's row. Later changes of an alert stored
+	// earlier in this batch find its ID by key.
+	if a.ID == 0 && !c.New {
+		a.ID = ids[a.Key()]
+		if a.ID == 0 && c.Live != nil {
+			a.ID = c.Live.ID
+		}
+	}
+	vals, err := json.Marshal(a.Values)
+	if err != nil {
+		return 0, fmt.Errorf("encoding alert values: %w", err)
+	}
+	if a.ID == 0 {
+		if !c.New {
+			return 0, fmt.Errorf("alert %s/%d changed before it was stored", a.Rule, a.Merchant)
+		}
+		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values")
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, s.table("alerts")),
+			a.Rule, a.Merchant, a.State.String(), a.ActiveAt, nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals).Scan(&a.ID)
+		if err != nil {
+			return 0, fmt.Errorf("storing new alert %s/%d: %w", a.Rule, a.Merchant, err)
+		}
+		ids[a.Key()] = a.ID
+		return a.ID, nil
+	}
+	_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET state = $2, resolved_at = $3, last_eval_at = $4, last_sent_at = $5, false_count = $6,
+		"values" = $7, updated_at = now() WHERE id = $1`, s.table("alerts")),
+		a.ID, a.State.String(), nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals)
+	if err != nil {
+		return 0, fmt.Errorf("updating alert %d: %w", a.ID, err)
+	}
+	return a.ID, nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// IdempotencyKey names one notification of one alert: the same alert,
+// kind and minute always give the same key, across retries and restarts.
+func IdempotencyKey(alertID int64, kind string, m window.Minute) string {
+	return fmt.Sprintf("riskwatch-%d-%s-%d", alertID, kind, m.Start().Unix())
+}
+
+func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64, routes []Route) (int, error) {
+	a := &c.Snap
+	n := notify.Notification{
+		IdempotencyKey: IdempotencyKey(id, c.Notify, c.Minute),
+		Kind:           c.Notify,
+		AlertID:        id,
+		Rule:           a.Rule,
+		MerchantID:     a.Merchant,
+		Severity:       c.Severity,
+		Summary:        c.Summary,
+		StartsAt:       a.ActiveAt,
+		Minute:         c.Minute.Start(),
+		Values:         c.Values,
+		DashboardURL:   c.DashboardURL,
+	}
+	if c.Notify == alert.NotifyResolved {
+		n.EndsAt = a.ResolvedAt
+	}
+	payload, err := json.Marshal(n)
+	if err != nil {
+		return 0, fmt.Errorf("encoding notification: %w", err)
+	}
+	var nid int64
+	err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, kind, idempotency_key, payload) VALUES ($1, $2, $3, $4) RETURNING id`, s.table("notifications")),
+		id, c.Notify, n.IdempotencyKey, payload).Scan(&nid)
+	if err != nil {
+		return 0, fmt.Errorf("enqueueing notification: %w", err)
+	}
+	count := 0
+	for _, r := range routes {
+		if len(r.Rules) > 0 && !slices.Contains(r.Rules, a.Rule) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (notification_id, receiver) VALUES ($1, $2)`, s.table("deliveries")), nid, r.Receiver); err != nil {
+			return 0, fmt.Errorf("enqueueing delivery to %s: %w", r.Receiver, err)
+		}
+		count++
+	}
+	return count, nil
+}
+
+const alertColumns = `id, rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values", acked_by, acked_at, ack_comment`
+
+func scanAlert(row pgx.Row) (*alert.Alert, error) {
+	a := &alert.Alert{}
+	var state string
+	var resolved, sent, ackedAt *time.Time
+	var ackedBy, comment *string
+	var vals []byte
+	if err := row.Scan(&a.ID, &a.Rule, &a.Merchant, &state, &a.ActiveAt, &resolved, &a.LastEvalAt, &sent, &a.FalseCount, &vals, &ackedBy, &ackedAt, &comment); err != nil {
+		return nil, err
+	}
+	var err error
+	if a.State, err = alert.ParseState(state); err != nil {
+		return nil, err
+	}
+	if resolved != nil {
+		a.ResolvedAt = *resolved
+	}
+	if sent != nil {
+		a.LastSentAt = *sent
+	}
+	if ackedBy != nil && ackedAt != nil {
+		a.Ack = &alert.Ack{By: *ackedBy, At: *ackedAt}
+		if comment != nil {
+			a.Ack.Comment = *comment
+		}
+	}
+	if err := json.Unmarshal(vals, &a.Values); err != nil {
+		return nil, fmt.Errorf("decoding alert %d values: %w", a.ID, err)
+	}
+	return a, nil
+}
+
+// AlertFilter selects alerts for listing; zero fields select everything.
+type AlertFilter struct {
+	State    string // "firing", "resolved" or ""
+	Rule     string
+	Merchant int64
+	Limit    int // default 100
+	// Before pages: only alerts with a smaller id (0: no bound).
+	Before int64
+	// ActiveFrom/ActiveTo, when set, keep alerts whose active period
+	// (active_at until resolved_at, or still open) overlaps [ActiveFrom, ActiveTo).
+	ActiveFrom, ActiveTo time.Time
+}
+
+// Alerts lists alerts, newest first.
+func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]*alert.Alert, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT %s FROM %s
+		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR rule = $2) AND ($3::bigint = 0 OR merchant_id = $3) AND ($5::bigint = 0 OR id < $5)
+			AND ($6::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $6) AND ($7::timestamptz IS NULL OR active_at < $7)
+		ORDER BY active_at DESC, id DESC LIMIT $4`, alertColumns, s.table("alerts")),
+		f.State, f.Rule, f.Merchant, f.Limit, f.Before, nullTime(f.ActiveFrom), nullTime(f.ActiveTo))
+	if err != nil {
+		return nil, fmt.Errorf("listing alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []*alert.Alert
+	for rows.Next() {
+		a, err := scanAlert(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing alerts: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// OpenAlerts returns every firing alert of the rules, for the lifecycle
+// after a restart; alerts about riskwatch itself (merchant 0) are not the
+// lifecycle's.
+func (s *Store) OpenAlerts(ctx context.Context) ([]*alert.Alert, error) {
+	all, err := s.Alerts(ctx, AlertFilter{State: "firing", Limit: 1 << 30})
+	return slices.DeleteFunc(all, func(a *alert.Alert) bool { return a.Merchant == 0 }), err
+}
+
+// Acks returns the acknowledgements of open alerts by alert ID.
+func (s *Store) Acks(ctx context.Context) (map[int64]alert.Ack, error) {
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, acked_by, acked_at, coalesce(ack_comment, '') FROM %s
+		WHERE state = 'firing' AND acked_at IS NOT NULL`, s.table("alerts")))
+	if err != nil {
+		return nil, fmt.Errorf("reading acks: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]alert.Ack{}
+	for rows.Next() {
+		var id int64
+		var a alert.Ack
+		if err := rows.Scan(&id, &a.By, &a.At, &a.Comment); err != nil {
+			return nil, fmt.Errorf("reading acks: %w", err)
+		}
+		out[id] = a
+	}
+	return out, rows.Err()
+}
+
+// ErrNotFound: no such alert or silence.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotOpen: the alert is resolved, there is nothing to acknowledge.
+var ErrNotOpen = errors.New("alert is not open")
+
+// Ack acknowledges an open alert: it stays open but is not notified again.
+func (s *Store) Ack(ctx context.Context, id int64, by, comment string, at time.Time) (*alert.Alert, error) {
+	row := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, updated_at = now()
+		WHERE id = $1 AND state = 'firing' RETURNING %s`, s.table("alerts"), alertColumns), id, by, at, comment)
+	a, err := scanAlert(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var state string
+		if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT state FROM %s WHERE id = $1`, s.table("alerts")), id).Scan(&state); errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("alert %d: %w", id, ErrNotFound)
+		}
+		return nil, fmt.Errorf("alert %d: %w", id, ErrNotOpen)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("acknowledging alert %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// Silence mutes notifications of a rule (or all rules when Rule is "") for
+// a merchant until EndsAt.
+type Silence struct {
+	ID        int64
+	Merchant  int64
+	Rule      string
+	StartsAt  time.Time
+	EndsAt    time.Time
+	Reason    string
+	CreatedBy string
+}
+
+// Covers reports whether the silence mutes rule for merchant at t.
+func (s Silence) Covers(rule string, merchant int64, t time.Time) bool {
+	return s.Merchant == merchant && (s.Rule == "" || s.Rule == rule) && !t.Before(s.StartsAt) && t.Before(s.EndsAt)
+}
+
+// AddSilence stores a silence and returns it with its ID.
+func (s *Store) AddSilence(ctx context.Context, sl Silence) (Silence, error) {
+	var rule *string
+	if sl.Rule != "" {
+		rule = &sl.Rule
+	}
+	err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (merchant_id, rule, starts_at, ends_at, reason, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, s.table("silences")),
+		sl.Merchant, rule, sl.StartsAt, sl.EndsAt, sl.Reason, sl.CreatedBy).Scan(&sl.ID)
+	if err != nil {
+		return sl, fmt.Errorf("adding silence: %w", err)
+	}
+	return sl, nil
+}
+
+// Silences lists silences that have not ended by at.
+func (s *Store) Silences(ctx context.Context, at time.Time) ([]Silence, error) {
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, merchant_id, coalesce(rule, ''), starts_at, ends_at, reason, created_by
+		FROM %s WHERE ends_at > $1 ORDER BY merchant_id, id`, s.table("silences")), at)
+	if err != nil {
+		return nil, fmt.Errorf("listing silences: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Silence, error) {
+		var sl Silence
+		err := r.Scan(&sl.ID, &sl.Merchant, &sl.Rule, &sl.StartsAt, &sl.EndsAt, &sl.Reason, &sl.CreatedBy)
+		return sl, err
+	})
+}
+
+// ExpireSilence ends a silence now.
+func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time) error {
+	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET ends_at = greatest(starts_at + interval '1 microsecond', $2) WHERE id = $1 AND ends_at > $2`, s.table("silences")), id, at)
+	if err != nil {
+		return fmt.Errorf("expiring silence %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("silence %d: %w (or already ended)", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SystemAlert is an alert about riskwatch itself (merchant 0), raised and
+// resolved outside the rules' lifecycle.
+type SystemAlert struct {
+	Rule string
+	// Instance names the process (a worker's member name), so one
+	// process resolves only its own alert.
+	Instance                        string
+	At, Since                       time.Time
+	Severity, Summary, DashboardURL string
+	Values                          map[string]any
+}
+
+// openSystemAlert locks the instance's open alert of the rule, if any.
+func (s *Store) openSystemAlert(ctx context.Context, tx pgx.Tx, a SystemAlert) (*alert.Alert, error) {
+	row := tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE rule = $1 AND merchant_id = 0 AND state = 'firing'
+		AND coalesce("values"->>'instance', '') = $2 FOR UPDATE`, alertColumns, s.table("alerts")), a.Rule, a.Instance)
+	open, err := scanAlert(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading open %s alert: %w", a.Rule, err)
+	}
+	return open, nil
+}
+
+// RaiseSystemAlert opens the alert and enqueues its firing notification,
+// unless the instance has it open already (raised before a restart).
+func (s *Store) RaiseSystemAlert(ctx context.Context, a SystemAlert, routes []Route) error {
+	return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		open, err := s.openSystemAlert(ctx, tx, a)
+		if err != nil || open != nil {
+			return err
+		}
+		c := &AlertChange{
+			Snap: alert.Alert{Rule: a.Rule, State: alert.Firing, ActiveAt: a.Since, LastEvalAt: a.At, LastSentAt: a.At, Values: a.Values},
+			New:  true, Minute: window.MinuteOf(a.At), Values: a.Values, Notify: alert.NotifyFiring,
+			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL,
+		}
+		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+		if err != nil {
+			return err
+		}
+		return s.enqueueSystem(ctx, tx, c, id, routes)
+	})
+}
+
+// ResolveSystemAlert resolves the instance's open alert of the rule, if
+// there is one, and enqueues the resolve.
+func (s *Store) ResolveSystemAlert(ctx context.Context, a SystemAlert, routes []Route) error {
+	return s.db.Tx(ctx, func(tx pgx.Tx) error {
+		open, err := s.openSystemAlert(ctx, tx, a)
+		if err != nil || open == nil {
+			return err
+		}
+		open.State, open.ResolvedAt, open.LastEvalAt = alert.Resolved, a.At, a.At
+		c := &AlertChange{Snap: *open, Minute: window.MinuteOf(a.At), Values: open.Values, Notify: alert.NotifyResolved,
+			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL}
+		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+		if err != nil {
+			return err
+		}
+		return s.enqueueSystem(ctx, tx, c, id, routes)
+	})
+}
+
+func (s *Store) enqueueSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64, routes []Route) error {
+	n, err := s.enqueue(ctx, tx, c, id, routes)
+	if err != nil || n == 0 {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", OutboxChannel); err != nil {
+		return fmt.Errorf("announcing notifications: %w", err)
+	}
+	return nil
+}
+
+// Alert returns one alert by id, or ErrNotFound.
+func (s *Store) Alert(ctx context.Context, id int64) (*alert.Alert, error) {
+	a, err := scanAlert(s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE id = $1`, alertColumns, s.table("alerts")), id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("alert %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading alert %d: %w", id, err)
+	}
+	return a, nil
+}
