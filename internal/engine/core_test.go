@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// coreRig is a Core on a sink of its own, with a clock the test moves.
+type coreRig struct {
+	t        *testing.T
+	db       *store.DB
+	agg      *aggregates.Store
+	cfg      *config.Config
+	cp       aggregates.Checkpoint
+	core     *Core
+	metrics  *Metrics
+	now      time.Time
+	canClose bool
+	closes   []ClosedMinutes
+	wakes    int
+}
+
+func at(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// newCoreRig starts a core whose minutes through 02:59 UTC are closed,
+// with progress at 03:00:00.5 and the clock at 03:00:01.
+func newCoreRig(t *testing.T) *coreRig {
+	t.Helper()
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.Sink.DSN = cluster.NewDB(t)
+	cfg.Source.DSN = cfg.Sink.DSN // never read: the test is the input
+	cfg.Pipeline.MaxBatchEvents = 10
+	cfg.Notify.Receivers = []config.Receiver{{Name: "log", Type: "log"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := &coreRig{t: t, db: db, agg: aggregates.New(db), cfg: cfg, now: at(t, "2026-12-01T03:00:01Z"), canClose: true}
+	err = r.agg.Bootstrap(ctx, aggregates.Checkpoint{Slot: "core", Position: "p0", LastClosed: window.MinuteOf(at(t, "2026-12-01T02:59:00Z")),
+		Progress: at(t, "2026-12-01T03:00:00.5Z"), BusinessTimezone: cfg.Location.String()},
+		func(context.Context, *aggregates.Loader) error { return nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.cp, err = r.agg.Claim(ctx, "core"); err != nil {
+		t.Fatal(err)
+	}
+	alerts := alertstore.New(db)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	status := &StatusBoard{}
+	r.metrics = NewMetrics(prometheus.NewRegistry(), status)
+	ev, err := NewEvaluator(ctx, r.agg, cfg, r.cp.LastClosed, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.core = NewCore(CoreOptions{Config: cfg, Aggregates: r.agg, Alerts: alerts, Logger: log, Metrics: r.metrics, Status: status,
+		Stall: NewStallWatch(cfg, "test", alerts, nil, log, r.metrics), Now: func() time.Time { return r.now },
+		CanClose: func(context.Context, window.Minute) (bool, error) { return r.canClose, nil },
+		OnAlerts: func() { r.wakes++ },
+		OnClose:  func(_ context.Context, c ClosedMinutes) { r.closes = append(r.closes, c) },
+	}, ev, r.cp.LastClosed, r.cp.Progress)
+	return r
+}
+
+// pos is the checkpoint's position name at the core's state.
+func (r *coreRig) pos(name string) aggregates.CheckpointPosition {
+	return r.cp.At(name, r.core.Evaluated(), r.core.Progress())
+}
+
+func (r *coreRig) flush(name string) {
+	r.t.Helper()
+	if err := r.core.Flush(context.Background(), r.pos(name)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// minute reads a merchant's stored minute.
+func (r *coreRig) minute(merchant int64, start string) window.Agg {
+	r.t.Helper()
+	var a window.Agg
+	err := r.db.Pool().QueryRow(context.Background(), `SELECT coalesce(sum(approvals), 0), coalesce(sum(approved_amount), 0), coalesce(sum(cancels), 0), coalesce(sum(canceled_amount), 0)
+		FROM `+r.db.Table("minute_agg")+` WHERE merchant_id = $1 AND minute = $2`, merchant, at(r.t, start)).Scan(&a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return a
+}
+
+// checkpoint reads the stored position and closed minute.
+func (r *coreRig) checkpoint() (string, window.Minute) {
+	r.t.Helper()
+	cp, err := r.agg.Checkpoint(context.Background(), "core")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return cp.Position, cp.LastClosed
+}
+
+func events(kind event.Kind, merchant int64, when time.Time, amounts ...int64) []event.Event {
+	var out []event.Event
+	for _, a := range amounts {
+		out = append(out, event.Event{Kind: kind, Merchant: merchant, TimeUS: when.UnixMicro(), Amount: a})
+	}
+	return out
+}
+
+// TestCoreFlushesAndCloses drives the core by hand on a clock the test
+// moves: when a flush is due, what one flush makes durable, that minutes
+// close and are evaluated only once progress passes their end + grace and
+// the closing is allowed, and that a position write is part of the same
+// transaction as the data it covers.
+func TestCoreFlushesAndCloses(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t)
+	c := r.core
+	interval := r.cfg.Pipeline.FlushInterval.D()
+	idle := 5 * time.Second
+
+	if c.Due(r.now.Add(time.Hour), idle) {
+		t.Fatal("a core with nothing pending is due")
+	}
+	// Merchant 7: three approvals (6,000 KRW); merchant 8, never seen:
+	// six cancels of 500 and no approvals. With no history the baseline
+	// is the floor, 0.2%: 6 >= min_cancels 5 and 6 >= 2 × 0.002 × 20.
+	var out event.Output
+	out.Events = append(events(event.Approval, 7, at(t, "2026-12-01T03:00:10Z"), 1000, 2000, 3000),
+		events(event.Cancel, 8, at(t, "2026-12-01T03:00:20Z"), 500, 500, 500, 500, 500, 500)...)
+	out.Filtered = 2
+	c.Add(&out, at(t, "2026-12-01T03:00:20.5Z").UnixMicro(), func() string { return "p1" })
+	c.Advance(at(t, "2026-12-01T03:00:20.5Z").UnixMicro())
+	if c.Due(r.now.Add(interval-time.Millisecond), idle) {
+		t.Fatal("due before a flush interval with 9 events pending (the batch holds 10)")
+	}
+	if !c.Due(r.now.Add(interval), idle) {
+		t.Fatal("not due a flush interval after events arrived")
+	}
+	r.now = r.now.Add(interval)
+	r.flush("p1")
+	if got, want := r.minute(7, "2026-12-01T03:00:00Z"), (window.Agg{Approvals: 3, ApprovedAmount: 6000}); got != want {
+		t.Fatalf("merchant 7 at 03:00 = %+v, want %+v", got, want)
+	}
+	if got, want := r.minute(8, "2026-12-01T03:00:00Z"), (window.Agg{Cancels: 6, CanceledAmount: 3000}); got != want {
+		t.Fatalf("merchant 8 at 03:00 = %+v, want %+v", got, want)
+	}
+	if pos, closed := r.checkpoint(); pos != "p1" || closed != r.cp.LastClosed {
+		t.Fatalf("checkpoint %s, closed %s; want p1, %s", pos, closed, r.cp.LastClosed)
+	}
+	if c.Evaluated() != r.cp.LastClosed || len(r.closes) != 0 {
+		t.Fatalf("evaluated %s with %d closes before 03:00 could close", c.Evaluated(), len(r.closes))
+	}
+	if got := testutil.ToFloat64(r.metrics.events.WithLabelValues("cancel")); got != 6 {
+		t.Fatalf("riskwatch_events_total{kind=cancel} = %v, want 6", got)
+	}
+	if got := testutil.ToFloat64(r.metrics.filtered); got != 2 {
+		t.Fatalf("riskwatch_filtered_rows_total = %v, want 2", got)
+	}
+
+	// Only the position moves: written after idleEvery, not before.
+	if c.Due(r.now.Add(time.Hour), idle) {
+		t.Fatal("due right after a flush with nothing new")
+	}
+	c.Touch()
+	if c.Due(r.now.Add(idle-time.Millisecond), idle) || !c.Due(r.now.Add(idle), idle) {
+		t.Fatal("a moved position is not written exactly after idleEvery")
+	}
+
+	// A full batch is due at once.
+	out.Reset()
+	out.Events = events(event.Approval, 7, at(t, "2026-12-01T03:00:40Z"), 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+	c.Add(&out, 0, func() string { return "p2" })
+	if !c.Due(r.now, idle) {
+		t.Fatal("a batch of max_batch_events is not due at once")
+	}
+	r.flush("p2")
+
+	// Progress one microsecond short of 03:01:00 + grace closes nothing.
+	grace := r.cfg.Grace.D()
+	c.Advance(at(t, "2026-12-01T03:01:00Z").Add(grace).UnixMicro() - 1)
+	r.flush("p3")
+	if c.Evaluated() != r.cp.LastClosed {
+		t.Fatalf("03:00 evaluated at progress 03:01:00 + grace - 1µs")
+	}
+	// At 03:01:00 + grace it closes: due at once, evaluated in the flush,
+	// with the alert, its notification and the mark stored.
+	c.Advance(at(t, "2026-12-01T03:01:00Z").Add(grace).UnixMicro())
+	if !c.Due(r.now, idle) {
+		t.Fatal("closed minutes are not due at once")
+	}
+	r.flush("p4")
+	m0300 := window.MinuteOf(at(t, "2026-12-01T03:00:00Z"))
+	if c.Evaluated() != m0300 || len(r.closes) != 1 || r.closes[0].First != m0300 || r.closes[0].Last != m0300 {
+		t.Fatalf("evaluated %s, closes %+v; want 03:00 once", c.Evaluated(), r.closes)
+	}
+	if tr := r.closes[0].Transitions; len(tr) != 1 || tr[0].After.Rule != "cancel_rate_spike" || tr[0].After.Merchant != 8 || tr[0].Alert.ID == 0 {
+		t.Fatalf("transitions of 03:00: %+v; want merchant 8's cancel_rate_spike firing, stored", tr)
+	}
+	if r.wakes != 1 {
+		t.Fatalf("the notifier was woken %d times, want 1", r.wakes)
+	}
+	if pos, closed := r.checkpoint(); pos != "p4" || closed != m0300 {
+		t.Fatalf("checkpoint %s, closed %s; want p4, 03:00", pos, closed)
+	}
+	var queued int
+	if err := r.db.Pool().QueryRow(context.Background(), `SELECT count(*) FROM `+r.db.Table("notifications")).Scan(&queued); err != nil {
+		t.Fatal(err)
+	}
+	if queued != 1 {
+		t.Fatalf("%d notifications queued, want 1", queued)
+	}
+
+	// The closing may wait (a worker waits for the platform's other
+	// partitions): the data is written, the minute is not evaluated, and
+	// the core stays due until it is.
+	r.canClose = false
+	c.Advance(at(t, "2026-12-01T03:02:00Z").Add(grace).UnixMicro())
+	r.flush("p5")
+	if pos, closed := r.checkpoint(); c.Evaluated() != m0300 || pos != "p5" || closed != m0300 {
+		t.Fatalf("while closing waits: evaluated %s, checkpoint %s closed %s", c.Evaluated(), pos, closed)
+	}
+	if !c.Due(r.now, idle) {
+		t.Fatal("a waiting close is not due again")
+	}
+	r.canClose = true
+	r.flush("p6")
+	if _, closed := r.checkpoint(); c.Evaluated() != m0300+1 || closed != m0300+1 || len(r.closes) != 2 {
+		t.Fatalf("after the wait: evaluated %s, closed %s, %d closes; want 03:01 and 2", c.Evaluated(), closed, len(r.closes))
+	}
+}
+
+// TestCoreSumOverflowAndFencing: an event that would take its minute's
+// pending sum past int64 becomes a dead letter at its position instead of
+// wrapping; a core whose checkpoint was claimed by a newer session writes
+// nothing.
+func TestCoreSumOverflowAndFencing(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t)
+	c := r.core
+	half := int64(math.MaxInt64/2 + 1)
+	var out event.Output
+	out.Events = events(event.Approval, 9, at(t, "2026-12-01T03:00:05Z"), half, half)
+	c.Add(&out, at(t, "2026-12-01T03:00:06Z").UnixMicro(), func() string { return "lsn-9" })
+	r.flush("p1")
+	if got, want := r.minute(9, "2026-12-01T03:00:00Z"), (window.Agg{Approvals: 1, ApprovedAmount: half}); got != want {
+		t.Fatalf("merchant 9 at 03:00 = %+v, want %+v", got, want)
+	}
+	var reason, pos string
+	if err := r.db.Pool().QueryRow(context.Background(), `SELECT reason, position FROM `+r.db.Table("dead_letters")).Scan(&reason, &pos); err != nil {
+		t.Fatal(err)
+	}
+	if reason != string(event.ReasonAmountOutOfRange) || pos != "lsn-9" {
+		t.Fatalf("dead letter %s at %s, want amount_out_of_range at lsn-9", reason, pos)
+	}
+	if got := testutil.ToFloat64(r.metrics.deadLetters.WithLabelValues(string(event.ReasonAmountOutOfRange))); got != 1 {
+		t.Fatalf("riskwatch_dead_letters_total{reason=amount_out_of_range} = %v, want 1", got)
+	}
+
+	// A newer session claims the checkpoint; this one is fenced.
+	if _, err := r.agg.Claim(context.Background(), "core"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	out.Events = events(event.Approval, 10, at(t, "2026-12-01T03:00:30Z"), 777)
+	c.Add(&out, 0, func() string { return "p2" })
+	if err := c.Flush(context.Background(), r.pos("p2")); !errors.Is(err, aggregates.ErrFenced) {
+		t.Fatalf("flush after a newer claim: %v, want ErrFenced", err)
+	}
+	if got := r.minute(10, "2026-12-01T03:00:00Z"); got != (window.Agg{}) {
+		t.Fatalf("a fenced flush wrote merchant 10: %+v", got)
+	}
+	if pos, _ := r.checkpoint(); pos != "p1" {
+		t.Fatalf("a fenced flush moved the checkpoint to %s", pos)
+	}
+}
