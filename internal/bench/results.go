@@ -78,15 +78,16 @@ type Peak struct {
 	C2ABuckets   []Bucket     `json:"commit_to_aggregate_buckets"`
 	// The ratios the targets are stated in, each over a floor measured in
 	// the same run: the engine's CPU over the walsender's serving it;
-	// commit → aggregate p99 over a flush interval plus the sink
+	// commit → aggregate p50 and p99 over a flush interval plus the sink
 	// transaction's p99 (SinkFlush, the engine's own histogram); alert
 	// latency p99 over grace.
-	CPURatio   float64   `json:"cpu_ratio"`
-	SinkFlush  Quantiles `json:"sink_flush_seconds"`
-	C2AFloor   float64   `json:"commit_to_aggregate_floor_seconds"`
-	C2ARatio   float64   `json:"commit_to_aggregate_ratio"`
-	Grace      float64   `json:"grace_seconds"`
-	AlertRatio float64   `json:"alert_latency_ratio"`
+	CPURatio    float64   `json:"cpu_ratio"`
+	SinkFlush   Quantiles `json:"sink_flush_seconds"`
+	C2AFloor    float64   `json:"commit_to_aggregate_floor_seconds"`
+	C2ARatio    float64   `json:"commit_to_aggregate_ratio"`
+	C2AP50Ratio float64   `json:"commit_to_aggregate_p50_ratio"`
+	Grace       float64   `json:"grace_seconds"`
+	AlertRatio  float64   `json:"alert_latency_ratio"`
 }
 
 // Bucket is one histogram bucket: events with latency ≤ LE (and above the

@@ -248,6 +248,7 @@ loop:
 	p.C2AFloor = config.Default().Pipeline.FlushInterval.D().Seconds() + p.SinkFlush.P99
 	if p.C2AFloor > 0 {
 		p.C2ARatio = p.CommitToAggregate.P99 / p.C2AFloor
+		p.C2AP50Ratio = p.CommitToAggregate.P50 / p.C2AFloor
 	}
 	if p.WalsenderCore > 0 {
 		p.CPURatio = p.EngineCores / p.WalsenderCore
