@@ -222,6 +222,49 @@ func isToken(s string) bool {
 	return true
 }
 
+// Endpoint is where an HTTP integration posts: a validated URL, the extra
+// headers configured for it, the per-request timeout and the client.
+type Endpoint struct {
+	URL     string
+	Header  http.Header
+	Timeout time.Duration
+	Client  *http.Client
+}
+
+// NewEndpoint validates the settings every HTTP integration shares, in the
+// order url, timeout, headers; an integration prefixes the error with its
+// name. A zero timeout means DefaultTimeout, a nil client NewHTTPClient().
+func NewEndpoint(rawURL string, timeout time.Duration, headers map[string]string, client *http.Client) (*Endpoint, error) {
+	if _, err := ParseURL(rawURL); err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	switch {
+	case timeout < 0:
+		return nil, fmt.Errorf("timeout: must not be negative (got %s)", timeout)
+	case timeout == 0:
+		timeout = DefaultTimeout
+	}
+	header, err := ParseHeaders(headers)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		client = NewHTTPClient()
+	}
+	return &Endpoint{URL: rawURL, Header: header, Timeout: timeout, Client: client}, nil
+}
+
+// Post is Post to the endpoint within its timeout, with header, or the
+// endpoint's configured headers when header is nil.
+func (e *Endpoint) Post(ctx context.Context, header http.Header, body []byte) (retry bool, err error) {
+	if header == nil {
+		header = e.Header
+	}
+	ctx, cancel := WithTimeout(ctx, e.Timeout)
+	defer cancel()
+	return Post(ctx, e.Client, e.URL, header, body)
+}
+
 // WithTimeout bounds ctx by d when d > 0. Integrations apply their own
 // configured timeout on top of the Sender's, so they are safe to call
 // directly too.
@@ -230,15 +273,4 @@ func WithTimeout(ctx context.Context, d time.Duration) (context.Context, context
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
-}
-
-// CheckTimeout validates a configured per-send timeout and applies the default.
-func CheckTimeout(d time.Duration) (time.Duration, error) {
-	switch {
-	case d < 0:
-		return 0, fmt.Errorf("timeout: must not be negative (got %s)", d)
-	case d == 0:
-		return DefaultTimeout, nil
-	}
-	return d, nil
 }

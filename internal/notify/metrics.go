@@ -17,23 +17,17 @@ type Metrics struct {
 // NewMetrics creates the notification metrics and registers them with reg
 // (nil: not registered, for tests and tools).
 func NewMetrics(reg prometheus.Registerer, receivers ...string) *Metrics {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"receiver"})
+	}
 	m := &Metrics{
-		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskwatch_notifications_sent_total",
-			Help: "Notifications the receiver accepted.",
-		}, []string{"receiver"}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskwatch_notifications_failed_total",
-			Help: "Notifications in send attempts that failed and will be retried (receiver down, slow, 5xx, 408, 429); one notification failing three times counts three.",
-		}, []string{"receiver"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskwatch_notifications_rejected_total",
-			Help: "Notifications the receiver rejected permanently (4xx); kept in the outbox for operators, not retried.",
-		}, []string{"receiver"}),
-		queueErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "riskwatch_notification_queue_errors_total",
-			Help: "Failed reads or writes of the notification outbox; the sender retries them.",
-		}, []string{"receiver"}),
+		sent: counter("riskwatch_notifications_sent_total", "Notifications the receiver accepted."),
+		failed: counter("riskwatch_notifications_failed_total",
+			"Notifications in send attempts that failed and will be retried (receiver down, slow, 5xx, 408, 429); one notification failing three times counts three."),
+		rejected: counter("riskwatch_notifications_rejected_total",
+			"Notifications the receiver rejected permanently (4xx); kept in the outbox for operators, not retried."),
+		queueErrors: counter("riskwatch_notification_queue_errors_total",
+			"Failed reads or writes of the notification outbox; the sender retries them."),
 		sendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "riskwatch_notification_send_seconds",
 			Help:    "Duration of one send attempt to the receiver, successful or not.",

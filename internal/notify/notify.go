@@ -19,11 +19,11 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Kinds of notification.
@@ -94,6 +94,15 @@ func FormatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// Truncate cuts s to at most n characters (runes), marking the cut with "…".
+func Truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
 // FormatValue renders one of a rule's reported values as a string for
 // receivers that only take strings (Alertmanager annotations). Numbers keep
 // all their digits and never use exponents in the range amounts and rates
@@ -102,29 +111,14 @@ func FormatValue(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "null"
-	case string:
-		return x
-	case bool:
-		return strconv.FormatBool(x)
-	case int:
-		return strconv.Itoa(x)
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case uint32:
-		return strconv.FormatUint(uint64(x), 10)
-	case uint64:
-		return strconv.FormatUint(x, 10)
 	case float32:
 		return formatFloat(float64(x), 32)
 	case float64:
 		return formatFloat(x, 64)
-	case json.Number:
-		return x.String()
-	case fmt.Stringer:
+	case fmt.Stringer: // json.Number among them
 		return x.String()
 	default:
+		// Strings, bools and integers print as themselves.
 		return fmt.Sprint(v)
 	}
 }

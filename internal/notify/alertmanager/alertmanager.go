@@ -51,12 +51,7 @@ type Config struct {
 }
 
 // Notifier posts alerts to one Alertmanager.
-type Notifier struct {
-	url     string
-	timeout time.Duration
-	header  http.Header
-	client  *http.Client
-}
+type Notifier struct{ ep *notify.Endpoint }
 
 // New validates c and returns a Notifier.
 func New(c Config) (*Notifier, error) {
@@ -67,19 +62,11 @@ func New(c Config) (*Notifier, error) {
 	if base.RawQuery != "" || base.Fragment != "" {
 		return nil, fmt.Errorf("alertmanager: url: must be a base URL without query or fragment")
 	}
-	timeout, err := notify.CheckTimeout(c.Timeout)
+	ep, err := notify.NewEndpoint(base.JoinPath("api", "v2", "alerts").String(), c.Timeout, c.Headers, c.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
 	}
-	header, err := notify.ParseHeaders(c.Headers)
-	if err != nil {
-		return nil, fmt.Errorf("alertmanager: %w", err)
-	}
-	client := c.HTTPClient
-	if client == nil {
-		client = notify.NewHTTPClient()
-	}
-	return &Notifier{url: base.JoinPath("api", "v2", "alerts").String(), timeout: timeout, header: header, client: client}, nil
+	return &Notifier{ep: ep}, nil
 }
 
 // MaxBatch is how many alerts go in one request.
@@ -222,9 +209,7 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 	if err != nil {
 		return false, fmt.Errorf("alertmanager: encoding %d alerts (first notification %d): %w", len(ns), ns[0].ID, err)
 	}
-	ctx, cancel := notify.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	retry, err := notify.Post(ctx, n.client, n.url, n.header, body)
+	retry, err := n.ep.Post(ctx, nil, body)
 	if err != nil {
 		return retry, fmt.Errorf("alertmanager: %d alerts (first notification %d): %w", len(ns), ns[0].ID, err)
 	}

@@ -55,8 +55,10 @@ type Server struct {
 // test ends.
 func NewServer(t testing.TB, codes ...int) *Server {
 	t.Helper()
-	s := &Server{done: make(chan struct{})}
-	s.Answer(codes...)
+	s := &Server{done: make(chan struct{}), codes: append([]int(nil), codes...)}
+	if len(s.codes) == 0 {
+		s.codes = []int{http.StatusOK}
+	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	t.Cleanup(s.Close)
@@ -72,16 +74,6 @@ func (s *Server) Close() {
 		close(s.done)
 	}
 	s.srv.Close()
-}
-
-// Answer replaces the scripted status codes.
-func (s *Server) Answer(codes ...int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.codes = append([]int(nil), codes...)
-	if len(s.codes) == 0 {
-		s.codes = []int{http.StatusOK}
-	}
 }
 
 // SetDelay makes every answer wait d (or until the client gives up): a slow receiver.

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/riskwatch/riskwatch/internal/notify"
 )
@@ -48,10 +47,8 @@ type Config struct {
 
 // Notifier sends events to one PagerDuty service.
 type Notifier struct {
-	url        string
+	ep         *notify.Endpoint
 	routingKey string
-	timeout    time.Duration
-	client     *http.Client
 }
 
 // New validates c and returns a Notifier.
@@ -68,15 +65,11 @@ func New(c Config) (*Notifier, error) {
 	if strings.TrimSpace(c.RoutingKey) != c.RoutingKey {
 		return nil, fmt.Errorf("pagerduty: routing_key: has leading or trailing white space")
 	}
-	timeout, err := notify.CheckTimeout(c.Timeout)
+	ep, err := notify.NewEndpoint(c.URL, c.Timeout, nil, c.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("pagerduty: %w", err)
 	}
-	client := c.HTTPClient
-	if client == nil {
-		client = notify.NewHTTPClient()
-	}
-	return &Notifier{url: c.URL, routingKey: c.RoutingKey, timeout: timeout, client: client}, nil
+	return &Notifier{ep: ep, routingKey: c.RoutingKey}, nil
 }
 
 // MaxBatch is 1: the Events API takes one event per request.
@@ -147,7 +140,7 @@ func NewEvent(routingKey string, n notify.Notification) (Event, error) {
 		DedupKey:    DedupKey(n),
 		Client:      "riskwatch",
 		Payload: &Payload{
-			Summary:       truncateRunes(summary, maxSummaryRunes),
+			Summary:       notify.Truncate(summary, maxSummaryRunes),
 			Source:        "riskwatch",
 			Severity:      severity(n.Severity),
 			Timestamp:     notify.FormatTime(at),
@@ -174,14 +167,6 @@ func severity(s string) string {
 	return "error"
 }
 
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
 // Notify sends one event per notification, in order, stopping at the first
 // failure.
 func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool, error) {
@@ -202,16 +187,10 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 				return false, fmt.Errorf("pagerduty: encoding notification %d: %w", x.ID, err)
 			}
 		}
-		retry, err := n.post(ctx, body)
+		retry, err := n.ep.Post(ctx, nil, body)
 		if err != nil {
 			return retry, fmt.Errorf("pagerduty: notification %d: %w", x.ID, err)
 		}
 	}
 	return false, nil
-}
-
-func (n *Notifier) post(ctx context.Context, body []byte) (bool, error) {
-	ctx, cancel := notify.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	return notify.Post(ctx, n.client, n.url, nil, body)
 }

@@ -14,10 +14,10 @@
 package slack
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -37,26 +37,15 @@ type Config struct {
 }
 
 // Notifier posts to one Slack incoming webhook.
-type Notifier struct {
-	url     string
-	timeout time.Duration
-	client  *http.Client
-}
+type Notifier struct{ ep *notify.Endpoint }
 
 // New validates c and returns a Notifier.
 func New(c Config) (*Notifier, error) {
-	if _, err := notify.ParseURL(c.URL); err != nil {
-		return nil, fmt.Errorf("slack: url: %w", err)
-	}
-	timeout, err := notify.CheckTimeout(c.Timeout)
+	ep, err := notify.NewEndpoint(c.URL, c.Timeout, nil, c.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("slack: %w", err)
 	}
-	client := c.HTTPClient
-	if client == nil {
-		client = notify.NewHTTPClient()
-	}
-	return &Notifier{url: c.URL, timeout: timeout, client: client}, nil
+	return &Notifier{ep: ep}, nil
 }
 
 // MaxBatch is 1: one message per notification.
@@ -71,18 +60,12 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 		if err != nil {
 			return false, fmt.Errorf("slack: encoding notification %d: %w", x.ID, err)
 		}
-		retry, err := n.post(ctx, body)
+		retry, err := n.ep.Post(ctx, nil, body)
 		if err != nil {
 			return retry, fmt.Errorf("slack: notification %d: %w", x.ID, err)
 		}
 	}
 	return false, nil
-}
-
-func (n *Notifier) post(ctx context.Context, body []byte) (bool, error) {
-	ctx, cancel := notify.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	return notify.Post(ctx, n.client, n.url, nil, body)
 }
 
 // Block Kit limits (api.slack.com/reference/block-kit): header text 150
@@ -149,7 +132,7 @@ func NewMessage(n notify.Notification) Message {
 
 	msg.Blocks = append(msg.Blocks, Block{
 		Type: "header",
-		Text: &Text{Type: "plain_text", Text: truncate(fmt.Sprintf("%s %s: %s · %s", icon, state, n.Rule, merchant), maxHeader), Emoji: true},
+		Text: &Text{Type: "plain_text", Text: notify.Truncate(fmt.Sprintf("%s %s: %s · %s", icon, state, n.Rule, merchant), maxHeader), Emoji: true},
 	})
 	if n.Summary != "" {
 		summary := escapeMax(n.Summary, maxSectionText)
@@ -176,12 +159,7 @@ func NewMessage(n notify.Notification) Message {
 	facts = append(facts, field("Minute", slackDate(n.Minute)))
 	msg.Blocks = append(msg.Blocks, Block{Type: "section", Fields: facts})
 
-	keys := make([]string, 0, len(n.Values))
-	for k := range n.Values {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, cmp.Compare)
-	for chunk := range slices.Chunk(keys, maxFields) {
+	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(n.Values)), maxFields) {
 		fields := make([]Text, 0, len(chunk))
 		for _, k := range chunk {
 			fields = append(fields, field(escapeMax(k, 100), "`"+escapeMax(formatValue(n.Values[k]), maxFieldValue)+"`"))
@@ -258,15 +236,6 @@ func escapeMax(s string, n int) string {
 	}
 	b.WriteString("…")
 	return b.String()
-}
-
-// truncate cuts s to at most n characters (runes), marking the cut.
-func truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }
 
 // formatValue renders a value for people: whole amounts with thousands

@@ -38,31 +38,15 @@ type Config struct {
 }
 
 // Notifier posts notifications to a webhook.
-type Notifier struct {
-	url     string
-	timeout time.Duration
-	header  http.Header
-	client  *http.Client
-}
+type Notifier struct{ ep *notify.Endpoint }
 
 // New validates c and returns a Notifier.
 func New(c Config) (*Notifier, error) {
-	if _, err := notify.ParseURL(c.URL); err != nil {
-		return nil, fmt.Errorf("webhook: url: %w", err)
-	}
-	timeout, err := notify.CheckTimeout(c.Timeout)
+	ep, err := notify.NewEndpoint(c.URL, c.Timeout, c.Headers, c.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	header, err := notify.ParseHeaders(c.Headers)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: %w", err)
-	}
-	client := c.HTTPClient
-	if client == nil {
-		client = notify.NewHTTPClient()
-	}
-	return &Notifier{url: c.URL, timeout: timeout, header: header, client: client}, nil
+	return &Notifier{ep: ep}, nil
 }
 
 // MaxBatch is 1: one notification per request, so Idempotency-Key is exact.
@@ -132,13 +116,11 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 	if err != nil {
 		return false, fmt.Errorf("webhook: encoding %d notifications (first id %d): %w", len(ns), ns[0].ID, err)
 	}
-	header := n.header.Clone()
+	header := n.ep.Header.Clone()
 	if len(ns) == 1 && ns[0].IdempotencyKey != "" {
 		header.Set("Idempotency-Key", ns[0].IdempotencyKey)
 	}
-	ctx, cancel := notify.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	retry, err := notify.Post(ctx, n.client, n.url, header, body)
+	retry, err := n.ep.Post(ctx, header, body)
 	if err != nil {
 		return retry, fmt.Errorf("webhook: notification %d: %w", ns[0].ID, err)
 	}
