@@ -149,12 +149,8 @@ const maxBody = 64 << 10
 // at all and an oversized one is answered 413 rather than a reset.
 func (s *Server) guardChanges(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
-			next.ServeHTTP(w, r)
-			return
-		}
-		if !strings.HasPrefix(r.URL.Path, "/api/") {
+		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+		if safe || !strings.HasPrefix(r.URL.Path, "/api/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -188,16 +184,17 @@ func (s *Server) guardChanges(next http.Handler) http.Handler {
 func (s *Server) routes(mux *http.ServeMux) {
 	auth := newAuth(s.opts.Config.HTTP.Auth)
 	read := func(h http.HandlerFunc) http.Handler { return auth.require(levelRead, h) }
-	mux.Handle("GET /api/status", read(s.handleStatus))
-	mux.Handle("GET /api/platform/minutes", read(s.handlePlatform))
-	mux.Handle("GET /api/merchants", read(s.handleSearch))
-	mux.Handle("GET /api/rankings/risk", read(s.handleRiskRanking()))
-	mux.Handle("GET /api/rankings/volume-drop", read(s.handleVolumeRanking()))
-	mux.Handle("GET /api/merchants/{id}", read(s.handleMerchant))
-	mux.Handle("GET /api/merchants/{id}/series", read(s.handleSeries))
-	mux.Handle("GET /api/merchants/{id}/volume", read(s.handleVolume))
-	mux.Handle("GET /api/alerts", read(s.handleAlerts))
-	mux.Handle("POST /api/alerts/{id}/ack", auth.require(levelOperator, s.handleAck))
+	readJSON := func(h jsonHandler) http.Handler { return read(s.serveJSON(h)) }
+	mux.Handle("GET /api/status", readJSON(s.handleStatus))
+	mux.Handle("GET /api/platform/minutes", readJSON(s.handlePlatform))
+	mux.Handle("GET /api/merchants", readJSON(s.handleSearch))
+	mux.Handle("GET /api/rankings/risk", readJSON(s.handleRiskRanking()))
+	mux.Handle("GET /api/rankings/volume-drop", readJSON(s.handleVolumeRanking()))
+	mux.Handle("GET /api/merchants/{id}", readJSON(s.handleMerchant))
+	mux.Handle("GET /api/merchants/{id}/series", readJSON(s.handleSeries))
+	mux.Handle("GET /api/merchants/{id}/volume", readJSON(s.handleVolume))
+	mux.Handle("GET /api/alerts", readJSON(s.handleAlerts))
+	mux.Handle("POST /api/alerts/{id}/ack", auth.require(levelOperator, s.serveJSON(s.handleAck)))
 	mux.Handle("GET /api/events", read(s.handleEvents))
 	mux.Handle("/api/", read(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -250,6 +247,21 @@ type badRequest struct{ msg string }
 func (e badRequest) Error() string { return e.msg }
 
 func badf(format string, args ...any) error { return badRequest{fmt.Sprintf(format, args...)} }
+
+// jsonHandler answers a request with a value to send as JSON with status
+// 200, or an error for fail.
+type jsonHandler func(r *http.Request) (any, error)
+
+func (s *Server) serveJSON(h jsonHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
 
 // fail maps an error to its status: the one place that does.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -314,13 +326,4 @@ func (s *Server) Run(ctx context.Context, ready chan<- string) error {
 		g.Go(func() error { return s.publish(gctx) })
 	}
 	return g.Wait()
-}
-
-// Serve is New(opts).Run(ctx, ready).
-func Serve(ctx context.Context, opts Options, ready chan<- string) error {
-	s, err := New(opts)
-	if err != nil {
-		return err
-	}
-	return s.Run(ctx, ready)
 }

@@ -68,3 +68,12 @@ func TestEndpoints(t *testing.T) {
 		t.Fatal("Serve did not stop")
 	}
 }
+
+// Serve is New(opts).Run(ctx, ready).
+func Serve(ctx context.Context, opts Options, ready chan<- string) error {
+	s, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx, ready)
+}

@@ -68,8 +68,8 @@ func (s *Server) status(canAck bool) statusJSON {
 	return out
 }
 
-func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.status(principalOf(r.Context()).level >= levelOperator))
+func (s *Server) handleStatus(r *http.Request) (any, error) {
+	return s.status(principalOf(r.Context()).level >= levelOperator), nil
 }
 
 // lastClosed is the newest closed minute, or the minute before now when
@@ -145,18 +145,16 @@ func (p *pointsJSON) set(i int, a window.Agg) {
 	p.Approvals[i], p.ApprovedAmount[i], p.Cancels[i], p.CanceledAmount[i] = a.Approvals, a.ApprovedAmount, a.Cancels, a.CanceledAmount
 }
 
-func (s *Server) handlePlatform(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePlatform(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	last := s.lastClosed()
 	from, to, err := s.minuteRange(q, last, 3*time.Hour)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	pts, err := s.dash.PlatformMinutes(r.Context(), from, to)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out := newPoints(int(to - from))
 	for i := range out.T {
@@ -165,13 +163,13 @@ func (s *Server) handlePlatform(w http.ResponseWriter, r *http.Request) {
 	for _, p := range pts {
 		out.set(int(window.MinuteOf(p.At)-from), p.Agg)
 	}
-	writeJSON(w, http.StatusOK, struct {
+	return struct {
 		From       time.Time `json:"from"`
 		To         time.Time `json:"to"`
 		Step       string    `json:"step"`
 		LastClosed time.Time `json:"last_closed_minute"`
 		pointsJSON
-	}{From: from.Start(), To: to.Start(), Step: "1m", LastClosed: last.Start(), pointsJSON: out})
+	}{From: from.Start(), To: to.Start(), Step: "1m", LastClosed: last.Start(), pointsJSON: out}, nil
 }
 
 // minuteRange reads from/to as whole minutes, ending by default (and at
@@ -198,17 +196,15 @@ func (s *Server) minuteRange(q url.Values, last window.Minute, def time.Duration
 	return from, to, nil
 }
 
-func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSearch(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	limit, err := parseLimit(q, 20, 200)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	text := strings.TrimSpace(q.Get("q"))
 	if len(text) > 200 {
-		s.fail(w, r, badf("q: at most 200 characters"))
-		return
+		return nil, badf("q: at most 200 characters")
 	}
 	id := int64(-1)
 	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
@@ -216,8 +212,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	ms, err := s.dash.SearchMerchants(r.Context(), text, id, limit)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	type m struct {
 		ID   int64  `json:"id"`
@@ -232,7 +227,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 		out = append([]m{{ID: id}}, out...)
 		out = out[:min(len(out), limit)]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"merchants": out})
+	return map[string]any{"merchants": out}, nil
 }
 
 func (s *Server) names(r *http.Request, ids []int64) map[int64]string {
@@ -269,31 +264,21 @@ type volumeJSON struct {
 	Fires    bool     `json:"fires"`
 }
 
-func (s *Server) ranking(w http.ResponseWriter, r *http.Request) (*rules.Ranking, int, bool) {
-	limit, err := parseLimit(r.URL.Query(), 50, rules.RankLimit)
-	if err != nil {
-		s.fail(w, r, err)
-		return nil, 0, false
-	}
-	rk := s.opts.Engine.Ranking()
-	if rk == nil {
-		writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": nil, "merchants": []any{}})
-		return nil, 0, false
-	}
-	return rk, limit, true
-}
-
 // rankingHandler serves one list of the ranking, each entry with its
 // merchant's name.
-func rankingHandler[T, J any](s *Server, list func(*rules.Ranking) []T, merchant func(T) int64, conv func(T, string) J) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rk, limit, ok := s.ranking(w, r)
-		if !ok {
-			return
+func rankingHandler[T, J any](s *Server, list func(*rules.Ranking) []T, merchant func(T) int64, conv func(T, string) J) jsonHandler {
+	return func(r *http.Request) (any, error) {
+		limit, err := parseLimit(r.URL.Query(), 50, rules.RankLimit)
+		if err != nil {
+			return nil, err
+		}
+		rk := s.opts.Engine.Ranking()
+		if rk == nil {
+			return map[string]any{"as_of_minute": nil, "merchants": []any{}}, nil
 		}
 		l := list(rk)
 		out := withNames(s, r, l[:min(limit, len(l))], merchant, conv)
-		writeJSON(w, http.StatusOK, map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out})
+		return map[string]any{"as_of_minute": rk.AsOf.Start(), "merchants": out}, nil
 	}
 }
 
@@ -311,7 +296,7 @@ func withNames[T, J any](s *Server, r *http.Request, list []T, merchant func(T) 
 	return out
 }
 
-func (s *Server) handleRiskRanking() http.HandlerFunc {
+func (s *Server) handleRiskRanking() jsonHandler {
 	return rankingHandler(s, func(rk *rules.Ranking) []rules.RiskEntry { return rk.Risk },
 		func(e rules.RiskEntry) int64 { return e.Merchant },
 		func(e rules.RiskEntry, name string) riskJSON {
@@ -320,7 +305,7 @@ func (s *Server) handleRiskRanking() http.HandlerFunc {
 		})
 }
 
-func (s *Server) handleVolumeRanking() http.HandlerFunc {
+func (s *Server) handleVolumeRanking() jsonHandler {
 	return rankingHandler(s, func(rk *rules.Ranking) []rules.VolumeEval { return rk.Volume },
 		func(e rules.VolumeEval) int64 { return e.Merchant },
 		func(e rules.VolumeEval, name string) volumeJSON {
@@ -372,21 +357,18 @@ func (s *Server) alertsJSON(r *http.Request, list []*alert.Alert) []alertJSON {
 	return withNames(s, r, list, func(a *alert.Alert) int64 { return a.Merchant }, toAlertJSON)
 }
 
-func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAlerts(r *http.Request) (any, error) {
 	q := r.URL.Query()
 	f := alertstore.AlertFilter{State: q.Get("state"), Rule: q.Get("rule")}
 	var err error
 	if f.Limit, err = parseLimit(q, 100, 500); err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if f.State != "" && f.State != "firing" && f.State != "resolved" {
-		s.fail(w, r, badf("state: want firing or resolved, got %q", f.State))
-		return
+		return nil, badf("state: want firing or resolved, got %q", f.State)
 	}
 	if f.Rule != "" && f.Rule != rules.CancelRateSpike && f.Rule != rules.VolumeDrop && f.Rule != alert.RuleStuck {
-		s.fail(w, r, badf("rule: want %s, %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, alert.RuleStuck, f.Rule))
-		return
+		return nil, badf("rule: want %s, %s or %s, got %q", rules.CancelRateSpike, rules.VolumeDrop, alert.RuleStuck, f.Rule)
 	}
 	for _, p := range []struct {
 		name string
@@ -394,24 +376,21 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	}{{"merchant", &f.Merchant}, {"before", &f.Before}} {
 		if v := q.Get(p.name); v != "" {
 			if *p.dst, err = parseID(v, p.name); err != nil {
-				s.fail(w, r, err)
-				return
+				return nil, err
 			}
 		}
 	}
 	list, err := s.alerts.Alerts(r.Context(), f)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"alerts": s.alertsJSON(r, list)})
+	return map[string]any{"alerts": s.alertsJSON(r, list)}, nil
 }
 
-func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAck(r *http.Request) (any, error) {
 	id, err := parseID(r.PathValue("id"), "alert id")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	var body struct {
 		By      string `json:"by"`
@@ -420,49 +399,43 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body) // bounded by guardChanges
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-		s.fail(w, r, badf("body: want JSON {\"by\": \"...\", \"comment\": \"...\"}: %v", err))
-		return
+		return nil, badf("body: want JSON {\"by\": \"...\", \"comment\": \"...\"}: %v", err)
 	}
 	body.By = strings.TrimSpace(body.By)
 	if body.By == "" {
 		body.By = principalOf(r.Context()).user
 	}
 	if body.By == "" {
-		s.fail(w, r, badf("by: who acknowledges is required"))
-		return
+		return nil, badf("by: who acknowledges is required")
 	}
 	if len(body.By) > 200 || len(body.Comment) > 4000 {
-		s.fail(w, r, badf("by: at most 200 characters; comment: at most 4000"))
-		return
+		return nil, badf("by: at most 200 characters; comment: at most 4000")
 	}
 	a, err := s.alerts.Ack(r.Context(), id, body.By, body.Comment, s.now())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	out := s.alertsJSON(r, []*alert.Alert{a})[0]
 	s.log.Info("alert acknowledged", "id", a.ID, "rule", a.Rule, "merchant", a.Merchant, "by", body.By)
 	pushed := out
 	pushed.Transition = "acknowledged"
 	s.hub.publish("alert", pushed)
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleMerchant(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMerchant(r *http.Request) (any, error) {
 	id, err := parseID(r.PathValue("id"), "merchant id")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	list, err := s.alerts.Alerts(r.Context(), alertstore.AlertFilter{State: "firing", Merchant: id})
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	name := s.names(r, []int64{id})[id]
 	alerts := make([]alertJSON, len(list))
 	for i, a := range list {
 		alerts[i] = toAlertJSON(a, name)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": name, "open_alerts": alerts})
+	return map[string]any{"id": id, "name": name, "open_alerts": alerts}, nil
 }

@@ -57,12 +57,11 @@ type seriesJSON struct {
 	pointsJSON
 }
 
-func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSeries(r *http.Request) (any, error) {
 	ctx := r.Context()
 	id, err := parseID(r.PathValue("id"), "merchant id")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	q := r.URL.Query()
 	step := q.Get("step")
@@ -72,39 +71,32 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	last := s.lastClosed()
 	to := last.End()
 	if t, ok, err := s.parseTime(q, "to"); err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	} else if ok && t.Before(to) {
 		to = t
 	}
 	def, ok := map[string]time.Duration{"1m": time.Hour, "1h": 24 * time.Hour, "1d": 8 * 24 * time.Hour}[step]
 	if !ok {
-		s.fail(w, r, badf("step: want 1m, 1h or 1d, got %q", step))
-		return
+		return nil, badf("step: want 1m, 1h or 1d, got %q", step)
 	}
 	from := to.Add(-def)
 	if t, ok, err := s.parseTime(q, "from"); err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	} else if ok {
 		from = t
 	}
 	if !from.Before(to) {
-		s.fail(w, r, badf("from must be before to (and before the end of the last closed minute, %s)", last.End().Format(time.RFC3339)))
-		return
+		return nil, badf("from must be before to (and before the end of the last closed minute, %s)", last.End().Format(time.RFC3339))
 	}
 	if step == "1m" && to.Sub(from) > s.opts.Config.Retention.D() {
-		s.fail(w, r, badf("from..to spans %s; at step 1m at most the retention %s", to.Sub(from), s.opts.Config.Retention.D()))
-		return
+		return nil, badf("from..to spans %s; at step 1m at most the retention %s", to.Sub(from), s.opts.Config.Retention.D())
 	}
 	starts, err := s.buckets(step, from, to)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if len(starts) == 0 {
-		s.fail(w, r, badf("from..to holds no %s bucket", step))
-		return
+		return nil, badf("from..to holds no %s bucket", step)
 	}
 	st := s.dash
 	out := seriesJSON{Step: step, From: starts[0], To: to, pointsJSON: newPoints(len(starts))}
@@ -129,8 +121,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	for _, p := range pts {
 		if i, ok := index[p.At.Unix()]; ok {
@@ -152,8 +143,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	}
 	lo := at[0] - rules.HourMinutes + 1 - rules.BaselineMinutes
 	if oldest, ok, err := st.OldestMinute(ctx); err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	} else if ok {
 		lo = max(lo, oldest)
 	}
@@ -162,13 +152,11 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	if lo < hi {
 		mm, err := st.MerchantMinutes(ctx, id, lo, hi)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 		pm, err := st.PlatformMinutes(ctx, lo, hi)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 		lines := cancelLines(s.params.Cancel, newMinuteSums(lo, hi, mm), newMinuteSums(lo, hi, pm), at, last)
 		for i, l := range lines {
@@ -180,8 +168,7 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	}
 	alerts, err := s.alerts.Alerts(ctx, alertstore.AlertFilter{Merchant: id, ActiveFrom: starts[0], ActiveTo: to, Limit: 500})
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	name := s.names(r, []int64{id})[id]
 	out.Merchant = map[string]any{"id": id, "name": name}
@@ -189,15 +176,14 @@ func (s *Server) handleSeries(w http.ResponseWriter, r *http.Request) {
 	for i, a := range alerts {
 		out.Alerts[i] = toAlertJSON(a, name)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleVolume(r *http.Request) (any, error) {
 	ctx := r.Context()
 	id, err := parseID(r.PathValue("id"), "merchant id")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	loc := s.opts.Config.Location
 	last := s.lastClosed()
@@ -205,16 +191,14 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("day"); v != "" {
 		d, err := time.Parse(time.DateOnly, v)
 		if err != nil {
-			s.fail(w, r, badf("day: want YYYY-MM-DD, got %q", v))
-			return
+			return nil, badf("day: want YYYY-MM-DD, got %q", v)
 		}
 		// The curves are drawn from minutes, which exist only within the
 		// retention; a later day has no closed minute yet.
 		first := s.cal().Day(last - window.Minute(s.opts.Config.Retention.D()/time.Minute) + 1)
 		if d.Before(first) || d.After(day) {
-			s.fail(w, r, badf("day: want a business day from %s to %s (the retention up to the last closed minute), got %q",
-				first.Format(time.DateOnly), day.Format(time.DateOnly), v))
-			return
+			return nil, badf("day: want a business day from %s to %s (the retention up to the last closed minute), got %q",
+				first.Format(time.DateOnly), day.Format(time.DateOnly), v)
 		}
 		day = d
 	}
@@ -223,8 +207,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	end := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, loc)
 	days, err := s.dash.MerchantDays(ctx, id, weekStart, start)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	var sum7 int64
 	for _, d := range days {
@@ -232,8 +215,7 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 	}
 	mins, err := s.dash.MerchantMinutes(ctx, id, window.MinuteOf(weekStart), window.MinuteOf(end))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
 	}
 	c := volumeCurves(s.params.Volume, loc, day, sum7, mins, last)
 	t := make([]int64, len(c.Starts))
@@ -241,9 +223,9 @@ func (s *Server) handleVolume(w http.ResponseWriter, r *http.Request) {
 		t[i] = st.Unix()
 	}
 	v := s.opts.Config.Rules.VolumeDrop
-	writeJSON(w, http.StatusOK, map[string]any{
+	return map[string]any{
 		"day": start.Format(time.DateOnly), "large": c.Large, "daily_avg": c.DailyAvg,
 		"large_daily_amount": v.LargeDailyAmount, "drop_ratio": v.DropRatio, "min_expected": v.MinExpectedFraction * c.DailyAvg,
 		"t": t, "today": c.Today, "expected": c.Expected, "alert_line": c.AlertLine,
-	})
+	}, nil
 }
