@@ -8,7 +8,6 @@
 package alert
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -139,24 +138,6 @@ func New(opts Options, open []*Alert) *Lifecycle {
 	return l
 }
 
-// Open returns the open alerts of a rule (all rules when rule is ""),
-// ordered by merchant.
-func (l *Lifecycle) Open(rule string) []*Alert {
-	var out []*Alert
-	for _, a := range l.open {
-		if rule == "" || a.Rule == rule {
-			out = append(out, a)
-		}
-	}
-	slices.SortFunc(out, func(a, b *Alert) int {
-		if c := cmp.Compare(a.Rule, b.Rule); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Merchant, b.Merchant)
-	})
-	return out
-}
-
 // OpenMerchants returns the merchants with an open alert of rule, sorted:
 // they are evaluated every minute until their alert resolves.
 func (l *Lifecycle) OpenMerchants(rule string) []int64 {
@@ -176,7 +157,6 @@ func (l *Lifecycle) OpenMerchants(rule string) []int64 {
 func (l *Lifecycle) SetAcks(acks map[int64]Ack) {
 	for _, a := range l.open {
 		if ack, ok := acks[a.ID]; ok && a.ID != 0 {
-			ack := ack
 			a.Ack = &ack
 		}
 	}

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"cmp"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,4 +153,19 @@ func TestStateNames(t *testing.T) {
 	if _, err := ParseState("pending"); err == nil {
 		t.Fatal("ParseState accepted pending")
 	}
+}
+
+// Open returns the open alerts of a rule (all rules when rule is ""),
+// ordered by merchant.
+func (l *Lifecycle) Open(rule string) []*Alert {
+	var out []*Alert
+	for _, a := range l.open {
+		if rule == "" || a.Rule == rule {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Alert) int {
+		return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Merchant, b.Merchant))
+	})
+	return out
 }

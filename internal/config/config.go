@@ -364,11 +364,6 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse is Load on bytes.
-func Parse(data []byte, getenv func(string) string) (*Config, error) {
-	return load(data, getenv)
-}
-
 func load(data []byte, getenv func(string) string) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -384,16 +379,11 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 	if len(cfg.Notify.Receivers) == 0 {
 		cfg.Notify.Receivers = nil
 	}
-	if v := getenv(EnvSourceDSN); v != "" {
-		cfg.Source.DSN = v
-	}
-	if v := getenv(EnvSinkDSN); v != "" {
-		cfg.Sink.DSN = v
-	}
 	for _, o := range []struct {
 		env string
 		dst *string
 	}{
+		{EnvSourceDSN, &cfg.Source.DSN}, {EnvSinkDSN, &cfg.Sink.DSN},
 		{EnvReadToken, &cfg.HTTP.Auth.Read.Token}, {EnvReadPassword, &cfg.HTTP.Auth.Read.Password},
 		{EnvOperatorToken, &cfg.HTTP.Auth.Operator.Token}, {EnvOperatorPassword, &cfg.HTTP.Auth.Operator.Password},
 	} {
@@ -447,13 +437,10 @@ func decode(data []byte, cfg *Config) error {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return err
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return nil
 	}
 	root := doc.Content[0]
-	if isNull(root) {
-		return nil
-	}
 	pruneNulls(root)
 	return root.Decode(cfg)
 }

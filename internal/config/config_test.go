@@ -962,3 +962,8 @@ func TestValidateKafka(t *testing.T) {
 		t.Fatalf("minute delivery for capture: %v", err)
 	}
 }
+
+// Parse is Load on bytes.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	return load(data, getenv)
+}

@@ -46,18 +46,17 @@ func (c *Config) Validate() error {
 	c.validateSource(&p)
 	c.validateSink(&p)
 
+	_, tzErr := time.LoadLocation(c.BusinessTimezone)
 	switch {
 	case c.BusinessTimezone == "":
 		p.add("business_timezone", "required (an IANA name such as %q)", defaultTimezone)
-	default:
-		if _, err := time.LoadLocation(c.BusinessTimezone); err != nil {
-			p.add("business_timezone", "unknown time zone %q (use an IANA name such as %q)", c.BusinessTimezone, defaultTimezone)
-		} else if c.Location == nil {
-			// Day buckets are computed in Location; nil would panic later.
-			p.add("business_timezone", "Location not loaded; build the config with Load, Parse or Default")
-		} else if c.Location.String() != c.BusinessTimezone {
-			p.add("business_timezone", "is %q but Location is %q; they must agree", c.BusinessTimezone, c.Location.String())
-		}
+	case tzErr != nil:
+		p.add("business_timezone", "unknown time zone %q (use an IANA name such as %q)", c.BusinessTimezone, defaultTimezone)
+	case c.Location == nil:
+		// Day buckets are computed in Location; nil would panic later.
+		p.add("business_timezone", "Location not loaded; build the config with Load or Default")
+	case c.Location.String() != c.BusinessTimezone:
+		p.add("business_timezone", "is %q but Location is %q; they must agree", c.BusinessTimezone, c.Location.String())
 	}
 
 	if c.Retention < Duration(time.Hour) {
@@ -72,22 +71,14 @@ func (c *Config) Validate() error {
 	}
 
 	validateListen(&p, "http.listen", c.HTTP.Listen)
-	if c.HTTP.MaxStreams < 1 {
-		p.add("http.max_streams", "must be at least 1, got %d", c.HTTP.MaxStreams)
-	}
+	atLeast(&p, "http.max_streams", c.HTTP.MaxStreams, 1)
 
 	c.validateMapping(&p)
 
 	positive(&p, "pipeline.flush_interval", c.Pipeline.FlushInterval)
-	if c.Pipeline.MaxBatchEvents <= 0 {
-		p.add("pipeline.max_batch_events", "must be greater than 0, got %d", c.Pipeline.MaxBatchEvents)
-	}
-	if c.Pipeline.QueueSize <= 0 {
-		p.add("pipeline.queue_size", "must be greater than 0, got %d", c.Pipeline.QueueSize)
-	}
-	if c.Pipeline.StuckAfter < 1 {
-		p.add("pipeline.stuck_after", "must be at least 1, got %d", c.Pipeline.StuckAfter)
-	}
+	positiveInt(&p, "pipeline.max_batch_events", c.Pipeline.MaxBatchEvents)
+	positiveInt(&p, "pipeline.queue_size", c.Pipeline.QueueSize)
+	atLeast(&p, "pipeline.stuck_after", c.Pipeline.StuckAfter, 1)
 	if c.Pipeline.StuckNotifyAfter < 0 {
 		p.add("pipeline.stuck_notify_after", "must not be negative, got %s", c.Pipeline.StuckNotifyAfter)
 	}
@@ -244,6 +235,24 @@ func positive(p *problems, field string, d Duration) {
 	}
 }
 
+func httpURL(p *problems, field, u string) {
+	if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		p.add(field, "must be an absolute http(s) URL, got %q", u)
+	}
+}
+
+func atLeast[T int | int64](p *problems, field string, v, lo T) {
+	if v < lo {
+		p.add(field, "must be at least %d, got %d", lo, v)
+	}
+}
+
+func positiveInt[T int | int64](p *problems, field string, v T) {
+	if v <= 0 {
+		p.add(field, "must be greater than 0, got %d", v)
+	}
+}
+
 func oneOf(p *problems, field, v string, allowed []string) {
 	if !slices.Contains(allowed, v) {
 		p.add(field, "must be one of %s, got %q", strings.Join(allowed, "|"), v)
@@ -326,27 +335,17 @@ func fraction(p *problems, field string, v, lo float64, loOpen bool, hi float64)
 
 func (c *Config) validateRules(p *problems) {
 	cr := c.Rules.CancelRateSpike
-	if cr.MinBaselineApprovals < 0 {
-		p.add("rules.cancel_rate_spike.min_baseline_approvals", "must be at least 0, got %d", cr.MinBaselineApprovals)
-	}
+	atLeast(p, "rules.cancel_rate_spike.min_baseline_approvals", cr.MinBaselineApprovals, 0)
 	fraction(p, "rules.cancel_rate_spike.baseline_floor", cr.BaselineFloor, 0, false, 1)
-	if cr.MinCancels < 1 {
-		p.add("rules.cancel_rate_spike.min_cancels", "must be at least 1, got %d", cr.MinCancels)
-	}
+	atLeast(p, "rules.cancel_rate_spike.min_cancels", cr.MinCancels, 1)
 	fraction(p, "rules.cancel_rate_spike.multiplier", cr.Multiplier, 0, true, 1000)
-	if cr.MinApprovals < 0 {
-		p.add("rules.cancel_rate_spike.min_approvals", "must be at least 0, got %d", cr.MinApprovals)
-	}
+	atLeast(p, "rules.cancel_rate_spike.min_approvals", cr.MinApprovals, 0)
 	vd := c.Rules.VolumeDrop
-	if vd.LargeDailyAmount <= 0 {
-		p.add("rules.volume_drop.large_daily_amount", "must be greater than 0, got %d", vd.LargeDailyAmount)
-	}
+	positiveInt(p, "rules.volume_drop.large_daily_amount", vd.LargeDailyAmount)
 	fraction(p, "rules.volume_drop.min_expected_fraction", vd.MinExpectedFraction, 0, false, 1)
 	fraction(p, "rules.volume_drop.drop_ratio", vd.DropRatio, 0, true, 1)
 	positive(p, "alerts.repeat_interval", c.Alerts.RepeatInterval)
-	if c.Alerts.ResolveAfter < 1 {
-		p.add("alerts.resolve_after", "must be at least 1, got %d", c.Alerts.ResolveAfter)
-	}
+	atLeast(p, "alerts.resolve_after", c.Alerts.ResolveAfter, 1)
 	for _, a := range []struct {
 		field string
 		c     Credentials
@@ -372,9 +371,7 @@ func (c *Config) validateRules(p *problems) {
 		positive(p, "merchant_names.full_refresh", mn.FullRefresh)
 	}
 	if u := c.HTTP.ExternalURL; u != "" {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			p.add("http.external_url", "must be an absolute http(s) URL, got %q", u)
-		}
+		httpURL(p, "http.external_url", u)
 	}
 }
 
@@ -396,17 +393,13 @@ func (c *Config) validateNotify(p *problems) {
 		oneOf(p, f+".type", r.Type, receiverTypes)
 		switch r.Type {
 		case "webhook", "slack", "alertmanager":
-			if pu, err := url.Parse(r.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-				p.add(f+".url", "must be an absolute http(s) URL, got %q", r.URL)
-			}
+			httpURL(p, f+".url", r.URL)
 		case "pagerduty":
 			if r.RoutingKey == "" {
 				p.add(f+".routing_key", "required for pagerduty")
 			}
 			if r.URL != "" {
-				if pu, err := url.Parse(r.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-					p.add(f+".url", "must be an absolute http(s) URL, got %q", r.URL)
-				}
+				httpURL(p, f+".url", r.URL)
 			}
 		}
 		if r.Type != "webhook" && len(r.Headers) > 0 {
@@ -442,9 +435,7 @@ func (c *Config) ValidateKafka() error {
 	if k.Topic == "" {
 		p.add("kafka.topic", "required")
 	}
-	if k.Partitions <= 0 {
-		p.add("kafka.partitions", "must be greater than 0, got %d", k.Partitions)
-	}
+	positiveInt(&p, "kafka.partitions", k.Partitions)
 	if k.ReplicationFactor == 0 || k.ReplicationFactor < -1 {
 		p.add("kafka.replication_factor", "must be -1 (the broker's default) or at least 1, got %d", k.ReplicationFactor)
 	}

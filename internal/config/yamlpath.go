@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -31,12 +32,9 @@ func withKeyPaths(data []byte, te *yaml.TypeError) error {
 	errs := make([]error, 0, len(te.Errors))
 	for _, msg := range te.Errors {
 		path := ""
-		for i, f := range found {
-			if f.msg == msg {
-				path = f.path
-				found = append(found[:i], found[i+1:]...)
-				break
-			}
+		if i := slices.IndexFunc(found, func(f keyError) bool { return f.msg == msg }); i >= 0 {
+			path = found[i].path
+			found = slices.Delete(found, i, i+1)
 		}
 		if path == "" {
 			errs = append(errs, errors.New(msg))

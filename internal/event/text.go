@@ -24,16 +24,8 @@ const (
 // which text refuses) and bytes that are not UTF-8 are written as \xNN,
 // and anything past max bytes is cut with a note of the full length.
 func Printable(s string, max int) string {
-	clean := true
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if (r == utf8.RuneError && n == 1) || (unicode.IsControl(r) && r != '\t' && r != '\n') {
-			clean = false
-			break
-		}
-		i += n
-	}
-	if clean && len(s) <= max {
+	control := func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' }
+	if len(s) <= max && utf8.ValidString(s) && !strings.ContainsFunc(s, control) {
 		return s
 	}
 	var b strings.Builder
@@ -43,7 +35,7 @@ func Printable(s string, max int) string {
 			return b.String()
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if (r == utf8.RuneError && n == 1) || (unicode.IsControl(r) && r != '\t' && r != '\n') {
+		if (r == utf8.RuneError && n == 1) || control(r) {
 			for _, c := range []byte(s[i : i+n]) {
 				fmt.Fprintf(&b, `\x%02x`, c)
 			}

@@ -5,6 +5,7 @@ package progress
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -127,10 +128,7 @@ func isTerminal(w io.Writer) bool {
 		return false
 	}
 	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	return fi.Mode()&os.ModeCharDevice != 0
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // Add records n more units of work done.
@@ -202,19 +200,6 @@ func (r *Reporter) Done() {
 	}
 }
 
-// Line returns the text the reporter would print right now (used by tests
-// and by callers that embed it in their own output). After Done it returns
-// the final line.
-func (r *Reporter) Line() string {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.finalLine != "" {
-		return r.finalLine
-	}
-	return r.snapshotLocked(now, false).line(r.label, r.unit)
-}
-
 // snapshot is everything a line or log record needs, computed once so the
 // terminal and plain outputs never disagree.
 type snapshot struct {
@@ -230,12 +215,9 @@ func (r *Reporter) snapshotLocked(now time.Time, final bool) snapshot {
 	at := now.Sub(r.start)
 	s := snapshot{
 		done:    r.done.Load(),
-		total:   r.total.Load(),
+		total:   max(r.total.Load(), 0),
 		elapsed: at,
 		final:   final,
-	}
-	if s.total < 0 {
-		s.total = 0
 	}
 	if final {
 		if at > 0 {
@@ -287,37 +269,22 @@ func (r *Reporter) recordLocked(at time.Duration, done int64) {
 
 func (s snapshot) line(label, unit string) string {
 	var b strings.Builder
-	b.WriteString(label)
-	b.WriteString(": ")
-	b.WriteString(humanInt(s.done))
+	b.WriteString(label + ": " + humanInt(s.done))
 	if s.total > 0 {
-		b.WriteString("/")
-		b.WriteString(humanInt(s.total))
+		b.WriteString("/" + humanInt(s.total))
 	}
-	b.WriteString(" ")
-	b.WriteString(unit)
+	b.WriteString(" " + unit)
 	if s.total > 0 {
-		b.WriteString(" (")
-		b.WriteString(strconv.FormatFloat(100*float64(s.done)/float64(s.total), 'f', 1, 64))
-		b.WriteString("%)")
+		fmt.Fprintf(&b, " (%.1f%%)", 100*float64(s.done)/float64(s.total))
 	}
-	b.WriteString(" ")
-	b.WriteString(humanFloat(s.rate))
-	b.WriteString(" ")
-	b.WriteString(unit)
-	b.WriteString("/s")
+	b.WriteString(" " + humanFloat(s.rate) + " " + unit + "/s")
 	switch {
+	case s.total > 0 && !s.final && s.etaKnown:
+		b.WriteString(" ETA " + formatDuration(s.eta))
 	case s.total > 0 && !s.final:
-		b.WriteString(" ETA ")
-		if s.etaKnown {
-			b.WriteString(formatDuration(s.eta))
-		} else {
-			b.WriteString("?")
-		}
+		b.WriteString(" ETA ?")
 	default:
-		b.WriteString(", ")
-		b.WriteString(formatDuration(s.elapsed))
-		b.WriteString(" elapsed")
+		b.WriteString(", " + formatDuration(s.elapsed) + " elapsed")
 	}
 	return b.String()
 }
@@ -427,16 +394,9 @@ func formatDuration(d time.Duration) string {
 	h, m, s := secs/3600, secs/60%60, secs%60
 	switch {
 	case h > 0:
-		return strconv.FormatInt(h, 10) + "h" + pad2(m) + "m" + pad2(s) + "s"
+		return fmt.Sprintf("%dh%02dm%02ds", h, m, s)
 	case m > 0:
-		return strconv.FormatInt(m, 10) + "m" + pad2(s) + "s"
+		return fmt.Sprintf("%dm%02ds", m, s)
 	}
-	return strconv.FormatInt(s, 10) + "s"
-}
-
-func pad2(n int64) string {
-	if n < 10 {
-		return "0" + strconv.FormatInt(n, 10)
-	}
-	return strconv.FormatInt(n, 10)
+	return fmt.Sprintf("%ds", s)
 }

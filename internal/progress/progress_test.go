@@ -452,3 +452,15 @@ func TestConcurrentAdd(t *testing.T) {
 		})
 	}
 }
+
+// Line returns the text the reporter would print right now. After Done it
+// returns the final line.
+func (r *Reporter) Line() string {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finalLine != "" {
+		return r.finalLine
+	}
+	return r.snapshotLocked(now, false).line(r.label, r.unit)
+}

@@ -70,13 +70,7 @@ func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []Vol
 // RankLimit riskiest.
 func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
 	slices.SortFunc(risk, func(a, b RiskEntry) int {
-		if c := cmp.Compare(b.Score, a.Score); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.CH, a.CH); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Merchant, b.Merchant)
+		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
 	})
 	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
 	slices.SortFunc(vol, func(a, b VolumeEval) int {

@@ -1,10 +1,12 @@
 package rules
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/bits"
 	"strconv"
+	"strings"
 )
 
 // maxDigits bounds a parsed decimal so that both its numerator and its
@@ -26,15 +28,9 @@ type Ratio struct{ Num, Den int64 }
 // value needing more than 18 digits once leading zeros and trailing fractional
 // zeros are dropped, or more than 18 decimal places.
 func ParseRatio(s string) (Ratio, error) {
-	intPart, fracPart := s, ""
-	for i := 0; i < len(s); i++ {
-		if s[i] == '.' {
-			intPart, fracPart = s[:i], s[i+1:]
-			if fracPart == "" {
-				return Ratio{}, fmt.Errorf("ratio %q: no digits after the decimal point", s)
-			}
-			break
-		}
+	intPart, fracPart, dot := strings.Cut(s, ".")
+	if dot && fracPart == "" {
+		return Ratio{}, fmt.Errorf("ratio %q: no digits after the decimal point", s)
 	}
 	if intPart == "" {
 		if s == "" {
@@ -49,12 +45,7 @@ func ParseRatio(s string) (Ratio, error) {
 			}
 		}
 	}
-	for len(intPart) > 1 && intPart[0] == '0' {
-		intPart = intPart[1:]
-	}
-	for fracPart != "" && fracPart[len(fracPart)-1] == '0' {
-		fracPart = fracPart[:len(fracPart)-1]
-	}
+	fracPart = strings.TrimRight(fracPart, "0")
 	digits := intPart + fracPart
 	for len(digits) > 1 && digits[0] == '0' {
 		digits = digits[1:]
@@ -127,22 +118,12 @@ func mul3(a, b, c uint64) u192 {
 func (x u192) cmp(y u192) int {
 	switch {
 	case x.hi != y.hi:
-		return cmpU(x.hi, y.hi)
+		return cmp.Compare(x.hi, y.hi)
 	case x.mid != y.mid:
-		return cmpU(x.mid, y.mid)
+		return cmp.Compare(x.mid, y.mid)
 	default:
-		return cmpU(x.lo, y.lo)
+		return cmp.Compare(x.lo, y.lo)
 	}
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // nonNeg maps a count or amount to the unsigned decision domain. Stored

@@ -115,7 +115,7 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		minutes: make(map[window.Minute]bucket, HourMinutes+8),
 	}
 	for _, b := range snap.Baseline {
-		s.addB(b.Merchant, b.Approvals, b.Cancels)
+		s.addB(b.Merchant, b.Approvals, b.Cancels, false)
 	}
 	for _, d := range snap.Recent {
 		if d.Agg.IsZero() || d.Minute <= s.last-HourMinutes {
@@ -153,7 +153,7 @@ func (s *State) Add(d window.Delta) {
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		s.addH(d.Merchant, d.Approvals, d.Cancels)
 	case m > s.last-HourMinutes-BaselineMinutes:
-		s.addB(d.Merchant, d.Approvals, d.Cancels)
+		s.addB(d.Merchant, d.Approvals, d.Cancels, false)
 	}
 	s.volumeLate(m, d.Merchant, d.ApprovedAmount)
 }
@@ -196,14 +196,14 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 	}
 	if b, ok := s.minutes[m-HourMinutes]; ok {
 		for id, a := range b {
-			s.moveHToB(id, a.Approvals, a.Cancels)
+			s.addB(id, a.Approvals, a.Cancels, true)
 		}
 		delete(s.minutes, m-HourMinutes)
 		clear(b)
 		s.spare = append(s.spare, b)
 	}
 	for _, d := range leaving {
-		s.addB(d.Merchant, -d.Approvals, -d.Cancels)
+		s.addB(d.Merchant, -d.Approvals, -d.Cancels, false)
 	}
 	s.last = m
 	return nil
@@ -410,7 +410,9 @@ func (s *State) addH(id, approvals, cancels int64) {
 	s.evictIfEmpty(i)
 }
 
-func (s *State) addB(id, approvals, cancels int64) {
+// addB adds to merchant id's B sums, taking them out of H when fromH (a
+// minute moving from H into B).
+func (s *State) addB(id, approvals, cancels int64, fromH bool) {
 	if approvals == 0 && cancels == 0 {
 		return
 	}
@@ -418,21 +420,10 @@ func (s *State) addB(id, approvals, cancels int64) {
 	s.platC += cancels
 	i := s.touch(id)
 	m := &s.slab[i]
-	m.bA += approvals
-	m.bC += cancels
-	s.evictIfEmpty(i)
-}
-
-func (s *State) moveHToB(id, approvals, cancels int64) {
-	if approvals == 0 && cancels == 0 {
-		return
+	if fromH {
+		m.hA -= approvals
+		m.hC -= cancels
 	}
-	s.platA += approvals
-	s.platC += cancels
-	i := s.touch(id)
-	m := &s.slab[i]
-	m.hA -= approvals
-	m.hC -= cancels
 	m.bA += approvals
 	m.bC += cancels
 	s.evictIfEmpty(i)

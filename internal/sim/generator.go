@@ -141,10 +141,7 @@ func NewGenerator(o Options) (*Generator, error) {
 	if len(o.Scenarios) > maxScenarios {
 		return nil, fmt.Errorf("%d scenarios: at most %d", len(o.Scenarios), maxScenarios)
 	}
-	g.role = make([]int16, g.pop.Len())
-	for i := range g.role {
-		g.role[i] = -1
-	}
+	g.role = slices.Repeat([]int16{-1}, g.pop.Len())
 	for i, s := range o.Scenarios {
 		sc, err := s.normalise()
 		if err != nil {
@@ -164,27 +161,6 @@ func NewGenerator(o Options) (*Generator, error) {
 		}
 	}
 	return g, nil
-}
-
-// Population is the generator's merchant population.
-func (g *Generator) Population() *Population { return g.pop }
-
-// PaymentsPerDay is the generator's daily volume.
-func (g *Generator) PaymentsPerDay() int { return g.ppd }
-
-// Location is the business time zone.
-func (g *Generator) Location() *time.Location { return g.loc }
-
-// Seed is the generator's seed.
-func (g *Generator) Seed() uint64 { return g.seed }
-
-// Scenarios returns the scenarios with their defaults filled in.
-func (g *Generator) Scenarios() []Scenario {
-	out := make([]Scenario, len(g.scens))
-	for i, s := range g.scens {
-		out[i] = s.Scenario
-	}
-	return out
 }
 
 // minuteOfDay is the business-time minute of day of Unix minute m.
@@ -309,7 +285,10 @@ func (g *Generator) cancel(p Payment, rate float64) (Cancel, bool) {
 	short := logNormalDuration(&pr, cancelShortMedian, cancelShortSigma, cancelShortMin, cancelShortMax)
 	// At the lunch peak a business minute is 33 wall-clock seconds; the
 	// floor keeps "at least 30 seconds later" true on the wall clock too.
-	at := later(g.afterActivity(p.ApprovedAt, short), p.ApprovedAt.Add(cancelShortMin))
+	at := g.afterActivity(p.ApprovedAt, short)
+	if floor := p.ApprovedAt.Add(cancelShortMin); !at.After(floor) {
+		at = floor
+	}
 	if days > 0 {
 		l := at.In(g.loc)
 		at = time.Date(l.Year(), l.Month(), l.Day()+days, l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), g.loc)
@@ -338,13 +317,6 @@ func (g *Generator) cancelRow(p Payment, pr *prng, at time.Time) Cancel {
 		}
 	}
 	return Cancel{ID: p.ID, PaymentID: p.ID, MerchantID: p.MerchantID, Amount: amount, CanceledAt: at.UTC().Truncate(time.Microsecond)}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 func logNormalDuration(pr *prng, median time.Duration, sigma float64, lo, hi time.Duration) time.Duration {

@@ -93,7 +93,7 @@ func copyChunk(ctx context.Context, pool *pgxpool.Pool, g *Generator, sp span, n
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan []Payment, 4)
-	var due []Cancel
+	var due []Cancel // about 1% of the payments: small enough to hold
 	var genErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -124,7 +124,29 @@ func copyChunk(ctx context.Context, pool *pgxpool.Pool, g *Generator, sp span, n
 			}
 		}
 	})
-	src := &paymentSource{batches: batches, added: added}
+	// COPY reads the generator's batches; progress is reported per batch.
+	var cur []Payment
+	var row [5]any
+	var pending int64 // rows handed out since the last progress report
+	flush := func() {
+		if pending > 0 {
+			added(pending)
+			pending = 0
+		}
+	}
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if len(cur) == 0 {
+			flush()
+			if cur = <-batches; len(cur) == 0 {
+				return nil, nil // closed: the span is done
+			}
+		}
+		p := &cur[0]
+		cur = cur[1:]
+		pending++
+		row = [5]any{p.ID, p.MerchantID, p.Amount, "approved", p.ApprovedAt}
+		return row[:], nil
+	})
 	payments, err = conn.CopyFrom(ctx, pgx.Identifier{"payments"}, []string{"id", "merchant_id", "amount", "status", "approved_at"}, src)
 	cancel() // unblocks the generator if the copy stopped early
 	wg.Wait()
@@ -134,75 +156,18 @@ func copyChunk(ctx context.Context, pool *pgxpool.Pool, g *Generator, sp span, n
 	if genErr != nil {
 		return payments, 0, fmt.Errorf("generating payments: %w", genErr)
 	}
-	src.flush()
+	flush()
+	rows := pgx.CopyFromSlice(len(due), func(i int) ([]any, error) {
+		c := &due[i]
+		return []any{c.ID, c.PaymentID, c.MerchantID, c.Amount, c.CanceledAt}, nil
+	})
 	cancels, err = conn.CopyFrom(context.WithoutCancel(ctx), pgx.Identifier{"payment_cancels"},
-		[]string{"id", "payment_id", "merchant_id", "cancel_amount", "canceled_at"}, &cancelSource{rows: due})
+		[]string{"id", "payment_id", "merchant_id", "cancel_amount", "canceled_at"}, rows)
 	if err != nil {
 		return payments, cancels, fmt.Errorf("copying cancels: %w", err)
 	}
 	return payments, cancels, nil
 }
-
-// paymentSource streams payments from the generating goroutine into COPY.
-type paymentSource struct {
-	batches <-chan []Payment
-	cur     []Payment
-	i       int
-	row     [5]any
-	added   func(int64)
-	pending int64 // rows handed out since the last progress report
-}
-
-func (s *paymentSource) Next() bool {
-	s.i++
-	if s.i < len(s.cur) {
-		return true
-	}
-	s.flush()
-	b, ok := <-s.batches
-	if !ok {
-		return false
-	}
-	s.cur, s.i = b, 0
-	return len(b) > 0
-}
-
-func (s *paymentSource) flush() {
-	if s.pending > 0 {
-		s.added(s.pending)
-		s.pending = 0
-	}
-}
-
-func (s *paymentSource) Values() ([]any, error) {
-	p := &s.cur[s.i]
-	s.pending++
-	s.row = [5]any{p.ID, p.MerchantID, p.Amount, "approved", p.ApprovedAt}
-	return s.row[:], nil
-}
-
-func (s *paymentSource) Err() error { return nil }
-
-// cancelSource is a COPY source over cancels held in memory (about 1% of
-// the payments).
-type cancelSource struct {
-	rows []Cancel
-	i    int
-	row  [5]any
-}
-
-func (s *cancelSource) Next() bool {
-	s.i++
-	return s.i <= len(s.rows)
-}
-
-func (s *cancelSource) Values() ([]any, error) {
-	c := &s.rows[s.i-1]
-	s.row = [5]any{c.ID, c.PaymentID, c.MerchantID, c.Amount, c.CanceledAt}
-	return s.row[:], nil
-}
-
-func (s *cancelSource) Err() error { return nil }
 
 // loadMerchants inserts the population, keeping rows that exist. created_at
 // is a deterministic date 30 days to 5 years before the history starts.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -470,34 +471,25 @@ func (lw *liveWriter) commit(ctx context.Context, conn *pgx.Conn, ps []Payment, 
 	var np, nc, nf int64
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if len(ps) > 0 {
-			cols := make([][]int64, 3)
-			ts := make([]time.Time, len(ps))
+			ids, ms, as, ts := make([]int64, len(ps)), make([]int64, len(ps)), make([]int64, len(ps)), make([]time.Time, len(ps))
 			for i, p := range ps {
-				cols[0] = append(cols[0], p.ID)
-				cols[1] = append(cols[1], p.MerchantID)
-				cols[2] = append(cols[2], p.Amount)
-				ts[i] = p.ApprovedAt
+				ids[i], ms[i], as[i], ts[i] = p.ID, p.MerchantID, p.Amount, p.ApprovedAt
 				if isFiller(p.ID) {
 					nf++
 				}
 			}
-			tag, err := tx.Exec(ctx, insertPayments, cols[0], cols[1], cols[2], ts)
+			tag, err := tx.Exec(ctx, insertPayments, ids, ms, as, ts)
 			if err != nil {
 				return fmt.Errorf("inserting %d payments: %w", len(ps), err)
 			}
 			np = tag.RowsAffected()
 		}
 		if len(cs) > 0 {
-			cols := make([][]int64, 4)
-			ts := make([]time.Time, len(cs))
+			ids, pids, ms, as, ts := make([]int64, len(cs)), make([]int64, len(cs)), make([]int64, len(cs)), make([]int64, len(cs)), make([]time.Time, len(cs))
 			for i, c := range cs {
-				cols[0] = append(cols[0], c.ID)
-				cols[1] = append(cols[1], c.PaymentID)
-				cols[2] = append(cols[2], c.MerchantID)
-				cols[3] = append(cols[3], c.Amount)
-				ts[i] = c.CanceledAt
+				ids[i], pids[i], ms[i], as[i], ts[i] = c.ID, c.PaymentID, c.MerchantID, c.Amount, c.CanceledAt
 			}
-			tag, err := tx.Exec(ctx, insertCancels, cols[0], cols[1], cols[2], cols[3], ts)
+			tag, err := tx.Exec(ctx, insertCancels, ids, pids, ms, as, ts)
 			if err != nil {
 				return fmt.Errorf("inserting %d cancels: %w", len(cs), err)
 			}
@@ -522,10 +514,7 @@ type cancelHeap []Cancel
 
 func (h cancelHeap) Len() int { return len(h) }
 func (h cancelHeap) Less(i, j int) bool {
-	if c := h[i].CanceledAt.Compare(h[j].CanceledAt); c != 0 {
-		return c < 0
-	}
-	return h[i].ID < h[j].ID
+	return cmp.Or(h[i].CanceledAt.Compare(h[j].CanceledAt), cmp.Compare(h[i].ID, h[j].ID)) < 0
 }
 func (h cancelHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *cancelHeap) Push(x any)   { *h = append(*h, x.(Cancel)) }

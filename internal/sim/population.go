@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 )
 
 const (
@@ -193,7 +192,7 @@ func merchantName(r *rand.Rand, t trade, id int64) string {
 	return fmt.Sprintf("(주)%s%s #%05d", prefix, t.word, id)
 }
 
-// buildAlias builds Vose's alias table so Sample is O(1) whatever the skew.
+// buildAlias builds Vose's alias table so sampling is O(1) whatever the skew.
 func (p *Population) buildAlias() {
 	n := len(p.merchants)
 	scaled := make([]float64, n)
@@ -244,11 +243,6 @@ func (p *Population) sampleIndex(u uint64) int32 {
 	return p.alias[col]
 }
 
-// Sample draws a merchant with probability equal to its Weight, in O(1).
-func (p *Population) Sample(r *rand.Rand) *Merchant {
-	return &p.merchants[p.sampleIndex(r.Uint64())]
-}
-
 // Len is the number of merchants.
 func (p *Population) Len() int { return len(p.merchants) }
 
@@ -263,9 +257,6 @@ func (p *Population) Merchant(id int64) *Merchant {
 	}
 	return &p.merchants[id-1]
 }
-
-// Ranked returns merchant IDs from the most to the fewest payments.
-func (p *Population) Ranked() []int64 { return slices.Clone(p.ranked) }
 
 // ExpectedDailyPayments is the merchant's mean number of payments a day.
 func (p *Population) ExpectedDailyPayments(id int64, paymentsPerDay int) float64 {
@@ -285,48 +276,8 @@ func (p *Population) ExpectedDailyAmount(id int64, paymentsPerDay int) float64 {
 	return m.Weight * float64(paymentsPerDay) * m.MeanAmount()
 }
 
-// Large returns the merchants whose expected daily amount is at least
-// threshold KRW, largest first.
-func (p *Population) Large(threshold float64, paymentsPerDay int) []int64 {
-	var ids []int64
-	for i := range p.merchants {
-		id := p.merchants[i].ID
-		if p.ExpectedDailyAmount(id, paymentsPerDay) >= threshold {
-			ids = append(ids, id)
-		}
-	}
-	slices.SortFunc(ids, func(a, b int64) int {
-		return -cmpFloat(p.ExpectedDailyAmount(a, 1), p.ExpectedDailyAmount(b, 1), a, b)
-	})
-	return ids
-}
-
-// ByDailyPayments returns the merchants expected to have between lo and hi
-// payments a day (inclusive), most payments first.
-func (p *Population) ByDailyPayments(paymentsPerDay int, lo, hi float64) []int64 {
-	var ids []int64
-	for _, id := range p.ranked {
-		n := p.ExpectedDailyPayments(id, paymentsPerDay)
-		if n >= lo && n <= hi {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
 // Tiny returns the merchant with the fewest expected payments.
 func (p *Population) Tiny() int64 { return p.ranked[len(p.ranked)-1] }
-
-// TopShare is the share of all payments carried by the top fraction of
-// merchants (0.01 for "the top 1%").
-func (p *Population) TopShare(fraction float64) float64 {
-	k := int(math.Ceil(fraction * float64(len(p.ranked))))
-	var s float64
-	for _, id := range p.ranked[:k] {
-		s += p.merchants[id-1].Weight
-	}
-	return s
-}
 
 // cmpFloat orders by x then by id, so ties are deterministic.
 func cmpFloat(x, y float64, a, b int64) int {

@@ -434,10 +434,7 @@ func (g *Generator) DefaultScenarios(now time.Time) []Scenario {
 func (g *Generator) plain() *Generator {
 	p := *g
 	p.scens, p.extras = nil, nil
-	p.role = make([]int16, len(g.role))
-	for i := range p.role {
-		p.role[i] = -1
-	}
+	p.role = slices.Repeat([]int16{-1}, len(g.role))
 	return &p
 }
 

@@ -34,29 +34,25 @@ type RuleParams struct {
 }
 
 func (r RuleParams) withDefaults() (RuleParams, error) {
-	def := func(v *int64, d int64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	deff := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&r.MinBaselineApprovals, 100)
-	deff(&r.BaselineFloor, 0.002)
-	def(&r.MinCancels, 5)
-	deff(&r.Multiplier, 2)
-	def(&r.MinApprovals, 20)
-	def(&r.LargeDailyAmount, LargeDailyAmount)
-	deff(&r.MinExpectedFraction, 0.05)
-	deff(&r.DropRatio, 0.5)
+	orDefault(&r.MinBaselineApprovals, 100)
+	orDefault(&r.BaselineFloor, 0.002)
+	orDefault(&r.MinCancels, 5)
+	orDefault(&r.Multiplier, 2)
+	orDefault(&r.MinApprovals, 20)
+	orDefault(&r.LargeDailyAmount, LargeDailyAmount)
+	orDefault(&r.MinExpectedFraction, 0.05)
+	orDefault(&r.DropRatio, 0.5)
 	if r.MinBaselineApprovals < 0 || r.MinCancels < 0 || r.MinApprovals < 0 || r.LargeDailyAmount < 0 ||
 		r.BaselineFloor < 0 || r.Multiplier < 0 || r.MinExpectedFraction < 0 || r.DropRatio < 0 || r.DropRatio > 1 {
 		return r, fmt.Errorf("rule parameters out of range: %+v", r)
 	}
 	return r, nil
+}
+
+func orDefault[T int64 | float64](v *T, d T) {
+	if *v == 0 {
+		*v = d
+	}
 }
 
 // HistoryStart is 00:00 in loc of the day days−1 days before now's business

@@ -15,9 +15,7 @@ import (
 // the Unix epoch (UTC). An int64 keeps map keys small and arithmetic exact.
 type Minute int64
 
-const (
-	usPerMinute = int64(60_000_000)
-)
+const usPerMinute = int64(60_000_000)
 
 // MinuteOf returns the bucket holding t.
 func MinuteOf(t time.Time) Minute { return MinuteOfMicros(t.UnixMicro()) }
@@ -51,7 +49,7 @@ type Agg struct {
 
 // Add adds b into a and reports whether every sum fit in int64. A sum that
 // did not stops at the int64 bound it passed instead of wrapping; callers
-// that store sums refuse the addition instead (Fits).
+// that store sums refuse the addition instead.
 func (a *Agg) Add(b Agg) (ok bool) {
 	var o1, o2, o3, o4 bool
 	a.Approvals, o1 = SatAdd(a.Approvals, b.Approvals)
@@ -60,9 +58,6 @@ func (a *Agg) Add(b Agg) (ok bool) {
 	a.CanceledAmount, o4 = SatAdd(a.CanceledAmount, b.CanceledAmount)
 	return !(o1 || o2 || o3 || o4)
 }
-
-// Fits reports whether a.Add(b) would keep every sum within int64.
-func (a Agg) Fits(b Agg) bool { return a.Add(b) }
 
 // SatAdd is a+b, or the int64 bound it passed; overflowed reports that.
 func SatAdd(a, b int64) (sum int64, overflowed bool) {
@@ -138,9 +133,6 @@ func (w *Window) add(merchant, us int64, d Agg) (late, ok bool) {
 // PendingEvents is the number of events added since the last Drain.
 func (w *Window) PendingEvents() int { return w.events }
 
-// PendingKeys is the number of distinct merchant-minutes since the last Drain.
-func (w *Window) PendingKeys() int { return len(w.pending) }
-
 // Drain returns the pending deltas sorted by merchant then minute (a stable
 // order keeps the sink's row locks in one order) and forgets them.
 func (w *Window) Drain() []Delta {
@@ -149,10 +141,7 @@ func (w *Window) Drain() []Delta {
 		out = append(out, Delta{Key: k, Agg: a})
 	}
 	slices.SortFunc(out, func(a, b Delta) int {
-		if c := cmp.Compare(a.Merchant, b.Merchant); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Minute, b.Minute)
+		return cmp.Or(cmp.Compare(a.Merchant, b.Merchant), cmp.Compare(a.Minute, b.Minute))
 	})
 	clear(w.pending)
 	w.events = 0

@@ -272,3 +272,6 @@ func TestAddOverflow(t *testing.T) {
 		t.Error("events left after Drain")
 	}
 }
+
+// PendingKeys is the number of distinct merchant-minutes since the last Drain.
+func (w *Window) PendingKeys() int { return len(w.pending) }
