@@ -44,9 +44,6 @@ func Backtest(ctx context.Context, st *aggregates.Store, cfg *config.Config, o B
 	if o.To <= o.From {
 		return fmt.Errorf("backtest: empty range %s..%s", o.From, o.To)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	ev, err := NewEvaluator(ctx, st, cfg, o.From-1, false, nil)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/alert"
@@ -93,9 +94,6 @@ func NewCore(o CoreOptions, ev *Evaluator, lastClosed window.Minute, progress ti
 	return &Core{o: o, routes: Routes(o.Config), w: window.New(o.Config.Grace.D(), lastClosed), ev: ev,
 		progressUS: progress.UnixMicro(), evaluated: lastClosed, lastFlush: o.Now()}
 }
-
-// Evaluator is the session's rules state and alert lifecycle.
-func (c *Core) Evaluator() *Evaluator { return c.ev }
 
 // Evaluated is the newest minute whose rules ran.
 func (c *Core) Evaluated() window.Minute { return c.evaluated }
@@ -282,12 +280,7 @@ func (c *Core) closeAndStore(ctx context.Context, first, last window.Minute, pos
 		return closed, 0, err
 	}
 	changes, err := c.ev.Close(ctx, first, last, func(rule string, merchant int64, at time.Time) bool {
-		for _, s := range silences {
-			if s.Covers(rule, merchant, at) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(silences, func(s alertstore.Silence) bool { return s.Covers(rule, merchant, at) })
 	})
 	if err != nil {
 		return closed, 0, fmt.Errorf("evaluating %s..%s: %w", first, last, err)

@@ -84,7 +84,7 @@ func newCoreRig(t *testing.T) *coreRig {
 		t.Fatal(err)
 	}
 	r.core = NewCore(CoreOptions{Config: cfg, Aggregates: r.agg, Alerts: alerts, Logger: log, Metrics: r.metrics, Status: status,
-		Stall: NewStallWatch(cfg, "test", alerts, nil, log, r.metrics), Now: func() time.Time { return r.now },
+		Stall: NewStallWatch(cfg, "test", alerts, nil, log, r.metrics, status), Now: func() time.Time { return r.now },
 		CanClose: func(context.Context, window.Minute) (bool, error) { return r.canClose, nil },
 		OnAlerts: func() { r.wakes++ },
 		OnClose:  func(_ context.Context, c ClosedMinutes) { r.closes = append(r.closes, c) },

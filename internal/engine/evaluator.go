@@ -44,13 +44,7 @@ type Scope struct {
 // NewScopedEvaluator is NewEvaluator (with open minutes) for the merchants
 // of scope only.
 func NewScopedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
-	var mine []*alert.Alert
-	for _, a := range open {
-		if scope.Owns(a.Merchant) {
-			mine = append(mine, a)
-		}
-	}
-	return newEvaluator(ctx, st, cfg, lastClosed, true, mine, scope)
+	return newEvaluator(ctx, st, cfg, lastClosed, true, open, scope)
 }
 
 // NewEvaluator restores the rules state after lastClosed from the sink.
@@ -72,6 +66,7 @@ func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config,
 	if scope != nil {
 		snap.Recent = slices.DeleteFunc(snap.Recent, func(d window.Delta) bool { return !scope.Owns(d.Merchant) })
 		snap.Baseline = slices.DeleteFunc(snap.Baseline, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
+		open = slices.DeleteFunc(slices.Clone(open), func(a *alert.Alert) bool { return !scope.Owns(a.Merchant) })
 	}
 	return &Evaluator{
 		scope:     scope,

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/event"
@@ -29,51 +30,52 @@ type Metrics struct {
 // NewMetrics creates the engine's metrics and registers them with reg
 // (nil: not registered), with the status gauges read from status.
 func NewMetrics(reg prometheus.Registerer, status *StatusBoard) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskwatch_events_total",
 			Help: "Events aggregated, by kind (approval, cancel).",
 		}, []string{"kind"}),
-		late: prometheus.NewCounter(prometheus.CounterOpts{
+		late: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_late_events_total",
 			Help: "Events whose minute was already closed; applied to the stored minute, never dropped.",
 		}),
-		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+		deadLetters: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskwatch_dead_letters_total",
 			Help: "Rows written to the dead-letter table instead of being aggregated, by reason.",
 		}, []string{"reason"}),
-		filtered: prometheus.NewCounter(prometheus.CounterOpts{
+		filtered: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_filtered_rows_total",
 			Help: "Inserted rows of mapped tables that no mapping filter selected.",
 		}),
-		lastClosed: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastClosed: f.NewGauge(prometheus.GaugeOpts{
 			Name: "riskwatch_last_closed_minute_timestamp_seconds",
 			Help: "Start of the newest closed minute, Unix seconds.",
 		}),
-		commitToAgg: prometheus.NewHistogram(prometheus.HistogramOpts{
+		commitToAgg: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "riskwatch_commit_to_aggregate_seconds",
 			Help:    "From a source transaction's commit to the sink commit holding its events.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .15, .2, .25, .35, .5, .75, 1, 2.5, 5, 10, 30, 60},
 		}),
-		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		flushDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "riskwatch_sink_flush_seconds",
 			Help:    "Duration of one sink transaction (aggregates, dead letters, position).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
-		evalDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		evalDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "riskwatch_rule_evaluation_seconds",
 			Help:    "Evaluating closed minutes: rules, lifecycle and storing the alerts.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		transitions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskwatch_alert_transitions_total",
 			Help: "Alerts that started firing or resolved, by rule.",
 		}, []string{"rule", "state"}),
-		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+		restarts: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_pipeline_restarts_total",
 			Help: "Times the pipeline restarted after an error (source, sink or Kafka down, fenced).",
 		}),
-		stuck: prometheus.NewGauge(prometheus.GaugeOpts{
+		stuck: f.NewGauge(prometheus.GaugeOpts{
 			Name: "riskwatch_pipeline_stuck",
 			Help: "1 while the pipeline fails the same way at the same position over and over (pipeline.stuck_after times or more).",
 		}),
@@ -89,24 +91,19 @@ func NewMetrics(reg prometheus.Registerer, status *StatusBoard) *Metrics {
 	for _, r := range event.Reasons {
 		m.deadLetters.WithLabelValues(string(r))
 	}
-	if reg != nil {
-		reg.MustRegister(m.events, m.late, m.deadLetters, m.filtered, m.lastClosed, m.commitToAgg, m.flushDuration,
-			m.restarts, m.evalDuration, m.transitions, m.stuck,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "riskwatch_replication_lag_seconds",
-				Help: "How far the sink trails the source: the source's clock now minus the commit time the sink holds everything up to.",
-			}, func() float64 { return status.Status().LagSeconds }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "riskwatch_ready",
-				Help: "1 when the pipeline is serving live data.",
-			}, func() float64 {
-				if status.Status().Ready {
-					return 1
-				}
-				return 0
-			}),
-		)
-	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "riskwatch_replication_lag_seconds",
+		Help: "How far the sink trails the source: the source's clock now minus the commit time the sink holds everything up to.",
+	}, func() float64 { return status.Status().LagSeconds })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "riskwatch_ready",
+		Help: "1 when the pipeline is serving live data.",
+	}, func() float64 {
+		if status.Status().Ready {
+			return 1
+		}
+		return 0
+	})
 	status.lastClosed = m.lastClosed
 	return m
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/riskwatch/riskwatch/internal/bootstrap"
@@ -94,17 +95,13 @@ func NewNode(o NodeOptions) (*Node, error) {
 	}
 	n := &Node{o: o, cfg: o.Config, log: o.Logger, now: o.Now, agg: aggregates.New(o.DB), alerts: alertstore.New(o.DB), status: &StatusBoard{}}
 	n.m = NewMetrics(o.Registry, n.status)
-	n.stall = NewStallWatch(o.Config, "run:"+o.Config.Source.Slot, n.alerts, o.OnAlerts, o.Logger, n.m)
-	n.status.stall = n.stall
+	n.stall = NewStallWatch(o.Config, "run:"+o.Config.Source.Slot, n.alerts, o.OnAlerts, o.Logger, n.m, n.status)
 	n.status.SetLag(n.lag)
-	if o.Registry != nil {
-		o.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "riskwatch_replication_lag_bytes",
-			Help: "How much of the source's log the sink does not hold yet.",
-		}, func() float64 { return float64(n.Status().LagBytes) }))
-	}
-	empty := ""
-	n.durable.Store(&empty)
+	promauto.With(o.Registry).NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "riskwatch_replication_lag_bytes",
+		Help: "How much of the source's log the sink does not hold yet.",
+	}, func() float64 { return float64(n.Status().LagBytes) })
+	n.durable.Store(new(string))
 	return n, nil
 }
 
@@ -229,6 +226,7 @@ func (n *Node) apply(ctx context.Context, core *Core, cp aggregates.Checkpoint, 
 	tick := time.NewTicker(n.cfg.Pipeline.FlushInterval.D())
 	defer tick.Stop()
 	for {
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			// Everything in the window is whole transactions in commit
@@ -244,16 +242,12 @@ func (n *Node) apply(ctx context.Context, core *Core, cp aggregates.Checkpoint, 
 			core.Add(&txn.Output, txn.CommitUS, txn.End.String)
 			applied = txn.End
 			core.Advance(txn.CommitUS)
-			if core.Due(n.now(), idleEvery) {
-				if err := flush(ctx); err != nil {
-					return err
-				}
-			}
-		case now := <-tick.C:
-			if core.Due(now, idleEvery) {
-				if err := flush(ctx); err != nil {
-					return err
-				}
+			now = n.now()
+		case now = <-tick.C:
+		}
+		if core.Due(now, idleEvery) {
+			if err := flush(ctx); err != nil {
+				return err
 			}
 		}
 	}

@@ -52,11 +52,13 @@ type StallWatch struct {
 }
 
 // NewStallWatch watches the pipeline named instance, showing it in m's
-// gauge; wake, when set, wakes the notification senders after an alert was
-// stored.
-func NewStallWatch(cfg *config.Config, instance string, st *alertstore.Store, wake func(), log *slog.Logger, m *Metrics) *StallWatch {
-	return &StallWatch{after: cfg.Pipeline.StuckAfter, notifyAfter: cfg.Pipeline.StuckNotifyAfter.D(), instance: instance,
+// gauge and in status's reads (readiness); wake, when set, wakes the
+// notification senders after an alert was stored.
+func NewStallWatch(cfg *config.Config, instance string, st *alertstore.Store, wake func(), log *slog.Logger, m *Metrics, status *StatusBoard) *StallWatch {
+	w := &StallWatch{after: cfg.Pipeline.StuckAfter, notifyAfter: cfg.Pipeline.StuckNotifyAfter.D(), instance: instance,
 		url: dashboardBase(cfg) + "/", st: st, routes: Routes(cfg), wake: wake, log: log, unsure: true, gauge: m.stuck}
+	status.stall = w
+	return w
 }
 
 // Current is the stuck state, nil when the pipeline is not stuck.
@@ -137,10 +139,9 @@ func (w *StallWatch) Progressed(ctx context.Context, now time.Time, pos string) 
 }
 
 func (w *StallWatch) change(s *Stuck, now time.Time, firing bool) alertstore.SystemAlert {
-	a := alertstore.SystemAlert{
-		Rule: alert.RuleStuck, Instance: w.instance, At: now, Since: s.Since, Severity: "critical", DashboardURL: w.url,
-		Values: map[string]any{"instance": w.instance, "since": s.Since.UTC().Format(time.RFC3339), "failures": s.Failures, "error": s.Error, "position": s.Position},
-	}
+	a := alertstore.SystemAlert{Rule: alert.RuleStuck, Instance: w.instance, At: now, Since: s.Since, Severity: "critical",
+		DashboardURL: w.url, Values: s.Detail()}
+	a.Values["instance"] = w.instance
 	kind := alert.NotifyResolved
 	if firing {
 		kind = alert.NotifyFiring

@@ -81,23 +81,6 @@ func (c *Capture) Run(ctx context.Context) error {
 	})
 }
 
-func (c *Capture) client() (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(c.cfg.Kafka.Brokers...),
-		// Partitions are chosen here (merchant hash, or every partition
-		// for a watermark), with Kafka's own hash for keys.
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.DefaultProduceTopic(c.cfg.Kafka.Topic),
-		kgo.ProducerLinger(0),
-		kgo.ClientID("riskwatch-capture"),
-	}, c.opts.Client...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	return cl, nil
-}
-
 // ensureTopic creates the topic when missing and returns its partitions'
 // end offsets.
 func (c *Capture) ensureTopic(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
@@ -129,9 +112,17 @@ func (c *Capture) ensureTopic(ctx context.Context, adm *kadm.Client) (map[int32]
 }
 
 func (c *Capture) session(ctx context.Context) error {
-	cl, err := c.client()
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(c.cfg.Kafka.Brokers...),
+		// Partitions are chosen here (merchant hash, or every partition
+		// for a watermark), with Kafka's own hash for keys.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.DefaultProduceTopic(c.cfg.Kafka.Topic),
+		kgo.ProducerLinger(0),
+		kgo.ClientID("riskwatch-capture"),
+	}, c.opts.Client...)...)
 	if err != nil {
-		return err
+		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -177,15 +168,14 @@ func (c *Capture) session(ctx context.Context) error {
 	pub.durable.Store(uint64(start))
 	txns := make(chan *source.Txn, c.cfg.Pipeline.QueueSize)
 	tracker := &source.Tracker{}
-	src := c.src
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return src.Stream(gctx, source.StreamOptions{
+		return c.src.Stream(gctx, source.StreamOptions{
 			Start: start, Flushed: pub.flushed, Tracker: tracker, Out: txns, Rows: true,
 		})
 	})
 	g.Go(func() error {
-		return src.Heartbeat(gctx, func(d time.Duration) bool { return tracker.Quiet(c.now(), d) })
+		return c.src.Heartbeat(gctx, func(d time.Duration) bool { return tracker.Quiet(c.now(), d) })
 	})
 	g.Go(func() error { return pub.run(gctx, txns) })
 	return g.Wait()

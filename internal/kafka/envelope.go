@@ -91,16 +91,17 @@ func PositionOfKey(k []byte) (Position, error) {
 	return Position{}, fmt.Errorf("a source position of %d bytes: want 16", len(k))
 }
 
-// wireChange is the envelope as read: pointers tell absent from zero.
-// Payload is set instead of the envelope's fields when JsonConverter wrote
-// it with schemas.enable=true.
+// wireChange is the envelope as read and written, in Debezium's field
+// order; pointers tell absent from zero where that matters. Payload is set
+// instead of the envelope's fields when JsonConverter wrote it with
+// schemas.enable=true.
 type wireChange struct {
 	Before  map[string]any  `json:"before"`
 	After   map[string]any  `json:"after"`
 	Source  *wireSource     `json:"source"`
 	Op      *string         `json:"op"`
-	TsMS    *int64          `json:"ts_ms"`
-	Payload json.RawMessage `json:"payload"`
+	TsMS    int64           `json:"ts_ms"`
+	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
 type wireSource struct {
@@ -113,9 +114,12 @@ type wireSource struct {
 	DB        string       `json:"db"`
 	Sequence  *string      `json:"sequence"`
 	Schema    string       `json:"schema"`
-	Table     *string      `json:"table"`
-	TxID      *int64       `json:"txId"`
-	LSN       *uint64      `json:"lsn"`
+	Table     string       `json:"table"`
+	TxID      int64        `json:"txId"`
+	LSN       uint64       `json:"lsn"`
+	// Xmin is written as null, as the connector does without xmin
+	// tracking, and never read.
+	Xmin json.RawMessage `json:"xmin"`
 }
 
 // snapshotFlag reads source.snapshot, a string in every Debezium release
@@ -174,14 +178,11 @@ func (w *wireChange) change() (Change, error) {
 	}
 	s := w.Source
 	c := Change{
-		Op: *w.Op, Before: w.Before, After: w.After,
+		Op: *w.Op, Before: w.Before, After: w.After, TsMS: w.TsMS,
 		Source: Source{
-			Version: s.Version, Connector: s.Connector, Name: s.Name, DB: s.DB, Schema: s.Schema,
-			Snapshot: string(s.Snapshot),
+			Version: s.Version, Connector: s.Connector, Name: s.Name, DB: s.DB, Schema: s.Schema, Table: s.Table,
+			TxID: s.TxID, LSN: s.LSN, Snapshot: string(s.Snapshot),
 		},
-	}
-	if s.Table != nil {
-		c.Source.Table = *s.Table
 	}
 	switch {
 	case s.TsUS != nil:
@@ -190,12 +191,6 @@ func (w *wireChange) change() (Change, error) {
 		c.Source.TsUS = *s.TsMS * 1000
 	default:
 		return Change{}, errors.New("source.ts_ms missing")
-	}
-	if s.LSN != nil {
-		c.Source.LSN = *s.LSN
-	}
-	if s.TxID != nil {
-		c.Source.TxID = *s.TxID
 	}
 	if c.Source.Snapshot == "" {
 		c.Source.Snapshot = "false"
@@ -206,9 +201,6 @@ func (w *wireChange) change() (Change, error) {
 			return Change{}, err
 		}
 		c.Source.Sequence = seq
-	}
-	if w.TsMS != nil {
-		c.TsMS = *w.TsMS
 	}
 	if err := c.check(); err != nil {
 		return Change{}, err
@@ -273,38 +265,18 @@ func EncodeChange(c Change) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding source.sequence: %w", err)
 	}
-	connector, snapshot := c.Source.Connector, c.Source.Snapshot
-	if connector == "" {
-		connector = "postgresql"
+	src := c.Source
+	if src.Connector == "" {
+		src.Connector = "postgresql"
 	}
-	if snapshot == "" {
-		snapshot = "false"
+	if src.Snapshot == "" {
+		src.Snapshot = "false"
 	}
-	out := struct {
-		Before map[string]any `json:"before"`
-		After  map[string]any `json:"after"`
-		Source struct {
-			Version   string  `json:"version"`
-			Connector string  `json:"connector"`
-			Name      string  `json:"name"`
-			TsMS      int64   `json:"ts_ms"`
-			TsUS      int64   `json:"ts_us"`
-			Snapshot  string  `json:"snapshot"`
-			DB        string  `json:"db"`
-			Sequence  string  `json:"sequence"`
-			Schema    string  `json:"schema"`
-			Table     string  `json:"table"`
-			TxID      int64   `json:"txId"`
-			LSN       uint64  `json:"lsn"`
-			Xmin      *uint64 `json:"xmin"`
-		} `json:"source"`
-		Op   string `json:"op"`
-		TsMS int64  `json:"ts_ms"`
-	}{Before: c.Before, After: c.After, Op: c.Op, TsMS: c.TsMS}
-	s := &out.Source
-	s.Version, s.Connector, s.Name, s.DB = c.Source.Version, connector, c.Source.Name, c.Source.DB
-	s.TsMS, s.TsUS, s.Snapshot, s.Sequence = floorDiv(c.Source.TsUS, 1000), c.Source.TsUS, snapshot, string(seqJSON)
-	s.Schema, s.Table, s.TxID, s.LSN = c.Source.Schema, c.Source.Table, c.Source.TxID, c.Source.LSN
+	tsMS, sequence := floorDiv(src.TsUS, 1000), string(seqJSON)
+	out := wireChange{Before: c.Before, After: c.After, Op: &c.Op, TsMS: c.TsMS, Source: &wireSource{
+		Version: src.Version, Connector: src.Connector, Name: src.Name, TsMS: &tsMS, TsUS: &src.TsUS, Snapshot: snapshotFlag(src.Snapshot),
+		DB: src.DB, Sequence: &sequence, Schema: src.Schema, Table: src.Table, TxID: src.TxID, LSN: src.LSN,
+	}}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encoding change event for %s.%s: %w", c.Source.Schema, c.Source.Table, err)

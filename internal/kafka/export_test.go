@@ -2,10 +2,13 @@ package kafka
 
 import (
 	"context"
+	"time"
 
+	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // The sink's partition claims, for the tests of fencing.
@@ -22,3 +25,13 @@ func PositionOf(ps []Partition) interface {
 } {
 	return partitionsAt(ps)
 }
+
+// InitPartitions starts the partitions of topic afresh, as capture does
+// after a first snapshot at position snapshot.
+func InitPartitions(ctx context.Context, db *store.DB, topic string, start map[int32]int64, watermark time.Time, lastClosed window.Minute, snapshot string) error {
+	return partitions{db}.Init(ctx, topic, start, watermark, lastClosed, snapshot)
+}
+
+// Stall is the worker's watch for a session failing the same way again and
+// again.
+func (w *Worker) Stall() *engine.StallWatch { return w.stall }

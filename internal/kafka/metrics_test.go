@@ -2,10 +2,12 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -57,8 +59,18 @@ func TestRunAndWorkerMetricNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	workerReg := prometheus.NewRegistry()
-	if _, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: db, Logger: log, Registry: workerReg, Member: "w1"}); err != nil {
+	w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: db, Logger: log, Registry: workerReg, Member: "w1"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// A worker failing the same way at the same offsets is stuck in its
+	// status (readiness) as a single node is, not only in the gauge.
+	at := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	for range cfg.Pipeline.StuckAfter {
+		w.Stall().Failed(ctx, at, "[t/0@7]", errors.New("sink refused the batch"))
+	}
+	if st := w.Status().Stuck; st == nil || st.Position != "[t/0@7]" {
+		t.Errorf("worker status after %d identical failures: stuck = %+v", cfg.Pipeline.StuckAfter, st)
 	}
 	engineReg := prometheus.NewRegistry()
 	engine.NewMetrics(engineReg, &engine.StatusBoard{})

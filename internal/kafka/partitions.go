@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,27 +43,13 @@ type Partition struct {
 // partitions is the sink's record of the topic partitions.
 type partitions struct{ db *store.DB }
 
-func (s partitions) table(name string) string { return s.db.Table(name) }
-
-const partitionCols = "topic, partition, epoch, owner, next_offset, source_pos, watermark, last_closed"
-
-func scanPartitions(rows pgx.Rows) ([]Partition, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Partition, error) {
-		var p Partition
-		var lc time.Time
-		err := r.Scan(&p.Topic, &p.Partition, &p.Epoch, &p.Owner, &p.NextOffset, &p.SourcePos, &p.Watermark, &lc)
-		p.LastClosed = window.MinuteOf(lc)
-		return p, err
-	})
-}
-
 // Init starts the partitions of topic afresh after a first snapshot:
 // consumption from start (the topic's end offsets when the snapshot was
 // taken), progress at the snapshot, rules closed through lastClosed. Epochs
 // move on, so a worker still holding one is fenced.
 func (s partitions) Init(ctx context.Context, topic string, start map[int32]int64, watermark time.Time, lastClosed window.Minute, snapshot string) error {
 	return s.db.Tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE topic = $1 AND NOT (partition = ANY($2))`, s.table("kafka_partitions")),
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE topic = $1 AND NOT (partition = ANY($2))`, s.db.Table("kafka_partitions")),
 			topic, slices.Sorted(maps.Keys(start))); err != nil {
 			return fmt.Errorf("initialising partitions of %s: %w", topic, err)
 		}
@@ -71,7 +58,7 @@ func (s partitions) Init(ctx context.Context, topic string, start map[int32]int6
 				ON CONFLICT (topic, partition) DO UPDATE SET epoch = t.epoch + 1, owner = '', next_offset = EXCLUDED.next_offset,
 					source_pos = '\x', watermark = EXCLUDED.watermark, last_closed = EXCLUDED.last_closed,
 					snapshot_position = EXCLUDED.snapshot_position, updated_at = now()`,
-				s.table("kafka_partitions")), topic, p, off, watermark, lastClosed.Start(), snapshot); err != nil {
+				s.db.Table("kafka_partitions")), topic, p, off, watermark, lastClosed.Start(), snapshot); err != nil {
 				return fmt.Errorf("initialising partition %s/%d: %w", topic, p, err)
 			}
 		}
@@ -82,30 +69,20 @@ func (s partitions) Init(ctx context.Context, topic string, start map[int32]int6
 // Snapshots returns the first snapshot's position each stored partition of
 // topic was started from.
 func (s partitions) Snapshots(ctx context.Context, topic string) (map[int32]string, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT partition, snapshot_position FROM %s WHERE topic = $1`, s.table("kafka_partitions")), topic)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT partition, snapshot_position FROM %s WHERE topic = $1`, s.db.Table("kafka_partitions")), topic)
 	if err != nil {
 		return nil, fmt.Errorf("reading partitions of %s: %w", topic, err)
 	}
-	defer rows.Close()
 	out := map[int32]string{}
-	for rows.Next() {
-		var p int32
-		var pos string
-		if err := rows.Scan(&p, &pos); err != nil {
-			return nil, fmt.Errorf("reading partitions of %s: %w", topic, err)
-		}
+	var p int32
+	var pos string
+	if _, err := pgx.ForEachRow(rows, []any{&p, &pos}, func() error {
 		out[p] = pos
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading partitions of %s: %w", topic, err)
 	}
-	return out, rows.Err()
-}
-
-// All returns every stored partition of the topics.
-func (s partitions) All(ctx context.Context, topics []string) ([]Partition, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE topic = ANY($1) ORDER BY topic, partition`, partitionCols, s.table("kafka_partitions")), topics)
-	if err != nil {
-		return nil, fmt.Errorf("reading partitions: %w", err)
-	}
-	return scanPartitions(rows)
+	return out, nil
 }
 
 // Claim makes owner the writer of the partitions, fencing the previous
@@ -118,18 +95,19 @@ func (s partitions) Claim(ctx context.Context, owner string, parts map[string][]
 		out = out[:0]
 		for topic, ps := range parts {
 			for _, p := range slices.Sorted(slices.Values(ps)) {
-				rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, owner = $3, updated_at = now()
-					WHERE topic = $1 AND partition = $2 RETURNING %s`, s.table("kafka_partitions"), partitionCols), topic, p, owner)
-				if err != nil {
-					return fmt.Errorf("claiming %s/%d: %w", topic, p, err)
-				}
-				got, err := scanPartitions(rows)
-				if err != nil {
-					return fmt.Errorf("claiming %s/%d: %w", topic, p, err)
-				}
-				if len(got) == 1 {
-					out = append(out, got[0])
+				var got Partition
+				var lc time.Time
+				err := tx.QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, owner = $3, updated_at = now()
+					WHERE topic = $1 AND partition = $2 RETURNING topic, partition, epoch, owner, next_offset, source_pos, watermark, last_closed`,
+					s.db.Table("kafka_partitions")), topic, p, owner).
+					Scan(&got.Topic, &got.Partition, &got.Epoch, &got.Owner, &got.NextOffset, &got.SourcePos, &got.Watermark, &lc)
+				if err == nil {
+					got.LastClosed = window.MinuteOf(lc)
+					out = append(out, got)
 					continue
+				}
+				if !errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("claiming %s/%d: %w", topic, p, err)
 				}
 				if missing == nil {
 					return fmt.Errorf("partition %s/%d is not initialised in the sink (start riskwatch capture first)", topic, p)
@@ -137,7 +115,7 @@ func (s partitions) Claim(ctx context.Context, owner string, parts map[string][]
 				np := missing(topic, p)
 				np.Topic, np.Partition, np.Epoch, np.Owner = topic, p, 1, owner
 				if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (topic, partition, epoch, owner, next_offset, watermark, last_closed)
-					VALUES ($1, $2, $3, $4, $5, $6, $7)`, s.table("kafka_partitions")),
+					VALUES ($1, $2, $3, $4, $5, $6, $7)`, s.db.Table("kafka_partitions")),
 					topic, p, np.Epoch, owner, np.NextOffset, np.Watermark, np.LastClosed.Start()); err != nil {
 					return fmt.Errorf("creating partition %s/%d: %w", topic, p, err)
 				}
@@ -147,7 +125,7 @@ func (s partitions) Claim(ctx context.Context, owner string, parts map[string][]
 		// Rankings of members that own nothing any more would show their
 		// merchants twice next to the new owner's.
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE member <> $1 AND member NOT IN (SELECT owner FROM %s)`,
-			s.table("worker_rankings"), s.table("kafka_partitions")), owner); err != nil {
+			s.db.Table("worker_rankings"), s.db.Table("kafka_partitions")), owner); err != nil {
 			return fmt.Errorf("forgetting rankings of former members: %w", err)
 		}
 		return nil
@@ -155,11 +133,11 @@ func (s partitions) Claim(ctx context.Context, owner string, parts map[string][]
 	return out, err
 }
 
-// AppliedThrough is the oldest watermark over every partition of the
-// topics: all of the platform's data committed up to it is in the sink.
-func (s partitions) AppliedThrough(ctx context.Context, topics []string) (time.Time, error) {
+// AppliedThrough is the oldest watermark over every partition of the topics
+// in the sink db: all of the platform's data committed up to it is there.
+func AppliedThrough(ctx context.Context, db *store.DB, topics []string) (time.Time, error) {
 	var t *time.Time
-	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT min(watermark) FROM %s WHERE topic = ANY($1)`, s.table("kafka_partitions")), topics).Scan(&t); err != nil {
+	if err := db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT min(watermark) FROM %s WHERE topic = ANY($1)`, db.Table("kafka_partitions")), topics).Scan(&t); err != nil {
 		return time.Time{}, fmt.Errorf("reading partitions' watermarks: %w", err)
 	}
 	if t == nil {
@@ -175,7 +153,7 @@ func (s partitions) SaveRanking(ctx context.Context, member string, asOf window.
 		return fmt.Errorf("encoding ranking: %w", err)
 	}
 	_, err = s.db.Pool().Exec(ctx, fmt.Sprintf(`INSERT INTO %s (member, as_of, body) VALUES ($1, $2, $3)
-		ON CONFLICT (member) DO UPDATE SET as_of = EXCLUDED.as_of, body = EXCLUDED.body, updated_at = now()`, s.table("worker_rankings")),
+		ON CONFLICT (member) DO UPDATE SET as_of = EXCLUDED.as_of, body = EXCLUDED.body, updated_at = now()`, s.db.Table("worker_rankings")),
 		member, asOf.Start(), b)
 	if err != nil {
 		return fmt.Errorf("storing ranking: %w", err)
@@ -186,21 +164,20 @@ func (s partitions) SaveRanking(ctx context.Context, member string, asOf window.
 // Rankings returns, as raw JSON per member, the rankings workers stored
 // since the given time (older ones belong to members that stopped).
 func (s partitions) Rankings(ctx context.Context, since time.Time) (map[string][]byte, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT member, body FROM %s WHERE updated_at >= $1`, s.table("worker_rankings")), since)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT member, body FROM %s WHERE updated_at >= $1`, s.db.Table("worker_rankings")), since)
 	if err != nil {
 		return nil, fmt.Errorf("reading rankings: %w", err)
 	}
-	defer rows.Close()
 	out := map[string][]byte{}
-	for rows.Next() {
-		var m string
-		var b []byte
-		if err := rows.Scan(&m, &b); err != nil {
-			return nil, fmt.Errorf("reading rankings: %w", err)
-		}
+	var m string
+	var b []byte
+	if _, err := pgx.ForEachRow(rows, []any{&m, &b}, func() error {
 		out[m] = b
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading rankings: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // partitionsAt is a worker's position after a batch: its partitions'
@@ -242,16 +219,4 @@ func (ps partitionsAt) QueueClosed(qb *pgx.Batch, db *store.DB, last window.Minu
 			WHERE topic = $1 AND partition = $2 AND epoch = $3`, db.Table("kafka_partitions")),
 			p.Topic, p.Partition, p.Epoch, last.Start()).Exec(fenced(p))
 	}
-}
-
-// AppliedThrough is the oldest watermark over every partition of the topics
-// in the sink db: all of the platform's data committed up to it is there.
-func AppliedThrough(ctx context.Context, db *store.DB, topics []string) (time.Time, error) {
-	return partitions{db}.AppliedThrough(ctx, topics)
-}
-
-// InitPartitions starts the partitions of topic afresh, as capture does
-// after a first snapshot at position snapshot.
-func InitPartitions(ctx context.Context, db *store.DB, topic string, start map[int32]int64, watermark time.Time, lastClosed window.Minute, snapshot string) error {
-	return partitions{db}.Init(ctx, topic, start, watermark, lastClosed, snapshot)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riskwatch/riskwatch/internal/source"
@@ -105,8 +106,7 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 		p.c.m.records.Add(float64(len(p.recs)))
 		p.c.m.publish.Observe(p.c.now().Sub(started).Seconds())
 	}
-	last := batch[len(batch)-1]
-	p.acked = last.End.(source.LSN)
+	p.acked = batch[len(batch)-1].End.(source.LSN)
 	for _, txn := range batch {
 		p.progressUS = max(p.progressUS, txn.CommitUS)
 	}
@@ -156,20 +156,17 @@ type captureMetrics struct {
 }
 
 func newCaptureMetrics(reg prometheus.Registerer) *captureMetrics {
-	m := &captureMetrics{
-		records: prometheus.NewCounter(prometheus.CounterOpts{
+	f := promauto.With(reg)
+	return &captureMetrics{
+		records: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_capture_records_total", Help: "Rows published to Kafka (at least once).",
 		}),
-		watermarks: prometheus.NewCounter(prometheus.CounterOpts{
+		watermarks: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_capture_watermarks_total", Help: "Rounds of watermark records written to every partition.",
 		}),
-		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+		publish: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "riskwatch_capture_publish_seconds", Help: "Time for Kafka to acknowledge a batch of records.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.records, m.watermarks, m.publish)
-	}
-	return m
 }

@@ -3,7 +3,6 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -25,11 +24,7 @@ type Watermark struct {
 
 // EncodeWatermark returns the value and headers of a watermark record.
 func EncodeWatermark(w Watermark) (value []byte, headers []kgo.RecordHeader) {
-	value = append([]byte(`{"commit_us":`), strconv.FormatInt(w.CommitUS, 10)...)
-	value = append(value, `,"lsn":`...)
-	value = strconv.AppendUint(value, w.LSN, 10)
-	value = append(value, '}')
-	return value, []kgo.RecordHeader{{Key: HeaderType, Value: []byte(typeWatermark)}}
+	return fmt.Appendf(nil, `{"commit_us":%d,"lsn":%d}`, w.CommitUS, w.LSN), []kgo.RecordHeader{{Key: HeaderType, Value: []byte(typeWatermark)}}
 }
 
 // IsWatermark reports whether a record with these headers is a watermark.

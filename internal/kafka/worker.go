@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -115,7 +116,7 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 		log: opts.Logger.With("member", opts.Member), now: opts.Now, mapping: mapping, topics: opts.Config.KafkaTopics(),
 		km: newWorkerMetrics(opts.Registry), status: &engine.StatusBoard{}, tables: map[[2]string]*event.JSONTable{}}
 	w.m = engine.NewMetrics(opts.Registry, w.status)
-	w.stall = engine.NewStallWatch(opts.Config, "worker:"+opts.Member, w.alerts, opts.OnAlerts, w.log, w.m)
+	w.stall = engine.NewStallWatch(opts.Config, "worker:"+opts.Member, w.alerts, opts.OnAlerts, w.log, w.m, w.status)
 	w.status.SetLag(func(st *engine.Status) {
 		if !st.Progress.IsZero() {
 			st.LagSeconds = max(0, w.now().Sub(st.Progress).Seconds())
@@ -334,7 +335,6 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 	w.parts = map[topicPartition]*partState{}
 	w.owned = map[int32]bool{}
 	w.closedAt = map[int32]window.Minute{}
-	offsets := map[string]map[int32]kgo.EpochOffset{}
 	count := map[int32]int{}
 	last := window.Minute(0)
 	for i, p := range parts {
@@ -343,11 +343,9 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 			return fmt.Errorf("partition %s/%d: %w", p.Topic, p.Partition, err)
 		}
 		w.parts[topicPartition{p.Topic, p.Partition}] = ps
-		if offsets[p.Topic] == nil {
-			offsets[p.Topic] = map[int32]kgo.EpochOffset{}
-		}
-		offsets[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: -1, Offset: p.NextOffset}
+		// A partition number is owned once this worker has it in every topic.
 		count[p.Partition]++
+		w.owned[p.Partition] = count[p.Partition] == len(w.topics)
 		if c, ok := w.closedAt[p.Partition]; !ok || p.LastClosed < c {
 			w.closedAt[p.Partition] = p.LastClosed
 		}
@@ -355,12 +353,7 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 			last = p.LastClosed
 		}
 	}
-	for p, n := range count {
-		if n == len(w.topics) {
-			w.owned[p] = true
-		}
-	}
-	cl.SetOffsets(offsets)
+	cl.SetOffsets(w.offsets())
 	open, err := w.alerts.OpenAlerts(ctx)
 	if err != nil {
 		return err
@@ -488,18 +481,13 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 	w.core.Add(&w.out, ch.Source.TsUS, at)
 }
 
-// opName is the operation's name as riskwatch_ignored_changes_total has it
-// for a single node.
+// opNames are the operations' names as riskwatch_ignored_changes_total
+// has them for a single node.
+var opNames = map[string]string{"u": "update", "d": "delete", "t": "truncate", "m": "message"}
+
 func opName(op string) string {
-	switch op {
-	case "u":
-		return "update"
-	case "d":
-		return "delete"
-	case "t":
-		return "truncate"
-	case "m":
-		return "message"
+	if name, ok := opNames[op]; ok {
+		return name
 	}
 	return op
 }
@@ -518,7 +506,6 @@ func (w *Worker) deadLetter(r *kgo.Record, detail string) {
 // for idle_after stops holding the others back.
 func (w *Worker) progressUS() int64 {
 	var lo, hi int64
-	first := true
 	idleAll := true
 	now := w.now()
 	for _, ps := range w.parts {
@@ -535,10 +522,10 @@ func (w *Worker) progressUS() int64 {
 				ps.idleSince = time.Time{}
 			}
 		}
-		idleAll = false
-		if first || ps.wmUS < lo {
-			lo, first = ps.wmUS, false
+		if idleAll || ps.wmUS < lo {
+			lo = ps.wmUS
 		}
+		idleAll = false
 	}
 	if idleAll {
 		return hi
@@ -589,7 +576,7 @@ func (w *Worker) flush(ctx context.Context) error {
 // partition of the platform has passed the end of their baseline (the
 // platform-wide rate reads every worker's totals); until then it waits.
 func (w *Worker) canClose(ctx context.Context, last window.Minute) (bool, error) {
-	through, err := w.fence.AppliedThrough(ctx, w.topics)
+	through, err := AppliedThrough(ctx, w.fence.db, w.topics)
 	if err != nil {
 		return false, err
 	}
@@ -640,15 +627,12 @@ type workerMetrics struct {
 }
 
 func newWorkerMetrics(reg prometheus.Registerer) *workerMetrics {
-	m := &workerMetrics{
-		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_ignored_changes_total",
+	f := promauto.With(reg)
+	return &workerMetrics{
+		ignored: f.NewCounterVec(prometheus.CounterOpts{Name: "riskwatch_ignored_changes_total",
 			Help: "Source changes that are not events (SPEC §2: updates, deletes, truncates), by table and operation."}, []string{"table", "op"}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_duplicates_total", Help: "Records at or before the partition's applied source position (redelivered by capture) and skipped."}),
-		platformWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_platform_waits_total",
+		duplicates: f.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_duplicates_total", Help: "Records at or before the partition's applied source position (redelivered by capture) and skipped."}),
+		platformWaits: f.NewCounter(prometheus.CounterOpts{Name: "riskwatch_worker_platform_waits_total",
 			Help: "Times closing waited for another partition to pass the end of the platform baseline."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.ignored, m.duplicates, m.platformWaits)
-	}
-	return m
 }

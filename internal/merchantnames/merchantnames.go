@@ -105,18 +105,7 @@ func (s *Sync) Run(ctx context.Context) error {
 // Once reads the whole source table and writes the new and renamed
 // merchants to the sink, returning how many it wrote.
 func (s *Sync) Once(ctx context.Context, pool *pgxpool.Pool) (int, error) {
-	seen := make(map[int64]string, len(s.known))
-	changed, maxID, err := s.read(ctx, pool, "", nil, seen)
-	if err != nil {
-		return 0, err
-	}
-	if err := s.write(ctx, changed); err != nil {
-		return 0, err
-	}
-	// Merchants deleted at the source keep their last name in the sink:
-	// their history and alerts still need a label.
-	s.known, s.maxID = seen, maxID
-	return len(changed), nil
+	return s.sync(ctx, pool, "")
 }
 
 // Newer reads only the merchants with an id above the highest known (after
@@ -127,48 +116,50 @@ func (s *Sync) Newer(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	}
 	// The comparison is on the column itself, not its bigint cast, so that
 	// the primary key's index serves it.
-	where := fmt.Sprintf(" WHERE %s > $1", pgx.Identifier{s.opts.ID}.Sanitize())
-	seen := make(map[int64]string)
-	changed, maxID, err := s.read(ctx, pool, where, []any{s.maxID}, seen)
-	if err != nil {
-		return 0, err
-	}
-	if err := s.write(ctx, changed); err != nil {
-		return 0, err
-	}
-	maps.Copy(s.known, seen)
-	s.maxID = max(s.maxID, maxID)
-	return len(changed), nil
+	return s.sync(ctx, pool, fmt.Sprintf(" WHERE %s > $1", pgx.Identifier{s.opts.ID}.Sanitize()), s.maxID)
 }
 
-// read adds the rows matching where to seen and returns those that differ
-// from what is known, and the highest id read.
-func (s *Sync) read(ctx context.Context, pool *pgxpool.Pool, where string, args []any, seen map[int64]string) ([]dashboard.Merchant, int64, error) {
+// sync reads the rows matching where (every row when where is empty),
+// writes those that differ from what is known to the sink, and returns how
+// many it wrote.
+func (s *Sync) sync(ctx context.Context, pool *pgxpool.Pool, where string, args ...any) (int, error) {
 	o := s.opts
 	q := fmt.Sprintf("SELECT %s::bigint, coalesce(%s::text, '') FROM %s",
 		pgx.Identifier{o.ID}.Sanitize(), pgx.Identifier{o.Name}.Sanitize(), pgx.Identifier{o.Schema, o.Table}.Sanitize()) + where
 	rows, err := pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
+		return 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
 	}
-	defer rows.Close()
+	full := where == ""
+	seen := make(map[int64]string)
+	if full {
+		seen = make(map[int64]string, len(s.known))
+	}
 	var changed []dashboard.Merchant
 	var maxID int64
-	for rows.Next() {
-		var m dashboard.Merchant
-		if err := rows.Scan(&m.ID, &m.Name); err != nil {
-			return nil, 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
-		}
+	var m dashboard.Merchant
+	if _, err := pgx.ForEachRow(rows, []any{&m.ID, &m.Name}, func() error {
 		if old, ok := s.known[m.ID]; !ok || old != m.Name {
 			changed = append(changed, m)
 		}
 		seen[m.ID] = m.Name
 		maxID = max(maxID, m.ID)
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
+	if err := s.write(ctx, changed); err != nil {
+		return 0, err
 	}
-	return changed, maxID, nil
+	if full {
+		// Merchants deleted at the source keep their last name in the sink:
+		// their history and alerts still need a label.
+		s.known, s.maxID = seen, maxID
+	} else {
+		maps.Copy(s.known, seen)
+		s.maxID = max(s.maxID, maxID)
+	}
+	return len(changed), nil
 }
 
 func (s *Sync) write(ctx context.Context, changed []dashboard.Merchant) error {

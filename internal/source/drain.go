@@ -15,15 +15,6 @@ import (
 // wait is normally a few milliseconds.
 const confirmWait = 2 * time.Second
 
-// deliver reads the slot the configured way: Drain with minute delivery,
-// Stream otherwise.
-func (s *Source) deliver(ctx context.Context, so StreamOptions) error {
-	if s.opts.Minute {
-		return s.Drain(ctx, so)
-	}
-	return s.Stream(ctx, so)
-}
-
 // Drain delivers what Stream delivers, in the same order, but holds no
 // replication connection between minutes. Just after every minute's end +
 // grace it commits a heartbeat (which closes that minute, as the streamed

@@ -8,7 +8,6 @@ import (
 	"math"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -52,9 +51,6 @@ func (snap *Snapshot) Position() string { return snap.LSN.String() }
 // Time is the source's clock at the snapshot.
 func (snap *Snapshot) Time() time.Time { return snap.at }
 
-// Days are Chunks.
-func (snap *Snapshot) Days(loc *time.Location) []Chunk { return snap.Chunks(loc) }
-
 // Width is two chunks at once, each on its own connection to the snapshot,
 // when the range is split.
 func (snap *Snapshot) Width() int {
@@ -78,8 +74,7 @@ func (snap *Snapshot) Aggregate(ctx context.Context, chunks []Chunk, w io.Writer
 		}
 		snaps = append(snaps, snap.fork)
 	}
-	_, err := CopyChunks(ctx, snaps, chunks, w, func(Chunk) { done() })
-	return err
+	return copyChunks(ctx, snaps, chunks, w, done)
 }
 
 // Resumable reports whether the slot exists: a stream can resume from a
@@ -208,13 +203,12 @@ func (snap *Snapshot) closeFork(ctx context.Context) {
 	}
 }
 
-// CopyChunks aggregates chunks on the snapshots side by side, one chunk per
+// copyChunks aggregates chunks on the snapshots side by side, one chunk per
 // snapshot at a time, and writes their rows to w whole and never
 // interleaved, so w sees one valid COPY stream. done is called as each
 // chunk finishes.
-func CopyChunks(ctx context.Context, snaps []*Snapshot, chunks []Chunk, w io.Writer, done func(Chunk)) (int64, error) {
+func copyChunks(ctx context.Context, snaps []*Snapshot, chunks []Chunk, w io.Writer, done func()) error {
 	var mu sync.Mutex
-	var rows atomic.Int64
 	next := make(chan Chunk)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -232,21 +226,19 @@ func CopyChunks(ctx context.Context, snaps []*Snapshot, chunks []Chunk, w io.Wri
 		g.Go(func() error {
 			lw := &lineWriter{mu: &mu, w: w}
 			for c := range next {
-				n, err := snap.CopyMinutes(gctx, c, lw)
+				_, err := snap.CopyMinutes(gctx, c, lw)
 				if err == nil {
 					err = lw.flush(true)
 				}
 				if err != nil {
 					return err
 				}
-				rows.Add(n)
-				done(c)
+				done()
 			}
 			return nil
 		})
 	}
-	err := g.Wait()
-	return rows.Load(), err
+	return g.Wait()
 }
 
 // lineWriter buffers one producer's rows and hands them to the shared writer
@@ -284,12 +276,12 @@ func (l *lineWriter) flush(last bool) error {
 	return err
 }
 
-// Chunks splits the snapshot's valid time range into business days of loc
+// Days splits the snapshot's valid time range into business days of loc
 // when every mapped table has an index leading with its time column, so that
 // progress and ETA can be shown and each chunk holds whole hours and days of
 // the rollups; without such an index each chunk would rescan the table, so
 // the whole range is one query.
-func (snap *Snapshot) Chunks(loc *time.Location) []Chunk {
+func (snap *Snapshot) Days(loc *time.Location) []Chunk {
 	from := snap.at.Add(-snap.mapping.Limits().Retention)
 	to := snap.chunkEnd()
 	if !snap.indexed {
@@ -387,12 +379,8 @@ func (snap *Snapshot) CopyMinutes(ctx context.Context, c Chunk, w io.Writer) (in
 		if sp.Kind == event.Cancel {
 			counts = "0, 0::bigint, 1, " + a + "::bigint"
 		}
-		where := []string{snap.valid("", sp), t + " >= " + quoteTime(c.From), t + " < " + quoteTime(c.To)}
-		if f := filterSQL("", sp); f != "" {
-			where = append(where, f)
-		}
-		parts = append(parts, fmt.Sprintf("SELECT %s::bigint, date_trunc('minute', %s), %s FROM ONLY %s WHERE %s",
-			m, t, counts, tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND ")))
+		parts = append(parts, fmt.Sprintf("SELECT %s::bigint, date_trunc('minute', %s), %s FROM ONLY %s WHERE %s", m, t, counts,
+			tableIdent(sp.Schema, sp.Table), where("", sp, snap.valid("", sp), t+" >= "+quoteTime(c.From), t+" < "+quoteTime(c.To))))
 	}
 	q := fmt.Sprintf(`COPY (SELECT m, minute, sum(a), sum(aa), sum(c), sum(ca)
 		FROM (%s) AS u(m, minute, a, aa, c, ca) GROUP BY 1, 2) TO STDOUT`, strings.Join(parts, " UNION ALL "))
@@ -415,40 +403,34 @@ func (snap *Snapshot) Leftovers(ctx context.Context, overflow []window.Key, each
 	lim := snap.mapping.Limits()
 	oldest := quoteTime(snap.at.Add(-lim.Retention))
 	end := quoteTime(snap.chunkEnd())
+	merchants, minutes := make([]int64, len(overflow)), make([]time.Time, len(overflow))
+	for i, k := range overflow {
+		merchants[i], minutes[i] = k.Merchant, k.Minute.Start()
+	}
 	for _, sp := range snap.mapping.Specs() {
 		t := col("x", sp.Time)
-		where := []string{fmt.Sprintf("(%s AND %[2]s::timestamptz < %[4]s) IS NOT TRUE AND (%[2]s IS NULL OR NOT isfinite(%[2]s) OR %[2]s::timestamptz >= %[3]s)",
-			snap.valid("x", sp), t, oldest, end)}
-		if f := filterSQL("x", sp); f != "" {
-			where = append(where, f)
-		}
-		q := fmt.Sprintf("SELECT x.* FROM ONLY %s AS x WHERE %s", tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND "))
-		if err := snap.mapRows(ctx, sp, q, nil, each); err != nil {
+		if err := snap.mapRows(ctx, sp, nil, each,
+			fmt.Sprintf("(%s AND %[2]s::timestamptz < %[4]s) IS NOT TRUE AND (%[2]s IS NULL OR NOT isfinite(%[2]s) OR %[2]s::timestamptz >= %[3]s)",
+				snap.valid("x", sp), t, oldest, end)); err != nil {
 			return err
 		}
 		if len(overflow) == 0 {
 			continue
 		}
-		merchants, minutes := make([]int64, len(overflow)), make([]time.Time, len(overflow))
-		for i, k := range overflow {
-			merchants[i], minutes[i] = k.Merchant, k.Minute.Start()
-		}
-		where = []string{snap.valid("x", sp), fmt.Sprintf("(%s::bigint, date_trunc('minute', %s)) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))",
-			col("x", sp.Merchant), timeCol("x", sp.Time))}
-		if f := filterSQL("x", sp); f != "" {
-			where = append(where, f)
-		}
-		q = fmt.Sprintf("SELECT x.* FROM ONLY %s AS x WHERE %s", tableIdent(sp.Schema, sp.Table), strings.Join(where, " AND "))
-		if err := snap.mapRows(ctx, sp, q, []any{merchants, minutes}, each); err != nil {
+		if err := snap.mapRows(ctx, sp, []any{merchants, minutes}, each, snap.valid("x", sp),
+			fmt.Sprintf("(%s::bigint, date_trunc('minute', %s)) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))",
+				col("x", sp.Merchant), timeCol("x", sp.Time))); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mapRows runs query, whose rows are whole rows of sp's table, in binary
-// format as pgoutput sends them, and maps them as the stream does.
-func (snap *Snapshot) mapRows(ctx context.Context, sp event.Spec, query string, args []any, each func(*event.Output) error) error {
+// mapRows reads the whole rows of sp's table (as x) that match conds and
+// the spec's filter, in binary format as pgoutput sends them, and maps them
+// as the stream does.
+func (snap *Snapshot) mapRows(ctx context.Context, sp event.Spec, args []any, each func(*event.Output) error, conds ...string) error {
+	query := fmt.Sprintf("SELECT x.* FROM ONLY %s AS x WHERE %s", tableIdent(sp.Schema, sp.Table), where("x", sp, conds...))
 	rows, err := snap.tx.Query(ctx, query, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
 	if err != nil {
 		return fmt.Errorf("reading rows of %s the aggregation left out: %w", sp.QualifiedTable(), err)
@@ -502,15 +484,16 @@ func col(alias, name string) string {
 // because the snapshot transaction runs with TimeZone UTC.
 func timeCol(alias, name string) string { return "(" + col(alias, name) + ")::timestamptz" }
 
-func filterSQL(alias string, sp event.Spec) string {
-	if sp.FilterColumn == "" {
-		return ""
+// where joins conds, and the spec's filter when it has one, with AND.
+func where(alias string, sp event.Spec, conds ...string) string {
+	if sp.FilterColumn != "" {
+		vals := make([]string, len(sp.FilterIn))
+		for i, v := range sp.FilterIn {
+			vals[i] = quoteLiteral(v)
+		}
+		conds = append(conds, fmt.Sprintf("%s::text IN (%s)", col(alias, sp.FilterColumn), strings.Join(vals, ", ")))
 	}
-	vals := make([]string, len(sp.FilterIn))
-	for i, v := range sp.FilterIn {
-		vals[i] = quoteLiteral(v)
-	}
-	return fmt.Sprintf("%s::text IN (%s)", col(alias, sp.FilterColumn), strings.Join(vals, ", "))
+	return strings.Join(conds, " AND ")
 }
 
 // quoteLiteral quotes a string literal for a session with

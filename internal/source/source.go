@@ -242,27 +242,18 @@ func (s *Source) Slot(ctx context.Context) (*SlotInfo, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var si SlotInfo
-	var restart, confirmed, current string
 	err = conn.QueryRow(ctx, `
 		SELECT slot_name, coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
 		       coalesce(restart_lsn, '0/0')::text, coalesce(confirmed_flush_lsn, '0/0')::text,
 		       pg_current_wal_lsn()::text,
 		       coalesce(pg_current_wal_lsn() - restart_lsn, 0)::bigint, coalesce(wal_status, '')
 		FROM pg_replication_slots WHERE slot_name = $1`, s.opts.Slot).
-		Scan(&si.Name, &si.Plugin, &si.Database, &si.Active, &si.ActivePID, &restart, &confirmed, &current, &si.RetainedBytes, &si.WALStatus)
+		Scan(&si.Name, &si.Plugin, &si.Database, &si.Active, &si.ActivePID, &si.RestartLSN, &si.ConfirmedFlushLSN, &si.CurrentWALLSN, &si.RetainedBytes, &si.WALStatus)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading slot %s: %w", s.opts.Slot, err)
-	}
-	for _, p := range []struct {
-		s   string
-		dst *LSN
-	}{{restart, &si.RestartLSN}, {confirmed, &si.ConfirmedFlushLSN}, {current, &si.CurrentWALLSN}} {
-		if *p.dst, err = pglogrepl.ParseLSN(p.s); err != nil {
-			return nil, fmt.Errorf("parsing lsn %q: %w", p.s, err)
-		}
 	}
 	return &si, nil
 }
@@ -388,14 +379,15 @@ func (s *Source) Deliver(ctx context.Context, start string, durable func() strin
 	if err != nil {
 		return err
 	}
-	return s.deliver(ctx, StreamOptions{Start: from, Out: out, OnStreaming: live, Flushed: func() LSN {
-		lsn, err := ParseLSN(durable())
-		if err != nil {
-			// durable() only ever holds positions this source wrote.
-			return 0
-		}
+	so := StreamOptions{Start: from, Out: out, OnStreaming: live, Flushed: func() LSN {
+		// durable() only ever holds positions this source wrote.
+		lsn, _ := ParseLSN(durable())
 		return lsn
-	}})
+	}}
+	if s.opts.Minute {
+		return s.Drain(ctx, so)
+	}
+	return s.Stream(ctx, so)
 }
 
 // ParseLSN reads a position this source wrote ("" is none).

@@ -168,7 +168,7 @@ func TestSnapshotChunksAndDeadLetters(t *testing.T) {
 	var minutes, dead strings.Builder
 	var chunks []Chunk
 	err := s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
-		chunks = snap.Chunks(time.UTC)
+		chunks = snap.Days(time.UTC)
 		// Committed after the consistent point: invisible here.
 		if err := cluster.Exec(ctx, dbOf(dsn), `INSERT INTO payments VALUES (10, 6, 1, 'a', now())`); err != nil {
 			return err
@@ -222,7 +222,7 @@ func TestSnapshotChunksAndDeadLetters(t *testing.T) {
 	}
 	var serial, side strings.Builder
 	err = s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
-		chunks = snap.Chunks(seoul)
+		chunks = snap.Days(seoul)
 		for _, c := range chunks {
 			if _, err := snap.CopyMinutes(ctx, c, &serial); err != nil {
 				return err

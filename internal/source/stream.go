@@ -53,8 +53,6 @@ type ServerState struct {
 	// server's time now is about ServerTime plus the time since HeardAt,
 	// which keeps lag growing while nothing arrives.
 	HeardAt time.Time
-	// Received is the end of the newest commit received.
-	Received LSN
 }
 
 // Tracker shares the stream's position with the rest of the engine.
@@ -62,7 +60,6 @@ type Tracker struct {
 	serverWALEnd atomic.Uint64
 	serverTimeUS atomic.Int64
 	heardAtUS    atomic.Int64 // engine clock when serverTimeUS was heard
-	received     atomic.Uint64
 	lastTxn      atomic.Int64 // engine clock, Unix microseconds
 }
 
@@ -72,7 +69,6 @@ func (t *Tracker) Server() ServerState {
 		ServerWALEnd: LSN(t.serverWALEnd.Load()),
 		ServerTime:   time.UnixMicro(t.serverTimeUS.Load()),
 		HeardAt:      time.UnixMicro(t.heardAtUS.Load()),
-		Received:     LSN(t.received.Load()),
 	}
 }
 
@@ -112,11 +108,15 @@ type StreamOptions struct {
 // Stream replicates from the slot until ctx is done or the connection fails.
 func (s *Source) Stream(ctx context.Context, so StreamOptions) error {
 	st := s.newStreamState(so)
-	conn, err := st.start(ctx, so.Start)
+	conn, err := s.connectReplication(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// The server skips transactions that ended at or before so.Start.
+	if err := st.startOn(ctx, conn, so.Start); err != nil {
+		return err
+	}
 	s.log.Info("streaming", "slot", s.opts.Slot, "from", so.Start.String())
 	if so.OnStreaming != nil {
 		so.OnStreaming()
@@ -131,20 +131,7 @@ func (s *Source) newStreamState(so StreamOptions) *streamState {
 	return &streamState{src: s, so: so, received: so.Start}
 }
 
-// start opens a replication connection and starts decoding the slot from
-// from (the server skips transactions that ended at or before it).
-func (st *streamState) start(ctx context.Context, from LSN) (*pgconn.PgConn, error) {
-	conn, err := st.src.connectReplication(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.startOn(ctx, conn, from); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return conn, nil
-}
-
+// startOn starts decoding the slot on conn from from.
 func (st *streamState) startOn(ctx context.Context, conn *pgconn.PgConn, from LSN) error {
 	s := st.src
 	err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, from, pglogrepl.StartReplicationOptions{
@@ -221,7 +208,6 @@ type streamState struct {
 	so       StreamOptions
 	rels     map[uint32]*relState
 	cur      *Txn
-	curLSN   LSN // commit LSN announced by Begin
 	row      []event.Value
 	received LSN
 	// reached is how far the server has decoded in this session, as far as
@@ -283,7 +269,7 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 	m := st.src.opts.Metrics
 	switch b[0] {
 	case 'B':
-		st.curLSN = LSN(d.u64("begin final lsn"))
+		d.u64("begin final lsn")
 		ts := int64(d.u64("begin timestamp"))
 		d.u32("begin xid")
 		if d.err != nil {
@@ -316,7 +302,6 @@ func (st *streamState) logical(ctx context.Context, b []byte) error {
 		txn.ReceivedAt = st.src.now()
 		st.received = end
 		st.reached = max(st.reached, end)
-		st.so.Tracker.received.Store(uint64(end))
 		st.so.Tracker.lastTxn.Store(txn.ReceivedAt.UnixMicro())
 		if end <= st.so.Start {
 			// Already in the sink: the server resends from the slot's

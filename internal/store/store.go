@@ -44,9 +44,6 @@ func Open(ctx context.Context, dsn, schema string, loc *time.Location) (*DB, err
 // Close closes the pool.
 func (d *DB) Close() { d.pool.Close() }
 
-// Ping checks the sink is reachable.
-func (d *DB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
-
 // Pool is the connection pool.
 func (d *DB) Pool() *pgxpool.Pool { return d.pool }
 

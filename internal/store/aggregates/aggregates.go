@@ -28,8 +28,6 @@ type Store struct {
 // New returns the aggregates of the sink db.
 func New(db *store.DB) *Store { return &Store{db: db, cal: db.Calendar()} }
 
-func (s *Store) table(name string) string { return s.db.Table(name) }
-
 // Position is where the input stands after a batch: a single node's
 // checkpoint, or a Kafka worker's partition offsets. It is written by the
 // transaction that applies what it covers, and refuses it when another
@@ -83,83 +81,74 @@ type rollupKey struct {
 	at       time.Time
 }
 
-// queueDeltas queues the three upserts. Each statement needs unique keys
-// (ON CONFLICT cannot touch a row twice), so hours and days are summed here;
-// errSumOverflow when such a sum would pass int64.
+// queueDeltas queues the four upserts. Each statement needs unique keys
+// (ON CONFLICT cannot touch a row twice), so hours, days and the platform's
+// minutes are summed here; errSumOverflow when such a sum would pass int64.
 func (s *Store) queueDeltas(qb *pgx.Batch, deltas []window.Delta) error {
 	if len(deltas) == 0 {
 		return nil
 	}
-	hours := make(map[rollupKey]window.Agg)
-	days := make(map[rollupKey]window.Agg)
-	var hourOrder, dayOrder []rollupKey
 	minuteCal := make(map[window.Minute][2]time.Time)
-	for _, d := range deltas {
-		hd, ok := minuteCal[d.Minute]
+	bucket := func(m window.Minute, i int) time.Time {
+		hd, ok := minuteCal[m]
 		if !ok {
-			hd = [2]time.Time{s.cal.Hour(d.Minute), s.cal.Day(d.Minute)}
-			minuteCal[d.Minute] = hd
+			hd = [2]time.Time{s.cal.Hour(m), s.cal.Day(m)}
+			minuteCal[m] = hd
 		}
-		for i, k := range []rollupKey{{d.Merchant, hd[0]}, {d.Merchant, hd[1]}} {
-			m, order := hours, &hourOrder
-			if i == 1 {
-				m, order = days, &dayOrder
-			}
-			a, seen := m[k]
-			if !seen {
-				*order = append(*order, k)
-			}
-			if !a.Add(d.Agg) {
-				return errSumOverflow
-			}
-			m[k] = a
-		}
+		return hd[i]
+	}
+	hours, hourOrder, hoursFit := sumBy(deltas, func(d window.Delta) rollupKey { return rollupKey{d.Merchant, bucket(d.Minute, 0)} })
+	days, dayOrder, daysFit := sumBy(deltas, func(d window.Delta) rollupKey { return rollupKey{d.Merchant, bucket(d.Minute, 1)} })
+	platform, minutes, platformFits := sumBy(deltas, func(d window.Delta) window.Minute { return d.Minute })
+	if !hoursFit || !daysFit || !platformFits {
+		return errSumOverflow
 	}
 	mcols := columns(len(deltas))
 	for _, d := range deltas {
 		mcols.add(d.Merchant, d.Minute.Start(), d.Agg)
 	}
-	qb.Queue(upsertSQL(s.table("minute_agg"), "minute", "timestamptz"), mcols.args()...)
-	hcols := columns(len(hourOrder))
-	for _, k := range hourOrder {
-		hcols.add(k.merchant, k.at, hours[k])
-	}
-	qb.Queue(upsertSQL(s.table("hour_agg"), "hour", "timestamptz"), hcols.args()...)
-	dcols := columns(len(dayOrder))
-	for _, k := range dayOrder {
-		dcols.add(k.merchant, k.at, days[k])
-	}
-	qb.Queue(upsertSQL(s.table("day_agg"), "day", "date"), dcols.args()...)
-	return s.queuePlatform(qb, deltas)
-}
-
-// queuePlatform adds the deltas' per-minute totals to platform_minute.
-func (s *Store) queuePlatform(qb *pgx.Batch, deltas []window.Delta) error {
-	sums := make(map[window.Minute]window.Agg)
-	var order []window.Minute
-	for _, d := range deltas {
-		a, seen := sums[d.Minute]
-		if !seen {
-			order = append(order, d.Minute)
+	qb.Queue(upsertSQL(s.db.Table("minute_agg"), "minute", "timestamptz"), mcols.args()...)
+	rollup := func(table, col, typ string, order []rollupKey, sums map[rollupKey]window.Agg) {
+		cols := columns(len(order))
+		for _, k := range order {
+			cols.add(k.merchant, k.at, sums[k])
 		}
-		if !a.Add(d.Agg) {
-			return errSumOverflow
-		}
-		sums[d.Minute] = a
+		qb.Queue(upsertSQL(s.db.Table(table), col, typ), cols.args()...)
 	}
+	rollup("hour_agg", "hour", "timestamptz", hourOrder, hours)
+	rollup("day_agg", "day", "date", dayOrder, days)
 	// Sorted keys make concurrent writers (none today) lock rows in one order.
-	slices.Sort(order)
-	cols := columns(len(order))
-	for _, m := range order {
-		cols.add(0, m.Start(), sums[m])
+	slices.Sort(minutes)
+	cols := columns(len(minutes))
+	for _, m := range minutes {
+		cols.add(0, m.Start(), platform[m])
 	}
 	qb.Queue(fmt.Sprintf(`INSERT INTO %s AS t (minute, approvals, approved_amount, cancels, canceled_amount)
 		SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
 		ON CONFLICT (minute) DO UPDATE SET approvals = t.approvals + EXCLUDED.approvals,
 			approved_amount = t.approved_amount + EXCLUDED.approved_amount,
-			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.table("platform_minute")),
+			cancels = t.cancels + EXCLUDED.cancels, canceled_amount = t.canceled_amount + EXCLUDED.canceled_amount`, s.db.Table("platform_minute")),
 		cols.at, cols.approvals, cols.approvedAmounts, cols.cancels, cols.canceledAmounts)
 	return nil
+}
+
+// sumBy sums the deltas by key, keys in the order first seen, and reports
+// whether every sum fit in int64.
+func sumBy[K comparable](deltas []window.Delta, key func(window.Delta) K) (map[K]window.Agg, []K, bool) {
+	sums := make(map[K]window.Agg)
+	var order []K
+	for _, d := range deltas {
+		k := key(d)
+		a, seen := sums[k]
+		if !seen {
+			order = append(order, k)
+		}
+		if !a.Add(d.Agg) {
+			return nil, nil, false
+		}
+		sums[k] = a
+	}
+	return sums, order, true
 }
 
 type aggColumns struct {
@@ -209,30 +198,28 @@ func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, origin string,
 		rows[i] = deadLetterRow(origin, d)
 	}
 	cols := []string{"origin", "source_table", "kind", "reason", "detail", "position", "commit_time", "row"}
+	copyRows := func(tx pgx.Tx, rows [][]any) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows(rows))
+		return err
+	}
 	// In a savepoint, so that a dead letter the sink still refuses cannot
 	// fail the transaction: the aggregates and the position go on, and
 	// that dead letter is recorded in reduced form instead.
-	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows(rows))
-		return err
-	})
-	if err == nil || ctx.Err() != nil {
-		if err != nil {
-			return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
-		}
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { return copyRows(sp, rows) })
+	if err == nil {
 		return nil
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("writing %d dead letters: %w", len(dls), err)
+	}
 	for i, d := range dls {
-		if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			_, err := sp.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows(rows[i:i+1]))
-			return err
-		}); err == nil {
-			continue
-		} else if ctx.Err() != nil {
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { return copyRows(sp, rows[i:i+1]) })
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
 			return fmt.Errorf("writing dead letter: %w", err)
-		} else {
-			reduced := deadLetterRow(origin, reduceDeadLetter(d, err))
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.db.SchemaName(), "dead_letters"}, cols, pgx.CopyFromRows([][]any{reduced})); err != nil {
+		default:
+			if err := copyRows(tx, [][]any{deadLetterRow(origin, reduceDeadLetter(d, err))}); err != nil {
 				return fmt.Errorf("writing a dead letter in reduced form: %w", err)
 			}
 		}
@@ -276,7 +263,7 @@ func reduceDeadLetter(d event.DeadLetter, refused error) event.DeadLetter {
 // minute and the time zone $1.
 func (s *Store) rollupSQL(table, bucket string) string {
 	return fmt.Sprintf(`INSERT INTO %s SELECT merchant_id, %s, sum(approvals), sum(approved_amount), sum(cancels), sum(canceled_amount)
-		FROM %s GROUP BY 1, 2`, s.table(table), bucket, s.table("minute_agg"))
+		FROM %s GROUP BY 1, 2`, s.db.Table(table), bucket, s.db.Table("minute_agg"))
 }
 
 // RebuildRollups recomputes the hourly and daily rollups from the minutes,
@@ -288,10 +275,10 @@ func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
 			sql  string
 			args []any
 		}{
-			{fmt.Sprintf("TRUNCATE %s, %s", s.table("hour_agg"), s.table("day_agg")), nil},
+			{fmt.Sprintf("TRUNCATE %s, %s", s.db.Table("hour_agg"), s.db.Table("day_agg")), nil},
 			{s.rollupSQL("hour_agg", "date_trunc('hour', minute, $1)"), []any{tz}},
 			{s.rollupSQL("day_agg", "(minute AT TIME ZONE $1)::date"), []any{tz}},
-			{fmt.Sprintf("UPDATE %s SET business_timezone = $1 WHERE slot = $2", s.table("checkpoint")), []any{tz, slot}},
+			{fmt.Sprintf("UPDATE %s SET business_timezone = $1 WHERE slot = $2", s.db.Table("checkpoint")), []any{tz, slot}},
 		}
 		for _, st := range steps {
 			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
@@ -310,13 +297,13 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 	var total int64
 	for {
 		tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.table("minute_agg")), before)
+			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.db.Table("minute_agg")), before)
 		if err != nil {
 			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 50000 {
-			if _, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.table("platform_minute")), before); err != nil {
+			if _, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
 				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
 			}
 			return total, nil

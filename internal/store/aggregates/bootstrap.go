@@ -30,8 +30,6 @@ type Loader struct {
 	// leftover holds the events of rows the aggregation left out that the
 	// mapping found valid; they are added once the tables are indexed.
 	leftover *window.Window
-	// staged counts dead letters in the staging table.
-	staged int64
 }
 
 // CopyMinutes streams minute aggregates in COPY text format, columns
@@ -41,7 +39,7 @@ type Loader struct {
 // daily rollups are written when it ends.
 func (l *Loader) CopyMinutes(ctx context.Context, produce func(w io.Writer) error) (int64, error) {
 	l.roll.reset()
-	n, err := l.copyFrom(ctx, "COPY "+l.s.table("minute_agg")+" (merchant_id, minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN",
+	n, err := l.copyFrom(ctx, "COPY "+l.s.db.Table("minute_agg")+" (merchant_id, minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN",
 		func(w io.Writer) error {
 			t := &teeParser{w: w, roll: l.roll}
 			if err := produce(t); err != nil {
@@ -94,7 +92,6 @@ func (l *Loader) stage(ctx context.Context, dead []event.DeadLetter) error {
 	if _, err := l.tx.CopyFrom(ctx, pgx.Identifier{"snapshot_dead_letters"}, []string{"source_table", "kind", "reason", "detail", "row"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("staging %d snapshot dead letters: %w", len(dead), err)
 	}
-	l.staged += int64(len(dead))
 	return nil
 }
 
@@ -105,7 +102,7 @@ func (l *Loader) addLeftovers(ctx context.Context) error {
 	if len(deltas) == 0 {
 		return nil
 	}
-	kept, over, err := l.s.fitDeltas(ctx, l.tx, deltas)
+	kept, dead, err := l.s.fitDeltas(ctx, l.tx, deltas, "", time.Time{})
 	if err != nil {
 		return err
 	}
@@ -115,10 +112,6 @@ func (l *Loader) addLeftovers(ctx context.Context) error {
 	}
 	if err := l.tx.SendBatch(ctx, &qb).Close(); err != nil {
 		return fmt.Errorf("adding %d merchant-minutes of left-out rows: %w", len(kept), err)
-	}
-	dead := make([]event.DeadLetter, len(over))
-	for i, o := range over {
-		dead[i] = o.deadLetter("", time.Time{})
 	}
 	return l.stage(ctx, dead)
 }
@@ -163,44 +156,28 @@ func (l *Loader) writeRollups(ctx context.Context) error {
 	for day := range r.days {
 		r.written[day.bucket] = true
 	}
-	tables := []struct {
-		name, col string
-		rows      map[bucketKey]window.Agg
-		format    func(buf []byte, bucket int64) []byte
-	}{
-		{"hour_agg", "hour", r.hours, appendTimestamp},
-		{"day_agg", "day", r.days, appendDate},
+	if err := copyAggs(ctx, l, "hour_agg", "merchant_id, hour", r.hours, func(buf []byte, k bucketKey) []byte {
+		return appendTimestamp(appendMerchant(buf, k.merchant), k.bucket)
+	}); err != nil {
+		return err
 	}
-	for _, t := range tables {
-		_, err := l.copyFrom(ctx, fmt.Sprintf("COPY %s (merchant_id, %s, approvals, approved_amount, cancels, canceled_amount) FROM STDIN", l.s.table(t.name), t.col),
-			func(w io.Writer) error {
-				var buf []byte
-				for k, a := range t.rows {
-					buf = strconv.AppendInt(buf[:0], k.merchant, 10)
-					buf = append(buf, '\t')
-					buf = t.format(buf, k.bucket)
-					buf = appendAgg(buf, a)
-					if _, err := w.Write(buf); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		if err != nil {
-			return fmt.Errorf("bootstrap: writing %s: %w", t.name, err)
-		}
-	}
-	return nil
+	return copyAggs(ctx, l, "day_agg", "merchant_id, day", r.days, func(buf []byte, k bucketKey) []byte {
+		return appendDate(appendMerchant(buf, k.merchant), k.bucket)
+	})
 }
 
 // writePlatform writes the platform totals of every minute loaded.
 func (l *Loader) writePlatform(ctx context.Context) error {
-	_, err := l.copyFrom(ctx, "COPY "+l.s.table("platform_minute")+" (minute, approvals, approved_amount, cancels, canceled_amount) FROM STDIN",
+	return copyAggs(ctx, l, "platform_minute", "minute", l.roll.platform, appendTimestamp)
+}
+
+// copyAggs copies sums into table, each row's key columns written by key.
+func copyAggs[K comparable](ctx context.Context, l *Loader, table, keyCols string, sums map[K]window.Agg, key func(buf []byte, k K) []byte) error {
+	_, err := l.copyFrom(ctx, fmt.Sprintf("COPY %s (%s, approvals, approved_amount, cancels, canceled_amount) FROM STDIN", l.s.db.Table(table), keyCols),
 		func(w io.Writer) error {
 			var buf []byte
-			for m, a := range l.roll.platform {
-				buf = appendTimestamp(buf[:0], m)
-				buf = appendAgg(buf, a)
+			for k, a := range sums {
+				buf = appendAgg(key(buf[:0], k), a)
 				if _, err := w.Write(buf); err != nil {
 					return err
 				}
@@ -208,9 +185,13 @@ func (l *Loader) writePlatform(ctx context.Context) error {
 			return nil
 		})
 	if err != nil {
-		return fmt.Errorf("bootstrap: writing platform minutes: %w", err)
+		return fmt.Errorf("bootstrap: writing %s: %w", table, err)
 	}
 	return nil
+}
+
+func appendMerchant(buf []byte, merchant int64) []byte {
+	return append(strconv.AppendInt(buf, merchant, 10), '\t')
 }
 
 func appendAgg(buf []byte, a window.Agg) []byte {
@@ -425,14 +406,14 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 		steps := []struct {
 			what, sql string
 		}{
-			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"), s.table("day_agg"), s.table("platform_minute"))},
+			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.db.Table("minute_agg"), s.db.Table("hour_agg"), s.db.Table("day_agg"), s.db.Table("platform_minute"))},
 			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
 			// Millions of rows arrive in merchant-scattered order: building
 			// the indexes once, sorted, afterwards beats maintaining them
 			// row by row. Nobody else sees the tables before this commits.
 			{"dropping indexes for the load", fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT minute_agg_pkey; DROP INDEX %s;
 				ALTER TABLE %s DROP CONSTRAINT hour_agg_pkey; ALTER TABLE %s DROP CONSTRAINT day_agg_pkey`,
-				s.table("minute_agg"), s.table("minute_agg_minute"), s.table("hour_agg"), s.table("day_agg"))},
+				s.db.Table("minute_agg"), s.db.Table("minute_agg_minute"), s.db.Table("hour_agg"), s.db.Table("day_agg"))},
 			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
 		}
 		for _, st := range steps {
@@ -457,9 +438,9 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			args      []any
 		}{
 			{"indexing minutes", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT minute_agg_pkey PRIMARY KEY (merchant_id, minute); CREATE INDEX minute_agg_minute ON %s (minute)",
-				s.table("minute_agg"), s.table("minute_agg")), nil},
+				s.db.Table("minute_agg"), s.db.Table("minute_agg")), nil},
 			{"indexing rollups", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT hour_agg_pkey PRIMARY KEY (merchant_id, hour); ALTER TABLE %s ADD CONSTRAINT day_agg_pkey PRIMARY KEY (merchant_id, day)",
-				s.table("hour_agg"), s.table("day_agg")), nil},
+				s.db.Table("hour_agg"), s.db.Table("day_agg")), nil},
 			{"adding left-out rows", "", nil},
 			// A rebuild finds the rows an earlier snapshot or the stream
 			// recorded already: each source row is recorded once. Those of
@@ -469,17 +450,17 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 					SELECT 1 FROM pg_temp.snapshot_dead_letters n WHERE n.source_table = d.source_table AND n.kind = d.kind AND n.row = d.row);
 				INSERT INTO %[1]s (origin, source_table, kind, reason, detail, row)
 				SELECT 'snapshot', n.source_table, n.kind, n.reason, n.detail, n.row FROM pg_temp.snapshot_dead_letters n
-				WHERE NOT EXISTS (SELECT 1 FROM %[1]s d WHERE d.source_table = n.source_table AND d.kind = n.kind AND d.row = n.row)`, s.table("dead_letters")), nil},
+				WHERE NOT EXISTS (SELECT 1 FROM %[1]s d WHERE d.source_table = n.source_table AND d.kind = n.kind AND d.row = n.row)`, s.db.Table("dead_letters")), nil},
 			// Freshly loaded tables have no statistics until autovacuum
 			// comes by; the rules' first restore from them would plan
 			// blind (measured: 40 s instead of 2 s at full scale).
-			{"analyzing the loaded tables", fmt.Sprintf("ANALYZE %s, %s, %s, %s", s.table("minute_agg"), s.table("hour_agg"),
-				s.table("day_agg"), s.table("platform_minute")), nil},
+			{"analyzing the loaded tables", fmt.Sprintf("ANALYZE %s, %s, %s, %s", s.db.Table("minute_agg"), s.db.Table("hour_agg"),
+				s.db.Table("day_agg"), s.db.Table("platform_minute")), nil},
 			{"writing checkpoint", fmt.Sprintf(`INSERT INTO %s AS c (slot, position, last_closed, progress, snapshot_position, bootstrapped_at, business_timezone)
 				VALUES ($1, $2, $3, $4, $2, now(), $5)
 				ON CONFLICT (slot) DO UPDATE SET position = EXCLUDED.position, epoch = c.epoch + 1, last_closed = EXCLUDED.last_closed,
 					progress = EXCLUDED.progress, snapshot_position = EXCLUDED.snapshot_position, bootstrapped_at = EXCLUDED.bootstrapped_at,
-					business_timezone = EXCLUDED.business_timezone, updated_at = now()`, s.table("checkpoint")),
+					business_timezone = EXCLUDED.business_timezone, updated_at = now()`, s.db.Table("checkpoint")),
 				[]any{cp.Slot, cp.Position, cp.LastClosed.Start(), cp.Progress, tz}},
 		}
 		for _, st := range finish {

@@ -44,26 +44,9 @@ var ErrFenced = errors.New("fenced: another writer took over")
 
 const checkpointCols = `position, epoch, last_closed, progress, snapshot_position, bootstrapped_at, business_timezone, updated_at`
 
-func scanCheckpoint(row pgx.Row, cp *Checkpoint) error {
-	var lastClosed time.Time
-	if err := row.Scan(&cp.Position, &cp.Epoch, &lastClosed, &cp.Progress, &cp.SnapshotPosition, &cp.BootstrappedAt, &cp.BusinessTimezone, &cp.UpdatedAt); err != nil {
-		return err
-	}
-	cp.LastClosed = window.MinuteOf(lastClosed)
-	return nil
-}
-
 // Checkpoint reads the slot's checkpoint, or ErrNoCheckpoint.
 func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error) {
-	cp := Checkpoint{Slot: slot}
-	err := scanCheckpoint(s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE slot = $1`, checkpointCols, s.table("checkpoint")), slot), &cp)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return cp, ErrNoCheckpoint
-	}
-	if err != nil {
-		return cp, fmt.Errorf("reading checkpoint: %w", err)
-	}
-	return cp, nil
+	return s.checkpoint(ctx, "reading", fmt.Sprintf(`SELECT %s FROM %s WHERE slot = $1`, checkpointCols, s.db.Table("checkpoint")), slot)
 }
 
 // Claim makes the caller the checkpoint's writer and returns it: its epoch
@@ -71,15 +54,23 @@ func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error)
 // lost its connection, a second engine started by mistake) is refused from
 // now on.
 func (s *Store) Claim(ctx context.Context, slot string) (Checkpoint, error) {
+	return s.checkpoint(ctx, "claiming", fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, updated_at = now() WHERE slot = $1 RETURNING %s`,
+		s.db.Table("checkpoint"), checkpointCols), slot)
+}
+
+// checkpoint runs sql, which returns checkpointCols of the slot's row.
+func (s *Store) checkpoint(ctx context.Context, what, sql, slot string) (Checkpoint, error) {
 	cp := Checkpoint{Slot: slot}
-	err := scanCheckpoint(s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, updated_at = now() WHERE slot = $1 RETURNING %s`,
-		s.table("checkpoint"), checkpointCols), slot), &cp)
+	var lastClosed time.Time
+	err := s.db.Pool().QueryRow(ctx, sql, slot).Scan(&cp.Position, &cp.Epoch, &lastClosed, &cp.Progress, &cp.SnapshotPosition,
+		&cp.BootstrappedAt, &cp.BusinessTimezone, &cp.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cp, ErrNoCheckpoint
 	}
 	if err != nil {
-		return cp, fmt.Errorf("claiming checkpoint: %w", err)
+		return cp, fmt.Errorf("%s checkpoint: %w", what, err)
 	}
+	cp.LastClosed = window.MinuteOf(lastClosed)
 	return cp, nil
 }
 

@@ -22,7 +22,7 @@ func (s *Store) ExportMinutes(ctx context.Context, from, to time.Time, w io.Writ
 		FROM %s
 		WHERE minute >= %s AND minute < %s AND (approvals > 0 OR cancels > 0)
 		ORDER BY merchant_id, minute
-	) TO STDOUT WITH (FORMAT csv, HEADER true)`, s.table("minute_agg"), sqlTime(from), sqlTime(to))
+	) TO STDOUT WITH (FORMAT csv, HEADER true)`, s.db.Table("minute_agg"), sqlTime(from), sqlTime(to))
 	conn, err := s.db.Pool().Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("acquiring sink connection: %w", err)

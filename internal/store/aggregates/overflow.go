@@ -42,14 +42,9 @@ func (s *Store) applyChecked(ctx context.Context, deltas []window.Delta, pos str
 	var kept []window.Delta
 	var dead []event.DeadLetter
 	err = s.db.Tx(ctx, func(tx pgx.Tx) error {
-		var over []overflow
 		var err error
-		if kept, over, err = s.fitDeltas(ctx, tx, deltas); err != nil {
+		if kept, dead, err = s.fitDeltas(ctx, tx, deltas, pos, commit); err != nil {
 			return err
-		}
-		dead = dead[:0]
-		for _, o := range over {
-			dead = append(dead, o.deadLetter(pos, commit))
 		}
 		return apply(ctx, tx, kept, dead)
 	})
@@ -59,99 +54,74 @@ func (s *Store) applyChecked(ctx context.Context, deltas []window.Delta, pos str
 	return kept, dead, nil
 }
 
-// overflow is a delta left out because the sum of bucket would not fit.
-type overflow struct {
-	window.Delta
-	bucket string
-}
-
-func (o overflow) deadLetter(pos string, commit time.Time) event.DeadLetter {
+// overflowDeadLetter is the dead letter of a delta left out because the sum of
+// bucket would not fit.
+func overflowDeadLetter(d window.Delta, bucket, pos string, commit time.Time) event.DeadLetter {
 	kind := event.Approval
-	if o.Approvals == 0 {
+	if d.Approvals == 0 {
 		kind = event.Cancel
 	}
 	return event.DeadLetter{
 		Kind: kind, Reason: event.ReasonAmountOutOfRange,
 		Detail: fmt.Sprintf("merchant %d minute %s: %d approvals (%d KRW) and %d cancels (%d KRW) are not counted: the %s's stored sums would pass what the sink can hold",
-			o.Merchant, o.Minute, o.Approvals, o.ApprovedAmount, o.Cancels, o.CanceledAmount, o.bucket),
-		Row: map[string]any{"merchant_id": o.Merchant, "minute": o.Minute.Start(), "approvals": o.Approvals, "approved_amount": o.ApprovedAmount,
-			"cancels": o.Cancels, "canceled_amount": o.CanceledAmount},
+			d.Merchant, d.Minute, d.Approvals, d.ApprovedAmount, d.Cancels, d.CanceledAmount, bucket),
+		Row: map[string]any{"merchant_id": d.Merchant, "minute": d.Minute.Start(), "approvals": d.Approvals, "approved_amount": d.ApprovedAmount,
+			"cancels": d.Cancels, "canceled_amount": d.CanceledAmount},
 		Position: pos, CommitTime: commit,
 	}
 }
 
 // fitDeltas locks and reads the stored sums the deltas add to and keeps,
-// in order, the deltas every one of whose sums still fits.
-func (s *Store) fitDeltas(ctx context.Context, tx pgx.Tx, deltas []window.Delta) ([]window.Delta, []overflow, error) {
-	type bucketKey struct {
-		merchant int64
-		at       int64
-	}
+// in order, the deltas every one of whose sums still fits; the others are
+// dead letters at pos and commit.
+func (s *Store) fitDeltas(ctx context.Context, tx pgx.Tx, deltas []window.Delta, pos string, commit time.Time) ([]window.Delta, []event.DeadLetter, error) {
 	minutes, hours, days := map[bucketKey]window.Agg{}, map[bucketKey]window.Agg{}, map[bucketKey]window.Agg{}
 	platform := map[int64]window.Agg{}
-	var mm, hm, dm []int64
-	var mt, ht, dt, pt []time.Time
-	for _, d := range deltas {
-		h, day := s.cal.Hour(d.Minute), s.cal.Day(d.Minute)
-		mm, mt = append(mm, d.Merchant), append(mt, d.Minute.Start())
-		hm, ht = append(hm, d.Merchant), append(ht, h)
-		dm, dt = append(dm, d.Merchant), append(dt, day)
-		pt = append(pt, d.Minute.Start())
+	merchants := make([]int64, len(deltas))
+	var mt, ht, dt []time.Time
+	for i, d := range deltas {
+		merchants[i] = d.Merchant
+		mt, ht, dt = append(mt, d.Minute.Start()), append(ht, s.cal.Hour(d.Minute)), append(dt, s.cal.Day(d.Minute))
 	}
-	read := func(table, col, typ string, merchants []int64, at []time.Time, into map[bucketKey]window.Agg) error {
-		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT merchant_id, %[2]s, approvals, approved_amount, cancels, canceled_amount FROM %[1]s
-			WHERE (merchant_id, %[2]s) IN (SELECT * FROM unnest($1::bigint[], $2::%[3]s[])) FOR UPDATE`, s.table(table), col, typ), merchants, at)
-		if err != nil {
-			return fmt.Errorf("reading stored %s sums: %w", table, err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var k bucketKey
-			var t time.Time
-			var a window.Agg
-			if err := rows.Scan(&k.merchant, &t, &a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount); err != nil {
-				return fmt.Errorf("reading stored %s sums: %w", table, err)
-			}
-			k.at = t.Unix()
-			into[k] = a
-		}
-		return rows.Err()
-	}
+	var k bucketKey
+	var t time.Time
+	var a window.Agg
 	for _, r := range []struct {
 		table, col, typ string
-		merchants       []int64
 		at              []time.Time
 		into            map[bucketKey]window.Agg
 	}{
-		{"minute_agg", "minute", "timestamptz", mm, mt, minutes},
-		{"hour_agg", "hour", "timestamptz", hm, ht, hours},
-		{"day_agg", "day", "date", dm, dt, days},
+		{"minute_agg", "minute", "timestamptz", mt, minutes},
+		{"hour_agg", "hour", "timestamptz", ht, hours},
+		{"day_agg", "day", "date", dt, days},
 	} {
-		if err := read(r.table, r.col, r.typ, r.merchants, r.at, r.into); err != nil {
-			return nil, nil, err
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT merchant_id, %[2]s, approvals, approved_amount, cancels, canceled_amount FROM %[1]s
+			WHERE (merchant_id, %[2]s) IN (SELECT * FROM unnest($1::bigint[], $2::%[3]s[])) FOR UPDATE`, s.db.Table(r.table), r.col, r.typ), merchants, r.at)
+		if err == nil {
+			_, err = pgx.ForEachRow(rows, []any{&k.merchant, &t, &a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount}, func() error {
+				k.bucket = t.Unix()
+				r.into[k] = a
+				return nil
+			})
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading stored %s sums: %w", r.table, err)
 		}
 	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT minute, approvals, approved_amount, cancels, canceled_amount FROM %s
-		WHERE minute = ANY($1) FOR UPDATE`, s.table("platform_minute")), pt)
+		WHERE minute = ANY($1) FOR UPDATE`, s.db.Table("platform_minute")), mt)
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&t, &a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount}, func() error {
+			platform[t.Unix()] = a
+			return nil
+		})
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading stored platform sums: %w", err)
-	}
-	for rows.Next() {
-		var t time.Time
-		var a window.Agg
-		if err := rows.Scan(&t, &a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount); err != nil {
-			rows.Close()
-			return nil, nil, fmt.Errorf("reading stored platform sums: %w", err)
-		}
-		platform[t.Unix()] = a
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("reading stored platform sums: %w", err)
 	}
 
 	var kept []window.Delta
-	var over []overflow
+	var dead []event.DeadLetter
 	for _, d := range deltas {
 		mk := bucketKey{d.Merchant, d.Minute.Start().Unix()}
 		hk := bucketKey{d.Merchant, s.cal.Hour(d.Minute).Unix()}
@@ -171,11 +141,11 @@ func (s *Store) fitDeltas(ctx context.Context, tx pgx.Tx, deltas []window.Delta)
 			bucket = "platform minute"
 		}
 		if bucket != "" {
-			over = append(over, overflow{d, bucket})
+			dead = append(dead, overflowDeadLetter(d, bucket, pos, commit))
 			continue
 		}
 		minutes[mk], hours[hk], days[dk], platform[pk] = m, h, dy, p
 		kept = append(kept, d)
 	}
-	return kept, over, nil
+	return kept, dead, nil
 }

@@ -17,7 +17,7 @@ func storedMinute(t *testing.T, s *Store, merchant int64, m window.Minute) windo
 	t.Helper()
 	var a window.Agg
 	err := s.db.Pool().QueryRow(context.Background(), fmt.Sprintf(`SELECT coalesce(sum(approvals), 0), coalesce(sum(approved_amount), 0), coalesce(sum(cancels), 0), coalesce(sum(canceled_amount), 0)
-		FROM %s WHERE merchant_id = $1 AND minute = $2`, s.table("minute_agg")), merchant, m.Start()).Scan(&a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount)
+		FROM %s WHERE merchant_id = $1 AND minute = $2`, s.db.Table("minute_agg")), merchant, m.Start()).Scan(&a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestApplyRefusesOverflow(t *testing.T) {
 		t.Errorf("checkpoint %+v %v, want position %s", got, err, lsn(300))
 	}
 	var reasons string
-	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT string_agg(reason, ',' ORDER BY reason) FROM %s`, s.table("dead_letters"))).Scan(&reasons); err != nil {
+	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT string_agg(reason, ',' ORDER BY reason) FROM %s`, s.db.Table("dead_letters"))).Scan(&reasons); err != nil {
 		t.Fatal(err)
 	}
 	if reasons != "amount_out_of_range,negative_amount" {
@@ -98,7 +98,7 @@ func TestApplyRefusesOverflow(t *testing.T) {
 		t.Errorf("kept %+v refused %+v", c.Deltas, c.Refused)
 	}
 	var hourSum int64
-	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT approved_amount FROM %s WHERE merchant_id = 9`, s.table("hour_agg"))).Scan(&hourSum); err != nil || hourSum != half {
+	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT approved_amount FROM %s WHERE merchant_id = 9`, s.db.Table("hour_agg"))).Scan(&hourSum); err != nil || hourSum != half {
 		t.Errorf("hour of merchant 9 = %d (%v), want %d", hourSum, err, half)
 	}
 }
@@ -122,7 +122,7 @@ func TestDeadLettersAnyBytes(t *testing.T) {
 	}
 	var n int
 	var maxDetail int
-	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT count(*), max(octet_length(detail)) FROM %s`, s.table("dead_letters"))).Scan(&n, &maxDetail); err != nil {
+	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT count(*), max(octet_length(detail)) FROM %s`, s.db.Table("dead_letters"))).Scan(&n, &maxDetail); err != nil {
 		t.Fatal(err)
 	}
 	if n != 2 || maxDetail > event.MaxDetailBytes+64 {

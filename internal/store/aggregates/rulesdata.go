@@ -16,26 +16,21 @@ import (
 // ordered by minute then merchant.
 func (s *Store) Minutes(ctx context.Context, from, to window.Minute) ([]window.Delta, error) {
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount
-		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute, merchant_id`, s.table("minute_agg")), from.Start(), to.Start())
+		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute, merchant_id`, s.db.Table("minute_agg")), from.Start(), to.Start())
 	if err != nil {
 		return nil, fmt.Errorf("reading minutes %s..%s: %w", from, to, err)
 	}
-	return collectDeltas(rows)
-}
-
-func collectDeltas(rows pgx.Rows) ([]window.Delta, error) {
-	defer rows.Close()
-	var out []window.Delta
-	for rows.Next() {
+	out, err := pgx.AppendRows([]window.Delta(nil), rows, func(r pgx.CollectableRow) (window.Delta, error) {
 		var d window.Delta
 		var minute time.Time
-		if err := rows.Scan(&d.Merchant, &minute, &d.Approvals, &d.ApprovedAmount, &d.Cancels, &d.CanceledAmount); err != nil {
-			return nil, fmt.Errorf("reading minutes: %w", err)
-		}
+		err := r.Scan(&d.Merchant, &minute, &d.Approvals, &d.ApprovedAmount, &d.Cancels, &d.CanceledAmount)
 		d.Minute = window.MinuteOf(minute)
-		out = append(out, d)
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading minutes %s..%s: %w", from, to, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RulesSnapshot reads what the rules state needs to resume after
@@ -67,7 +62,7 @@ func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, wit
 			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= $1 AND minute < least($3, $2)
 			UNION ALL
 			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= greatest($4, $1) AND minute < $2
-		) u GROUP BY 1 HAVING sum(a) <> 0 OR sum(c) <> 0`, s.table("hour_agg"), s.table("minute_agg")),
+		) u GROUP BY 1 HAVING sum(a) <> 0 OR sum(c) <> 0`, s.db.Table("hour_agg"), s.db.Table("minute_agg")),
 		lo.Start(), hi.Start(), h1, h2)
 	if err != nil {
 		return snap, fmt.Errorf("reading 7-day sums: %w", err)
@@ -107,22 +102,18 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 	weekStart := time.Date(day.Year(), day.Month(), day.Day()-7, 0, 0, 0, 0, loc)
 	v := rules.VolumeDay{Day: day, Curves: map[int64]*rules.Curve{}, Today: map[int64]int64{}}
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
-		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.table("day_agg")),
+		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.db.Table("day_agg")),
 		day.Format(time.DateOnly), largeDailyAmount)
 	if err != nil {
 		return v, fmt.Errorf("reading large merchants: %w", err)
 	}
 	var large []int64
-	for rows.Next() {
-		var m, sum int64
-		if err := rows.Scan(&m, &sum); err != nil {
-			rows.Close()
-			return v, fmt.Errorf("reading large merchants: %w", err)
-		}
-		v.Curves[m] = &rules.Curve{Sum7: sum}
+	var m, amt int64
+	if _, err := pgx.ForEachRow(rows, []any{&m, &amt}, func() error {
+		v.Curves[m] = &rules.Curve{Sum7: amt}
 		large = append(large, m)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return v, fmt.Errorf("reading large merchants: %w", err)
 	}
 	if len(large) == 0 {
@@ -132,42 +123,31 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 	rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id,
 			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int,
 			least(sum(approved_amount), %d)::bigint
-		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, int64(math.MaxInt64), s.table("minute_agg")),
+		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, int64(math.MaxInt64), s.db.Table("minute_agg")),
 		large, weekStart, start, tz)
 	if err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
 	}
-	for rows.Next() {
-		var m int64
-		var mod int
-		var amt int64
-		if err := rows.Scan(&m, &mod, &amt); err != nil {
-			rows.Close()
-			return v, fmt.Errorf("reading same-time curves: %w", err)
-		}
+	var mod int
+	if _, err := pgx.ForEachRow(rows, []any{&m, &mod, &amt}, func() error {
 		if mod >= 0 && mod < len(v.Curves[m].PerMinute7) {
 			v.Curves[m].PerMinute7[mod], _ = window.SatAdd(v.Curves[m].PerMinute7[mod], amt)
 		}
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	}); err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
 	}
 	if lastClosed.End().After(start) {
 		rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
-			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, int64(math.MaxInt64), s.table("minute_agg")),
+			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, int64(math.MaxInt64), s.db.Table("minute_agg")),
 			large, start, lastClosed.Start())
 		if err != nil {
 			return v, fmt.Errorf("reading today's amounts: %w", err)
 		}
-		for rows.Next() {
-			var m, amt int64
-			if err := rows.Scan(&m, &amt); err != nil {
-				rows.Close()
-				return v, fmt.Errorf("reading today's amounts: %w", err)
-			}
+		if _, err := pgx.ForEachRow(rows, []any{&m, &amt}, func() error {
 			v.Today[m] = amt
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		}); err != nil {
 			return v, fmt.Errorf("reading today's amounts: %w", err)
 		}
 	}
@@ -178,7 +158,7 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 // [from, to), from the platform totals every writer adds to.
 func (s *Store) PlatformSums(ctx context.Context, from, to window.Minute) (approvals, cancels int64, err error) {
 	err = s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT coalesce(sum(approvals), 0)::bigint, coalesce(sum(cancels), 0)::bigint FROM %s
-		WHERE minute >= $1 AND minute < $2`, s.table("platform_minute")), from.Start(), to.Start()).Scan(&approvals, &cancels)
+		WHERE minute >= $1 AND minute < $2`, s.db.Table("platform_minute")), from.Start(), to.Start()).Scan(&approvals, &cancels)
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading platform sums %s..%s: %w", from, to, err)
 	}

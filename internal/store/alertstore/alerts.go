@@ -49,8 +49,6 @@ type Store struct{ db *store.DB }
 // New returns the alerts of the sink db.
 func New(db *store.DB) *Store { return &Store{db: db} }
 
-func (s *Store) table(name string) string { return s.db.Table(name) }
-
 // OutboxChannel is NOTIFYed by every transaction that enqueues
 // notifications, so the process sending them hears of alerts raised by
 // another (a worker) at once instead of at its next poll.
@@ -91,7 +89,7 @@ func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
 				return fmt.Errorf("encoding evaluation values: %w", err)
 			}
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, minute, fires, "values") VALUES ($1, $2, $3, $4)
-				ON CONFLICT (alert_id, minute) DO UPDATE SET fires = EXCLUDED.fires, "values" = EXCLUDED."values"`, s.table("alert_evaluations")),
+				ON CONFLICT (alert_id, minute) DO UPDATE SET fires = EXCLUDED.fires, "values" = EXCLUDED."values"`, s.db.Table("alert_evaluations")),
 				id, c.Minute.Start(), c.Fires, vals); err != nil {
 				return fmt.Errorf("storing evaluation: %w", err)
 			}
@@ -147,7 +145,7 @@ func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids m
 			return 0, fmt.Errorf("alert %s/%d changed before it was stored", a.Rule, a.Merchant)
 		}
 		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values")
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, s.table("alerts")),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, s.db.Table("alerts")),
 			a.Rule, a.Merchant, a.State.String(), a.ActiveAt, nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals).Scan(&a.ID)
 		if err != nil {
 			return 0, fmt.Errorf("storing new alert %s/%d: %w", a.Rule, a.Merchant, err)
@@ -156,7 +154,7 @@ func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids m
 		return a.ID, nil
 	}
 	_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET state = $2, resolved_at = $3, last_eval_at = $4, last_sent_at = $5, false_count = $6,
-		"values" = $7, updated_at = now() WHERE id = $1`, s.table("alerts")),
+		"values" = $7, updated_at = now() WHERE id = $1`, s.db.Table("alerts")),
 		a.ID, a.State.String(), nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals)
 	if err != nil {
 		return 0, fmt.Errorf("updating alert %d: %w", a.ID, err)
@@ -200,7 +198,7 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 		return 0, fmt.Errorf("encoding notification: %w", err)
 	}
 	var nid int64
-	err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, kind, idempotency_key, payload) VALUES ($1, $2, $3, $4) RETURNING id`, s.table("notifications")),
+	err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, kind, idempotency_key, payload) VALUES ($1, $2, $3, $4) RETURNING id`, s.db.Table("notifications")),
 		id, c.Notify, n.IdempotencyKey, payload).Scan(&nid)
 	if err != nil {
 		return 0, fmt.Errorf("enqueueing notification: %w", err)
@@ -210,7 +208,7 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 		if len(r.Rules) > 0 && !slices.Contains(r.Rules, a.Rule) {
 			continue
 		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (notification_id, receiver) VALUES ($1, $2)`, s.table("deliveries")), nid, r.Receiver); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (notification_id, receiver) VALUES ($1, $2)`, s.db.Table("deliveries")), nid, r.Receiver); err != nil {
 			return 0, fmt.Errorf("enqueueing delivery to %s: %w", r.Receiver, err)
 		}
 		count++
@@ -272,21 +270,16 @@ func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]*alert.Alert, erro
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT %s FROM %s
 		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR rule = $2) AND ($3::bigint = 0 OR merchant_id = $3) AND ($5::bigint = 0 OR id < $5)
 			AND ($6::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $6) AND ($7::timestamptz IS NULL OR active_at < $7)
-		ORDER BY active_at DESC, id DESC LIMIT $4`, alertColumns, s.table("alerts")),
+		ORDER BY active_at DESC, id DESC LIMIT $4`, alertColumns, s.db.Table("alerts")),
 		f.State, f.Rule, f.Merchant, f.Limit, f.Before, nullTime(f.ActiveFrom), nullTime(f.ActiveTo))
 	if err != nil {
 		return nil, fmt.Errorf("listing alerts: %w", err)
 	}
-	defer rows.Close()
-	var out []*alert.Alert
-	for rows.Next() {
-		a, err := scanAlert(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing alerts: %w", err)
-		}
-		out = append(out, a)
+	out, err := pgx.AppendRows([]*alert.Alert(nil), rows, func(r pgx.CollectableRow) (*alert.Alert, error) { return scanAlert(r) })
+	if err != nil {
+		return nil, fmt.Errorf("listing alerts: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // OpenAlerts returns every firing alert of the rules, for the lifecycle
@@ -300,21 +293,20 @@ func (s *Store) OpenAlerts(ctx context.Context) ([]*alert.Alert, error) {
 // Acks returns the acknowledgements of open alerts by alert ID.
 func (s *Store) Acks(ctx context.Context) (map[int64]alert.Ack, error) {
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, acked_by, acked_at, coalesce(ack_comment, '') FROM %s
-		WHERE state = 'firing' AND acked_at IS NOT NULL`, s.table("alerts")))
+		WHERE state = 'firing' AND acked_at IS NOT NULL`, s.db.Table("alerts")))
 	if err != nil {
 		return nil, fmt.Errorf("reading acks: %w", err)
 	}
-	defer rows.Close()
 	out := map[int64]alert.Ack{}
-	for rows.Next() {
-		var id int64
-		var a alert.Ack
-		if err := rows.Scan(&id, &a.By, &a.At, &a.Comment); err != nil {
-			return nil, fmt.Errorf("reading acks: %w", err)
-		}
+	var id int64
+	var a alert.Ack
+	if _, err := pgx.ForEachRow(rows, []any{&id, &a.By, &a.At, &a.Comment}, func() error {
 		out[id] = a
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading acks: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ErrNotFound: no such alert or silence.
@@ -326,11 +318,11 @@ var ErrNotOpen = errors.New("alert is not open")
 // Ack acknowledges an open alert: it stays open but is not notified again.
 func (s *Store) Ack(ctx context.Context, id int64, by, comment string, at time.Time) (*alert.Alert, error) {
 	row := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, updated_at = now()
-		WHERE id = $1 AND state = 'firing' RETURNING %s`, s.table("alerts"), alertColumns), id, by, at, comment)
+		WHERE id = $1 AND state = 'firing' RETURNING %s`, s.db.Table("alerts"), alertColumns), id, by, at, comment)
 	a, err := scanAlert(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var state string
-		if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT state FROM %s WHERE id = $1`, s.table("alerts")), id).Scan(&state); errors.Is(err, pgx.ErrNoRows) {
+		if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT state FROM %s WHERE id = $1`, s.db.Table("alerts")), id).Scan(&state); errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("alert %d: %w", id, ErrNotFound)
 		}
 		return nil, fmt.Errorf("alert %d: %w", id, ErrNotOpen)
@@ -365,7 +357,7 @@ func (s *Store) AddSilence(ctx context.Context, sl Silence) (Silence, error) {
 		rule = &sl.Rule
 	}
 	err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (merchant_id, rule, starts_at, ends_at, reason, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, s.table("silences")),
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, s.db.Table("silences")),
 		sl.Merchant, rule, sl.StartsAt, sl.EndsAt, sl.Reason, sl.CreatedBy).Scan(&sl.ID)
 	if err != nil {
 		return sl, fmt.Errorf("adding silence: %w", err)
@@ -376,20 +368,16 @@ func (s *Store) AddSilence(ctx context.Context, sl Silence) (Silence, error) {
 // Silences lists silences that have not ended by at.
 func (s *Store) Silences(ctx context.Context, at time.Time) ([]Silence, error) {
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, merchant_id, coalesce(rule, ''), starts_at, ends_at, reason, created_by
-		FROM %s WHERE ends_at > $1 ORDER BY merchant_id, id`, s.table("silences")), at)
+		FROM %s WHERE ends_at > $1 ORDER BY merchant_id, id`, s.db.Table("silences")), at)
 	if err != nil {
 		return nil, fmt.Errorf("listing silences: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Silence, error) {
-		var sl Silence
-		err := r.Scan(&sl.ID, &sl.Merchant, &sl.Rule, &sl.StartsAt, &sl.EndsAt, &sl.Reason, &sl.CreatedBy)
-		return sl, err
-	})
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Silence])
 }
 
 // ExpireSilence ends a silence now.
 func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time) error {
-	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET ends_at = greatest(starts_at + interval '1 microsecond', $2) WHERE id = $1 AND ends_at > $2`, s.table("silences")), id, at)
+	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET ends_at = greatest(starts_at + interval '1 microsecond', $2) WHERE id = $1 AND ends_at > $2`, s.db.Table("silences")), id, at)
 	if err != nil {
 		return fmt.Errorf("expiring silence %d: %w", id, err)
 	}
@@ -414,7 +402,7 @@ type SystemAlert struct {
 // openSystemAlert locks the instance's open alert of the rule, if any.
 func (s *Store) openSystemAlert(ctx context.Context, tx pgx.Tx, a SystemAlert) (*alert.Alert, error) {
 	row := tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE rule = $1 AND merchant_id = 0 AND state = 'firing'
-		AND coalesce("values"->>'instance', '') = $2 FOR UPDATE`, alertColumns, s.table("alerts")), a.Rule, a.Instance)
+		AND coalesce("values"->>'instance', '') = $2 FOR UPDATE`, alertColumns, s.db.Table("alerts")), a.Rule, a.Instance)
 	open, err := scanAlert(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -433,16 +421,11 @@ func (s *Store) RaiseSystemAlert(ctx context.Context, a SystemAlert, routes []Ro
 		if err != nil || open != nil {
 			return err
 		}
-		c := &AlertChange{
+		return s.storeSystem(ctx, tx, &AlertChange{
 			Snap: alert.Alert{Rule: a.Rule, State: alert.Firing, ActiveAt: a.Since, LastEvalAt: a.At, LastSentAt: a.At, Values: a.Values},
 			New:  true, Minute: window.MinuteOf(a.At), Values: a.Values, Notify: alert.NotifyFiring,
 			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL,
-		}
-		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
-		if err != nil {
-			return err
-		}
-		return s.enqueueSystem(ctx, tx, c, id, routes)
+		}, routes)
 	})
 }
 
@@ -455,17 +438,17 @@ func (s *Store) ResolveSystemAlert(ctx context.Context, a SystemAlert, routes []
 			return err
 		}
 		open.State, open.ResolvedAt, open.LastEvalAt = alert.Resolved, a.At, a.At
-		c := &AlertChange{Snap: *open, Minute: window.MinuteOf(a.At), Values: open.Values, Notify: alert.NotifyResolved,
-			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL}
-		id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
-		if err != nil {
-			return err
-		}
-		return s.enqueueSystem(ctx, tx, c, id, routes)
+		return s.storeSystem(ctx, tx, &AlertChange{Snap: *open, Minute: window.MinuteOf(a.At), Values: open.Values, Notify: alert.NotifyResolved,
+			Severity: a.Severity, Summary: a.Summary, DashboardURL: a.DashboardURL}, routes)
 	})
 }
 
-func (s *Store) enqueueSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64, routes []Route) error {
+// storeSystem stores a system alert's change and enqueues its notification.
+func (s *Store) storeSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, routes []Route) error {
+	id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+	if err != nil {
+		return err
+	}
 	n, err := s.enqueue(ctx, tx, c, id, routes)
 	if err != nil || n == 0 {
 		return err
@@ -478,7 +461,7 @@ func (s *Store) enqueueSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, id
 
 // Alert returns one alert by id, or ErrNotFound.
 func (s *Store) Alert(ctx context.Context, id int64) (*alert.Alert, error) {
-	a, err := scanAlert(s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE id = $1`, alertColumns, s.table("alerts")), id))
+	a, err := scanAlert(s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE id = $1`, alertColumns, s.db.Table("alerts")), id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("alert %d: %w", id, ErrNotFound)
 	}

@@ -23,7 +23,7 @@ func (o *Outbox) Due(ctx context.Context, receiver string, now time.Time, limit 
 	rows, err := o.s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT n.id, n.payload, n.created_at, d.next_attempt_at, d.attempts
 		FROM %s d JOIN %s n ON n.id = d.notification_id
 		WHERE d.receiver = $1 AND d.status = 'pending'
-		ORDER BY d.notification_id LIMIT $2`, o.s.table("deliveries"), o.s.table("notifications")), receiver, limit)
+		ORDER BY d.notification_id LIMIT $2`, o.s.db.Table("deliveries"), o.s.db.Table("notifications")), receiver, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading outbox for %s: %w", receiver, err)
 	}
@@ -53,7 +53,7 @@ func (o *Outbox) Due(ctx context.Context, receiver string, now time.Time, limit 
 func (o *Outbox) update(ctx context.Context, what, set string, receiver string, ids []int64, args ...any) error {
 	all := append([]any{receiver, ids}, args...)
 	_, err := o.s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE receiver = $1 AND notification_id = ANY($2) AND status = 'pending'`,
-		o.s.table("deliveries"), set), all...)
+		o.s.db.Table("deliveries"), set), all...)
 	if err != nil {
 		return fmt.Errorf("marking %d notifications %s for %s: %w", len(ids), what, receiver, err)
 	}

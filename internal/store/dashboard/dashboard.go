@@ -20,8 +20,6 @@ type Store struct{ db *store.DB }
 // New returns the read models of the sink db.
 func New(db *store.DB) *Store { return &Store{db: db} }
 
-func (s *Store) table(name string) string { return s.db.Table(name) }
-
 // Point is one bucket's totals.
 type Point struct {
 	At time.Time
@@ -34,17 +32,15 @@ type Merchant struct {
 	Name string
 }
 
-func collectPoints(rows pgx.Rows, what string) ([]Point, error) {
-	defer rows.Close()
-	var out []Point
-	for rows.Next() {
-		var p Point
-		if err := rows.Scan(&p.At, &p.Approvals, &p.ApprovedAmount, &p.Cancels, &p.CanceledAmount); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", what, err)
-		}
-		out = append(out, p)
+// points runs sql, which selects a bucket's time and its four sums, and
+// returns the rows in order.
+func (s *Store) points(ctx context.Context, what, sql string, args ...any) ([]Point, error) {
+	rows, err := s.db.Pool().Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	if err := rows.Err(); err != nil {
+	out, err := pgx.AppendRows([]Point(nil), rows, pgx.RowToStructByPos[Point])
+	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", what, err)
 	}
 	return out, nil
@@ -53,53 +49,37 @@ func collectPoints(rows pgx.Rows, what string) ([]Point, error) {
 // PlatformMinutes returns the stored platform totals with from <= minute <
 // to, in order; minutes without any event are absent.
 func (s *Store) PlatformMinutes(ctx context.Context, from, to window.Minute) ([]Point, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT minute, approvals, approved_amount, cancels, canceled_amount
-		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute`, s.table("platform_minute")), from.Start(), to.Start())
-	if err != nil {
-		return nil, fmt.Errorf("reading platform minutes: %w", err)
-	}
-	return collectPoints(rows, "platform minutes")
+	return s.points(ctx, "platform minutes", fmt.Sprintf(`SELECT minute, approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute`, s.db.Table("platform_minute")), from.Start(), to.Start())
 }
 
 // MerchantMinutes returns one merchant's stored minutes in [from, to).
 func (s *Store) MerchantMinutes(ctx context.Context, merchant int64, from, to window.Minute) ([]Point, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT minute, approvals, approved_amount, cancels, canceled_amount
-		FROM %s WHERE merchant_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute`, s.table("minute_agg")),
+	return s.points(ctx, fmt.Sprintf("merchant %d minutes", merchant), fmt.Sprintf(`SELECT minute, approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE merchant_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute`, s.db.Table("minute_agg")),
 		merchant, from.Start(), to.Start())
-	if err != nil {
-		return nil, fmt.Errorf("reading merchant %d minutes: %w", merchant, err)
-	}
-	return collectPoints(rows, "merchant minutes")
 }
 
 // MerchantHours returns one merchant's hourly rollup in [from, to).
 func (s *Store) MerchantHours(ctx context.Context, merchant int64, from, to time.Time) ([]Point, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT hour, approvals, approved_amount, cancels, canceled_amount
-		FROM %s WHERE merchant_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour`, s.table("hour_agg")),
+	return s.points(ctx, fmt.Sprintf("merchant %d hours", merchant), fmt.Sprintf(`SELECT hour, approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE merchant_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour`, s.db.Table("hour_agg")),
 		merchant, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("reading merchant %d hours: %w", merchant, err)
-	}
-	return collectPoints(rows, "merchant hours")
 }
 
 // MerchantDays returns one merchant's daily rollup for business days in
 // [from, to) (dates; At is midnight UTC of the date, to be read as a date).
 func (s *Store) MerchantDays(ctx context.Context, merchant int64, from, to time.Time) ([]Point, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT day::timestamp AT TIME ZONE 'UTC', approvals, approved_amount, cancels, canceled_amount
-		FROM %s WHERE merchant_id = $1 AND day >= $2::date AND day < $3::date ORDER BY day`, s.table("day_agg")),
+	return s.points(ctx, fmt.Sprintf("merchant %d days", merchant), fmt.Sprintf(`SELECT day::timestamp AT TIME ZONE 'UTC', approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE merchant_id = $1 AND day >= $2::date AND day < $3::date ORDER BY day`, s.db.Table("day_agg")),
 		merchant, from.Format(time.DateOnly), to.Format(time.DateOnly))
-	if err != nil {
-		return nil, fmt.Errorf("reading merchant %d days: %w", merchant, err)
-	}
-	return collectPoints(rows, "merchant days")
 }
 
 // OldestMinute is the oldest stored platform minute (retention's real
 // start), or false when nothing is stored.
 func (s *Store) OldestMinute(ctx context.Context) (window.Minute, bool, error) {
 	var t *time.Time
-	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT min(minute) FROM %s`, s.table("platform_minute"))).Scan(&t); err != nil {
+	if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT min(minute) FROM %s`, s.db.Table("platform_minute"))).Scan(&t); err != nil {
 		return 0, false, fmt.Errorf("reading oldest minute: %w", err)
 	}
 	if t == nil {
@@ -116,20 +96,15 @@ func (s *Store) SearchMerchants(ctx context.Context, q string, id int64, limit i
 			SELECT id, name, 0 AS rank FROM %[1]s WHERE id = $2
 			UNION ALL
 			SELECT id, name, 1 FROM %[1]s WHERE $1 <> '' AND strpos(lower(name), lower($1)) > 0 AND id <> $2
-		) m ORDER BY rank, name, id LIMIT $3`, s.table("merchants")), q, id, limit)
+		) m ORDER BY rank, name, id LIMIT $3`, s.db.Table("merchants")), q, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("searching merchants: %w", err)
 	}
-	defer rows.Close()
-	var out []Merchant
-	for rows.Next() {
-		var m Merchant
-		if err := rows.Scan(&m.ID, &m.Name); err != nil {
-			return nil, fmt.Errorf("searching merchants: %w", err)
-		}
-		out = append(out, m)
+	out, err := pgx.AppendRows([]Merchant(nil), rows, pgx.RowToStructByPos[Merchant])
+	if err != nil {
+		return nil, fmt.Errorf("searching merchants: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MerchantNames returns the known names of ids.
@@ -138,20 +113,19 @@ func (s *Store) MerchantNames(ctx context.Context, ids []int64) (map[int64]strin
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, name FROM %s WHERE id = ANY($1)`, s.table("merchants")), ids)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, name FROM %s WHERE id = ANY($1)`, s.db.Table("merchants")), ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading merchant names: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var name string
-		if err := rows.Scan(&id, &name); err != nil {
-			return nil, fmt.Errorf("reading merchant names: %w", err)
-		}
+	var id int64
+	var name string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &name}, func() error {
 		out[id] = name
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading merchant names: %w", err)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UpsertMerchants writes directory entries that are new or renamed and
@@ -168,7 +142,7 @@ func (s *Store) UpsertMerchants(ctx context.Context, ms []Merchant) (int64, erro
 	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (id, name)
 		SELECT * FROM unnest($1::bigint[], $2::text[])
 		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, synced_at = now() WHERE t.name IS DISTINCT FROM EXCLUDED.name`,
-		s.table("merchants")), ids, names)
+		s.db.Table("merchants")), ids, names)
 	if err != nil {
 		return 0, fmt.Errorf("writing %d merchant names: %w", len(ms), err)
 	}
