@@ -41,7 +41,6 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-// run parses the command line and runs the benchmarks.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("riskwatch-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -59,8 +58,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	command := "riskwatch-bench " + strings.Join(args, " ")
 	if *replot {
 		res, err := bench.Replot(*out)
 		if err != nil {
@@ -76,7 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, bench.Options{Riskwatch: bin, Out: *out, Quick: *quick, Only: scenarios, Logger: log, Command: strings.TrimSpace(command)})
+	res, err := bench.Run(ctx, bench.Options{Riskwatch: bin, Out: *out, Quick: *quick, Only: scenarios,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil)), Command: strings.TrimSpace("riskwatch-bench " + strings.Join(args, " "))})
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
@@ -53,28 +54,25 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	// Minutes are whole: a from inside a minute starts at that minute.
-	o := engine.BacktestOptions{From: window.MinuteOf(from), To: window.MinuteOf(to.Add(-time.Nanosecond)) + 1, ProgressOut: stderr, Logger: log}
-	var table *tabwriter.Writer
-	enc := json.NewEncoder(stdout)
-	if *format == "table" {
-		table = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(table, "MINUTE\tRULE\tMERCHANT\tSTATE\tVALUES")
-		defer table.Flush()
-	}
-	o.Emit = func(tr engine.Transition) error {
-		if table == nil {
-			return enc.Encode(tr)
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		// Minutes are whole: a from inside a minute starts at that minute.
+		o := engine.BacktestOptions{From: window.MinuteOf(from), To: window.MinuteOf(to.Add(-time.Nanosecond)) + 1, ProgressOut: stderr, Logger: log}
+		var table *tabwriter.Writer
+		enc := json.NewEncoder(stdout)
+		if *format == "table" {
+			table = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(table, "MINUTE\tRULE\tMERCHANT\tSTATE\tVALUES")
+			defer table.Flush()
 		}
-		_, err := fmt.Fprintf(table, "%s\t%s\t%d\t%s\t%s\n", tr.Minute, tr.Rule, tr.MerchantID, tr.State, formatValues(tr.Values))
-		return err
-	}
-	return engine.Backtest(ctx, aggregates.New(st), cfg, o)
+		o.Emit = func(tr engine.Transition) error {
+			if table == nil {
+				return enc.Encode(tr)
+			}
+			_, err := fmt.Fprintf(table, "%s\t%s\t%d\t%s\t%s\n", tr.Minute, tr.Rule, tr.MerchantID, tr.State, formatValues(tr.Values))
+			return err
+		}
+		return engine.Backtest(ctx, aggregates.New(st), cfg, o)
+	})
 }
 
 func timeRange(fromS, toS string, loc *time.Location) (time.Time, time.Time, error) {
@@ -132,35 +130,32 @@ func cmdAlerts(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	default:
 		return usageError{fmt.Sprintf("--state must be firing, resolved or all, got %q", *state)}
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	list, err := alertstore.New(st).Alerts(ctx, f)
-	if err != nil {
-		return err
-	}
-	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		for _, a := range list {
-			if err := enc.Encode(alertJSON(a, cfg.Location)); err != nil {
-				return err
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		list, err := alertstore.New(st).Alerts(ctx, f)
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			enc := json.NewEncoder(stdout)
+			for _, a := range list {
+				if err := enc.Encode(alertJSON(a, cfg.Location)); err != nil {
+					return err
+				}
 			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		defer tw.Flush()
+		fmt.Fprintln(tw, "ID\tRULE\tMERCHANT\tSTATE\tSINCE\tACK\tVALUES")
+		for _, a := range list {
+			ack := "-"
+			if a.Ack != nil {
+				ack = a.Ack.By
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.Rule, a.Merchant, a.State, a.ActiveAt.In(cfg.Location).Format("2006-01-02 15:04"), ack, formatValues(a.Values))
 		}
 		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
-	fmt.Fprintln(tw, "ID\tRULE\tMERCHANT\tSTATE\tSINCE\tACK\tVALUES")
-	for _, a := range list {
-		ack := "-"
-		if a.Ack != nil {
-			ack = a.Ack.By
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.Rule, a.Merchant, a.State, a.ActiveAt.In(cfg.Location).Format("2006-01-02 15:04"), ack, formatValues(a.Values))
-	}
-	return nil
+	})
 }
 
 func alertJSON(a *alert.Alert, loc *time.Location) map[string]any {
@@ -199,20 +194,17 @@ func cmdAck(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	a, err := alertstore.New(st).Ack(ctx, id, *by, *comment, time.Now())
-	if err != nil {
-		if errors.Is(err, alertstore.ErrNotFound) || errors.Is(err, alertstore.ErrNotOpen) {
-			return err
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		a, err := alertstore.New(st).Ack(ctx, id, *by, *comment, time.Now())
+		if err != nil {
+			if errors.Is(err, alertstore.ErrNotFound) || errors.Is(err, alertstore.ErrNotOpen) {
+				return err
+			}
+			return fmt.Errorf("ack: %w", err)
 		}
-		return fmt.Errorf("ack: %w", err)
-	}
-	fmt.Fprintf(stdout, "acknowledged alert %d (%s, merchant %d) by %s\n", a.ID, a.Rule, a.Merchant, a.Ack.By)
-	return nil
+		fmt.Fprintf(stdout, "acknowledged alert %d (%s, merchant %d) by %s\n", a.ID, a.Rule, a.Merchant, a.Ack.By)
+		return nil
+	})
 }
 
 func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -256,38 +248,32 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		if !ends.After(now) {
 			return usageError{"silence add: the end is in the past"}
 		}
-		st, err := openStore(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		sl, err := alertstore.New(st).AddSilence(ctx, alertstore.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason, CreatedBy: *by})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "silence %d: merchant %d, %s, until %s\n", sl.ID, sl.Merchant, ruleOrAll(sl.Rule), sl.EndsAt.In(cfg.Location).Format(time.RFC3339))
-		return nil
+		return withStore(ctx, cfg, func(st *store.DB) error {
+			sl, err := alertstore.New(st).AddSilence(ctx, alertstore.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason, CreatedBy: *by})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "silence %d: merchant %d, %s, until %s\n", sl.ID, sl.Merchant, ruleOrAll(sl.Rule), sl.EndsAt.In(cfg.Location).Format(time.RFC3339))
+			return nil
+		})
 	case "list":
 		cfg, _, err := setup(fs, args, stderr, getenv)
 		if err != nil {
 			return err
 		}
-		st, err := openStore(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		list, err := alertstore.New(st).Silences(ctx, time.Now())
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		defer tw.Flush()
-		fmt.Fprintln(tw, "ID\tMERCHANT\tRULE\tUNTIL\tBY\tREASON")
-		for _, s := range list {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Merchant, ruleOrAll(s.Rule), s.EndsAt.In(cfg.Location).Format("2006-01-02 15:04"), s.CreatedBy, s.Reason)
-		}
-		return nil
+		return withStore(ctx, cfg, func(st *store.DB) error {
+			list, err := alertstore.New(st).Silences(ctx, time.Now())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			defer tw.Flush()
+			fmt.Fprintln(tw, "ID\tMERCHANT\tRULE\tUNTIL\tBY\tREASON")
+			for _, s := range list {
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Merchant, ruleOrAll(s.Rule), s.EndsAt.In(cfg.Location).Format("2006-01-02 15:04"), s.CreatedBy, s.Reason)
+			}
+			return nil
+		})
 	case "expire":
 		pos, err := parseInterspersed(fs, args)
 		if err != nil {
@@ -304,16 +290,13 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		if err != nil {
 			return err
 		}
-		st, err := openStore(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if err := alertstore.New(st).ExpireSilence(ctx, id, time.Now()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "silence %d expired\n", id)
-		return nil
+		return withStore(ctx, cfg, func(st *store.DB) error {
+			if err := alertstore.New(st).ExpireSilence(ctx, id, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "silence %d expired\n", id)
+			return nil
+		})
 	}
 	return usageError{fmt.Sprintf("silence: unknown subcommand %q", sub)}
 }

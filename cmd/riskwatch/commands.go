@@ -51,6 +51,16 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.DB, error) {
 	return store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
 }
 
+// withStore runs fn with the sink open.
+func withStore(ctx context.Context, cfg *config.Config, fn func(*store.DB) error) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	cfg, log, err := setup(newFlags("run", stderr), args, stderr, getenv)
 	if err != nil {
@@ -90,14 +100,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := eng.Status()
-			d := map[string]any{
-				"last_closed_minute": s.LastClosed.String(), "applied_lsn": s.Position,
-				"lag_bytes": s.LagBytes, "lag_seconds": s.LagSeconds,
-			}
-			if s.Stuck != nil {
-				d["stuck"] = s.Stuck.Detail()
-			}
-			return s.Ready, d
+			return readiness(s, map[string]any{"applied_lsn": s.Position, "lag_bytes": s.LagBytes})
 		},
 	})
 	if err != nil {
@@ -121,30 +124,34 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	return err
 }
 
+// readiness answers /readyz from an engine's status: detail and what every
+// engine reports.
+func readiness(s engine.Status, detail map[string]any) (bool, any) {
+	detail["last_closed_minute"] = s.LastClosed.String()
+	detail["lag_seconds"] = s.LagSeconds
+	if s.Stuck != nil {
+		detail["stuck"] = s.Stuck.Detail()
+	}
+	return s.Ready, detail
+}
+
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	cfg, _, err := setup(newFlags("migrate", stderr), args, stderr, getenv)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	applied, err := st.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	if len(applied) == 0 {
-		fmt.Fprintf(stdout, "sink schema %s is up to date\n", cfg.Sink.Schema)
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		applied, err := st.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) == 0 {
+			fmt.Fprintf(stdout, "sink schema %s is up to date\n", cfg.Sink.Schema)
+			return nil
+		}
+		fmt.Fprintf(stdout, "applied to sink schema %s: %s\n", cfg.Sink.Schema, strings.Join(applied, ", "))
 		return nil
-	}
-	fmt.Fprintf(stdout, "applied to sink schema %s: %s\n", cfg.Sink.Schema, strings.Join(applied, ", "))
-	return nil
-}
-
-func newSource(cfg *config.Config, log *slog.Logger) (*source.Source, error) {
-	return source.FromConfig(cfg, log, nil)
+	})
 }
 
 func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -152,7 +159,7 @@ func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	src, err := newSource(cfg, log)
+	src, err := source.FromConfig(cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -172,22 +179,19 @@ func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer,
 		fmt.Fprintf(tw, "slot\t%s\nplugin\t%s\ndatabase\t%s\nactive\t%v (pid %s)\nrestart_lsn\t%s\nconfirmed_flush_lsn\t%s\ncurrent_wal_lsn\t%s\nretained_wal\t%s\nwal_status\t%s\n",
 			si.Name, si.Plugin, si.Database, si.Active, pid, si.RestartLSN, si.ConfirmedFlushLSN, si.CurrentWALLSN, humanBytes(si.RetainedBytes), si.WALStatus)
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	cp, err := aggregates.New(st).Checkpoint(ctx, cfg.Source.Slot)
-	switch {
-	case errors.Is(err, aggregates.ErrNoCheckpoint):
-		fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
-	case err != nil:
-		fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", err)
-	default:
-		fmt.Fprintf(tw, "sink_checkpoint_lsn\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
-			cp.Position, cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
-	}
-	return nil
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		cp, err := aggregates.New(st).Checkpoint(ctx, cfg.Source.Slot)
+		switch {
+		case errors.Is(err, aggregates.ErrNoCheckpoint):
+			fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
+		case err != nil:
+			fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", err)
+		default:
+			fmt.Fprintf(tw, "sink_checkpoint_lsn\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
+				cp.Position, cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
 }
 
 func humanBytes(n int64) string {
@@ -208,7 +212,7 @@ func cmdSlotDrop(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return err
 	}
-	src, err := newSource(cfg, log)
+	src, err := source.FromConfig(cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -231,13 +235,10 @@ func cmdExportMinutes(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		_, err := aggregates.New(st).ExportMinutes(ctx, from, to, stdout)
 		return err
-	}
-	defer st.Close()
-	_, err = aggregates.New(st).ExportMinutes(ctx, from, to, stdout)
-	return err
+	})
 }
 
 // parseTime reads an RFC 3339 time, or a date meaning its midnight in loc.

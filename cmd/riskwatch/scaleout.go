@@ -129,14 +129,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 	}
 	srv, err = api.New(api.Options{
 		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, DB: st, Engine: wk, Assets: web.Dist(), Version: version,
-		Ready: func() (bool, any) {
-			s := wk.Status()
-			d := map[string]any{"last_closed_minute": s.LastClosed.String(), "lag_seconds": s.LagSeconds}
-			if s.Stuck != nil {
-				d["stuck"] = s.Stuck.Detail()
-			}
-			return s.Ready, d
-		},
+		Ready: func() (bool, any) { return readiness(wk.Status(), map[string]any{}) },
 	})
 	if err != nil {
 		return err

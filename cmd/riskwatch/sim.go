@@ -82,21 +82,6 @@ type simMeta struct {
 	WrittenUntil time.Time
 }
 
-func readSimMeta(ctx context.Context, pool *pgxpool.Pool) (*simMeta, error) {
-	var m simMeta
-	var seed int64
-	err := pool.QueryRow(ctx, `SELECT seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until FROM sim_meta WHERE id = 1`).
-		Scan(&seed, &m.Merchants, &m.PaymentsDay, &m.Anchor, &m.HistoryFrom, &m.Incidents, &m.LargeAmount, &m.WrittenUntil)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading sim_meta: %w", err)
-	}
-	m.Seed = uint64(seed)
-	return &m, nil
-}
-
 // generator rebuilds the generator of a simulation: the same seed, scale
 // and anchor give the same merchants, traffic and incidents.
 func (m *simMeta) generator(loc *time.Location) (*sim.Generator, error) {
@@ -113,21 +98,35 @@ func (m *simMeta) generator(loc *time.Location) (*sim.Generator, error) {
 	return sim.NewGenerator(o)
 }
 
-func openSimPool(ctx context.Context, dsn string, conns int32) (*pgxpool.Pool, error) {
+// openSim connects to the source, creates its schema when missing and reads
+// what `sim history` generated there (nil before it ran).
+func openSim(ctx context.Context, dsn string, conns int32) (*pgxpool.Pool, *simMeta, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parsing dsn: %w", err)
+		return nil, nil, fmt.Errorf("parsing dsn: %w", err)
 	}
 	pc.MaxConns = conns
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to the source: %w", err)
+		return nil, nil, fmt.Errorf("connecting to the source: %w", err)
 	}
 	if _, err := pool.Exec(ctx, sim.Schema); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("creating the source schema: %w", err)
+		return nil, nil, fmt.Errorf("creating the source schema: %w", err)
 	}
-	return pool, nil
+	var m simMeta
+	var seed int64
+	err = pool.QueryRow(ctx, `SELECT seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until FROM sim_meta WHERE id = 1`).
+		Scan(&seed, &m.Merchants, &m.PaymentsDay, &m.Anchor, &m.HistoryFrom, &m.Incidents, &m.LargeAmount, &m.WrittenUntil)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return pool, nil, nil
+	case err != nil:
+		pool.Close()
+		return nil, nil, fmt.Errorf("reading sim_meta: %w", err)
+	}
+	m.Seed = uint64(seed)
+	return pool, &m, nil
 }
 
 func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -150,15 +149,11 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if *large == 0 {
 		*large = int64(float64(sim.LargeDailyAmount) * float64(*ppd) / float64(sim.DefaultPaymentsPerDay))
 	}
-	pool, err := openSimPool(ctx, dsn, 4)
+	pool, meta, err := openSim(ctx, dsn, 4)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	meta, err := readSimMeta(ctx, pool)
-	if err != nil {
-		return err
-	}
 	if meta != nil && !*reload {
 		fmt.Fprintf(stdout, "history already loaded (anchor %s, %d payments/day, seed %d); reusing it (--reload to start over)\n",
 			meta.Anchor.In(cfg.Location).Format(time.RFC3339), meta.PaymentsDay, meta.Seed)
@@ -222,15 +217,11 @@ func cmdSimLive(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if *batch < 1 || *workers < 1 {
 		return usageError{"sim live: --batch and --workers must be positive"}
 	}
-	pool, err := openSimPool(ctx, dsn, int32(*workers+2))
+	pool, meta, err := openSim(ctx, dsn, int32(*workers+2))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	meta, err := readSimMeta(ctx, pool)
-	if err != nil {
-		return err
-	}
 	if meta == nil {
 		return fmt.Errorf("no simulation in this database: run `riskwatch sim history` first")
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/riskwatch/riskwatch/internal/pgserver"
 	"github.com/riskwatch/riskwatch/internal/sim"
 )
 
@@ -62,7 +63,7 @@ func TestBaselineScale(t *testing.T) {
 	}
 	t.Logf("loaded %d payments, %d cancels in %s", np, nc, time.Since(start).Round(time.Second))
 
-	pid, err := PostmasterPID(cluster.Dir)
+	pid, err := pgserver.PostmasterPID(cluster.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

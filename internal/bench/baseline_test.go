@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/riskwatch/riskwatch/internal/pgserver"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
 	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/sim"
@@ -334,7 +335,7 @@ func TestRunBaseline(t *testing.T) {
 	if err := PrepareBaseline(ctx, pool); err != nil {
 		t.Fatalf("a second PrepareBaseline: %v", err)
 	}
-	pid, err := PostmasterPID(cluster.Dir)
+	pid, err := pgserver.PostmasterPID(cluster.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +534,7 @@ func TestTreeCPUCountsReapedChildren(t *testing.T) {
 
 func TestServerCPU(t *testing.T) {
 	ctx := context.Background()
-	pid, err := PostmasterPID(cluster.Dir)
+	pid, err := pgserver.PostmasterPID(cluster.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,24 +591,5 @@ func TestParseStat(t *testing.T) {
 	}
 	if _, err := parseStat(1, []byte("1 (x) S 0 1")); err == nil {
 		t.Error("a short stat line was accepted")
-	}
-}
-
-func TestPostmasterPID(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := PostmasterPID(dir); err == nil {
-		t.Error("no postmaster.pid: no error")
-	}
-	if err := os.WriteFile(dir+"/postmaster.pid", []byte("12345\n/data\n1700000000\n5432\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if pid, err := PostmasterPID(dir); err != nil || pid != 12345 {
-		t.Errorf("PostmasterPID = %d, %v; want 12345", pid, err)
-	}
-	if err := os.WriteFile(dir+"/postmaster.pid", []byte("x\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := PostmasterPID(dir); err == nil {
-		t.Error("a malformed postmaster.pid was accepted")
 	}
 }

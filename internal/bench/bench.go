@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,10 +130,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err := os.WriteFile(filepath.Join(opts.Out, "results.json"), b, 0o644); err != nil {
 		return r.res, fmt.Errorf("writing results.json: %w", err)
 	}
-	if err := writePlots(opts.Out, r.res); err != nil {
-		return r.res, err
-	}
-	return r.res, nil
+	return r.res, writePlots(opts.Out, r.res)
 }
 
 func (r *runner) close() {
@@ -181,12 +179,10 @@ func (r *runner) startCluster(ctx context.Context) error {
 	if r.hook, err = newHookReceiver(); err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
+	if r.port, err = pgserver.FreePort(); err != nil {
 		return err
 	}
-	r.httpURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	r.port = port
+	r.httpURL = fmt.Sprintf("http://127.0.0.1:%d", r.port)
 	r.cfgPath, err = r.writeConfig("riskwatch.yaml", config.DeliveryStream)
 	return err
 }
@@ -248,24 +244,25 @@ func (r *runner) loadHistory(ctx context.Context) error {
 	return nil
 }
 
-// proc is a child riskwatch process.
+// proc is a child process running in the background.
 type proc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has been reaped
 	err    error         // its exit, once exited is closed
 }
 
-func (r *runner) startEngine(name, cfgPath string) (*proc, error) {
-	logf, err := openAppend(filepath.Join(r.opts.Out, "engine.log"))
+// startProc starts cmd with its output appended to name.log in the output
+// folder (each run of a step appends), after header.
+func (r *runner) startProc(cmd *exec.Cmd, name, header string) (*proc, error) {
+	logf, err := os.OpenFile(filepath.Join(r.opts.Out, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(logf, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), name)
-	cmd := exec.Command(r.opts.Riskwatch, "run", "--config", cfgPath)
+	fmt.Fprint(logf, header)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting the engine: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
@@ -273,11 +270,26 @@ func (r *runner) startEngine(name, cfgPath string) (*proc, error) {
 		logf.Close()
 		close(p.exited)
 	}()
+	return p, nil
+}
+
+func (r *runner) startEngine(name, cfgPath string) (*proc, error) {
+	p, err := r.startProc(exec.Command(r.opts.Riskwatch, "run", "--config", cfgPath), "engine",
+		fmt.Sprintf("--- %s %s\n", time.Now().UTC().Format(time.RFC3339), name))
+	if err != nil {
+		return nil, err
+	}
 	r.engine = p
 	return p, nil
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// wait waits for the process to exit and returns how it did.
+func (p *proc) wait() error {
+	<-p.exited
+	return p.err
+}
 
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
@@ -420,16 +432,6 @@ func (r *runner) ensureEngine(ctx context.Context) error {
 	return err
 }
 
-// freePort asks the kernel for an unused port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // hookReceiver is the webhook the engine notifies; it records when each
 // notification arrived.
 type hookReceiver struct {
@@ -485,10 +487,9 @@ func (h *hookReceiver) since(t time.Time) []received {
 
 func (h *hookReceiver) close() { _ = h.srv.Close() }
 
-// sampler records a process's RSS every 200 ms.
+// sampler records a process's largest RSS, sampled every 200 ms.
 type sampler struct {
-	mu   sync.Mutex
-	max  int64
+	max  atomic.Int64
 	done chan struct{}
 }
 
@@ -498,10 +499,8 @@ func newSampler(pid int) *sampler {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss, err := ProcRSS(pid); err == nil {
-				s.mu.Lock()
-				s.max = max(s.max, rss)
-				s.mu.Unlock()
+			if rss, err := ProcRSS(pid); err == nil && rss > s.max.Load() {
+				s.max.Store(rss)
 			}
 			select {
 			case <-s.done:
@@ -513,19 +512,9 @@ func newSampler(pid int) *sampler {
 	return s
 }
 
-func (s *sampler) maxRSS() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.max
-}
+func (s *sampler) maxRSS() int64 { return s.max.Load() }
 
-func (s *sampler) stop() {
-	select {
-	case <-s.done:
-	default:
-		close(s.done)
-	}
-}
+func (s *sampler) stop() { close(s.done) }
 
 func machine() Machine {
 	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}

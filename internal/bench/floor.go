@@ -27,9 +27,8 @@ const floorSlot = "riskwatch_bench_floor"
 //
 // Both report their position every second, as the engine does.
 type floors struct {
-	logical, physical *exec.Cmd
-	exited            []chan struct{}
-	dir               string
+	procs []*proc
+	dir   string
 	// pids of their walsenders, once streaming.
 	logicalPID, physicalPID int
 }
@@ -42,50 +41,28 @@ func (r *runner) startFloors(ctx context.Context) (*floors, error) {
 	f := &floors{dir: dir}
 	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(r.cluster.Port), "-U", "postgres"}
 	pub := config.Default().Source.Publication
-	f.logical = exec.Command(r.cluster.Bin("pg_recvlogical"), append(conn, "-d", "payments",
+	logical := exec.Command(r.cluster.Bin("pg_recvlogical"), append(conn, "-d", "payments",
 		"--slot", floorSlot, "--create-slot", "--if-not-exists", "--plugin", "pgoutput", "--start",
 		"-o", "proto_version=1", "-o", "publication_names="+pub, "-o", "binary=true", "-o", "messages=true",
 		"-s", "1", "-f", os.DevNull)...)
-	f.physical = exec.Command(r.cluster.Bin("pg_receivewal"), append(conn, "-D", dir, "--no-sync", "-s", "1")...)
-	for _, c := range []*exec.Cmd{f.logical, f.physical} {
-		logf, err := openAppend(filepath.Join(r.opts.Out, filepath.Base(c.Path)+".log"))
+	physical := exec.Command(r.cluster.Bin("pg_receivewal"), append(conn, "-D", dir, "--no-sync", "-s", "1")...)
+	for _, c := range []*exec.Cmd{logical, physical} {
+		p, err := r.startProc(c, filepath.Base(c.Path), "")
 		if err != nil {
 			f.stop(ctx, r)
 			return nil, err
 		}
-		c.Stdout, c.Stderr = logf, logf
-		if err := c.Start(); err != nil {
-			logf.Close()
-			f.stop(ctx, r)
-			return nil, fmt.Errorf("starting %s: %w", filepath.Base(c.Path), err)
-		}
-		done := make(chan struct{})
-		f.exited = append(f.exited, done)
-		go func() { _ = c.Wait(); logf.Close(); close(done) }()
+		f.procs = append(f.procs, p)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for f.logicalPID == 0 || f.physicalPID == 0 {
-		rows, err := r.pool.Query(ctx, `SELECT application_name, pid FROM pg_stat_replication WHERE state = 'streaming'`)
+		err := r.pool.QueryRow(ctx, `SELECT coalesce(max(pid) FILTER (WHERE application_name = 'pg_recvlogical'), 0),
+			coalesce(max(pid) FILTER (WHERE application_name = 'pg_receivewal'), 0)
+			FROM pg_stat_replication WHERE state = 'streaming'`).Scan(&f.logicalPID, &f.physicalPID)
 		if err != nil {
 			f.stop(ctx, r)
 			return nil, fmt.Errorf("finding the floor clients' walsenders: %w", err)
 		}
-		for rows.Next() {
-			var app string
-			var pid int
-			if err := rows.Scan(&app, &pid); err != nil {
-				rows.Close()
-				f.stop(ctx, r)
-				return nil, err
-			}
-			switch app {
-			case "pg_recvlogical":
-				f.logicalPID = pid
-			case "pg_receivewal":
-				f.physicalPID = pid
-			}
-		}
-		rows.Close()
 		if time.Now().After(deadline) {
 			f.stop(ctx, r)
 			return nil, fmt.Errorf("pg_recvlogical and pg_receivewal not streaming after a minute (see %s)", r.opts.Out)
@@ -98,15 +75,10 @@ func (r *runner) startFloors(ctx context.Context) (*floors, error) {
 // stop ends both clients and drops pg_recvlogical's slot, so that it keeps
 // no WAL for the rest of the run.
 func (f *floors) stop(ctx context.Context, r *runner) {
-	for i, c := range []*exec.Cmd{f.logical, f.physical} {
-		if c.Process != nil && i < len(f.exited) {
-			_ = c.Process.Kill()
-			<-f.exited[i]
-		}
+	for _, p := range f.procs {
+		p.kill()
 	}
-	if _, err := r.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, floorSlot); err != nil {
-		r.log.Warn("dropping the floor slot", "slot", floorSlot, "err", err)
-	}
+	r.dropSlot(ctx, floorSlot)
 	_ = os.RemoveAll(f.dir)
 }
 
@@ -136,15 +108,19 @@ func (r *runner) sourceCPU(ctx context.Context) (map[int]time.Duration, error) {
 }
 
 // cpuSince is the CPU the backends of now used since before: a backend
-// that is new counts whole; one that ended is lost (reported).
-func cpuSince(before, now map[int]time.Duration) (used time.Duration, ended int) {
+// that is new counts whole; one that ended is lost (logged).
+func (r *runner) cpuSince(before, now map[int]time.Duration) (used time.Duration) {
 	for pid, c := range now {
 		used += c - before[pid]
 	}
+	ended := 0
 	for pid := range before {
 		if _, ok := now[pid]; !ok {
 			ended++
 		}
 	}
-	return used, ended
+	if ended > 0 {
+		r.log.Warn("riskwatch source connections ended during the measurement; their CPU is not counted", "ended", ended)
+	}
+	return used
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/pgserver"
 	"github.com/riskwatch/riskwatch/internal/source"
 )
 
@@ -39,7 +40,7 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	if _, err := r.waitFor(ctx, p, 2*time.Minute, "the first drain", func(s status) bool { return s.Ready && s.LastClosed != nil }); err != nil {
 		return err
 	}
-	pm, err := PostmasterPID(r.cluster.Dir)
+	pm, err := pgserver.PostmasterPID(r.cluster.Dir)
 	if err != nil {
 		return err
 	}
@@ -53,17 +54,11 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	}()
 
 	avg := float64(r.sc.PaymentsPerDay) / 86400
-	sim, done, err := r.startLive(ctx, "sim-live-minute", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", "1h")
+	sim, err := r.startLive(ctx, "sim-live-minute", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", "1h")
 	if err != nil {
 		return err
 	}
-	simEnded := false
-	defer func() {
-		if !simEnded {
-			_ = sim.Process.Kill()
-			<-done
-		}
-	}()
+	defer sim.kill()
 	injected, stopInject := make(chan struct{}), make(chan struct{})
 	go func() { defer close(injected); r.injectBustOuts(ctx, stopInject, time.Time{}) }()
 	stopInjecting := sync.OnceFunc(func() { close(stopInject); <-injected })
@@ -77,8 +72,7 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	}
 	// take samples between drains only: a drain's walsender is counted
 	// once it has exited.
-	take := func() (sample, error) {
-		var s sample
+	take := func() (s sample, err error) {
 		for {
 			var n int
 			if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE application_name = $1`, source.ApplicationName).Scan(&n); err != nil {
@@ -92,7 +86,6 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 		// The backend leaves pg_stat_activity just before it exits.
 		time.Sleep(200 * time.Millisecond)
 		s.at = time.Now()
-		var err error
 		if s.m, err = r.scrape(ctx); err != nil {
 			return s, err
 		}
@@ -108,9 +101,8 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	afterDrain := func(count float64) (sample, error) {
 		for {
 			select {
-			case err := <-done:
-				simEnded = true
-				return sample{}, fmt.Errorf("sim live ended early: %v", err)
+			case <-sim.exited:
+				return sample{}, fmt.Errorf("sim live ended early: %v", sim.err)
 			case <-ctx.Done():
 				return sample{}, ctx.Err()
 			case <-time.After(100 * time.Millisecond):
@@ -156,12 +148,8 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	n := s1.m[drainCount] - s0.m[drainCount]
 	md.Drains = int(n)
 	md.AverageTPS = (s1.m.approvals() - s0.m.approvals()) / s1.at.Sub(s0.at).Seconds()
-	others, ended := cpuSince(s0.others, s1.others)
-	if ended > 0 {
-		r.log.Warn("riskwatch source connections ended during the measurement; their CPU is not counted", "ended", ended)
-	}
 	md.DrainCPU = (s1.reaped - s0.reaped).Seconds() / n
-	md.OtherCPU = others.Seconds() / n
+	md.OtherCPU = r.cpuSince(s0.others, s1.others).Seconds() / n
 	md.CPU = md.DrainCPU + md.OtherCPU
 	if b := diffBuckets(s1.m.histogram("riskwatch_drain_seconds"), s0.m.histogram("riskwatch_drain_seconds")); len(b) > 0 {
 		md.DrainSeconds = Quantiles{Count: int64(b[len(b)-1].Count), P50: histQuantile(0.5, b), P99: histQuantile(0.99, b)}
@@ -175,7 +163,6 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	return nil
 }
 
-// autovacuum pauses or resumes autovacuum on the source cluster.
 func (r *runner) autovacuum(ctx context.Context, on bool) error {
 	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`ALTER SYSTEM SET autovacuum = %t`, on)); err != nil {
 		return fmt.Errorf("setting autovacuum: %w", err)

@@ -29,7 +29,6 @@ type procStat struct {
 	utime, stime, cutime, cstime int64 // ticks
 }
 
-// readStat reads /proc/<pid>/stat.
 func readStat(pid int) (procStat, error) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
@@ -152,19 +151,4 @@ func TreeCPU(root int) (time.Duration, error) {
 		queue = append(queue, children[queue[0]]...)
 	}
 	return time.Duration(ticks) * tick, nil
-}
-
-// PostmasterPID reads the PostgreSQL server's process id from the first line
-// of <dataDir>/postmaster.pid.
-func PostmasterPID(dataDir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0, fmt.Errorf("reading the postmaster pid: %w", err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("reading the postmaster pid: first line of %s is %q", filepath.Join(dataDir, "postmaster.pid"), line)
-	}
-	return pid, nil
 }

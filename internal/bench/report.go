@@ -110,13 +110,9 @@ func writePlots(dir string, res *Results) error {
 		prev = bk.Count
 	}
 	// Alert latency in 100 ms bins from 0 to 3 s.
-	var alX []string
-	alY := make([]float64, 30)
-	for i := range alY {
-		alX = append(alX, "")
-		if i%5 == 0 {
-			alX[i] = fmt.Sprintf("%.1fs", float64(i)/10)
-		}
+	alX, alY := make([]string, 30), make([]float64, 30)
+	for i := 0; i < len(alX); i += 5 {
+		alX[i] = fmt.Sprintf("%.1fs", float64(i)/10)
 	}
 	for _, s := range p.AlertSamples {
 		alY[min(max(int(s*10), 0), len(alY)-1)]++

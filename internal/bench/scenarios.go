@@ -2,19 +2,22 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/pgserver"
 	"github.com/riskwatch/riskwatch/internal/source"
 )
 
@@ -91,15 +94,7 @@ func (m metrics) histogram(name string) []Bucket {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Bucket) int {
-		switch {
-		case a.LE < b.LE:
-			return -1
-		case a.LE > b.LE:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Bucket) int { return cmp.Compare(a.LE, b.LE) })
 	return out
 }
 
@@ -150,21 +145,9 @@ func (r *runner) walsenderPID(ctx context.Context) (int, error) {
 }
 
 // startLive runs `riskwatch sim live` in the background.
-func (r *runner) startLive(ctx context.Context, name string, args ...string) (*exec.Cmd, <-chan error, error) {
+func (r *runner) startLive(ctx context.Context, name string, args ...string) (*proc, error) {
 	args = append([]string{"sim", "live", "--dsn", r.dsn}, args...)
-	cmd := exec.CommandContext(ctx, r.opts.Riskwatch, args...)
-	logf, err := openAppend(filepath.Join(r.opts.Out, name+".log"))
-	if err != nil {
-		return nil, nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, nil, fmt.Errorf("starting sim live: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logf.Close() }()
-	return cmd, done, nil
+	return r.startProc(exec.CommandContext(ctx, r.opts.Riskwatch, args...), name, "")
 }
 
 // peak is scenario 1: steady live load at the target rate with the
@@ -173,7 +156,6 @@ func (r *runner) peak(ctx context.Context) error {
 	if err := r.ensureEngine(ctx); err != nil {
 		return err
 	}
-	eng := r.engine
 	wal, err := r.walsenderPID(ctx)
 	if err != nil {
 		return err
@@ -183,12 +165,12 @@ func (r *runner) peak(ctx context.Context) error {
 		return err
 	}
 	t0 := u0.at
-	_, done, err := r.startLive(ctx, "sim-live-peak", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
+	sim, err := r.startLive(ctx, "sim-live-peak", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
 		"--for", r.sc.PeakFor.String())
 	if err != nil {
 		return err
 	}
-	rss := newSampler(eng.pid())
+	rss := newSampler(r.engine.pid())
 	defer rss.stop()
 	injected, stopInject := make(chan struct{}), make(chan struct{})
 	var lastInjected time.Time
@@ -200,11 +182,11 @@ func (r *runner) peak(ctx context.Context) error {
 loop:
 	for {
 		select {
-		case err := <-done:
+		case <-sim.exited:
 			close(stopInject)
 			<-injected
-			if err != nil {
-				return fmt.Errorf("sim live: %w", err)
+			if sim.err != nil {
+				return fmt.Errorf("sim live: %w", sim.err)
 			}
 			break loop
 		case <-ctx.Done():
@@ -287,7 +269,7 @@ func (r *runner) restart(ctx context.Context) error {
 	if r.opts.Quick {
 		kills = 1
 	}
-	_, done, err := r.startLive(ctx, "sim-live-restart", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
+	sim, err := r.startLive(ctx, "sim-live-restart", "--tps", fmt.Sprint(r.sc.PeakTPS), "--burst-tps", "-1",
 		"--for", (time.Duration(kills)*30*time.Second + 20*time.Second).String())
 	if err != nil {
 		return err
@@ -309,7 +291,7 @@ func (r *runner) restart(ctx context.Context) error {
 		}
 		r.res.Restart.Seconds = append(r.res.Restart.Seconds, time.Since(t0).Seconds())
 	}
-	if err := <-done; err != nil {
+	if err := sim.wait(); err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
 	r.res.Restart.Median = quantile(slices.Clone(r.res.Restart.Seconds), 0.5)
@@ -354,12 +336,12 @@ func (r *runner) catchUp(ctx context.Context) error {
 			break
 		}
 		left := r.sc.Backlog - (n - n0)
-		_, done, err := r.startLive(ctx, "sim-live-backlog", "--tps", "60000", "--burst-tps", "-1", "--batch", "100", "--workers", "4",
+		sim, err := r.startLive(ctx, "sim-live-backlog", "--tps", "60000", "--burst-tps", "-1", "--batch", "100", "--workers", "4",
 			"--for", (time.Duration(left/60000+1) * time.Second).String())
 		if err != nil {
 			return err
 		}
-		if err := <-done; err != nil {
+		if err := sim.wait(); err != nil {
 			return fmt.Errorf("writing the backlog: %w", err)
 		}
 	}
@@ -420,11 +402,6 @@ func (r *runner) dropSlot(ctx context.Context, slot string) {
 	}
 }
 
-// openAppend opens a log in the output folder; each run of a step appends.
-func openAppend(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-}
-
 // baseline is scenario 5: the SQL-polling job over the same data, on a
 // quiet server (the engine stopped), for the last closed minutes; its
 // firing merchants are checked against the engine's own evaluations of
@@ -445,7 +422,7 @@ func (r *runner) baseline(ctx context.Context) error {
 		return err
 	}
 	prepared := time.Since(t0)
-	pm, err := PostmasterPID(r.cluster.Dir)
+	pm, err := pgserver.PostmasterPID(r.cluster.Dir)
 	if err != nil {
 		return err
 	}
@@ -461,7 +438,7 @@ func (r *runner) baseline(ctx context.Context) error {
 	p.LargeDailyAmount = int64(1_000_000_000) * int64(r.sc.PaymentsPerDay) / 3_000_000
 	p.ServerPID = pm
 	b := &r.res.Baseline
-	agree, mismatches := true, 0
+	mismatches := 0
 	for i := r.sc.BaselineRuns - 1; i >= 0; i-- {
 		m := last.Add(-time.Duration(i) * time.Minute)
 		run, err := RunBaseline(ctx, r.pool, p, m)
@@ -471,23 +448,13 @@ func (r *runner) baseline(ctx context.Context) error {
 		b.RunSeconds = append(b.RunSeconds, (run.CancelDur + run.VolumeDur).Seconds())
 		b.SourceCPU = append(b.SourceCPU, run.SourceCPU.Seconds())
 		for rule, got := range map[string][]int64{"cancel_rate_spike": run.CancelFiring, "volume_drop": run.VolumeFiring} {
-			var want []int64
-			rows, err := r.sinkPool.Query(ctx, `SELECT a.merchant_id FROM riskwatch.alert_evaluations e JOIN riskwatch.alerts a ON a.id = e.alert_id
+			rows, _ := r.sinkPool.Query(ctx, `SELECT a.merchant_id FROM riskwatch.alert_evaluations e JOIN riskwatch.alerts a ON a.id = e.alert_id
 				WHERE e.minute = $1 AND e.fires AND a.rule = $2 ORDER BY 1`, m, rule)
+			want, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 			if err != nil {
-				return err
+				return fmt.Errorf("reading the engine's evaluations: %w", err)
 			}
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				want = append(want, id)
-			}
-			rows.Close()
 			if !slices.Equal(got, want) {
-				agree = false
 				mismatches++
 				r.log.Warn("baseline and engine disagree", "minute", m, "rule", rule, "sql", got, "engine", want)
 			}
@@ -506,9 +473,9 @@ func (r *runner) baseline(ctx context.Context) error {
 	b.CPURatio, b.PeakCPURatio = over(b.RiskwatchCPU), over(b.RiskwatchPeakCPU)
 	b.Minute.CPURatio = over(b.Minute.CPU)
 	b.FloorLogicalRatio, b.FloorPhysicalRatio = over(b.FloorLogicalCPU), over(b.FloorPhysicalCPU)
-	b.AgreesWithRule = agree
+	b.AgreesWithRule = mismatches == 0
 	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
-		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[agree], b.Runs, mismatches)
+		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[b.AgreesWithRule], b.Runs, mismatches)
 	return nil
 }
 
@@ -568,9 +535,24 @@ func (r *runner) averageLoad(ctx context.Context) error {
 		logical, physical time.Duration
 		lsn               int64
 	}
-	take := func() (sample, error) {
-		var s sample
-		var err error
+	d, warm := 2*time.Minute, 15*time.Second
+	if r.opts.Quick {
+		d = 30 * time.Second
+	}
+	avg := float64(r.sc.PaymentsPerDay) / 86400
+	// The generator starts with a burst (the rows already due when it
+	// starts); the measurement starts after it, at the steady rate.
+	sim, err := r.startLive(ctx, "sim-live-average", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", (warm + d + 5*time.Second).String())
+	if err != nil {
+		return err
+	}
+	// after waits d while the generator runs, then samples.
+	after := func(d time.Duration) (s sample, err error) {
+		select {
+		case <-sim.exited:
+			return s, fmt.Errorf("sim live ended early: %v", sim.err)
+		case <-time.After(d):
+		}
 		if s.u, err = r.usage(ctx, wal); err != nil {
 			return s, err
 		}
@@ -588,26 +570,6 @@ func (r *runner) averageLoad(ctx context.Context) error {
 		}
 		return s, nil
 	}
-	d, warm := 2*time.Minute, 15*time.Second
-	if r.opts.Quick {
-		d = 30 * time.Second
-	}
-	avg := float64(r.sc.PaymentsPerDay) / 86400
-	// The generator starts with a burst (the rows already due when it
-	// starts); the measurement starts after it, at the steady rate.
-	_, done, err := r.startLive(ctx, "sim-live-average", "--tps", fmt.Sprintf("%.2f", avg), "--burst-tps", "-1", "--for", (warm + d + 5*time.Second).String())
-	if err != nil {
-		return err
-	}
-	// after waits d while the generator runs, then samples.
-	after := func(d time.Duration) (sample, error) {
-		select {
-		case err := <-done:
-			return sample{}, fmt.Errorf("sim live ended early: %v", err)
-		case <-time.After(d):
-		}
-		return take()
-	}
 	s0, err := after(warm)
 	if err != nil {
 		return err
@@ -616,19 +578,15 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := <-done; err != nil {
+	if err := sim.wait(); err != nil {
 		return fmt.Errorf("sim live: %w", err)
 	}
 	wall := s1.u.at.Sub(s0.u.at)
 	perMin := func(d time.Duration) float64 { return d.Seconds() / wall.Minutes() }
-	others, ended := cpuSince(s0.others, s1.others)
-	if ended > 0 {
-		r.log.Warn("riskwatch source connections ended during the measurement; their CPU is not counted", "ended", ended)
-	}
 	b := &r.res.Baseline
 	b.AverageTPS = (s1.u.m.approvals() - s0.u.m.approvals()) / wall.Seconds()
 	b.RiskwatchWalsenderCPU = perMin(s1.u.wal - s0.u.wal)
-	b.RiskwatchOtherCPU = perMin(others)
+	b.RiskwatchOtherCPU = perMin(r.cpuSince(s0.others, s1.others))
 	b.RiskwatchCPU = b.RiskwatchWalsenderCPU + b.RiskwatchOtherCPU
 	b.FloorLogicalCPU = perMin(s1.logical - s0.logical)
 	b.FloorPhysicalCPU = perMin(s1.physical - s0.physical)

@@ -7,7 +7,6 @@
 package pgserver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +94,7 @@ type Cluster struct {
 // superuser postgres (see writeConf and configure). As root, the directory
 // is handed to the postgres user and every PostgreSQL binary runs as it.
 func Start(ctx context.Context) (*Cluster, error) {
-	return start(ctx, freePort)
+	return start(ctx, FreePort)
 }
 
 // start takes the port picker as a parameter so tests can simulate losing
@@ -144,27 +142,19 @@ func (c *Cluster) start(ctx context.Context, pickPort func() (int, error)) error
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var lastErr error
+	var err error
 	for range portAttempts {
-		port, err := pickPort()
-		if err != nil {
+		if c.Port, err = pickPort(); err != nil {
 			return err
 		}
-		c.Port = port
 		if err := c.writeConf(); err != nil {
 			return err
 		}
-		err = c.pgCtlStart(ctx)
-		if err == nil {
-			c.running = true
-			return c.waitReady(ctx)
-		}
-		lastErr = err
-		if !errors.Is(err, errPortTaken) {
+		if err = c.startServer(ctx); !errors.Is(err, errPortTaken) {
 			return err
 		}
 	}
-	return fmt.Errorf("gave up after %d ports: %w", portAttempts, lastErr)
+	return fmt.Errorf("gave up after %d ports: %w", portAttempts, err)
 }
 
 // DSN returns a connection string for database db as superuser postgres.
@@ -244,24 +234,13 @@ func (c *Cluster) DropDB(ctx context.Context, db string) error {
 
 func dropSlots(ctx context.Context, conn *pgx.Conn, db string) error {
 	for {
-		rows, err := conn.Query(ctx, "SELECT slot_name::text, coalesce(active_pid, 0) FROM pg_replication_slots WHERE database = $1", db)
-		if err != nil {
-			return fmt.Errorf("listing replication slots: %w", err)
-		}
 		type slot struct {
-			name string
-			pid  int32
+			Name string
+			PID  int32
 		}
-		var slots []slot
-		for rows.Next() {
-			var s slot
-			if err := rows.Scan(&s.name, &s.pid); err != nil {
-				rows.Close()
-				return fmt.Errorf("listing replication slots: %w", err)
-			}
-			slots = append(slots, s)
-		}
-		if err := rows.Err(); err != nil {
+		rows, _ := conn.Query(ctx, "SELECT slot_name::text, coalesce(active_pid, 0) FROM pg_replication_slots WHERE database = $1", db)
+		slots, err := pgx.CollectRows(rows, pgx.RowToStructByPos[slot])
+		if err != nil {
 			return fmt.Errorf("listing replication slots: %w", err)
 		}
 		if len(slots) == 0 {
@@ -269,20 +248,20 @@ func dropSlots(ctx context.Context, conn *pgx.Conn, db string) error {
 		}
 		busy := false
 		for _, s := range slots {
-			if s.pid != 0 {
+			if s.PID != 0 {
 				busy = true
-				if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", s.pid); err != nil {
-					return fmt.Errorf("terminating walsender %d of slot %s: %w", s.pid, s.name, err)
+				if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", s.PID); err != nil {
+					return fmt.Errorf("terminating walsender %d of slot %s: %w", s.PID, s.Name, err)
 				}
 				// The slot stays active until the walsender has exited;
 				// the next round sees it inactive.
 				continue
 			}
-			_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.name)
+			_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.Name)
 			var pgErr *pgconn.PgError
 			// Slot became active again or vanished on its own: re-list.
 			if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "55006" || pgErr.Code == "42704")) {
-				return fmt.Errorf("dropping replication slot %s: %w", s.name, err)
+				return fmt.Errorf("dropping replication slot %s: %w", s.Name, err)
 			}
 			busy = busy || err != nil
 		}
@@ -320,63 +299,61 @@ func (c *Cluster) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 // Restart restarts the server on the same port and data dir and waits until
 // it accepts connections again.
 func (c *Cluster) Restart(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errors.New("restarting postgres: cluster is closed")
-	}
-	// Equivalent to pg_ctl restart -m fast -w, but split so a fast shutdown
-	// stuck on a walsender can fall back to immediate (see fastStopTimeout).
-	if c.running {
-		if err := c.stopFast(ctx); err != nil {
-			return fmt.Errorf("restarting postgres: %w", err)
+	return c.change("restarting", func() error {
+		// Equivalent to pg_ctl restart -m fast -w, but split so a fast shutdown
+		// stuck on a walsender can fall back to immediate (see fastStopTimeout).
+		if c.running {
+			if err := c.stopFast(ctx); err != nil {
+				return err
+			}
 		}
-	}
-	if err := c.pgCtlStart(ctx); err != nil {
-		return fmt.Errorf("restarting postgres: %w", err)
-	}
-	c.running = true
-	if err := c.waitReady(ctx); err != nil {
-		return fmt.Errorf("restarting postgres: %w", err)
-	}
-	return nil
+		return c.startServer(ctx)
+	})
 }
 
 // StopServer stops the server without removing its data, for tests that need
 // the source to be down for a while.
 func (c *Cluster) StopServer(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errors.New("stopping postgres: cluster is closed")
-	}
-	if !c.running {
+	return c.change("stopping", func() error {
+		if c.running {
+			return c.stopFast(ctx)
+		}
 		return nil
-	}
-	if err := c.stopFast(ctx); err != nil {
-		return fmt.Errorf("stopping postgres: %w", err)
-	}
-	return nil
+	})
 }
 
 // StartServer starts a server stopped by StopServer on the same port.
 func (c *Cluster) StartServer(ctx context.Context) error {
+	return c.change("starting", func() error {
+		if c.running {
+			return nil
+		}
+		return c.startServer(ctx)
+	})
+}
+
+// change runs fn, a change of the server's state, under c.mu; op names it in
+// errors.
+func (c *Cluster) change(op string, fn func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return errors.New("starting postgres: cluster is closed")
+		return fmt.Errorf("%s postgres: cluster is closed", op)
 	}
-	if c.running {
-		return nil
-	}
-	if err := c.pgCtlStart(ctx); err != nil {
-		return fmt.Errorf("starting postgres: %w", err)
-	}
-	c.running = true
-	if err := c.waitReady(ctx); err != nil {
-		return fmt.Errorf("starting postgres: %w", err)
+	if err := fn(); err != nil {
+		return fmt.Errorf("%s postgres: %w", op, err)
 	}
 	return nil
+}
+
+// startServer starts the postmaster and waits until it accepts connections;
+// c.mu must be held.
+func (c *Cluster) startServer(ctx context.Context) error {
+	if err := c.pgCtlStart(ctx); err != nil {
+		return err
+	}
+	c.running = true
+	return c.waitReady(ctx)
 }
 
 // Close stops the server and removes the data directory. It is safe to call
@@ -435,24 +412,19 @@ func findBinaries() (string, error) {
 		}
 	}
 	// Debian installs server binaries outside PATH, one dir per major.
+	// The newest major wins.
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	type cand struct {
-		major int
-		dir   string
-	}
-	var cands []cand
+	best, bestMajor := "", 0
 	for _, d := range dirs {
 		major, err := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-		if err != nil || !hasServerBinaries(d) {
-			continue
+		if err == nil && (best == "" || major > bestMajor) && hasServerBinaries(d) {
+			best, bestMajor = d, major
 		}
-		cands = append(cands, cand{major, d})
 	}
-	if len(cands) == 0 {
+	if best == "" {
 		return "", errors.New(errNoBinaries)
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].major > cands[j].major })
-	return cands[0].dir, nil
+	return best, nil
 }
 
 func hasServerBinaries(dir string) bool {
@@ -511,7 +483,8 @@ func makeTempDir() (string, error) {
 	return dir, nil
 }
 
-func freePort() (int, error) {
+// FreePort asks the kernel for a TCP port on 127.0.0.1 that is free now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)
@@ -584,18 +557,11 @@ func (c *Cluster) configure() error {
 	if err := c.writeFile("pg_hba.conf", hba); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(c.Dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	conf, err := os.ReadFile(filepath.Join(c.Dir, "postgresql.conf"))
 	if err != nil {
-		return fmt.Errorf("opening postgresql.conf: %w", err)
+		return fmt.Errorf("reading postgresql.conf: %w", err)
 	}
-	if _, err := fmt.Fprintf(f, "\ninclude '%s'\n", confFile); err != nil {
-		f.Close()
-		return fmt.Errorf("appending to postgresql.conf: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("appending to postgresql.conf: %w", err)
-	}
-	return nil
+	return c.writeFile("postgresql.conf", fmt.Sprintf("%s\ninclude '%s'\n", conf, confFile))
 }
 
 func (c *Cluster) writeConf() error {
@@ -683,7 +649,7 @@ func (c *Cluster) stopFast(ctx context.Context) error {
 // pg_terminate_backend is not an option; the walsenders are found via /proc
 // instead. Best effort: stopFast escalates anyway if this misses one.
 func (c *Cluster) terminateWalsenders() {
-	pm, err := postmasterPID(c.Dir)
+	pm, err := PostmasterPID(c.Dir)
 	if err != nil {
 		return
 	}
@@ -714,17 +680,17 @@ func (c *Cluster) terminateWalsenders() {
 	}
 }
 
-// postmasterPID reads the postmaster's pid from the first line of
-// postmaster.pid.
-func postmasterPID(dir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+// PostmasterPID reads the PostgreSQL server's process id from the first line
+// of <dataDir>/postmaster.pid.
+func PostmasterPID(dataDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	if err != nil {
-		return 0, fmt.Errorf("reading postmaster.pid: %w", err)
+		return 0, fmt.Errorf("reading the postmaster pid: %w", err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil {
-		return 0, fmt.Errorf("parsing postmaster.pid: %w", err)
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("reading the postmaster pid: first line of %s is %q", filepath.Join(dataDir, "postmaster.pid"), line)
 	}
 	return pid, nil
 }
@@ -766,30 +732,14 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 
 // logTail returns the end of server.log formatted for appending to an error.
 func (c *Cluster) logTail() string {
-	f, err := os.Open(filepath.Join(c.Dir, logFile))
-	if err != nil {
+	path := filepath.Join(c.Dir, logFile)
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
 		return ""
 	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > logTailLines {
-			lines = lines[1:]
-		}
-	}
-	if len(lines) == 0 {
-		return ""
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "\nlast %d lines of %s:\n", len(lines), filepath.Join(c.Dir, logFile))
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	return b.String()
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-logTailLines):]
+	return fmt.Sprintf("\nlast %d lines of %s:\n%s\n", len(lines), path, strings.Join(lines, ""))
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -48,7 +48,7 @@ func crashChild() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
-	pid, err := postmasterPID(c.Dir)
+	pid, err := PostmasterPID(c.Dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -355,7 +355,7 @@ func TestSecondCluster(t *testing.T) {
 	if n := queryInt(t, c.DSN("postgres"), "SELECT 1"); n != 1 {
 		t.Fatalf("SELECT 1 = %d", n)
 	}
-	pid, err := postmasterPID(c.Dir)
+	pid, err := PostmasterPID(c.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func TestStartRetriesTakenPort(t *testing.T) {
 		if picks == 1 {
 			return cluster.Port, nil
 		}
-		return freePort()
+		return FreePort()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -544,4 +544,23 @@ func newDB(t *testing.T, c *Cluster) string {
 		}
 	})
 	return c.DSN(name)
+}
+
+func TestPostmasterPID(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := PostmasterPID(dir); err == nil {
+		t.Error("no postmaster.pid: no error")
+	}
+	if err := os.WriteFile(dir+"/postmaster.pid", []byte("12345\n/data\n1700000000\n5432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := PostmasterPID(dir); err != nil || pid != 12345 {
+		t.Errorf("PostmasterPID = %d, %v; want 12345", pid, err)
+	}
+	if err := os.WriteFile(dir+"/postmaster.pid", []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PostmasterPID(dir); err == nil {
+		t.Error("a malformed postmaster.pid was accepted")
+	}
 }
