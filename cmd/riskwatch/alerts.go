@@ -61,14 +61,14 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		enc := json.NewEncoder(stdout)
 		if *format == "table" {
 			table = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(table, "MINUTE\tRULE\tMERCHANT\tSTATE\tVALUES")
+			fmt.Fprintln(table, "MINUTE\tRULE\tMERCHANT\tSTATE\tPRIORITY\tVALUES")
 			defer table.Flush()
 		}
 		o.Emit = func(tr engine.Transition) error {
 			if table == nil {
 				return enc.Encode(tr)
 			}
-			_, err := fmt.Fprintf(table, "%s\t%s\t%d\t%s\t%s\n", tr.Minute, tr.Rule, tr.MerchantID, tr.State, formatValues(tr.Values))
+			_, err := fmt.Fprintf(table, "%s\t%s\t%d\t%s\t%s\t%s\n", tr.Minute, tr.Rule, tr.MerchantID, tr.State, tr.Priority, formatValues(tr.Values))
 			return err
 		}
 		return engine.Backtest(ctx, aggregates.New(st), cfg, o)

@@ -40,6 +40,7 @@ type backtestLine struct {
 	State      string         `json:"state"`
 	Minute     string         `json:"minute"`
 	Values     map[string]any `json:"values"`
+	Priority   string         `json:"priority"`
 }
 
 // TestBacktestCommand replays two hours of stored minutes: a cancellation
@@ -129,19 +130,21 @@ func TestBacktestCommand(t *testing.T) {
 	}
 	// Each stays true while its events are in H (M … M+59), is false from
 	// M+60 and resolves at the fifth false evaluation, M+64.
+	// Both are P3: each hour's cancels came in one minute, one batch (see
+	// the evidence below), and nothing ever escalates them.
 	want := []backtestLine{
-		{Rule: "cancel_rate_spike", MerchantID: 100, State: "firing", Minute: mBurst},
-		{Rule: "cancel_rate_spike", MerchantID: 200, State: "firing", Minute: mBust},
-		{Rule: "cancel_rate_spike", MerchantID: 100, State: "resolved", Minute: addMinutes(t, mBurst, 64)},
-		{Rule: "cancel_rate_spike", MerchantID: 200, State: "resolved", Minute: addMinutes(t, mBust, 64)},
+		{Rule: "cancel_rate_spike", MerchantID: 100, State: "firing", Minute: mBurst, Priority: "P3"},
+		{Rule: "cancel_rate_spike", MerchantID: 200, State: "firing", Minute: mBust, Priority: "P3"},
+		{Rule: "cancel_rate_spike", MerchantID: 100, State: "resolved", Minute: addMinutes(t, mBurst, 64), Priority: "P3"},
+		{Rule: "cancel_rate_spike", MerchantID: 200, State: "resolved", Minute: addMinutes(t, mBust, 64), Priority: "P3"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("backtest printed %d transitions, want %d:\n%s", len(got), len(want), out)
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if g.Rule != w.Rule || g.MerchantID != w.MerchantID || g.State != w.State || g.Minute != w.Minute {
-			t.Fatalf("transition %d = %s %d %s %s, want %s %d %s %s\n%s", i, g.Rule, g.MerchantID, g.State, g.Minute, w.Rule, w.MerchantID, w.State, w.Minute, out)
+		if g.Rule != w.Rule || g.MerchantID != w.MerchantID || g.State != w.State || g.Minute != w.Minute || g.Priority != w.Priority {
+			t.Fatalf("transition %d = %s %d %s %s %s, want %s %d %s %s %s\n%s", i, g.Rule, g.MerchantID, g.State, g.Minute, g.Priority, w.Rule, w.MerchantID, w.State, w.Minute, w.Priority, out)
 		}
 	}
 	// Merchant 100 at its burst: H holds 30 approvals and 12 cancels; B
@@ -150,11 +153,31 @@ func TestBacktestCommand(t *testing.T) {
 		"a_h": 30.0, "c_h": 12.0, "rate_h": 0.4, "a_b": 2000.0, "c_b": 20.0,
 		"baseline": 0.01, "baseline_source": "merchant", "effective_baseline": 0.01, "ratio": 40.0,
 	})
+	// The evidence: 12 cancels in one minute are one batch of 12 (Σc²/Σc),
+	// so one event against 0.01 × max(30, 20) / 12 = 0.025 expected; a
+	// negative binomial with cv² 0.1 (r = 10) gives P(X ≥ 1) =
+	// 1 − (10 / 10.025)^10. The same hours of the day have too few
+	// approvals (about 2,000 / 24) for a rate of their own, and the last
+	// three hours' approvals (30) explain less. Money: 12 × 10,000
+	// canceled; 2,030 approvals of 10,000 within the 7 days.
+	// Values carry three decimals.
+	r3 := func(v float64) float64 { return math.Round(v*1000) / 1000 }
+	ev100 := r3(-math.Log10(1 - math.Pow(10/10.025, 10)))
+	checkValues(t, "100 firing evidence", got[0].Values, map[string]any{
+		"evidence": ev100, "evidence_7d": ev100, "evidence_same_hour": ev100, "batch_factor": 12.0,
+		"expected_7d": 0.3, "canceled_amount_h": 120000.0, "exposure": 20300000.0,
+	})
 	// Merchant 200: nothing but 10 cancels; no history of its own, so the
 	// platform's rate over B; no rate and no ratio without approvals.
 	checkValues(t, "200 firing", got[1].Values, map[string]any{
 		"a_h": 0.0, "c_h": 10.0, "rate_h": nil, "a_b": 0.0, "c_b": 0.0,
 		"baseline": platform, "baseline_source": "platform", "effective_baseline": math.Max(platform, 0.002), "ratio": nil,
+	})
+	// One batch of 10 against 2 × platform × 20 / 10 expected; nothing
+	// approved, nothing at stake.
+	mu200 := math.Max(platform, 0.002) * 20 / 10
+	checkValues(t, "200 firing evidence", got[1].Values, map[string]any{
+		"evidence": r3(-math.Log10(1 - math.Pow(10/(10+mu200), 10))), "batch_factor": 10.0, "canceled_amount_h": 500000.0, "exposure": 0.0,
 	})
 	// At the resolving minutes the hour is empty and the burst is in B:
 	// merchant 100 has 2,030 approvals and 32 cancels there; merchant 200
@@ -175,12 +198,12 @@ func TestBacktestCommand(t *testing.T) {
 		t.Fatalf("backtest --format table: %v\n%s", err, errOut)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 1+len(want) || strings.Join(strings.Fields(lines[0]), " ") != "MINUTE RULE MERCHANT STATE VALUES" {
+	if len(lines) != 1+len(want) || strings.Join(strings.Fields(lines[0]), " ") != "MINUTE RULE MERCHANT STATE PRIORITY VALUES" {
 		t.Fatalf("table:\n%s", out)
 	}
 	for i, w := range want {
 		f := strings.Fields(lines[1+i])
-		if len(f) < 5 || f[0] != w.Minute || f[1] != w.Rule || f[2] != strconv.FormatInt(w.MerchantID, 10) || f[3] != w.State {
+		if len(f) < 6 || f[0] != w.Minute || f[1] != w.Rule || f[2] != strconv.FormatInt(w.MerchantID, 10) || f[3] != w.State || f[4] != w.Priority {
 			t.Fatalf("table row %d = %q, want %s %s %d %s …", i+1, lines[1+i], w.Minute, w.Rule, w.MerchantID, w.State)
 		}
 	}

@@ -189,7 +189,7 @@ func (s *Server) publishClosed(ctx context.Context, last window.Minute, transiti
 			a := ch.After
 			a.ID = ch.Alert.ID
 			out := toAlertJSON(&a, names[a.Merchant])
-			out.Transition = ch.Transition.String()
+			out.Transition = ch.TransitionName()
 			s.hub.publish("alert", out)
 		}
 	}

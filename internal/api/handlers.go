@@ -252,6 +252,13 @@ type riskJSON struct {
 	Ratio          *float64 `json:"ratio"`
 	Score          float64  `json:"score"`
 	Fires          bool     `json:"fires"`
+	// Evidence (−log10 of the least alarming explanation's probability;
+	// 0 below min_cancels, where it is not computed), the priority a
+	// firing alert has, and the money at stake.
+	Evidence       float64 `json:"evidence"`
+	Priority       string  `json:"priority,omitempty"`
+	CanceledAmount int64   `json:"canceled_amount_h"`
+	Exposure       int64   `json:"exposure"`
 }
 
 type volumeJSON struct {
@@ -262,6 +269,12 @@ type volumeJSON struct {
 	Today    int64    `json:"today"`
 	Drop     *float64 `json:"drop"`
 	Fires    bool     `json:"fires"`
+	// Evidence against the spread of the last 7 days' same-time amounts
+	// (Spread), the priority a firing alert has, the money at stake.
+	Evidence float64 `json:"evidence"`
+	Spread   float64 `json:"spread"`
+	Priority string  `json:"priority,omitempty"`
+	Exposure int64   `json:"exposure"`
 }
 
 // rankingHandler serves one list of the ranking, each entry with its
@@ -301,7 +314,8 @@ func (s *Server) handleRiskRanking() jsonHandler {
 		func(e rules.RiskEntry) int64 { return e.Merchant },
 		func(e rules.RiskEntry, name string) riskJSON {
 			return riskJSON{ID: e.Merchant, Name: name, AH: e.AH, CH: e.CH, RateH: e.RateH, Baseline: e.Baseline,
-				BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires}
+				BaselineSource: e.BaselineSource, Effective: e.Effective, Ratio: e.Ratio, Score: e.Score, Fires: e.Fires,
+				Evidence: e.Evidence, Priority: e.CancelEvidence.Priority.String(), CanceledAmount: e.CanceledAmount, Exposure: e.CancelEvidence.Exposure}
 		})
 }
 
@@ -309,7 +323,8 @@ func (s *Server) handleVolumeRanking() jsonHandler {
 	return rankingHandler(s, func(rk *rules.Ranking) []rules.VolumeEval { return rk.Volume },
 		func(e rules.VolumeEval) int64 { return e.Merchant },
 		func(e rules.VolumeEval, name string) volumeJSON {
-			return volumeJSON{ID: e.Merchant, Name: name, DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires}
+			return volumeJSON{ID: e.Merchant, Name: name, DailyAvg: e.DailyAvg, Expected: e.Expected, Today: e.Today, Drop: e.Drop, Fires: e.Fires,
+				Evidence: e.Evidence, Spread: e.Spread, Priority: e.VolumeEvidence.Priority.String(), Exposure: e.VolumeEvidence.Exposure}
 		})
 }
 
@@ -317,6 +332,9 @@ type ackJSON struct {
 	By      string    `json:"by"`
 	At      time.Time `json:"at"`
 	Comment string    `json:"comment"`
+	// Priority is what the ack covers: an escalation past it notifies
+	// again.
+	Priority string `json:"priority,omitempty"`
 }
 
 type alertJSON struct {
@@ -332,6 +350,13 @@ type alertJSON struct {
 	Summary      string         `json:"summary"`
 	Ack          *ackJSON       `json:"ack"`
 	Transition   string         `json:"transition,omitempty"`
+	// Priority is P1, P2 or P3 (null for an alert from before priorities);
+	// Evidence, CanceledAmount and Exposure repeat the values' figures.
+	Priority       *string  `json:"priority"`
+	Evidence       *float64 `json:"evidence"`
+	CanceledAmount *int64   `json:"canceled_amount_h"`
+	Exposure       *int64   `json:"exposure"`
+	Continues      *int64   `json:"continues"`
 }
 
 func toAlertJSON(a *alert.Alert, name string) alertJSON {
@@ -348,7 +373,29 @@ func toAlertJSON(a *alert.Alert, name string) alertJSON {
 	}
 	out.Summary = alert.Summary(a.Rule, a.Merchant, a.Values, kind)
 	if a.Ack != nil {
-		out.Ack = &ackJSON{By: a.Ack.By, At: a.Ack.At.UTC(), Comment: a.Ack.Comment}
+		out.Ack = &ackJSON{By: a.Ack.By, At: a.Ack.At.UTC(), Comment: a.Ack.Comment, Priority: a.Ack.Priority.String()}
+	}
+	if a.Priority != 0 {
+		p := a.Priority.String()
+		out.Priority = &p
+	}
+	if v, ok := a.Values["evidence"].(float64); ok {
+		out.Evidence = &v
+	}
+	for _, f := range []struct {
+		key string
+		dst **int64
+	}{{"canceled_amount_h", &out.CanceledAmount}, {"exposure", &out.Exposure}} {
+		switch v := a.Values[f.key].(type) {
+		case float64:
+			n := int64(v)
+			*f.dst = &n
+		case int64:
+			*f.dst = &v
+		}
+	}
+	if a.Continues != 0 {
+		out.Continues = &a.Continues
 	}
 	return out
 }
@@ -359,8 +406,18 @@ func (s *Server) alertsJSON(r *http.Request, list []*alert.Alert) []alertJSON {
 
 func (s *Server) handleAlerts(r *http.Request) (any, error) {
 	q := r.URL.Query()
-	f := alertstore.AlertFilter{State: q.Get("state"), Rule: q.Get("rule")}
+	f := alertstore.AlertFilter{State: q.Get("state"), Rule: q.Get("rule"), Order: q.Get("order")}
 	var err error
+	if f.Order != "" && f.Order != alertstore.OrderNewest && f.Order != alertstore.OrderPriority && f.Order != alertstore.OrderMoney {
+		return nil, badf("order: want %s, %s or %s, got %q", alertstore.OrderNewest, alertstore.OrderPriority, alertstore.OrderMoney, f.Order)
+	}
+	if v := q.Get("priority"); v != "" {
+		p, ok := rules.ParsePriority(v)
+		if !ok {
+			return nil, badf("priority: want P1, P2 or P3, got %q", v)
+		}
+		f.MinPriority = p
+	}
 	if f.Limit, err = parseLimit(q, 100, 500); err != nil {
 		return nil, err
 	}

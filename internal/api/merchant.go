@@ -45,15 +45,19 @@ func (s *Server) buckets(step string, from, to time.Time) ([]time.Time, error) {
 func (s *Server) cal() window.Calendar { return window.NewCalendar(s.opts.Config.Location) }
 
 type seriesJSON struct {
-	Merchant       map[string]any `json:"merchant"`
-	Step           string         `json:"step"`
-	From           time.Time      `json:"from"`
-	To             time.Time      `json:"to"`
-	RateH          []*float64     `json:"rate_h"`
-	Effective      []*float64     `json:"effective_baseline"`
-	AlertLine      []*float64     `json:"alert_line"`
-	BaselineSource string         `json:"baseline_source"`
-	Alerts         []alertJSON    `json:"alerts"`
+	Merchant  map[string]any `json:"merchant"`
+	Step      string         `json:"step"`
+	From      time.Time      `json:"from"`
+	To        time.Time      `json:"to"`
+	RateH     []*float64     `json:"rate_h"`
+	Effective []*float64     `json:"effective_baseline"`
+	AlertLine []*float64     `json:"alert_line"`
+	// SameHour is the cancel rate of the same hours of the day over the
+	// 7-day baseline (null with too little history), which the evidence
+	// weighs the hour against beside the 7-day rate.
+	SameHour       []*float64  `json:"same_hour_baseline"`
+	BaselineSource string      `json:"baseline_source"`
+	Alerts         []alertJSON `json:"alerts"`
 	pointsJSON
 }
 
@@ -148,7 +152,7 @@ func (s *Server) handleSeries(r *http.Request) (any, error) {
 		lo = max(lo, oldest)
 	}
 	hi := min(at[len(at)-1], last) + 1
-	out.RateH, out.Effective, out.AlertLine = make([]*float64, len(at)), make([]*float64, len(at)), make([]*float64, len(at))
+	out.RateH, out.Effective, out.AlertLine, out.SameHour = make([]*float64, len(at)), make([]*float64, len(at)), make([]*float64, len(at)), make([]*float64, len(at))
 	if lo < hi {
 		mm, err := st.MerchantMinutes(ctx, id, lo, hi)
 		if err != nil {
@@ -158,9 +162,9 @@ func (s *Server) handleSeries(r *http.Request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		lines := cancelLines(s.params.Cancel, newMinuteSums(lo, hi, mm), newMinuteSums(lo, hi, pm), at, last)
+		lines := cancelLines(s.params.Cancel, s.opts.Config.Location, newMinuteSums(lo, hi, mm), newMinuteSums(lo, hi, pm), at, last)
 		for i, l := range lines {
-			out.RateH[i], out.Effective[i], out.AlertLine[i] = l.RateH, l.Effective, l.AlertLine
+			out.RateH[i], out.Effective[i], out.AlertLine[i], out.SameHour[i] = l.RateH, l.Effective, l.AlertLine, l.SameHour
 			if l.Source != "" {
 				out.BaselineSource = l.Source
 			}

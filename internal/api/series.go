@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/rules"
@@ -44,10 +45,50 @@ func (s minuteSums) sum(from, to window.Minute) (a, c int64) {
 	return s.a[j] - s.a[i], s.c[j] - s.c[i]
 }
 
-// ratePoint is SPEC §5 at one minute, for drawing.
+// ratePoint is SPEC §5 at one minute, for drawing, with the same hours of
+// the day's rate the evidence weighs it against (SPEC §7a; nil with too
+// little history).
 type ratePoint struct {
-	RateH, Effective, AlertLine *float64
-	Source                      string
+	RateH, Effective, AlertLine, SameHour *float64
+	Source                                string
+}
+
+// hourBlocks are the business hours over a range of minutes, so that a
+// window's sums by hour of the day cost one step per hour.
+type hourBlocks struct {
+	start []window.Minute // ascending; block k is [start[k], start[k+1])
+	hour  []int
+}
+
+func newHourBlocks(lo, hi window.Minute, loc *time.Location) hourBlocks {
+	var b hourBlocks
+	for m := lo; m < hi; {
+		t := m.Start().In(loc)
+		b.start, b.hour = append(b.start, m), append(b.hour, t.Hour())
+		// The zone's next hour (Truncate would cut UTC hours, which are
+		// half past in Kolkata).
+		next := window.MinuteOf(time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, loc))
+		if next <= m { // never, but a zone oddity must not loop
+			next = m + 1
+		}
+		m = next
+	}
+	b.start = append(b.start, hi)
+	return b
+}
+
+// byHour sums s over [from, to) by business hour of the day.
+func (b hourBlocks) byHour(s minuteSums, from, to window.Minute) (out [24][2]int64) {
+	k, _ := slices.BinarySearch(b.start, from)
+	if k > 0 && (k == len(b.start) || b.start[k] > from) {
+		k--
+	}
+	for ; k < len(b.hour) && b.start[k] < to; k++ {
+		a, c := s.sum(max(b.start[k], from), min(b.start[k+1], to))
+		out[b.hour[k]][0] += a
+		out[b.hour[k]][1] += c
+	}
+	return out
 }
 
 // cancelLines evaluates SPEC §5 for the merchant at each minute of at, from
@@ -55,9 +96,10 @@ type ratePoint struct {
 // function on the rule's own windows (H = M−59…M, B = the 7 days before),
 // so the chart shows what the engine decided. A minute after lastClosed
 // gets no values; B is whatever of it is stored.
-func cancelLines(p rules.CancelRateParams, merchant, platform minuteSums, at []window.Minute, lastClosed window.Minute) []ratePoint {
+func cancelLines(p rules.CancelRateParams, loc *time.Location, merchant, platform minuteSums, at []window.Minute, lastClosed window.Minute) []ratePoint {
 	out := make([]ratePoint, len(at))
 	mult := p.Multiplier.Float64()
+	blocks := newHourBlocks(merchant.lo, merchant.lo+window.Minute(len(merchant.a)-1), loc)
 	for i, m := range at {
 		if m > lastClosed {
 			continue
@@ -71,6 +113,12 @@ func cancelLines(p rules.CancelRateParams, merchant, platform minuteSums, at []w
 		eff := r.Effective
 		line := mult * eff
 		out[i] = ratePoint{RateH: r.RateH, Effective: &eff, AlertLine: &line, Source: r.BaselineSource}
+		hod := blocks.byHour(merchant, hFrom-rules.BaselineMinutes, hFrom)
+		lt := m.Start().In(loc)
+		if same, ok := rules.SameHourRate(p, func(h int) (int64, int64) { return hod[h][0], hod[h][1] },
+			hFrom.Start().In(loc).Hour(), lt.Hour(), lt.Minute()); ok {
+			out[i].SameHour = &same
+		}
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -54,12 +56,50 @@ func TestCancelLinesPlatformBaseline(t *testing.T) {
 	platform := newMinuteSums(lo, m+2, []dashboard.Point{
 		{At: (m - 100).Start(), Agg: window.Agg{Approvals: 1000, Cancels: 30}}, // 3%
 	})
-	got := cancelLines(p, merchant, platform, []window.Minute{m, m + 1}, m)
+	got := cancelLines(p, time.UTC, merchant, platform, []window.Minute{m, m + 1}, m)
 	if got[0].Source != rules.BaselinePlatform || *got[0].Effective != 0.03 || *got[0].AlertLine != 0.06 || *got[0].RateH != 0.1 {
 		t.Fatalf("at m: %+v (eff %v line %v rate %v)", got[0], *got[0].Effective, *got[0].AlertLine, *got[0].RateH)
 	}
+	if got[0].SameHour != nil {
+		t.Fatalf("a same-hour rate from 10 approvals: %v", *got[0].SameHour)
+	}
 	if got[1] != (ratePoint{}) {
 		t.Fatalf("a minute after the last closed one has values: %+v", got[1])
+	}
+}
+
+// TestCancelLinesSameHour: the same-hour-of-day line weighs the two
+// business hours H spans by its minutes in each, in the business zone
+// (Kolkata's hours start at half past UTC ones).
+func TestCancelLinesSameHour(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rules.DefaultCancelRateParams()
+	at := func(d, h, mi int) window.Minute { return window.MinuteOf(time.Date(2026, 11, d, h, mi, 0, 0, kolkata)) }
+	m := at(20, 3, 29) // H = 02:30 … 03:29: half of hour 2, half of hour 3
+	lo := m - rules.HourMinutes + 1 - rules.BaselineMinutes
+	merchant := newMinuteSums(lo, m+1, []dashboard.Point{
+		{At: at(19, 2, 10).Start(), Agg: window.Agg{Approvals: 1000, Cancels: 20}},
+		{At: at(19, 3, 10).Start(), Agg: window.Agg{Approvals: 1000, Cancels: 60}},
+		{At: at(19, 5, 10).Start(), Agg: window.Agg{Approvals: 5000}},
+		{At: at(20, 3, 0).Start(), Agg: window.Agg{Approvals: 30, Cancels: 6}},
+	})
+	platform := newMinuteSums(lo, m+1, nil)
+	got := cancelLines(p, kolkata, merchant, platform, []window.Minute{m}, m)[0]
+	// Same hours: (½·20 + ½·60) / (½·1000 + ½·1000) = 0.04; the 7 days:
+	// 80 / 7000.
+	if got.SameHour == nil || math.Abs(*got.SameHour-0.04) > 1e-12 {
+		t.Fatalf("same-hour rate %v, want 0.04", fmt.Sprint(derefOr(got.SameHour)))
+	}
+	if math.Abs(*got.Effective-80.0/7000) > 1e-12 || got.Source != rules.BaselineMerchant {
+		t.Fatalf("7-day rate %v (%s), want 80/7000 (merchant)", *got.Effective, got.Source)
+	}
+	// In UTC the same data falls in other hours of the day.
+	utc := cancelLines(p, time.UTC, merchant, platform, []window.Minute{m}, m)[0]
+	if utc.SameHour != nil && math.Abs(*utc.SameHour-0.04) < 1e-9 {
+		t.Fatal("the business zone made no difference")
 	}
 }
 
@@ -92,4 +132,11 @@ func TestVolumeCurvesDST(t *testing.T) {
 	if *c.Today[i1] != 100 || *c.Today[i2] != 200 || c.Today[i2+1] != nil || c.AlertLine[i1] != 350 {
 		t.Errorf("today %v %v, after last closed %v, line %v", *c.Today[i1], *c.Today[i2], c.Today[i2+1], c.AlertLine[i1])
 	}
+}
+
+func derefOr(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

@@ -23,6 +23,8 @@ import (
 	_ "time/tzdata"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/riskwatch/riskwatch/internal/rules"
 )
 
 // Environment variables that override the file. DSNs usually carry a
@@ -101,6 +103,24 @@ type Kafka struct {
 type Rules struct {
 	CancelRateSpike CancelRateSpike `yaml:"cancel_rate_spike"`
 	VolumeDrop      VolumeDrop      `yaml:"volume_drop"`
+	// ExposureWindow is how far back approvals are still exposed to
+	// cancellation: the money at stake of SPEC §7a.
+	ExposureWindow Duration `yaml:"exposure_window"` // default 168h (7 days); whole minutes, 1m..168h
+	Priority       Priority `yaml:"priority"`
+}
+
+// Priority: how evidence and money make a firing alert P1, P2 or P3 (SPEC
+// §7a; docs/design.md, "Evidence and priority", has how the defaults were
+// measured). Evidence is −log10 of the probability of the alert's figures
+// under the least alarming explanation from the merchant's own history.
+type Priority struct {
+	CancelDispersion float64 `yaml:"cancel_dispersion"`  // default 0.1; 0..10: day-to-day variance of a merchant's cancel rate (squared coefficient of variation)
+	VolumeMinSpread  float64 `yaml:"volume_min_spread"`  // default 0.05; 0..1: least day-to-day spread of the same-time amount credited
+	CancelP1Evidence float64 `yaml:"cancel_p1_evidence"` // default 7
+	CancelP2Evidence float64 `yaml:"cancel_p2_evidence"` // default 2.5; <= cancel_p1_evidence
+	VolumeP1Evidence float64 `yaml:"volume_p1_evidence"` // default 3
+	VolumeP2Evidence float64 `yaml:"volume_p2_evidence"` // default 1.3; <= volume_p1_evidence
+	P1MinExposure    int64   `yaml:"p1_min_exposure"`    // default 3,000,000 KRW; >= 0: less at stake never pages
 }
 
 // CancelRateSpike: the 1-hour cancel rate against the 7-day rate (SPEC §5).
@@ -117,6 +137,13 @@ type VolumeDrop struct {
 	LargeDailyAmount    int64   `yaml:"large_daily_amount"`    // default 1,000,000,000 KRW; > 0
 	MinExpectedFraction float64 `yaml:"min_expected_fraction"` // default 0.05; 0..1
 	DropRatio           float64 `yaml:"drop_ratio"`            // default 0.5; (0, 1]
+}
+
+// DefaultPriority is rules.priority's defaults (rules.DefaultPriorityParams).
+func DefaultPriority() Priority {
+	d := rules.DefaultPriorityParams()
+	return Priority{CancelDispersion: d.CancelDispersion, VolumeMinSpread: d.VolumeMinSpread, CancelP1Evidence: d.CancelP1Evidence,
+		CancelP2Evidence: d.CancelP2Evidence, VolumeP1Evidence: d.VolumeP1Evidence, VolumeP2Evidence: d.VolumeP2Evidence, P1MinExposure: d.P1MinExposure}
 }
 
 // Alerts is the alert lifecycle (SPEC §7).
@@ -144,6 +171,9 @@ type Receiver struct {
 	Timeout    Duration          `yaml:"timeout"`     // default 10s per send
 	// Rules, when set, limits the receiver to these rules.
 	Rules []string `yaml:"rules"`
+	// MinPriority: the least urgent priority the receiver takes (P1, P2
+	// or P3; default P3, everything).
+	MinPriority string `yaml:"min_priority"`
 }
 
 // Source is the PostgreSQL server read through logical replication.
@@ -327,6 +357,8 @@ func Default() *Config {
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 1_000_000_000, MinExpectedFraction: 0.05, DropRatio: 0.5},
+			ExposureWindow:  Duration(7 * day),
+			Priority:        DefaultPriority(),
 		},
 		Alerts:  Alerts{RepeatInterval: Duration(4 * time.Hour), ResolveAfter: 5},
 		Notify:  Notify{BackoffMin: Duration(time.Second), BackoffMax: Duration(5 * time.Minute)},

@@ -246,13 +246,15 @@ pipeline:
 rules:
   cancel_rate_spike: {min_baseline_approvals: 50, baseline_floor: 0.001, min_cancels: 3, multiplier: 2.5, min_approvals: 10}
   volume_drop: {large_daily_amount: 500000000, min_expected_fraction: 0.1, drop_ratio: 0.8}
+  exposure_window: 72h
+  priority: {cancel_dispersion: 0.2, volume_min_spread: 0.1, cancel_p1_evidence: 9, cancel_p2_evidence: 3, volume_p1_evidence: 4, volume_p2_evidence: 2, p1_min_exposure: 10000000}
 alerts: {repeat_interval: 1h, resolve_after: 3}
 notify:
   backoff_min: 2s
   backoff_max: 1m
   receivers:
     - {name: hook, type: webhook, url: "https://h.example/x", headers: {Authorization: "Bearer t"}, timeout: 3s, rules: [volume_drop]}
-    - {name: pd, type: pagerduty, routing_key: rk}
+    - {name: pd, type: pagerduty, routing_key: rk, min_priority: P1}
 kafka:
   brokers: ["k1:9092", "k2:9092"]
   topic: changes
@@ -294,11 +296,14 @@ log:
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 50, BaselineFloor: 0.001, MinCancels: 3, Multiplier: 2.5, MinApprovals: 10},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 500_000_000, MinExpectedFraction: 0.1, DropRatio: 0.8},
+			ExposureWindow:  Duration(72 * time.Hour),
+			Priority: Priority{CancelDispersion: 0.2, VolumeMinSpread: 0.1, CancelP1Evidence: 9, CancelP2Evidence: 3,
+				VolumeP1Evidence: 4, VolumeP2Evidence: 2, P1MinExposure: 10_000_000},
 		},
 		Alerts: Alerts{RepeatInterval: Duration(time.Hour), ResolveAfter: 3},
 		Notify: Notify{BackoffMin: Duration(2 * time.Second), BackoffMax: Duration(time.Minute), Receivers: []Receiver{
 			{Name: "hook", Type: "webhook", URL: "https://h.example/x", Headers: map[string]string{"Authorization": "Bearer t"}, Timeout: Duration(3 * time.Second), Rules: []string{"volume_drop"}},
-			{Name: "pd", Type: "pagerduty", RoutingKey: "rk"},
+			{Name: "pd", Type: "pagerduty", RoutingKey: "rk", MinPriority: "P1"},
 		}},
 		Kafka: Kafka{Brokers: []string{"k1:9092", "k2:9092"}, Topic: "changes", Partitions: 24, ReplicationFactor: 3, Group: "g", Input: "debezium",
 			Topics: []string{"srv.public.payments", "srv.public.payment_cancels"}, WatermarkInterval: Duration(500 * time.Millisecond),
@@ -546,6 +551,16 @@ func TestValidateRules(t *testing.T) {
 		{"large amount zero", func(c *Config) { c.Rules.VolumeDrop.LargeDailyAmount = 0 }, "rules.volume_drop.large_daily_amount: must be greater than 0, got 0", true},
 		{"drop ratio zero", func(c *Config) { c.Rules.VolumeDrop.DropRatio = 0 }, "rules.volume_drop.drop_ratio: must be in (0, 1], got 0", true},
 		{"expected fraction", func(c *Config) { c.Rules.VolumeDrop.MinExpectedFraction = -0.1 }, "rules.volume_drop.min_expected_fraction", false},
+		{"exposure window too long", func(c *Config) { c.Rules.ExposureWindow = Duration(8 * 24 * time.Hour) }, "rules.exposure_window: must be whole minutes from 1m to 168h", false},
+		{"exposure window zero", func(c *Config) { c.Rules.ExposureWindow = 0 }, "rules.exposure_window: must be whole minutes from 1m to 168h", false},
+		{"exposure window seconds", func(c *Config) { c.Rules.ExposureWindow = Duration(90 * time.Second) }, "rules.exposure_window: must be whole minutes", false},
+		{"dispersion negative", func(c *Config) { c.Rules.Priority.CancelDispersion = -0.1 }, "rules.priority.cancel_dispersion", false},
+		{"min spread above 1", func(c *Config) { c.Rules.Priority.VolumeMinSpread = 2 }, "rules.priority.volume_min_spread", false},
+		{"p2 evidence negative", func(c *Config) { c.Rules.Priority.VolumeP2Evidence = -1 }, "rules.priority.volume_p2_evidence: must be in [0, 300], got -1", true},
+		{"cancel p2 above p1", func(c *Config) { c.Rules.Priority.CancelP2Evidence = 8 }, "rules.priority.cancel_p2_evidence: must be at most cancel_p1_evidence (7), got 8", true},
+		{"volume p2 above p1", func(c *Config) { c.Rules.Priority.VolumeP2Evidence = 5 }, "rules.priority.volume_p2_evidence: must be at most volume_p1_evidence (3), got 5", true},
+		{"p1 exposure negative", func(c *Config) { c.Rules.Priority.P1MinExposure = -1 }, "rules.priority.p1_min_exposure: must be at least 0, got -1", true},
+		{"receiver min priority", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "log", MinPriority: "critical"}} }, "notify.receivers[0].min_priority", false},
 		{"resolve after zero", func(c *Config) { c.Alerts.ResolveAfter = 0 }, "alerts.resolve_after: must be at least 1, got 0", true},
 		{"repeat zero", func(c *Config) { c.Alerts.RepeatInterval = 0 }, "alerts.repeat_interval: must be greater than 0s", false},
 		{"external url", func(c *Config) { c.HTTP.ExternalURL = "dash" }, `http.external_url: must be an absolute http(s) URL, got "dash"`, true},

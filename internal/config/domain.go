@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/rules"
@@ -12,12 +13,18 @@ import (
 // conversion lives here, beside the fields it reads.
 
 // RuleParams converts the thresholds of SPEC §5 and §6 exactly from the
-// decimals as written.
+// decimals as written, with the priority settings and exposure window of
+// SPEC §7a.
 func (c *Config) RuleParams() (rules.Params, error) {
 	cr, v := c.Rules.CancelRateSpike, c.Rules.VolumeDrop
+	pr := c.Rules.Priority
 	p := rules.Params{
 		Cancel: rules.CancelRateParams{MinBaselineApprovals: cr.MinBaselineApprovals, MinCancels: cr.MinCancels, MinApprovals: cr.MinApprovals},
 		Volume: rules.VolumeDropParams{LargeDailyAmount: v.LargeDailyAmount},
+		Priority: rules.PriorityParams{CancelDispersion: pr.CancelDispersion, VolumeMinSpread: pr.VolumeMinSpread,
+			CancelP1Evidence: pr.CancelP1Evidence, CancelP2Evidence: pr.CancelP2Evidence,
+			VolumeP1Evidence: pr.VolumeP1Evidence, VolumeP2Evidence: pr.VolumeP2Evidence, P1MinExposure: pr.P1MinExposure},
+		ExposureMinutes: int(c.Rules.ExposureWindow.D() / time.Minute),
 	}
 	for _, f := range []struct {
 		field string

@@ -344,6 +344,25 @@ func (c *Config) validateRules(p *problems) {
 	positiveInt(p, "rules.volume_drop.large_daily_amount", vd.LargeDailyAmount)
 	fraction(p, "rules.volume_drop.min_expected_fraction", vd.MinExpectedFraction, 0, false, 1)
 	fraction(p, "rules.volume_drop.drop_ratio", vd.DropRatio, 0, true, 1)
+	if w := c.Rules.ExposureWindow.D(); w < time.Minute || w > 7*24*time.Hour || w%time.Minute != 0 {
+		p.add("rules.exposure_window", "must be whole minutes from 1m to 168h (the 7 days the rules state holds), got %s", c.Rules.ExposureWindow)
+	}
+	pr := c.Rules.Priority
+	fraction(p, "rules.priority.cancel_dispersion", pr.CancelDispersion, 0, false, 10)
+	fraction(p, "rules.priority.volume_min_spread", pr.VolumeMinSpread, 0, false, 1)
+	for _, e := range []struct {
+		field string
+		v     float64
+	}{{"cancel_p1_evidence", pr.CancelP1Evidence}, {"cancel_p2_evidence", pr.CancelP2Evidence}, {"volume_p1_evidence", pr.VolumeP1Evidence}, {"volume_p2_evidence", pr.VolumeP2Evidence}} {
+		fraction(p, "rules.priority."+e.field, e.v, 0, false, 300)
+	}
+	if pr.CancelP2Evidence > pr.CancelP1Evidence {
+		p.add("rules.priority.cancel_p2_evidence", "must be at most cancel_p1_evidence (%g), got %g", pr.CancelP1Evidence, pr.CancelP2Evidence)
+	}
+	if pr.VolumeP2Evidence > pr.VolumeP1Evidence {
+		p.add("rules.priority.volume_p2_evidence", "must be at most volume_p1_evidence (%g), got %g", pr.VolumeP1Evidence, pr.VolumeP2Evidence)
+	}
+	atLeast(p, "rules.priority.p1_min_exposure", pr.P1MinExposure, 0)
 	positive(p, "alerts.repeat_interval", c.Alerts.RepeatInterval)
 	atLeast(p, "alerts.resolve_after", c.Alerts.ResolveAfter, 1)
 	for _, a := range []struct {
@@ -410,6 +429,9 @@ func (c *Config) validateNotify(p *problems) {
 		}
 		for j, rule := range r.Rules {
 			oneOf(p, fmt.Sprintf("%s.rules[%d]", f, j), rule, ruleNames)
+		}
+		if r.MinPriority != "" {
+			oneOf(p, f+".min_priority", r.MinPriority, []string{"P1", "P2", "P3"})
 		}
 	}
 }

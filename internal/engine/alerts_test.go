@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,18 @@ func seedAlertHistory(e *env) {
 	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 300, 5000, now() - interval '2 hours' - g * interval '90 minutes' FROM generate_series(1, 100) g`)
 }
 
+// seedPage gives merchant 500 a week of sales and an hour that pages.
+func seedPage(e *env) {
+	// Merchant 500: 5,000 approvals of 10,000 KRW (50,000,000 exposed) and
+	// 25 cancels (0.5%) over the week, then in the last 40 minutes 60
+	// approvals and 20 cancels, each in a minute of its own: 20 where
+	// 0.5% × 60 = 0.3 are expected, no batch, a lot at stake: a page.
+	e.exec(`INSERT INTO payments SELECT nextval('ids'), 500, 10000, 'approved', now() - interval '2 hours' - g * interval '2 minutes' FROM generate_series(1, 5000) g`)
+	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 500, 5000, now() - interval '2 hours' - g * interval '6 hours' FROM generate_series(1, 25) g`)
+	e.exec(`INSERT INTO payments SELECT nextval('ids'), 500, 10000, 'approved', now() - g * interval '40 seconds' FROM generate_series(1, 60) g`)
+	e.exec(`INSERT INTO payment_cancels SELECT nextval('ids'), 0, 500, 10000, now() - g * interval '2 minutes' FROM generate_series(1, 20) g`)
+}
+
 // liveTransitions reads the transitions the live engine stored.
 func liveTransitions(t *testing.T, st *store.DB) []string {
 	t.Helper()
@@ -35,7 +48,7 @@ func liveTransitions(t *testing.T, st *store.DB) []string {
 	}
 	var out []string
 	for _, a := range list {
-		out = append(out, fmt.Sprintf("%s %d firing %s", a.Rule, a.Merchant, window.MinuteOf(a.ActiveAt)))
+		out = append(out, fmt.Sprintf("%s %d firing %s %s", a.Rule, a.Merchant, window.MinuteOf(a.ActiveAt), a.Priority))
 		if !a.ResolvedAt.IsZero() {
 			out = append(out, fmt.Sprintf("%s %d resolved %s", a.Rule, a.Merchant, window.MinuteOf(a.ResolvedAt)))
 		}
@@ -54,8 +67,10 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, sim.Schema)
 	seedAlertHistory(e)
+	seedPage(e)
 	cfg := e.config(func(c *config.Config) {
-		c.Notify.Receivers = []config.Receiver{{Name: "hook", Type: "webhook", URL: "http://127.0.0.1:9/x"}, {Name: "only-volume", Type: "log", Rules: []string{"volume_drop"}}}
+		c.Notify.Receivers = []config.Receiver{{Name: "hook", Type: "webhook", URL: "http://127.0.0.1:9/x"}, {Name: "only-volume", Type: "log", Rules: []string{"volume_drop"}},
+			{Name: "pager", Type: "log", MinPriority: "P1"}}
 	})
 	r := e.start(cfg, nil)
 	r.waitFor("ready", 60*time.Second, func() bool { return r.eng.Status().Ready })
@@ -82,10 +97,17 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	e.exec(`INSERT INTO payments VALUES (nextval('ids'), 400, 10000, 'approved', now())`)
 	e.exec(`INSERT INTO payment_cancels VALUES (nextval('ids'), 0, 400, 10000, now())`)
 
-	r.waitFor("two alerts", 90*time.Second, func() bool { return len(liveTransitions(t, r.st)) == 2 })
+	r.waitFor("three alerts", 90*time.Second, func() bool { return len(liveTransitions(t, r.st)) == 3 })
 	got := liveTransitions(t, r.st)
-	if got[0][:len("cancel_rate_spike 100 firing")] != "cancel_rate_spike 100 firing" || got[1][:len("cancel_rate_spike 200 firing")] != "cancel_rate_spike 200 firing" {
-		t.Fatalf("live transitions = %v", got)
+	// 100's twelve cancels came in one minute: one batch, against 0.3
+	// expected, is P(NB(0.025, cv² 0.1) ≥ 1) = 0.0247, evidence 1.6: P3.
+	// 200's eight in one minute against 2 × 4% × 20 … / 8: P3, and nothing
+	// at stake. 500: P1.
+	for i, w := range []string{"cancel_rate_spike 100 firing", "cancel_rate_spike 200 firing", "cancel_rate_spike 500 firing"} {
+		f := strings.Fields(got[i])
+		if strings.Join(f[:3], " ") != w || f[4] != []string{"P3", "P3", "P1"}[i] {
+			t.Fatalf("live transitions = %v", got)
+		}
 	}
 	list, err := alertstore.New(r.st).Alerts(context.Background(), alertstore.AlertFilter{State: "firing", Merchant: 200})
 	if err != nil || len(list) != 1 {
@@ -101,10 +123,15 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 		}
 		return
 	}
-	// One firing notification, for merchant 100 (200 is silenced), to
-	// "hook" only (the other receiver takes volume_drop alone).
-	if n, d := countNotifications(); n != 1 || d != 1 {
-		t.Fatalf("outbox: %d notifications, %d deliveries; want 1, 1", n, d)
+	// Firing notifications for merchants 100 and 500 (200 is silenced),
+	// to "hook" (everything), and 500's to "pager" (P1 only) as well;
+	// "only-volume" takes volume_drop alone.
+	if n, d := countNotifications(); n != 2 || d != 3 {
+		t.Fatalf("outbox: %d notifications, %d deliveries; want 2, 3", n, d)
+	}
+	var paged int64
+	if err := e.pool.QueryRow(context.Background(), `SELECT a.merchant_id FROM riskwatch.deliveries d JOIN riskwatch.notifications n ON n.id = d.notification_id JOIN riskwatch.alerts a ON a.id = n.alert_id WHERE d.receiver = 'pager'`).Scan(&paged); err != nil || paged != 500 {
+		t.Fatalf("paged merchant %d (%v), want 500", paged, err)
 	}
 
 	// Restart: the open alerts come back, nothing is notified as new.
@@ -112,8 +139,8 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	r.shutdown()
 	r2 := e.start(cfg, nil)
 	r2.waitFor("a minute evaluated after the restart", 90*time.Second, func() bool { return r2.eng.Status().LastClosed >= evaluated+1 })
-	if n, d := countNotifications(); n != 1 || d != 1 {
-		t.Fatalf("after restart: %d notifications, %d deliveries; want still 1, 1", n, d)
+	if n, d := countNotifications(); n != 2 || d != 3 {
+		t.Fatalf("after restart: %d notifications, %d deliveries; want still 2, 3", n, d)
 	}
 	after := liveTransitions(t, r2.st)
 	if fmt.Sprint(after) != fmt.Sprint(got) {
@@ -132,9 +159,32 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	// Backtest over every minute the live engine evaluated.
 	last := r2.eng.Status().LastClosed
 	r2.shutdown()
+	// The same priorities: a firing line carries the alert's priority
+	// then, escalations raise it, and the live alert holds the highest.
 	var bt []string
-	err = Backtest(context.Background(), aggregates.New(r2.st0(t)), cfg, BacktestOptions{From: startClosed + 1, To: last + 1, ProgressOut: r2.logs, Logger: slog.New(slog.NewTextHandler(r2.logs, nil)),
+	at := map[string]int{} // rule and merchant → index of the open alert's line
+	// From the first minute the live engine evaluated: merchant 500's
+	// alert may have fired before the input was live (seeded before the
+	// start, it holds from the first minute closed).
+	from := startClosed + 1
+	if all, err := alertstore.New(r2.st).Alerts(context.Background(), alertstore.AlertFilter{Limit: 1000}); err == nil {
+		for _, a := range all {
+			from = min(from, window.MinuteOf(a.ActiveAt))
+		}
+	}
+	err = Backtest(context.Background(), aggregates.New(r2.st0(t)), cfg, BacktestOptions{From: from, To: last + 1, ProgressOut: r2.logs, Logger: slog.New(slog.NewTextHandler(r2.logs, nil)),
 		Emit: func(tr Transition) error {
+			k := fmt.Sprint(tr.Rule, tr.MerchantID)
+			switch tr.State {
+			case "escalated":
+				f := strings.Fields(bt[at[k]])
+				bt[at[k]] = strings.Join(append(f[:4], tr.Priority), " ")
+				return nil
+			case "firing":
+				at[k] = len(bt)
+				bt = append(bt, fmt.Sprintf("%s %d %s %s %s", tr.Rule, tr.MerchantID, tr.State, window.MinuteOf(mustTime(t, tr.Minute)), tr.Priority))
+				return nil
+			}
 			bt = append(bt, fmt.Sprintf("%s %d %s %s", tr.Rule, tr.MerchantID, tr.State, window.MinuteOf(mustTime(t, tr.Minute))))
 			return nil
 		}})

@@ -12,13 +12,19 @@ import (
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
-// Transition is one alert starting or resolving, as the backtest prints it.
+// Transition is one alert starting, escalating or resolving, as the
+// backtest prints it. Priority is the alert's at that transition; Notify
+// and NotifyPriority are the notification it sends and the priority it is
+// routed at (none while nothing is sent, e.g. a silent priority update).
 type Transition struct {
-	Rule       string         `json:"rule"`
-	MerchantID int64          `json:"merchant_id"`
-	State      string         `json:"state"`
-	Minute     string         `json:"minute"`
-	Values     map[string]any `json:"values"`
+	Rule           string         `json:"rule"`
+	MerchantID     int64          `json:"merchant_id"`
+	State          string         `json:"state"`
+	Minute         string         `json:"minute"`
+	Values         map[string]any `json:"values"`
+	Priority       string         `json:"priority"`
+	Notify         string         `json:"notify,omitempty"`
+	NotifyPriority string         `json:"notify_priority,omitempty"`
 }
 
 // BacktestOptions say what to replay.
@@ -68,10 +74,13 @@ func Backtest(ctx context.Context, st *aggregates.Store, cfg *config.Config, o B
 				return err
 			}
 			for _, ch := range changes {
-				if ch.Transition == 0 {
+				name := ch.TransitionName()
+				if name == "" {
 					continue
 				}
-				if err := o.Emit(Transition{Rule: ch.After.Rule, MerchantID: ch.After.Merchant, State: ch.Transition.String(), Minute: m.String(), Values: ch.Values}); err != nil {
+				t := Transition{Rule: ch.After.Rule, MerchantID: ch.After.Merchant, State: name, Minute: m.String(), Values: ch.Values,
+					Priority: ch.After.Priority.String(), Notify: ch.Notify, NotifyPriority: ch.NotifyPriority.String()}
+				if err := o.Emit(t); err != nil {
 					return err
 				}
 			}

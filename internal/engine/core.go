@@ -9,6 +9,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,7 +36,7 @@ type Position interface {
 // ClosedMinutes is what one close of minutes did.
 type ClosedMinutes struct {
 	First, Last window.Minute
-	// Transitions are the alert changes that fired or resolved an alert,
+	// Transitions are the alert changes that fired, escalated or resolved an alert,
 	// in order; their Alert carries the sink's ID.
 	Transitions []*alert.Change
 }
@@ -250,8 +251,8 @@ func (c *Core) evaluate(ctx context.Context, pos Position) error {
 	c.evaluated, c.closing = last, false
 	c.o.Metrics.evalDuration.Observe(c.o.Now().Sub(started).Seconds())
 	for _, ch := range closed.Transitions {
-		c.o.Metrics.transitions.WithLabelValues(ch.After.Rule, ch.Transition.String()).Inc()
-		c.o.Logger.Info("alert "+ch.Transition.String(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(),
+		c.o.Metrics.transitions.WithLabelValues(ch.After.Rule, ch.TransitionName()).Inc()
+		c.o.Logger.Info("alert "+ch.TransitionName(), "rule", ch.After.Rule, "merchant", ch.After.Merchant, "minute", ch.Minute.String(), "priority", ch.After.Priority.String(),
 			"notify", ch.Notify, "values", ch.Values)
 	}
 	if enqueued > 0 && c.o.OnAlerts != nil {
@@ -294,7 +295,7 @@ func (c *Core) closeAndStore(ctx context.Context, first, last window.Minute, pos
 		return closed, 0, fmt.Errorf("storing alerts of %s..%s: %w", first, last, err)
 	}
 	for _, ch := range changes {
-		if ch.Transition != 0 {
+		if ch.Transition != 0 || ch.Escalated {
 			closed.Transitions = append(closed.Transitions, ch)
 		}
 	}
@@ -303,8 +304,12 @@ func (c *Core) closeAndStore(ctx context.Context, first, last window.Minute, pos
 
 func alertChange(cfg *config.Config, ch *alert.Change) alertstore.AlertChange {
 	return alertstore.AlertChange{
-		Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires, Values: ch.Values, New: ch.New, Notify: ch.Notify,
-		Severity: alert.Severity(ch.After.Rule), Summary: alert.Summary(ch.After.Rule, ch.After.Merchant, ch.Values, ch.Notify),
+		Live: ch.Alert, Snap: ch.After, Minute: ch.Minute, Fires: ch.Fires, Values: ch.Values, New: ch.New,
+		Notify: ch.Notify, NotifyPriority: ch.NotifyPriority, PrevPriority: ch.PrevPriority,
+		// A notification's severity is that of the priority it is routed
+		// at: a re-fire soon after a page goes out as a warning.
+		Severity:     alert.Severity(ch.After.Rule, cmp.Or(ch.NotifyPriority, ch.After.Priority)),
+		Summary:      alert.Headline(ch.After.Rule, ch.After.Merchant, ch.Values, ch.Notify, ch.After.Priority),
 		DashboardURL: DashboardURL(cfg, ch.After.Merchant),
 	}
 }

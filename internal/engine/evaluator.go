@@ -10,6 +10,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
 
@@ -59,22 +60,41 @@ func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config,
 	if err != nil {
 		return nil, err
 	}
-	snap, err := st.RulesSnapshot(ctx, lastClosed, withOpen)
+	snap, err := st.RulesSnapshot(ctx, lastClosed, withOpen, params.ExposureMinutes)
 	if err != nil {
 		return nil, err
 	}
 	if scope != nil {
 		snap.Recent = slices.DeleteFunc(snap.Recent, func(d window.Delta) bool { return !scope.Owns(d.Merchant) })
 		snap.Baseline = slices.DeleteFunc(snap.Baseline, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
+		snap.HourOfDay = slices.DeleteFunc(snap.HourOfDay, func(m rules.HourOfDaySums) bool { return !scope.Owns(m.Merchant) })
+		snap.Exposure = slices.DeleteFunc(snap.Exposure, func(m rules.MerchantAmount) bool { return !scope.Owns(m.Merchant) })
 		open = slices.DeleteFunc(slices.Clone(open), func(a *alert.Alert) bool { return !scope.Owns(a.Merchant) })
 	}
+	state := rules.NewState(snap, window.NewCalendar(cfg.Location))
+	state.SetPriorityParams(params.Priority)
 	return &Evaluator{
 		scope:     scope,
-		State:     rules.NewState(snap, window.NewCalendar(cfg.Location)),
+		State:     state,
 		Lifecycle: alert.New(alert.Options{RepeatInterval: cfg.Alerts.RepeatInterval.D(), ResolveAfter: cfg.Alerts.ResolveAfter}, open),
 		Params:    params,
 		st:        st,
 	}, nil
+}
+
+// RestoreRecent gives the lifecycle the alerts resolved within the repeat
+// interval before lastClosed's end, so that a re-fire after a restart still
+// continues them.
+func (ev *Evaluator) RestoreRecent(ctx context.Context, st *alertstore.Store, lastClosed window.Minute, repeat time.Duration) error {
+	recent, err := st.RecentlyResolved(ctx, lastClosed.End().Add(-repeat))
+	if err != nil {
+		return err
+	}
+	if ev.scope != nil {
+		recent = slices.DeleteFunc(recent, func(a *alert.Alert) bool { return !ev.scope.Owns(a.Merchant) })
+	}
+	ev.Lifecycle.SetRecent(recent)
+	return nil
 }
 
 // Close closes minutes first..last (which must follow the state's last
@@ -87,8 +107,17 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 	if err != nil {
 		return nil, err
 	}
+	// The minutes leaving the exposure window, beside those leaving B.
+	var leavingExpo []window.Delta
+	if lf, ok := ev.State.ExposureLeavingMinute(first); ok {
+		ll, _ := ev.State.ExposureLeavingMinute(last)
+		if leavingExpo, err = ev.st.Minutes(ctx, lf, ll+1); err != nil {
+			return nil, err
+		}
+	}
 	if ev.scope != nil {
 		leaving = slices.DeleteFunc(leaving, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
+		leavingExpo = slices.DeleteFunc(leavingExpo, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
 	}
 	var changes []*alert.Change
 	for m := first; m <= last; m++ {
@@ -108,7 +137,16 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 		for n < len(leaving) && leaving[n].Minute == lm {
 			n++
 		}
-		if err := ev.State.Close(m, leaving[:n]); err != nil {
+		rows := leaving[:n]
+		if le, ok := ev.State.ExposureLeavingMinute(m); ok {
+			k := 0
+			for k < len(leavingExpo) && leavingExpo[k].Minute == le {
+				k++
+			}
+			rows = append(slices.Clip(rows), leavingExpo[:k]...)
+			leavingExpo = leavingExpo[k:]
+		}
+		if err := ev.State.Close(m, rows); err != nil {
 			return nil, err
 		}
 		leaving = leaving[n:]
@@ -130,22 +168,27 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time.Time) bool, ranked bool) []*alert.Change {
 	var out []*alert.Change
 	end := m.End()
-	record := func(rule string, merchant int64, fires bool, values map[string]any) {
+	record := func(rule string, merchant int64, fires bool, priority rules.Priority, values func() map[string]any) {
 		if ev.scope != nil && ev.scope.Evaluated(m, merchant) {
 			return
 		}
-		ch := ev.Lifecycle.Eval(m, rule, merchant, fires, values, silenced != nil && silenced(rule, merchant, end))
+		ch := ev.Lifecycle.Eval(m, rule, merchant, fires, priority, values(), silenced != nil && silenced(rule, merchant, end))
 		if ch != nil {
 			out = append(out, ch)
 		}
 	}
+	ev.Lifecycle.Forget(end)
 	cancel := ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike))
-	for _, e := range cancel {
-		record(rules.CancelRateSpike, e.Merchant, e.Fires, e.CancelResult.Values())
+	for i := range cancel {
+		// Values only for what the lifecycle keeps: most of the 60,000
+		// merchants evaluated every minute neither fire nor have an alert.
+		if e := &cancel[i]; e.Fires || ev.Lifecycle.IsOpen(rules.CancelRateSpike, e.Merchant) {
+			record(rules.CancelRateSpike, e.Merchant, e.Fires, e.Priority, e.CancelResult.Values)
+		}
 	}
 	volume := ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop))
 	for _, e := range volume {
-		record(rules.VolumeDrop, e.Merchant, e.Fires, e.VolumeResult.Values())
+		record(rules.VolumeDrop, e.Merchant, e.Fires, e.VolumeResult.Priority, e.VolumeResult.Values)
 	}
 	if ranked {
 		ev.Ranked(rules.Rank(m, ev.Params.Cancel, cancel, volume))

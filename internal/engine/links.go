@@ -5,14 +5,17 @@ import (
 	"strings"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 )
 
-// Routes are the configured receivers with the rules each takes.
+// Routes are the configured receivers with the rules and the priorities
+// each takes.
 func Routes(cfg *config.Config) []alertstore.Route {
 	var out []alertstore.Route
 	for _, r := range cfg.Notify.Receivers {
-		out = append(out, alertstore.Route{Receiver: r.Name, Rules: r.Rules})
+		min, _ := rules.ParsePriority(r.MinPriority) // validated; "" is every priority
+		out = append(out, alertstore.Route{Receiver: r.Name, Rules: r.Rules, MinPriority: min})
 	}
 	return out
 }

@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer, status *StatusBoard) *Metrics {
 		}),
 		transitions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "riskwatch_alert_transitions_total",
-			Help: "Alerts that started firing or resolved, by rule.",
+			Help: "Alerts that started firing, escalated or resolved, by rule.",
 		}, []string{"rule", "state"}),
 		restarts: f.NewCounter(prometheus.CounterOpts{
 			Name: "riskwatch_pipeline_restarts_total",
@@ -84,8 +84,8 @@ func NewMetrics(reg prometheus.Registerer, status *StatusBoard) *Metrics {
 		m.events.WithLabelValues(k.String())
 	}
 	for _, rule := range []string{rules.CancelRateSpike, rules.VolumeDrop} {
-		for _, st := range []alert.State{alert.Firing, alert.Resolved} {
-			m.transitions.WithLabelValues(rule, st.String())
+		for _, st := range []string{alert.Firing.String(), alert.Resolved.String(), alert.Escalated} {
+			m.transitions.WithLabelValues(rule, st)
 		}
 	}
 	for _, r := range event.Reasons {

@@ -183,6 +183,9 @@ func (n *Node) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
+	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
+		return err
+	}
 	ev.Ranked = n.status.SetRanking
 	core := NewCore(CoreOptions{Config: n.cfg, Aggregates: n.agg, Alerts: n.alerts, Logger: n.log, Metrics: n.m, Status: n.status, Stall: n.stall,
 		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose}, ev, cp.LastClosed, cp.Progress)

@@ -369,6 +369,9 @@ func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string]
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
+	if err := ev.RestoreRecent(ctx, w.alerts, last, w.cfg.Alerts.RepeatInterval.D()); err != nil {
+		return err
+	}
 	ev.Ranked = func(r *rules.Ranking) {
 		if err := w.fence.SaveRanking(ctx, w.opts.Member, r.AsOf, r); err != nil {
 			w.log.Warn("storing the ranking failed", "err", err)

@@ -31,25 +31,40 @@ const (
 	KindFiring   = "firing"
 	KindRepeat   = "repeat"
 	KindResolved = "resolved"
+	// KindEscalated: an open alert became more urgent (PreviousPriority to
+	// Priority).
+	KindEscalated = "escalated"
+	// KindContinued: the alert fired again soon after an earlier one of the
+	// same rule and merchant (Continues) was notified.
+	KindContinued = "continued"
 )
 
 // Notification is one message about one alert transition, as stored in the outbox.
 type Notification struct {
 	ID             int64  // outbox id; ascending = creation order
 	IdempotencyKey string // stable across retries and restarts
-	Kind           string // "firing", "repeat" or "resolved"
+	Kind           string // "firing", "repeat", "resolved", "escalated" or "continued"
 	AlertID        int64
 	Rule           string // "cancel_rate_spike" | "volume_drop"
 	MerchantID     int64
-	MerchantName   string         // may be empty
-	Severity       string         // "critical" | "warning"
-	Summary        string         // one human line, already written by the caller
-	StartsAt       time.Time      // when the alert started firing
-	EndsAt         time.Time      // zero unless Kind == "resolved"
-	Minute         time.Time      // the evaluated minute (start)
-	Values         map[string]any // the rule's reported values (numbers, strings, nil)
-	DashboardURL   string         // link to the merchant's dashboard page
-	CreatedAt      time.Time
+	MerchantName   string // may be empty
+	Severity       string // "critical" | "warning" | "info", from the priority
+	// Priority is the alert's ("P1", "P2", "P3"; "" for an alert from
+	// before priorities); RoutedAt the priority this notification was
+	// routed at (a re-fire soon after a page goes out as P2), and
+	// PreviousPriority the one an escalation left.
+	Priority, RoutedAt, PreviousPriority string
+	// PreviousSeverity is the severity that went with PreviousPriority.
+	PreviousSeverity string
+	// Continues is the earlier alert a KindContinued one continues.
+	Continues    int64
+	Summary      string         // one human line, already written by the caller
+	StartsAt     time.Time      // when the alert started firing
+	EndsAt       time.Time      // zero unless Kind == "resolved"
+	Minute       time.Time      // the evaluated minute (start)
+	Values       map[string]any // the rule's reported values (numbers, strings, nil)
+	DashboardURL string         // link to the merchant's dashboard page
+	CreatedAt    time.Time
 
 	// Attempts is how many attempts to deliver this notification to the
 	// receiver asking Queue.Due have failed so far (as last recorded by

@@ -16,7 +16,10 @@ import (
 // subtract what entered B 7 days earlier and the sums stay consistent however
 // long the benchmark runs.
 //
-// The 1,000 top merchants sell every minute; the other 99,000 are dealt out
+// The 1,000 top merchants sell every minute and cancel about 15 times an
+// hour, so every one of them reaches min_cancels and has its evidence
+// computed every minute (pessimistic: the tail probabilities are the
+// costly part); the other 99,000 are dealt out
 // over the 100 patterns, 990 each, so each of them sells once every 100
 // minutes: every merchant has a 7-day history, and about 60,000 are active
 // in any hour (pessimistic: with ~15 sales a day, a Poisson merchant is
@@ -43,20 +46,20 @@ func newLoadModel() *loadModel {
 	per := len(rest) / benchPatterns
 	for r := range benchPatterns {
 		var p []window.Delta
-		add := func(id int64) {
+		add := func(id int64, cancelOneIn int) {
 			a := window.Agg{Approvals: 1 + rng.Int64N(2)}
 			a.ApprovedAmount = a.Approvals * (10_000 + rng.Int64N(90_000))
-			if rng.IntN(20) == 0 {
+			if rng.IntN(cancelOneIn) == 0 {
 				a.Cancels = 1
 				a.CanceledAmount = 30_000
 			}
 			p = append(p, window.Delta{Key: window.Key{Merchant: id}, Agg: a})
 		}
 		for _, id := range top {
-			add(id)
+			add(id, 4)
 		}
 		for _, id := range rest[r*per : (r+1)*per] {
-			add(id)
+			add(id, 20)
 		}
 		lm.patterns = append(lm.patterns, p)
 	}
@@ -73,12 +76,40 @@ func (lm *loadModel) minute(m window.Minute) []window.Delta {
 	return out
 }
 
-// snapshot is the exact state at lc: H from the patterns, B summed over the
-// 10,080 minutes.
-func (lm *loadModel) snapshot(lc window.Minute) Snapshot {
-	s := Snapshot{LastClosed: lc}
-	for m := lc - 59; m <= lc; m++ {
+// snapshot is the exact state at lc: the recent three hours from the
+// patterns, B summed over the 10,080 minutes, its hours of the day, and a
+// 7-day exposure window.
+func (lm *loadModel) snapshot(lc window.Minute, cal window.Calendar) Snapshot {
+	s := Snapshot{LastClosed: lc, ExposureMinutes: BaselineMinutes}
+	for m := lc - RecentMinutes + 1; m <= lc; m++ {
 		s.Recent = append(s.Recent, lm.minute(m)...)
+	}
+	hod := make(map[[2]int64]*HourOfDaySums)
+	expo := make(map[int64]int64, benchMerchants)
+	for m := lc - 10139; m <= lc; m++ {
+		h := m.Start().In(cal.Location()).Hour()
+		for _, d := range lm.patterns[int(m)%len(lm.patterns)] {
+			if m > lc-BaselineMinutes {
+				expo[d.Merchant] += d.ApprovedAmount
+			}
+			if m > lc-HourMinutes {
+				continue
+			}
+			k := [2]int64{d.Merchant, int64(h)}
+			x := hod[k]
+			if x == nil {
+				x = &HourOfDaySums{Merchant: d.Merchant, Hour: h}
+				hod[k] = x
+			}
+			x.Approvals += d.Approvals
+			x.Cancels += d.Cancels
+		}
+	}
+	for _, x := range hod {
+		s.HourOfDay = append(s.HourOfDay, *x)
+	}
+	for id, a := range expo {
+		s.Exposure = append(s.Exposure, MerchantAmount{Merchant: id, Amount: a})
 	}
 	times := make([]int64, len(lm.patterns))
 	for m := lc - 10139; m <= lc-60; m++ {
@@ -112,10 +143,10 @@ func benchStart(tb testing.TB) window.Minute {
 func BenchmarkCloseAndEvaluate(b *testing.B) {
 	lm := newLoadModel()
 	lc := benchStart(b)
-	s := NewState(lm.snapshot(lc), seoul(b))
+	s := NewState(lm.snapshot(lc, seoul(b)), seoul(b))
 	p := DefaultCancelRateParams()
 	m := lc
-	evals := 0
+	evals, withEvidence := 0, 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -125,13 +156,25 @@ func BenchmarkCloseAndEvaluate(b *testing.B) {
 			s.Add(d)
 		}
 		leaving := lm.minute(LeavingMinute(m))
+		if le, ok := s.ExposureLeavingMinute(m); ok {
+			leaving = append(leaving, lm.minute(le)...)
+		}
 		b.StartTimer()
 		if err := s.Close(m, leaving); err != nil {
 			b.Fatal(err)
 		}
-		evals = len(s.CancelEvals(p, nil))
+		es := s.CancelEvals(p, nil)
+		b.StopTimer()
+		evals, withEvidence = len(es), 0
+		for i := range es {
+			if es[i].Batch > 0 {
+				withEvidence++
+			}
+		}
+		b.StartTimer()
 	}
 	b.ReportMetric(float64(evals), "evals/op")
+	b.ReportMetric(float64(withEvidence), "evidence/op")
 }
 
 // BenchmarkAdd measures applying one minute delta: mostly on time (open
@@ -139,7 +182,7 @@ func BenchmarkCloseAndEvaluate(b *testing.B) {
 func BenchmarkAdd(b *testing.B) {
 	lm := newLoadModel()
 	lc := benchStart(b)
-	s := NewState(lm.snapshot(lc), seoul(b))
+	s := NewState(lm.snapshot(lc, seoul(b)), seoul(b))
 	rng := rand.New(rand.NewPCG(5, 5))
 	var ds []window.Delta
 	for i := range 1 << 16 {
@@ -206,7 +249,7 @@ func TestMemoryFootprint(t *testing.T) {
 	before := heap()
 	// Built in closures so that the snapshot and the loaded day are garbage
 	// when the heap is measured: only the State remains.
-	s := func() *State { return NewState(lm.snapshot(lc), cal) }()
+	s := func() *State { return NewState(lm.snapshot(lc, cal), cal) }()
 	cancelOnly := heap()
 	func() {
 		day, _ := s.NeedsVolumeDay(lc)

@@ -61,14 +61,20 @@ func (f *fakeSink) minute(m window.Minute) []window.Delta {
 
 // snapshot is what the pipeline reads at start: H and open minutes as rows,
 // B as per-merchant sums.
-func (f *fakeSink) snapshot(lc window.Minute) Snapshot {
-	s := Snapshot{LastClosed: lc}
+func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
+	s := Snapshot{LastClosed: lc, ExposureMinutes: exposureMinutes}
 	base := map[int64]*MerchantSums{}
+	hod := map[[2]int64]*HourOfDaySums{}
+	expo := map[int64]int64{}
 	for k, a := range f.rows {
+		if k.Minute <= lc && k.Minute > lc-window.Minute(exposureMinutes) {
+			expo[k.Merchant] += a.ApprovedAmount
+		}
 		switch {
-		case k.Minute >= lc-59:
+		case k.Minute >= lc-179:
 			s.Recent = append(s.Recent, window.Delta{Key: k, Agg: a})
-		case k.Minute >= lc-10139:
+		}
+		if k.Minute < lc-59 && k.Minute >= lc-10139 {
 			b := base[k.Merchant]
 			if b == nil {
 				b = &MerchantSums{Merchant: k.Merchant}
@@ -76,10 +82,24 @@ func (f *fakeSink) snapshot(lc window.Minute) Snapshot {
 			}
 			b.Approvals += a.Approvals
 			b.Cancels += a.Cancels
+			hk := [2]int64{k.Merchant, int64(f.placeOf(k.Minute).mod / 60)}
+			h := hod[hk]
+			if h == nil {
+				h = &HourOfDaySums{Merchant: k.Merchant, Hour: int(hk[1])}
+				hod[hk] = h
+			}
+			h.Approvals += a.Approvals
+			h.Cancels += a.Cancels
 		}
 	}
 	for _, b := range base {
 		s.Baseline = append(s.Baseline, *b)
+	}
+	for _, h := range hod {
+		s.HourOfDay = append(s.HourOfDay, *h)
+	}
+	for id, a := range expo {
+		s.Exposure = append(s.Exposure, MerchantAmount{Merchant: id, Amount: a})
 	}
 	return s
 }
@@ -103,6 +123,7 @@ func (f *fakeSink) volumeDay(d time.Time, lastClosed window.Minute, large int64)
 			}
 			c.Sum7 += a.ApprovedAmount
 			c.PerMinute7[p.mod] += a.ApprovedAmount
+			c.PerDay[7-n][p.mod/15] += a.ApprovedAmount
 		case n == 0 && k.Minute <= lastClosed:
 			today[k.Merchant] += a.ApprovedAmount
 		}
@@ -120,31 +141,54 @@ func (f *fakeSink) volumeDay(d time.Time, lastClosed window.Minute, large int64)
 	return VolumeDay{Day: d, Curves: curves, Today: today}
 }
 
-// cancelEvals recomputes SPEC §5 at m from every row.
-func (f *fakeSink) cancelEvals(p CancelRateParams, m window.Minute, also []int64) []CancelEval {
+// oracleExtra is what the evidence needs beside the rule's sums, from rows.
+type oracleExtra struct {
+	hCAmt, pA, expo int64
+	sum, sq         int64 // Σc and Σc² over H's minutes
+	hod             [24][2]int64
+}
+
+// cancelEvals recomputes SPEC §5 at m from every row, and the evidence,
+// money and priority of each evaluation (exposure window of expoMinutes).
+func (f *fakeSink) cancelEvals(p CancelRateParams, prio PriorityParams, expoMinutes int, m window.Minute, also []int64) []CancelEval {
 	in := map[int64]*CancelInput{}
+	ext := map[int64]*oracleExtra{}
 	var platA, platC int64
-	get := func(id int64) *CancelInput {
+	get := func(id int64) (*CancelInput, *oracleExtra) {
 		x := in[id]
 		if x == nil {
 			x = new(CancelInput)
 			in[id] = x
+			ext[id] = new(oracleExtra)
 		}
-		return x
+		return x, ext[id]
 	}
 	for k, a := range f.rows {
+		if k.Minute <= m && k.Minute > m-window.Minute(expoMinutes) {
+			_, e := get(k.Merchant)
+			e.expo += a.ApprovedAmount
+		}
 		switch {
 		case k.Minute > m:
 		case k.Minute >= m-59:
-			x := get(k.Merchant)
+			x, e := get(k.Merchant)
 			x.AH += a.Approvals
 			x.CH += a.Cancels
+			e.hCAmt += a.CanceledAmount
+			e.sum += a.Cancels
+			e.sq += a.Cancels * a.Cancels
 		case k.Minute >= m-10139:
-			x := get(k.Merchant)
+			x, e := get(k.Merchant)
 			x.AB += a.Approvals
 			x.CB += a.Cancels
 			platA += a.Approvals
 			platC += a.Cancels
+			h := f.placeOf(k.Minute).mod / 60
+			e.hod[h][0] += a.Approvals
+			e.hod[h][1] += a.Cancels
+			if k.Minute >= m-179 {
+				e.pA += a.Approvals
+			}
 		}
 	}
 	var ids []int64
@@ -163,9 +207,43 @@ func (f *fakeSink) cancelEvals(p CancelRateParams, m window.Minute, also []int64
 			x = *in[id]
 		}
 		x.PlatformAB, x.PlatformCB = platA, platC
-		out = append(out, CancelEval{Merchant: id, CancelResult: EvalCancelRate(p, x)})
+		r := EvalCancelRate(p, x)
+		if e := ext[id]; e != nil {
+			f.cancelEvidence(p, prio, m, e, &r)
+		}
+		out = append(out, CancelEval{Merchant: id, CancelResult: r})
 	}
 	return out
+}
+
+// cancelEvidence is the evidence as docs/design.md defines it, from the
+// oracle's sums.
+func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m window.Minute, e *oracleExtra, r *CancelResult) {
+	ev := &r.CancelEvidence
+	ev.CanceledAmount, ev.Exposure = e.hCAmt, e.expo
+	if r.CH < max(p.MinCancels, 1) {
+		return
+	}
+	ev.Batch = 1
+	if e.sum > 0 {
+		ev.Batch = max(1, float64(e.sq)/float64(e.sum))
+	}
+	denom := func(a float64) float64 { return max(a, float64(p.MinApprovals)) }
+	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
+	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, ev.Batch, prio.CancelDispersion)
+	pm := f.placeOf(m)
+	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] },
+		f.placeOf(m-59).mod/60, pm.mod/60, pm.mod%60)
+	if ok {
+		ev.ExpectedSameHour = rate * denom(float64(r.AH))
+		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, ev.Batch, prio.CancelDispersion)
+	} else {
+		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
+	}
+	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
+	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, ev.Batch, prio.CancelDispersion)
+	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
+	ev.Priority = cancelPriority(prio, r.Fires, ev)
 }
 
 // activeMerchants counts merchants with any approval or cancel in H or B at
@@ -191,17 +269,24 @@ func (f *fakeSink) activeMerchants(m window.Minute) int {
 
 // volumeEvals recomputes SPEC §6 at m from every row for the merchants the
 // day's curves were loaded for (the large set is fixed per day).
-func (f *fakeSink) volumeEvals(p VolumeDropParams, m window.Minute, curveSet map[int64]bool, also []int64) []VolumeEval {
+func (f *fakeSink) volumeEvals(p VolumeDropParams, prio PriorityParams, expoMinutes int, m window.Minute, curveSet map[int64]bool, also []int64) []VolumeEval {
 	pm := f.placeOf(m)
 	t := pm.mod + 1
 	in := map[int64]*VolumeInput{}
+	// days[id][k][q]: day D−7+k's amount in quarter hour q
+	days := map[int64]*[7][QuartersPerDay]int64{}
+	expo := map[int64]int64{}
 	for id := range curveSet {
 		in[id] = new(VolumeInput)
+		days[id] = new([7][QuartersPerDay]int64)
 	}
 	for k, a := range f.rows {
 		x := in[k.Merchant]
 		if x == nil || k.Minute > m {
 			continue
+		}
+		if k.Minute > m-window.Minute(expoMinutes) {
+			expo[k.Merchant] += a.ApprovedAmount
 		}
 		p := f.placeOf(k.Minute)
 		switch n := daysBefore(pm.day, p.day); {
@@ -210,6 +295,7 @@ func (f *fakeSink) volumeEvals(p VolumeDropParams, m window.Minute, curveSet map
 			if p.mod < t {
 				x.Prefix7 += a.ApprovedAmount
 			}
+			days[k.Merchant][7-n][p.mod/15] += a.ApprovedAmount
 		case n == 0:
 			x.Today += a.ApprovedAmount
 		}
@@ -229,7 +315,29 @@ func (f *fakeSink) volumeEvals(p VolumeDropParams, m window.Minute, curveSet map
 			out = append(out, VolumeEval{Merchant: id, VolumeResult: r})
 			continue
 		}
-		out = append(out, VolumeEval{Merchant: id, VolumeResult: EvalVolumeDrop(p, *in[id])})
+		r := EvalVolumeDrop(p, *in[id])
+		r.Exposure = expo[id]
+		if r.Fires || r.Drop != nil && *r.Drop > 0 {
+			// Each day's amount up to t, the quarter t falls in pro rata.
+			var x [7]float64
+			q, part := t/15, float64(t%15)/15
+			for k, d := range days[id] {
+				var before int64
+				for _, v := range d[:q] {
+					before += v
+				}
+				x[k] = float64(before)
+				if q < QuartersPerDay {
+					x[k] += part * float64(d[q])
+				}
+			}
+			r.Spread = max(sevenDaySpread(&x), prio.VolumeMinSpread)
+			if r.Expected > 0 {
+				r.Evidence = volumeSurprise(float64(r.Today)/r.Expected, r.Spread)
+			}
+			r.Priority = volumePriority(prio, r.Fires, &r.VolumeEvidence)
+		}
+		out = append(out, VolumeEval{Merchant: id, VolumeResult: r})
 	}
 	return out
 }

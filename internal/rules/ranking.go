@@ -12,9 +12,9 @@ import (
 const RankLimit = 500
 
 // Ranking is the dashboard's "riskiest now": the evaluations of the newest
-// closed minute ordered by how close each merchant is to firing, by the
-// rule's own measure, so that it costs no query and always agrees with the
-// alerts. The engine keeps the newest; Kafka workers store theirs and the
+// closed minute ordered by the same evidence that sets alerts' priorities,
+// then by how close each merchant is to firing by the rule's own measure,
+// so that it costs no query and always agrees with the alerts. The engine keeps the newest; Kafka workers store theirs and the
 // API merges them.
 type Ranking struct {
 	AsOf window.Minute
@@ -69,8 +69,11 @@ func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []Vol
 // order sorts both lists the way the dashboard shows them and keeps the
 // RankLimit riskiest.
 func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
+	// By evidence first, as alerts are prioritised; merchants below
+	// min_cancels have none (it is not computed for them) and follow by
+	// how near the line they are.
 	slices.SortFunc(risk, func(a, b RiskEntry) int {
-		return cmp.Or(cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
+		return cmp.Or(cmp.Compare(b.Evidence, a.Evidence), cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
 	})
 	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
 	slices.SortFunc(vol, func(a, b VolumeEval) int {

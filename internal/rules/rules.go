@@ -75,6 +75,9 @@ type CancelResult struct {
 	// is 0 (possible only with a zero floor), since +Inf has no JSON form.
 	Ratio  *float64
 	AB, CB int64 // the merchant's 7-day sums, for the alert's values
+	// CancelEvidence: how surprising, how much money, what priority (set
+	// by State's evaluation; EvalCancelRate alone leaves it zero).
+	CancelEvidence
 }
 
 // EvalCancelRate decides SPEC §5 for one merchant.
@@ -144,6 +147,8 @@ type VolumeResult struct {
 	Expected     float64 // Prefix7/7
 	Today        int64
 	Drop         *float64 // 1 - Today/Expected; nil when Expected == 0
+	// VolumeEvidence is set by State's evaluation.
+	VolumeEvidence
 }
 
 // EvalVolumeDrop decides SPEC §6 for one merchant.

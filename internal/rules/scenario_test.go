@@ -224,7 +224,7 @@ func runScenario(t *testing.T, sc scenario) {
 			}
 		}
 	}
-	state := NewState(sink.snapshot(start-1), cal)
+	state := NewState(sink.snapshot(start-1, 0), cal)
 	openAlerts := map[string][]int64{}
 	for m := start; m <= end; m++ {
 		for _, d := range arrivals[m] {

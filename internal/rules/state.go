@@ -3,6 +3,7 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -10,10 +11,16 @@ import (
 )
 
 // Window lengths in minutes. H is the hour ending with the evaluated minute M
-// (M−59…M); B is the 7 days immediately before it (M−10139…M−60).
+// (M−59…M); B is the 7 days immediately before it (M−10139…M−60). Recent is
+// the three hours ending with M, whose approvals explain the cancels of a
+// sale that just ended.
 const (
 	HourMinutes     = 60
 	BaselineMinutes = 7 * 24 * 60
+	RecentMinutes   = 3 * HourMinutes
+	// MaxExposureMinutes bounds the exposure window: its minutes must lie
+	// in H and B, which the state holds.
+	MaxExposureMinutes = BaselineMinutes
 )
 
 // LeavingMinute is the minute that leaves B when m closes. B(m−1) ends with
@@ -28,18 +35,37 @@ func LeavingMinute(m window.Minute) window.Minute {
 // MerchantSums is one merchant's approvals and cancels over a window.
 type MerchantSums struct{ Merchant, Approvals, Cancels int64 }
 
+// HourOfDaySums is one merchant's approvals and cancels over B in one hour
+// of the business day (0…23).
+type HourOfDaySums struct {
+	Merchant           int64
+	Hour               int
+	Approvals, Cancels int64
+}
+
+// MerchantAmount is one merchant's approved amount over a window.
+type MerchantAmount struct{ Merchant, Amount int64 }
+
 // Snapshot is what State is rebuilt from at start (or at the start of a
 // backtest).
 type Snapshot struct {
 	LastClosed window.Minute
 	// Recent: every stored minute aggregate with minute in
-	// [LastClosed-59, LastClosed] (H) and every one with minute > LastClosed
-	// (open minutes, not yet closed). Deltas of other minutes are ignored:
-	// they are accounted for by Baseline, or have left both windows.
+	// [LastClosed-179, LastClosed] (the recent three hours, H last) and
+	// every one with minute > LastClosed (open minutes, not yet closed).
+	// Deltas of other minutes are ignored: they are accounted for by
+	// Baseline, or have left every window.
 	Recent []window.Delta
 	// Baseline: per-merchant approvals and cancels summed over
 	// B(LastClosed) = [LastClosed-10139, LastClosed-60].
 	Baseline []MerchantSums
+	// HourOfDay: the same sums over B by hour of the business day.
+	HourOfDay []HourOfDaySums
+	// ExposureMinutes is the exposure window's length (0: none), and
+	// Exposure each merchant's approved amount over its minutes ending
+	// with LastClosed, [LastClosed-ExposureMinutes+1, LastClosed].
+	ExposureMinutes int
+	Exposure        []MerchantAmount
 }
 
 // merchant holds one merchant's window sums. It lives in State.slab and is
@@ -99,6 +125,23 @@ type State struct {
 	merged []slot // scratch for refreshListed
 
 	vol *volumeDay
+
+	// ext holds what the evidence needs beside the rule's sums, at the same
+	// index as slab: kept apart so the rule's loop over every merchant
+	// stays on small records.
+	ext         []merchantExt
+	expoMinutes window.Minute
+	prio        PriorityParams
+}
+
+// merchantExt is one merchant's figures for the evidence and the money.
+type merchantExt struct {
+	hCAmt int64 // canceled amount in H
+	pA    int64 // approvals in the two hours before H
+	expo  int64 // approved amount in the exposure window
+	// hod: approvals and cancels over B by hour of the business day. Seven
+	// days of one hour of one merchant stay far below 2^31.
+	hod [24][2]int32
 }
 
 // NewState rebuilds the state from a snapshot. cal places minutes in business
@@ -108,26 +151,76 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		cal = window.NewCalendar(time.UTC)
 	}
 	s := &State{
-		cal:     cal,
-		last:    snap.LastClosed,
-		index:   make(map[int64]int32, len(snap.Baseline)),
-		slab:    make([]merchant, 0, len(snap.Baseline)),
-		minutes: make(map[window.Minute]bucket, HourMinutes+8),
+		cal:         cal,
+		last:        snap.LastClosed,
+		index:       make(map[int64]int32, len(snap.Baseline)),
+		slab:        make([]merchant, 0, len(snap.Baseline)),
+		ext:         make([]merchantExt, 0, len(snap.Baseline)),
+		minutes:     make(map[window.Minute]bucket, RecentMinutes+8),
+		expoMinutes: window.Minute(min(max(snap.ExposureMinutes, 0), MaxExposureMinutes)),
+		prio:        DefaultPriorityParams(),
 	}
 	for _, b := range snap.Baseline {
 		s.addB(b.Merchant, b.Approvals, b.Cancels, false)
 	}
+	for _, h := range snap.HourOfDay {
+		if i, ok := s.index[h.Merchant]; ok && h.Hour >= 0 && h.Hour < 24 {
+			s.ext[i].addHour(h.Hour, h.Approvals, h.Cancels)
+		}
+	}
+	if s.expoMinutes > 0 {
+		for _, e := range snap.Exposure {
+			if i, ok := s.index[e.Merchant]; ok {
+				s.ext[i].expo = satAdd(s.ext[i].expo, e.Amount)
+			}
+		}
+	}
 	for _, d := range snap.Recent {
-		if d.Agg.IsZero() || d.Minute <= s.last-HourMinutes {
+		if d.Agg.IsZero() || d.Minute <= s.last-RecentMinutes {
 			continue
 		}
 		s.bucketAdd(d.Minute, d.Merchant, d.Agg)
-		if d.Minute <= s.last {
+		switch {
+		case d.Minute > s.last:
+		case d.Minute > s.last-HourMinutes:
 			s.addH(d.Merchant, d.Approvals, d.Cancels)
+			if i, ok := s.index[d.Merchant]; ok {
+				s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
+			}
+		default: // before H: in Baseline already
+			if i, ok := s.index[d.Merchant]; ok {
+				s.ext[i].pA += d.Approvals
+			}
 		}
 	}
 	return s
 }
+
+// SetPriorityParams sets how evidence and money rank firing alerts
+// (DefaultPriorityParams until set).
+func (s *State) SetPriorityParams(p PriorityParams) { s.prio = p }
+
+// ExposureLeavingMinute is the minute that leaves the exposure window when
+// m closes (0 when there is no exposure window); Close takes the sink's
+// rows of it with those of LeavingMinute(m).
+func (s *State) ExposureLeavingMinute(m window.Minute) (window.Minute, bool) {
+	if s.expoMinutes <= 0 {
+		return 0, false
+	}
+	return m - s.expoMinutes, true
+}
+
+// hourOfDay is the business time zone's hour of m's start.
+func (s *State) hourOfDay(m window.Minute) int {
+	return m.Start().In(s.cal.Location()).Hour()
+}
+
+func (e *merchantExt) addHour(h int, approvals, cancels int64) {
+	e.hod[h][0] = sat32(int64(e.hod[h][0]) + approvals)
+	e.hod[h][1] = sat32(int64(e.hod[h][1]) + cancels)
+}
+
+func sat32(v int64) int32 { return int32(min(max(v, math.MinInt32), math.MaxInt32)) }
 
 // LastClosed is the newest closed minute; evaluations are at this minute.
 func (s *State) LastClosed() window.Minute { return s.last }
@@ -152,8 +245,27 @@ func (s *State) Add(d window.Delta) {
 	case m > s.last-HourMinutes:
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		s.addH(d.Merchant, d.Approvals, d.Cancels)
+		if i, ok := s.index[d.Merchant]; ok {
+			s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
+		}
 	case m > s.last-HourMinutes-BaselineMinutes:
+		if m > s.last-RecentMinutes {
+			// Its bucket leaves the recent hours later, late share included.
+			s.bucketAdd(m, d.Merchant, d.Agg)
+		}
+		// The hour and the recent sum first: adding to B cannot evict.
 		s.addB(d.Merchant, d.Approvals, d.Cancels, false)
+		if i, ok := s.index[d.Merchant]; ok {
+			s.ext[i].addHour(s.hourOfDay(m), d.Approvals, d.Cancels)
+			if m > s.last-RecentMinutes {
+				s.ext[i].pA += d.Approvals
+			}
+		}
+	}
+	if s.expoMinutes > 0 && m > s.last-s.expoMinutes {
+		if i, ok := s.index[d.Merchant]; ok {
+			s.ext[i].expo = satAdd(s.ext[i].expo, d.ApprovedAmount)
+		}
 	}
 	s.volumeLate(m, d.Merchant, d.ApprovedAmount)
 }
@@ -175,8 +287,9 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 		return fmt.Errorf("rules: close %s: the next minute to close is %s", m, s.last+1)
 	}
 	lm := LeavingMinute(m)
+	le, expo := s.ExposureLeavingMinute(m)
 	for _, d := range leaving {
-		if d.Minute != lm {
+		if d.Minute != lm && (!expo || d.Minute != le) {
 			return fmt.Errorf("rules: close %s: leaving delta of merchant %d is for %s, want %s", m, d.Merchant, d.Minute, lm)
 		}
 	}
@@ -188,6 +301,13 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 
 	for id, a := range s.minutes[m] {
 		s.addH(id, a.Approvals, a.Cancels)
+		if i, ok := s.index[id]; ok {
+			e := &s.ext[i]
+			e.hCAmt = satAdd(e.hCAmt, a.CanceledAmount)
+			if expo {
+				e.expo = satAdd(e.expo, a.ApprovedAmount)
+			}
+		}
 		if v != nil && a.ApprovedAmount != 0 {
 			if c := v.curves[id]; c != nil {
 				c.today = satAdd(c.today, a.ApprovedAmount)
@@ -195,15 +315,40 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 		}
 	}
 	if b, ok := s.minutes[m-HourMinutes]; ok {
+		h := s.hourOfDay(m - HourMinutes)
 		for id, a := range b {
 			s.addB(id, a.Approvals, a.Cancels, true)
+			if i, ok := s.index[id]; ok {
+				e := &s.ext[i]
+				e.hCAmt -= a.CanceledAmount
+				e.pA += a.Approvals
+				e.addHour(h, a.Approvals, a.Cancels)
+			}
 		}
-		delete(s.minutes, m-HourMinutes)
+	}
+	if b, ok := s.minutes[m-RecentMinutes]; ok {
+		for id, a := range b {
+			if i, ok := s.index[id]; ok {
+				s.ext[i].pA -= a.Approvals
+			}
+		}
+		delete(s.minutes, m-RecentMinutes)
 		clear(b)
 		s.spare = append(s.spare, b)
 	}
+	hl := s.hourOfDay(lm)
 	for _, d := range leaving {
-		s.addB(d.Merchant, -d.Approvals, -d.Cancels, false)
+		i, ok := s.index[d.Merchant]
+		switch {
+		case d.Minute == lm:
+			// Out of the hour first: leaving B may forget the merchant.
+			if ok {
+				s.ext[i].addHour(hl, -d.Approvals, -d.Cancels)
+			}
+			s.addB(d.Merchant, -d.Approvals, -d.Cancels, false)
+		case ok:
+			s.ext[i].expo = satAdd(s.ext[i].expo, -d.ApprovedAmount)
+		}
 	}
 	s.last = m
 	return nil
@@ -224,35 +369,86 @@ func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
 	extra := sortedUnique(also)
 	out := make([]CancelEval, 0, len(s.listed)+len(extra))
 	floats := make([]float64, 2*cap(out))
-	eval := func(id int64, m *merchant) {
-		pa, pc := s.PlatformBaseline()
+	pa, pc := s.PlatformBaseline()
+	eval := func(id int64, i int32) {
 		in := CancelInput{PlatformAB: pa, PlatformCB: pc}
-		if m != nil {
+		if i >= 0 {
+			m := &s.slab[i]
 			in.AH, in.CH, in.AB, in.CB = m.hA, m.hC, m.bA, m.bC
 		}
 		k := len(out)
 		out = append(out, CancelEval{Merchant: id})
-		evalCancel(p, in, &out[k].CancelResult, &floats[2*k], &floats[2*k+1])
+		r := &out[k].CancelResult
+		evalCancel(p, in, r, &floats[2*k], &floats[2*k+1])
+		if i >= 0 {
+			s.cancelEvidence(p, id, i, r)
+		}
 	}
 	listed := s.listed
 	for len(listed) > 0 || len(extra) > 0 {
 		switch {
 		case len(extra) == 0 || (len(listed) > 0 && listed[0].id < extra[0]):
-			eval(listed[0].id, &s.slab[listed[0].idx]) // refreshed just now: the slot is current
+			eval(listed[0].id, listed[0].idx) // refreshed just now: the slot is current
 			listed = listed[1:]
 		case len(listed) == 0 || extra[0] < listed[0].id:
-			var m *merchant
-			if i, ok := s.index[extra[0]]; ok {
-				m = &s.slab[i]
+			i, ok := s.index[extra[0]]
+			if !ok {
+				i = -1
 			}
-			eval(extra[0], m)
+			eval(extra[0], i)
 			extra = extra[1:]
 		default:
-			eval(listed[0].id, &s.slab[listed[0].idx])
+			eval(listed[0].id, listed[0].idx)
 			listed, extra = listed[1:], extra[1:]
 		}
 	}
 	return out
+}
+
+// cancelEvidence fills r's money and, for an hour that can fire (at least
+// min_cancels cancels), its evidence and priority. Below that the figures
+// are left at zero: the tail probabilities cost microseconds each, and the
+// 60,000 merchants evaluated every minute must not.
+func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelResult) {
+	e := &s.ext[i]
+	ev := &r.CancelEvidence
+	ev.CanceledAmount, ev.Exposure = e.hCAmt, e.expo
+	if r.CH < max(p.MinCancels, 1) {
+		return
+	}
+	// Cancels that came in batches are fewer independent events.
+	var sum, sq int64
+	for m := s.last - HourMinutes + 1; m <= s.last; m++ {
+		if c := s.minutes[m][id].Cancels; c > 0 {
+			sum += c
+			sq += c * c
+		}
+	}
+	ev.Batch = 1
+	if sum > 0 {
+		ev.Batch = max(1, float64(sq)/float64(sum))
+	}
+	cv2 := s.prio.CancelDispersion
+	denom := func(approvals float64) float64 { return max(approvals, float64(p.MinApprovals)) }
+
+	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
+	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, ev.Batch, cv2)
+
+	lt := s.last.Start().In(s.cal.Location())
+	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return int64(e.hod[h][0]), int64(e.hod[h][1]) },
+		s.hourOfDay(s.last-HourMinutes+1), lt.Hour(), lt.Minute())
+	if ok {
+		ev.ExpectedSameHour = rate * denom(float64(r.AH))
+		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, ev.Batch, cv2)
+	} else {
+		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
+	}
+
+	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
+	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, ev.Batch, cv2)
+
+	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
+	ev.Priority = cancelPriority(s.prio, r.Fires, ev)
 }
 
 // PlatformBaseline returns the platform-wide approvals and cancels over B.
@@ -375,9 +571,11 @@ func (s *State) touch(id int64) int32 {
 	if n := len(s.free); n > 0 {
 		i, s.free = s.free[n-1], s.free[:n-1]
 		s.slab[i] = merchant{id: id, live: true}
+		s.ext[i] = merchantExt{}
 	} else {
 		i = int32(len(s.slab))
 		s.slab = append(s.slab, merchant{id: id, live: true})
+		s.ext = append(s.ext, merchantExt{})
 	}
 	s.index[id] = i
 	return i
@@ -392,6 +590,7 @@ func (s *State) evictIfEmpty(i int32) {
 	}
 	delete(s.index, m.id)
 	*m = merchant{}
+	s.ext[i] = merchantExt{}
 	s.free = append(s.free, i)
 }
 

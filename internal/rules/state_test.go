@@ -90,10 +90,31 @@ type oracleRun struct {
 	state    *State
 	cp       CancelRateParams
 	vp       VolumeDropParams
+	prio     PriorityParams
+	expo     int // exposure window, minutes
 	curveSet map[int64]bool
 	// coverage counters, so a test that stops exercising a branch fails
 	cancelFires, cancelQuiet, platform, merchantBase int
 	volFires, volQuiet, volLarge, dayChanges         int
+	priorities                                       map[string]int // "cancel P1", "volume P3", …
+}
+
+// newOracleRun starts a State from the sink's snapshot at lc, with
+// priority thresholds low enough for the random history to reach every
+// priority.
+func newOracleRun(t *testing.T, sink *fakeSink, lc window.Minute, expo int, cp CancelRateParams, vp VolumeDropParams) *oracleRun {
+	r := &oracleRun{
+		t: t, sink: sink, cp: cp, vp: vp, expo: expo,
+		prio: PriorityParams{
+			CancelDispersion: 0.1, VolumeMinSpread: 0.05,
+			CancelP1Evidence: 0.8, CancelP2Evidence: 0.3, VolumeP1Evidence: 0.6, VolumeP2Evidence: 0.2,
+			P1MinExposure: 1_000_000,
+		},
+		priorities: map[string]int{},
+	}
+	r.state = NewState(sink.snapshot(lc, expo), sink.cal)
+	r.state.SetPriorityParams(r.prio)
+	return r
 }
 
 func (r *oracleRun) close(m window.Minute, also []int64) {
@@ -108,7 +129,11 @@ func (r *oracleRun) close(m window.Minute, also []int64) {
 		r.state.SetVolumeDay(v)
 		r.dayChanges++
 	}
-	if err := r.state.Close(m, r.sink.minute(LeavingMinute(m))); err != nil {
+	leaving := r.sink.minute(LeavingMinute(m))
+	if le, ok := r.state.ExposureLeavingMinute(m); ok {
+		leaving = append(leaving, r.sink.minute(le)...)
+	}
+	if err := r.state.Close(m, leaving); err != nil {
 		t.Fatal(err)
 	}
 	r.check(also)
@@ -120,7 +145,7 @@ func (r *oracleRun) check(also []int64) {
 	t.Helper()
 	m := r.state.LastClosed()
 	gotC := r.state.CancelEvals(r.cp, also)
-	wantC := r.sink.cancelEvals(r.cp, m, also)
+	wantC := r.sink.cancelEvals(r.cp, r.prio, r.expo, m, also)
 	if !reflect.DeepEqual(gotC, wantC) {
 		t.Fatalf("close %s: cancel evaluations differ\n got %s\nwant %s", m, dumpCancel(gotC), dumpCancel(wantC))
 	}
@@ -130,6 +155,9 @@ func (r *oracleRun) check(also []int64) {
 		} else {
 			r.cancelQuiet++
 		}
+		if e.Priority != 0 {
+			r.priorities["cancel "+e.Priority.String()]++
+		}
 		if e.BaselineSource == BaselinePlatform {
 			r.platform++
 		} else {
@@ -137,13 +165,16 @@ func (r *oracleRun) check(also []int64) {
 		}
 	}
 	gotV := r.state.VolumeEvals(r.vp, also)
-	wantV := r.sink.volumeEvals(r.vp, m, r.curveSet, also)
+	wantV := r.sink.volumeEvals(r.vp, r.prio, r.expo, m, r.curveSet, also)
 	if !reflect.DeepEqual(gotV, wantV) {
 		t.Fatalf("close %s: volume evaluations differ\n got %s\nwant %s", m, dumpVolume(gotV), dumpVolume(wantV))
 	}
 	for _, e := range gotV {
 		if e.Large {
 			r.volLarge++
+		}
+		if e.Priority != 0 {
+			r.priorities["volume "+e.Priority.String()]++
 		}
 		if e.Fires {
 			r.volFires++
@@ -198,12 +229,9 @@ func TestStateMatchesOracle(t *testing.T) {
 					sink.add(window.Delta{Key: window.Key{Merchant: id, Minute: m}, Agg: g.agg(id)})
 				}
 			}
-			r := &oracleRun{
-				t: t, sink: sink,
-				state: NewState(sink.snapshot(lc0), cal),
-				cp:    CancelRateParams{MinBaselineApprovals: 1000, BaselineFloor: Ratio{1, 100}, MinCancels: 3, Multiplier: Ratio{3, 2}, MinApprovals: 10},
-				vp:    VolumeDropParams{LargeDailyAmount: 20_000_000, MinExpectedFraction: Ratio{1, 20}, DropRatio: Ratio{1, 10}},
-			}
+			r := newOracleRun(t, sink, lc0, BaselineMinutes,
+				CancelRateParams{MinBaselineApprovals: 1000, BaselineFloor: Ratio{1, 100}, MinCancels: 3, Multiplier: Ratio{3, 2}, MinApprovals: 10},
+				VolumeDropParams{LargeDailyAmount: 20_000_000, MinExpectedFraction: Ratio{1, 20}, DropRatio: Ratio{1, 10}})
 			for m := lc0 + 1; m <= lc0+200; m++ {
 				for range rng.IntN(10) {
 					d := g.delta(m)
@@ -225,10 +253,12 @@ func TestStateMatchesOracle(t *testing.T) {
 				}
 				r.close(m, also)
 			}
-			t.Logf("cancel fires %d quiet %d (platform %d merchant %d); volume large %d fires %d quiet %d; day loads %d",
-				r.cancelFires, r.cancelQuiet, r.platform, r.merchantBase, r.volLarge, r.volFires, r.volQuiet, r.dayChanges)
+			t.Logf("cancel fires %d quiet %d (platform %d merchant %d); volume large %d fires %d quiet %d; day loads %d; priorities %v",
+				r.cancelFires, r.cancelQuiet, r.platform, r.merchantBase, r.volLarge, r.volFires, r.volQuiet, r.dayChanges, r.priorities)
 			if r.cancelFires == 0 || r.cancelQuiet == 0 || r.platform == 0 || r.merchantBase == 0 ||
-				r.volLarge == 0 || r.volFires == 0 || r.volQuiet == 0 || r.dayChanges != 2 {
+				r.volLarge == 0 || r.volFires == 0 || r.volQuiet == 0 || r.dayChanges != 2 ||
+				r.priorities["cancel P1"] == 0 || r.priorities["cancel P2"] == 0 || r.priorities["cancel P3"] == 0 ||
+				r.priorities["volume P1"] == 0 || r.priorities["volume P2"] == 0 {
 				t.Fatal("the random history no longer exercises every branch; adjust the generator")
 			}
 		})
@@ -248,12 +278,10 @@ func TestStateFullBaselineSpan(t *testing.T) {
 	g := &deltaGen{rng: rng, merchants: []int64{11, 22, 33, 44, 55}, scale: map[int64]int64{11: 1_000_000, 22: 2_000_000, 33: 10_000, 44: 5_000_000, 55: 100}}
 	lc0 := minuteAt(t, "2024-05-01T03:00:00Z")
 	sink := newFakeSink(cal)
-	r := &oracleRun{
-		t: t, sink: sink,
-		state: NewState(Snapshot{LastClosed: lc0}, cal),
-		cp:    CancelRateParams{MinBaselineApprovals: 20, BaselineFloor: Ratio{1, 500}, MinCancels: 2, Multiplier: Ratio{2, 1}, MinApprovals: 5},
-		vp:    VolumeDropParams{LargeDailyAmount: 1_000_000, MinExpectedFraction: Ratio{1, 20}, DropRatio: Ratio{1, 2}},
-	}
+	// A 50-hour exposure window: its minutes leave long before B's.
+	r := newOracleRun(t, sink, lc0, 3000,
+		CancelRateParams{MinBaselineApprovals: 20, BaselineFloor: Ratio{1, 500}, MinCancels: 2, Multiplier: Ratio{2, 1}, MinApprovals: 5},
+		VolumeDropParams{LargeDailyAmount: 1_000_000, MinExpectedFraction: Ratio{1, 20}, DropRatio: Ratio{1, 2}})
 	const active = 2300 // data only at first: then the windows drain
 	end := lc0 + active + HourMinutes + BaselineMinutes + 20
 	for m := lc0 + 1; m <= end; m++ {

@@ -26,20 +26,7 @@ func TestPositionsUpgradeInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	old := []string{"001_init.sql", "002_alerts.sql", "003_dashboard.sql", "004_kafka.sql"}
-	if _, err := db.pool.Exec(ctx, fmt.Sprintf(`CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`, db.schema)); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range old {
-		body, err := migrations.ReadFile("migrations/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.pool.Exec(ctx, fmt.Sprintf("SET search_path = %s, public; %s; INSERT INTO %s.schema_migrations (name) VALUES ('%s'); RESET search_path",
-			db.schema, body, db.schema, name)); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
+	migrateOnly(t, db, "001_init.sql", "002_alerts.sql", "003_dashboard.sql", "004_kafka.sql")
 	const lsn = int64(0x16_B374D848) // 16/B374D848
 	seed := fmt.Sprintf(`
 		INSERT INTO %[1]s.checkpoint (slot, lsn, last_closed, progress, snapshot_lsn, bootstrapped_at, business_timezone)
@@ -87,5 +74,58 @@ func TestPositionsUpgradeInPlace(t *testing.T) {
 	want := []byte{0, 0, 0, 0x16, 0xB3, 0x74, 0xD8, 0x48, 0, 0, 0, 0x16, 0xB3, 0x74, 0xD8, 0x80}
 	if string(k0) != string(want) || len(k1) != 0 || s0 != "0/1000" || s1 != "" {
 		t.Errorf("partitions after the upgrade: %x %x %q %q", k0, k1, s0, s1)
+	}
+}
+
+// TestPriorityUpgradeKeepsOpenAlerts: alerts opened before priorities
+// existed survive the upgrade with no priority (the engine gives each one
+// at its first evaluation, silently) and an ack that covers any priority.
+func TestPriorityUpgradeKeepsOpenAlerts(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, cluster.NewDB(t), "rw_sink", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	migrateOnly(t, db, "001_init.sql", "002_alerts.sql", "003_dashboard.sql", "004_kafka.sql", "005_positions.sql")
+	if _, err := db.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO %s.alerts (rule, merchant_id, state, active_at, last_eval_at, last_sent_at, false_count, "values", acked_by, acked_at)
+		VALUES ('cancel_rate_spike', 42, 'firing', now(), now(), now(), 0, '{"c_h": 9}', 'kim', now())`, db.schema)); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil || len(applied) == 0 || applied[0] != "006_priority.sql" {
+		t.Fatalf("upgrade applied %v, %v", applied, err)
+	}
+	var prio, ackPrio, notified *int16
+	if err := db.pool.QueryRow(ctx, fmt.Sprintf(`SELECT priority, ack_priority, notified_priority FROM %s.alerts WHERE merchant_id = 42 AND state = 'firing'`, db.schema)).
+		Scan(&prio, &ackPrio, &notified); err != nil {
+		t.Fatal(err)
+	}
+	if prio != nil || ackPrio != nil || notified != nil {
+		t.Errorf("after the upgrade: priority %v ack %v notified %v, want all NULL", prio, ackPrio, notified)
+	}
+	// The new columns hold priorities only.
+	if _, err := db.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s.alerts SET priority = 4`, db.schema)); err == nil {
+		t.Error("priority 4 accepted")
+	}
+}
+
+// migrateOnly applies the named migrations to a new schema, as a sink made
+// by an older riskwatch would have them.
+func migrateOnly(t *testing.T, db *DB, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.pool.Exec(ctx, fmt.Sprintf(`CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`, db.schema)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.pool.Exec(ctx, fmt.Sprintf("SET search_path = %s, public; %s; INSERT INTO %s.schema_migrations (name) VALUES ('%s'); RESET search_path",
+			db.schema, body, db.schema, name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }

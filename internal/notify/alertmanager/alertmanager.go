@@ -4,7 +4,10 @@
 //
 // Alertmanager identifies an alert by its label set, so the labels are the
 // alert's identity and nothing else: alertname and rule (both the rule),
-// merchant_id and severity. Everything that changes between posts goes into
+// merchant_id, priority (P1…P3, for Alertmanager's own routes) and the
+// severity that follows it. An escalation changes the priority, so it is
+// posted as two alerts: the old label set resolved, the new one firing.
+// Everything that changes between posts goes into
 // annotations: summary, description, dashboard, merchant_name and each of the
 // rule's values (as strings; annotations are a map of strings). generatorURL
 // is the dashboard link. Posting the same labels again updates the alert in
@@ -29,6 +32,7 @@
 package alertmanager
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -102,6 +106,11 @@ func NewAlert(n notify.Notification) Alert {
 	if n.Severity != "" {
 		a.Labels["severity"] = n.Severity
 	}
+	// The priority it was routed at: a re-fire soon after a page is told
+	// as P2, and Alertmanager's routes must see it so.
+	if p := cmp.Or(n.RoutedAt, n.Priority); p != "" {
+		a.Labels["priority"] = p
+	}
 	if n.DashboardURL != "" {
 		a.Annotations["dashboard"] = n.DashboardURL
 	}
@@ -166,6 +175,10 @@ func description(n notify.Notification) string {
 		b.WriteString(", resolved")
 	case notify.KindRepeat:
 		b.WriteString(", still firing")
+	case notify.KindEscalated:
+		fmt.Fprintf(&b, ", escalated from %s to %s", n.PreviousPriority, n.Priority)
+	case notify.KindContinued:
+		fmt.Fprintf(&b, ", firing again (continues alert %d)", n.Continues)
 	}
 	if !n.Minute.IsZero() {
 		fmt.Fprintf(&b, " at minute %s", notify.FormatTime(n.Minute))
@@ -203,6 +216,13 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 	}
 	alerts := make([]Alert, 0, len(ns))
 	for _, x := range ns {
+		if x.Kind == notify.KindEscalated && x.PreviousPriority != "" && x.PreviousPriority != cmp.Or(x.RoutedAt, x.Priority) {
+			// The old label set ends where the new one starts.
+			old := x
+			old.Kind, old.Priority, old.RoutedAt, old.Severity = notify.KindResolved, x.PreviousPriority, x.PreviousPriority, x.PreviousSeverity
+			old.EndsAt = x.Minute.Add(time.Minute) // the end of the minute that escalated it
+			alerts = append(alerts, NewAlert(old))
+		}
 		alerts = append(alerts, NewAlert(x))
 	}
 	body, err := json.Marshal(alerts)

@@ -282,6 +282,7 @@ func TestPayloadFiring(t *testing.T) {
 		"rule":        "cancel_rate_spike",
 		"merchant_id": "1001",
 		"severity":    "critical",
+		"priority":    "P1",
 	}
 	if got := strMap(a["labels"]); !maps.Equal(got, wantLabels) {
 		t.Errorf("labels = %v, want %v", got, wantLabels)
@@ -311,6 +312,32 @@ func TestPayloadFiring(t *testing.T) {
 	}
 	if got := a["generatorURL"]; got != in.DashboardURL {
 		t.Errorf("generatorURL = %v, want %s", got, in.DashboardURL)
+	}
+}
+
+// TestEscalationReplacesTheLabelSet: labels are an alert's identity in
+// Alertmanager, so an escalation resolves the old priority's alert and
+// fires the new one in the same post.
+func TestEscalationReplacesTheLabelSet(t *testing.T) {
+	in := notifytest.Sample(notify.KindEscalated) // P2 → P1
+	alerts := validatePostableAlerts(t, post(t, "", in).Body)
+	if len(alerts) != 2 {
+		t.Fatalf("%d alerts, want the old one resolved and the new one firing", len(alerts))
+	}
+	old, cur := strMap(alerts[0]["labels"]), strMap(alerts[1]["labels"])
+	if old["priority"] != "P2" || old["severity"] != "warning" || cur["priority"] != "P1" || cur["severity"] != "critical" {
+		t.Errorf("labels old %v new %v, want P2/warning then P1/critical", old, cur)
+	}
+	if alerts[0]["endsAt"] != "2025-03-14T01:02:00Z" || alerts[1]["endsAt"] != nil {
+		t.Errorf("endsAt old %v new %v, want the old one ended at the escalation's minute and the new one open", alerts[0]["endsAt"], alerts[1]["endsAt"])
+	}
+	if old["merchant_id"] != cur["merchant_id"] || old["rule"] != cur["rule"] {
+		t.Errorf("the two are not the same alert: %v / %v", old, cur)
+	}
+	// A continuation is labelled with the priority it was routed at.
+	cont := notifytest.Sample(notify.KindContinued)
+	if got := strMap(validatePostableAlerts(t, post(t, "", cont).Body)[0]["labels"])["priority"]; got != "P2" {
+		t.Errorf("continued alert labelled %s, want the routed P2", got)
 	}
 }
 

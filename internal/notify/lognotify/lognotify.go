@@ -19,10 +19,16 @@ func New(log *slog.Logger) *Notifier { return &Notifier{log: log} }
 // MaxBatch: the log takes any number at once.
 func (n *Notifier) MaxBatch() int { return 100 }
 
-// Notify writes one log record per notification; it cannot fail.
+// Notify writes one log record per notification; it cannot fail. What is
+// routed at P1 — a page — is logged at error level as "PAGE", so it stands
+// out of a demo's stream of P2 and P3 alerts.
 func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool, error) {
 	for _, x := range ns {
-		n.log.LogAttrs(ctx, slog.LevelWarn, "ALERT "+x.Kind,
+		level, msg := slog.LevelWarn, "ALERT "+x.Kind
+		if x.RoutedAt == "P1" && x.Kind != notify.KindResolved {
+			level, msg = slog.LevelError, "PAGE "+x.Kind
+		}
+		n.log.LogAttrs(ctx, level, msg, slog.String("priority", x.Priority),
 			slog.String("rule", x.Rule), slog.Int64("merchant", x.MerchantID), slog.String("severity", x.Severity),
 			slog.String("summary", x.Summary), slog.String("minute", notify.FormatTime(x.Minute)),
 			slog.String("dashboard", x.DashboardURL), slog.String("idempotency_key", x.IdempotencyKey))

@@ -151,6 +151,8 @@ func Sample(kind string) notify.Notification {
 		MerchantID:     1001,
 		MerchantName:   "Hanbit Books & <Co>",
 		Severity:       "critical",
+		Priority:       "P1",
+		RoutedAt:       "P1",
 		Summary:        "Cancel rate 12.5% over the last hour is 6.3x the 7-day baseline 2.0% (merchant Hanbit Books & <Co>)",
 		StartsAt:       starts,
 		Minute:         starts.Add(-time.Minute),
@@ -164,6 +166,13 @@ func Sample(kind string) notify.Notification {
 		},
 		DashboardURL: "https://riskwatch.example.com/merchants/1001",
 		CreatedAt:    starts.Add(1500 * time.Millisecond),
+	}
+	switch kind {
+	case notify.KindEscalated:
+		n.PreviousPriority, n.PreviousSeverity = "P2", "warning"
+	case notify.KindContinued:
+		n.Continues = 5
+		n.RoutedAt = "P2" // a page 5 already paid for
 	}
 	if kind == notify.KindResolved {
 		n.EndsAt = starts.Add(37 * time.Minute)

@@ -1,15 +1,20 @@
 // Package pagerduty sends notifications to the PagerDuty Events API v2
 // (POST https://events.pagerduty.com/v2/enqueue).
 //
-// firing and repeat become "trigger", resolved becomes "resolve"; all three
-// share dedup_key "riskwatch-<rule>-<merchant>-<alertID>", so a repeat lands
-// on the open PagerDuty alert instead of opening another, a resolve closes it,
-// and a duplicate from at-least-once delivery is absorbed by PagerDuty's own
-// deduplication. The payload: summary (cut to 1024 characters), source
-// "riskwatch", severity (critical or warning; anything unknown becomes
-// "error"), timestamp of the transition, component = merchant id, class =
-// rule, custom_details = the rule's values; the dashboard goes in links and
-// client_url. 202 is success, 429 and 5xx are retried, 400 is a rejection.
+// firing, continued, escalated and repeat become "trigger", resolved becomes
+// "resolve"; all share dedup_key "riskwatch-<rule>-<merchant>-<alertID>", so
+// a repeat lands on the open PagerDuty alert instead of opening another, a
+// resolve closes it, and a duplicate from at-least-once delivery is absorbed
+// by PagerDuty's own deduplication. Notifications routed at P1 are the
+// exception: their key has "-P1" appended, because an escalation's trigger
+// deduplicated into an open warning would not page anyone; the resolve of
+// an alert that was ever routed at P1 closes both keys (closing a key
+// PagerDuty never saw is accepted and does nothing). The payload: summary (cut to
+// 1024 characters), source "riskwatch", severity (P1 critical, P2 warning,
+// P3 info; anything unknown becomes "error"), timestamp of the transition,
+// component = merchant id, class = rule, group = priority, custom_details =
+// the rule's values; the dashboard goes in links and client_url. 202 is
+// success, 429 and 5xx are retried, 400 is a rejection.
 //
 // One event per request (MaxBatch 1): the Events API takes one event.
 package pagerduty
@@ -118,9 +123,9 @@ func NewEvent(routingKey string, n notify.Notification) (Event, error) {
 	var action string
 	var at time.Time
 	switch n.Kind {
-	case notify.KindFiring:
+	case notify.KindFiring, notify.KindContinued:
 		action, at = "trigger", n.StartsAt
-	case notify.KindRepeat:
+	case notify.KindRepeat, notify.KindEscalated:
 		action, at = "trigger", n.CreatedAt
 	case notify.KindResolved:
 		action, at = "resolve", n.EndsAt
@@ -145,15 +150,27 @@ func NewEvent(routingKey string, n notify.Notification) (Event, error) {
 			Severity:      severity(n.Severity),
 			Timestamp:     notify.FormatTime(at),
 			Component:     strconv.FormatInt(n.MerchantID, 10),
+			Group:         n.Priority,
 			Class:         n.Rule,
 			CustomDetails: notify.JSONValues(n.Values),
 		},
+	}
+	if n.RoutedAt == "P1" && n.Kind != notify.KindResolved {
+		e.DedupKey = pageKey(e.DedupKey)
 	}
 	if notify.IsAbsoluteURL(n.DashboardURL) {
 		e.ClientURL = n.DashboardURL
 		e.Links = []Link{{Href: n.DashboardURL, Text: "riskwatch dashboard"}}
 	}
 	return e, nil
+}
+
+// pageKey is the dedup key of an alert's notifications routed at P1.
+func pageKey(k string) string {
+	if len(k)+3 > maxDedupKey {
+		k = k[:maxDedupKey-3]
+	}
+	return k + "-P1"
 }
 
 // severity maps riskwatch's severities onto PagerDuty's four. An unknown one
@@ -190,6 +207,15 @@ func (n *Notifier) Notify(ctx context.Context, ns ...notify.Notification) (bool,
 		retry, err := n.ep.Post(ctx, nil, body)
 		if err != nil {
 			return retry, fmt.Errorf("pagerduty: notification %d: %w", x.ID, err)
+		}
+		if x.Kind == notify.KindResolved && x.RoutedAt == "P1" {
+			e.DedupKey = pageKey(e.DedupKey)
+			if body, err = json.Marshal(e); err != nil {
+				return false, fmt.Errorf("pagerduty: encoding notification %d: %w", x.ID, err)
+			}
+			if retry, err := n.ep.Post(ctx, nil, body); err != nil {
+				return retry, fmt.Errorf("pagerduty: notification %d: %w", x.ID, err)
+			}
 		}
 	}
 	return false, nil

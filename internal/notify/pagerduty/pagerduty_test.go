@@ -116,6 +116,16 @@ func checkEvent(e map[string]any) (errs []string) {
 
 func send(t *testing.T, ns ...notify.Notification) []map[string]any {
 	t.Helper()
+	out := sendAll(t, ns...)
+	if len(out) != len(ns) {
+		t.Fatalf("%d requests for %d notifications, want one each", len(out), len(ns))
+	}
+	return out
+}
+
+// sendAll sends ns and returns every event posted.
+func sendAll(t *testing.T, ns ...notify.Notification) []map[string]any {
+	t.Helper()
 	srv := notifytest.NewServer(t, 202)
 	n, err := pagerduty.New(pagerduty.Config{URL: srv.URL + "/v2/enqueue", RoutingKey: key})
 	if err != nil {
@@ -136,9 +146,6 @@ func send(t *testing.T, ns ...notify.Notification) []map[string]any {
 		}
 		out = append(out, e)
 	}
-	if len(out) != len(ns) {
-		t.Fatalf("%d requests for %d notifications, want one each", len(out), len(ns))
-	}
 	return out
 }
 
@@ -148,7 +155,7 @@ func TestTriggerEvent(t *testing.T) {
 	want := map[string]any{
 		"routing_key":  key,
 		"event_action": "trigger",
-		"dedup_key":    "riskwatch-cancel_rate_spike-1001-7",
+		"dedup_key":    "riskwatch-cancel_rate_spike-1001-7-P1", // routed at P1: a page of its own
 		"client":       "riskwatch",
 		"client_url":   "https://riskwatch.example.com/merchants/1001",
 		"links":        []any{map[string]any{"href": "https://riskwatch.example.com/merchants/1001", "text": "riskwatch dashboard"}},
@@ -159,6 +166,7 @@ func TestTriggerEvent(t *testing.T) {
 			"timestamp": "2025-03-14T01:02:00Z",
 			"component": "1001",
 			"class":     "cancel_rate_spike",
+			"group":     "P1",
 			"custom_details": map[string]any{
 				"a_H": float64(120), "c_H": float64(15), "rate_H": 0.125, "baseline": 0.02,
 				"baseline_source": "merchant", "ratio": 6.25,
@@ -175,8 +183,14 @@ func TestTriggerEvent(t *testing.T) {
 	}
 }
 
+// asP2 is a notification of a P2 alert.
+func asP2(n notify.Notification) notify.Notification {
+	n.Priority, n.RoutedAt, n.Severity = "P2", "P2", "warning"
+	return n
+}
+
 func TestLifecycleSharesDedupKey(t *testing.T) {
-	fire, rep, res := notifytest.Sample(notify.KindFiring), notifytest.Sample(notify.KindRepeat), notifytest.Sample(notify.KindResolved)
+	fire, rep, res := asP2(notifytest.Sample(notify.KindFiring)), asP2(notifytest.Sample(notify.KindRepeat)), asP2(notifytest.Sample(notify.KindResolved))
 	rep.CreatedAt = fire.StartsAt.Add(4 * time.Hour)
 	es := send(t, fire, rep, res)
 	for i, want := range []string{"trigger", "trigger", "resolve"} {
@@ -195,6 +209,38 @@ func TestLifecycleSharesDedupKey(t *testing.T) {
 	}
 	if cd := es[2]["payload"].(map[string]any)["custom_details"].(map[string]any); cd["rate_H"] != nil {
 		t.Errorf("resolved custom_details.rate_H = %v, want null", cd["rate_H"])
+	}
+}
+
+// TestEscalationPagesUnderItsOwnKey: a trigger deduplicated into an open
+// warning pages nobody, so an escalation to P1 (and what follows at P1)
+// goes under a key of its own at critical severity, and the resolve closes
+// both.
+func TestEscalationPagesUnderItsOwnKey(t *testing.T) {
+	fire := asP2(notifytest.Sample(notify.KindFiring))
+	esc := notifytest.Sample(notify.KindEscalated) // P1, from P2
+	rep := notifytest.Sample(notify.KindRepeat)
+	res := notifytest.Sample(notify.KindResolved) // routed at P1, the most urgent it was told at
+	cont := asP2(notifytest.Sample(notify.KindContinued))
+	cont.Priority, cont.AlertID = "P1", 8 // a P1 re-fire after that page: told at P2
+	es := sendAll(t, fire, esc, rep, res, cont)
+	base, page := "riskwatch-cancel_rate_spike-1001-7", "riskwatch-cancel_rate_spike-1001-7-P1"
+	want := []struct{ action, key, severity string }{
+		{"trigger", base, "warning"},
+		{"trigger", page, "critical"},
+		{"trigger", page, "critical"},
+		{"resolve", base, "critical"},
+		{"resolve", page, "critical"},
+		{"trigger", "riskwatch-cancel_rate_spike-1001-8", "warning"},
+	}
+	if len(es) != len(want) {
+		t.Fatalf("%d events, want %d", len(es), len(want))
+	}
+	for i, w := range want {
+		p := es[i]["payload"].(map[string]any)
+		if es[i]["event_action"] != w.action || es[i]["dedup_key"] != w.key || p["severity"] != w.severity {
+			t.Errorf("event %d: %v %v %v, want %s %s %s", i, es[i]["event_action"], es[i]["dedup_key"], p["severity"], w.action, w.key, w.severity)
+		}
 	}
 }
 

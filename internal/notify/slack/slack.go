@@ -1,8 +1,9 @@
 // Package slack posts notifications to a Slack incoming webhook.
 //
 // A message is {"text": fallback, "blocks": [...]}: a header (🔴/🟠 firing,
-// 🔁 still firing, ✅ resolved), the summary, a fields section with merchant,
-// rule, severity and times, the rule's values as fields, a button to the
+// 🔁 still firing, ⏫ escalated, 🔂 firing again soon after an earlier
+// alert, ✅ resolved), the summary, a fields section with merchant, rule,
+// severity, priority and times, the rule's values as fields, a button to the
 // merchant's dashboard, and a context line with the alert id and the
 // idempotency key. "text" is what notifications and clients without Block Kit
 // show. Slack has no idempotency key for incoming webhooks, so a retry after
@@ -111,6 +112,13 @@ type Element struct {
 	Style    string `json:"style,omitempty"` // primary or danger
 }
 
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
 // NewMessage renders one notification.
 func NewMessage(n notify.Notification) Message {
 	merchant := merchantLabel(n)
@@ -120,6 +128,10 @@ func NewMessage(n notify.Notification) Message {
 		icon, state = "✅", "Resolved"
 	case notify.KindRepeat:
 		icon, state = "🔁", "Still firing"
+	case notify.KindEscalated:
+		icon, state = "⏫", "Escalated to "+n.Priority
+	case notify.KindContinued:
+		icon, state = "🔂", "Firing again"
 	default:
 		icon, state = "🔴", "Firing"
 		if n.Severity != "critical" {
@@ -148,6 +160,7 @@ func NewMessage(n notify.Notification) Message {
 		field("Merchant", escapeMax(merchant, maxFieldValue)),
 		field("Rule", "`"+escapeMax(n.Rule, maxFieldValue)+"`"),
 		field("Severity", escapeMax(n.Severity, maxFieldValue)),
+		field("Priority", escapeMax(orNone(n.Priority), maxFieldValue)),
 		field("Firing since", slackDate(n.StartsAt)),
 	}
 	if n.Kind == notify.KindResolved && !n.EndsAt.IsZero() {

@@ -230,6 +230,7 @@ func TestMessageFiring(t *testing.T) {
 		"*Merchant*\nHanbit Books &amp; &lt;Co&gt; (#1001)",
 		"*Rule*\n`cancel_rate_spike`",
 		"*Severity*\ncritical",
+		"*Priority*\nP1",
 		"*Firing since*\n<!date^1741914120^{date_short_pretty} {time_secs}|2025-03-14T01:02:00Z>",
 		"*Minute*\n<!date^1741914060^{date_short_pretty} {time_secs}|2025-03-14T01:01:00Z>",
 		// values, sorted by name, formatted for people

@@ -60,21 +60,29 @@ type Message struct {
 
 // Item is one notification on the wire.
 type Item struct {
-	ID             int64          `json:"id"`
-	IdempotencyKey string         `json:"idempotency_key"`
-	Kind           string         `json:"kind"`
-	AlertID        int64          `json:"alert_id"`
-	Rule           string         `json:"rule"`
-	MerchantID     int64          `json:"merchant_id"`
-	MerchantName   string         `json:"merchant_name"`
-	Severity       string         `json:"severity"`
-	Summary        string         `json:"summary"`
-	StartsAt       string         `json:"starts_at"`
-	EndsAt         *string        `json:"ends_at"` // null unless resolved
-	Minute         string         `json:"minute"`
-	Values         map[string]any `json:"values"`
-	DashboardURL   string         `json:"dashboard_url"`
-	CreatedAt      string         `json:"created_at"`
+	ID             int64  `json:"id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Kind           string `json:"kind"`
+	AlertID        int64  `json:"alert_id"`
+	Rule           string `json:"rule"`
+	MerchantID     int64  `json:"merchant_id"`
+	MerchantName   string `json:"merchant_name"`
+	Severity       string `json:"severity"`
+	// Priority (P1…P3, "" for an alert from before priorities), the
+	// priority the notification was routed at, the one an escalation
+	// left, and the earlier alert a "continued" one continues.
+	Priority         string         `json:"priority"`
+	RoutedAt         string         `json:"routed_at"`
+	PreviousPriority *string        `json:"previous_priority"` // null unless escalated
+	PreviousSeverity *string        `json:"previous_severity"` // null unless escalated
+	Continues        *int64         `json:"continues"`         // null unless continued
+	Summary          string         `json:"summary"`
+	StartsAt         string         `json:"starts_at"`
+	EndsAt           *string        `json:"ends_at"` // null unless resolved
+	Minute           string         `json:"minute"`
+	Values           map[string]any `json:"values"`
+	DashboardURL     string         `json:"dashboard_url"`
+	CreatedAt        string         `json:"created_at"`
 }
 
 // NewMessage builds the body for ns.
@@ -90,12 +98,20 @@ func NewMessage(ns ...notify.Notification) Message {
 			MerchantID:     n.MerchantID,
 			MerchantName:   n.MerchantName,
 			Severity:       n.Severity,
+			Priority:       n.Priority,
+			RoutedAt:       n.RoutedAt,
 			Summary:        n.Summary,
 			StartsAt:       notify.FormatTime(n.StartsAt),
 			Minute:         notify.FormatTime(n.Minute),
 			Values:         notify.JSONValues(n.Values),
 			DashboardURL:   n.DashboardURL,
 			CreatedAt:      notify.FormatTime(n.CreatedAt),
+		}
+		if n.PreviousPriority != "" {
+			it.PreviousPriority, it.PreviousSeverity = &n.PreviousPriority, &n.PreviousSeverity
+		}
+		if n.Continues != 0 {
+			it.Continues = &n.Continues
 		}
 		if !n.EndsAt.IsZero() {
 			s := notify.FormatTime(n.EndsAt)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,48 +35,81 @@ func (s *Store) Minutes(ctx context.Context, from, to window.Minute) ([]window.D
 }
 
 // RulesSnapshot reads what the rules state needs to resume after
-// lastClosed: the minutes of the last hour, the per-merchant sums of the 7
-// days before it, and (when withOpen) every stored minute after lastClosed,
-// which is not closed yet. The 7-day sums come from whole hours of the
-// hourly rollup plus the minutes at the edges, so a restart reads a few
-// hundred thousand rows rather than every minute of a week.
-func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, withOpen bool) (rules.Snapshot, error) {
-	snap := rules.Snapshot{LastClosed: lastClosed}
+// lastClosed: the minutes of the last three hours (H last), the per-merchant
+// sums of the 7 days before H with their hours of the day, the approved
+// amounts of the exposure window (exposureMinutes ending with lastClosed;
+// 0 for none), and (when withOpen) every stored minute after lastClosed,
+// which is not closed yet. Window sums come from whole hours of the hourly
+// rollup plus the minutes at the edges, so a restart reads a few hundred
+// thousand rows rather than every minute of a week.
+func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, withOpen bool, exposureMinutes int) (rules.Snapshot, error) {
+	snap := rules.Snapshot{LastClosed: lastClosed, ExposureMinutes: exposureMinutes}
 	hFrom := lastClosed - rules.HourMinutes + 1
+	rFrom := lastClosed - rules.RecentMinutes + 1
+	tz := s.cal.Location().String()
 	var err error
 	if withOpen {
 		// Open minutes can only be as far ahead as max_future allows; a
 		// year is beyond any of them and within PostgreSQL's range.
-		snap.Recent, err = s.Minutes(ctx, hFrom, lastClosed+366*24*60)
+		snap.Recent, err = s.Minutes(ctx, rFrom, lastClosed+366*24*60)
 	} else {
-		snap.Recent, err = s.Minutes(ctx, hFrom, lastClosed+1)
+		snap.Recent, err = s.Minutes(ctx, rFrom, lastClosed+1)
 	}
 	if err != nil {
 		return snap, err
 	}
-	lo, hi := hFrom-rules.BaselineMinutes, hFrom // B = [lo, hi)
-	h1, h2 := s.wholeHours(lo, hi)
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, sum(a)::bigint, sum(c)::bigint FROM (
-			SELECT merchant_id, approvals AS a, cancels AS c FROM %[1]s WHERE hour >= $3 AND hour < $4
-			-- Two range scans, not one OR, so both use the minute index.
-			UNION ALL
-			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= $1 AND minute < least($3, $2)
-			UNION ALL
-			SELECT merchant_id, approvals, cancels FROM %[2]s WHERE minute >= greatest($4, $1) AND minute < $2
-		) u GROUP BY 1 HAVING sum(a) <> 0 OR sum(c) <> 0`, s.db.Table("hour_agg"), s.db.Table("minute_agg")),
-		lo.Start(), hi.Start(), h1, h2)
+	rows, err := s.windowQuery(ctx, hFrom-rules.BaselineMinutes, hFrom,
+		`merchant_id, extract(hour FROM {t} AT TIME ZONE $5)::int AS h, approvals AS a, cancels AS c`,
+		`SELECT merchant_id, h, sum(a)::bigint, sum(c)::bigint FROM (%s) u GROUP BY 1, 2 HAVING sum(a) <> 0 OR sum(c) <> 0 ORDER BY 1, 2`, tz)
 	if err != nil {
 		return snap, fmt.Errorf("reading 7-day sums: %w", err)
 	}
-	snap.Baseline, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (rules.MerchantSums, error) {
-		var m rules.MerchantSums
-		err := r.Scan(&m.Merchant, &m.Approvals, &m.Cancels)
-		return m, err
+	var hs rules.HourOfDaySums
+	_, err = pgx.ForEachRow(rows, []any{&hs.Merchant, &hs.Hour, &hs.Approvals, &hs.Cancels}, func() error {
+		snap.HourOfDay = append(snap.HourOfDay, hs)
+		if n := len(snap.Baseline); n > 0 && snap.Baseline[n-1].Merchant == hs.Merchant {
+			snap.Baseline[n-1].Approvals += hs.Approvals
+			snap.Baseline[n-1].Cancels += hs.Cancels
+		} else {
+			snap.Baseline = append(snap.Baseline, rules.MerchantSums{Merchant: hs.Merchant, Approvals: hs.Approvals, Cancels: hs.Cancels})
+		}
+		return nil
 	})
 	if err != nil {
 		return snap, fmt.Errorf("reading 7-day sums: %w", err)
 	}
+	if exposureMinutes <= 0 {
+		return snap, nil
+	}
+	rows, err = s.windowQuery(ctx, lastClosed-window.Minute(exposureMinutes)+1, lastClosed+1, `merchant_id, approved_amount AS a`,
+		fmt.Sprintf(`SELECT merchant_id, least(sum(a), %d)::bigint FROM (%%s) u GROUP BY 1 HAVING sum(a) <> 0`, int64(math.MaxInt64)))
+	if err != nil {
+		return snap, fmt.Errorf("reading exposure: %w", err)
+	}
+	var ma rules.MerchantAmount
+	if _, err := pgx.ForEachRow(rows, []any{&ma.Merchant, &ma.Amount}, func() error {
+		snap.Exposure = append(snap.Exposure, ma)
+		return nil
+	}); err != nil {
+		return snap, fmt.Errorf("reading exposure: %w", err)
+	}
 	return snap, nil
+}
+
+// windowQuery runs outer (a query with one %s) over the rows of the
+// minutes [lo, hi): whole business hours from the hourly rollup, the
+// minutes at the edges from minute_agg, each selecting cols ({t} stands for
+// the row's time column). args are $5 on.
+func (s *Store) windowQuery(ctx context.Context, lo, hi window.Minute, cols, outer string, args ...any) (pgx.Rows, error) {
+	h1, h2 := s.wholeHours(lo, hi)
+	union := fmt.Sprintf(`SELECT %[1]s FROM %[3]s WHERE hour >= $3 AND hour < $4
+			-- Two range scans, not one OR, so both use the minute index.
+			UNION ALL
+			SELECT %[2]s FROM %[4]s WHERE minute >= $1 AND minute < least($3, $2)
+			UNION ALL
+			SELECT %[2]s FROM %[4]s WHERE minute >= greatest($4, $1) AND minute < $2`,
+		strings.ReplaceAll(cols, "{t}", "hour"), strings.ReplaceAll(cols, "{t}", "minute"), s.db.Table("hour_agg"), s.db.Table("minute_agg"))
+	return s.db.Pool().Query(ctx, fmt.Sprintf(outer, union), append([]any{lo.Start(), hi.Start(), h1, h2}, args...)...)
 }
 
 // wholeHours returns [h1, h2): the business-time-zone hours lying entirely
@@ -136,6 +170,23 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 		return nil
 	}); err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
+	}
+	rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, ((minute AT TIME ZONE $4)::date - $5::date)::int,
+			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int / 15,
+			least(sum(approved_amount), %d)::bigint
+		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2, 3`, int64(math.MaxInt64), s.db.Table("minute_agg")),
+		large, weekStart, start, tz, day.AddDate(0, 0, -7).Format(time.DateOnly))
+	if err != nil {
+		return v, fmt.Errorf("reading each day's curve: %w", err)
+	}
+	var k, q int
+	if _, err := pgx.ForEachRow(rows, []any{&m, &k, &q, &amt}, func() error {
+		if k >= 0 && k < 7 && q >= 0 && q < rules.QuartersPerDay {
+			v.Curves[m].PerDay[k][q], _ = window.SatAdd(v.Curves[m].PerDay[k][q], amt)
+		}
+		return nil
+	}); err != nil {
+		return v, fmt.Errorf("reading each day's curve: %w", err)
 	}
 	if lastClosed.End().After(start) {
 		rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s

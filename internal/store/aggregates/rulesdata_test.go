@@ -110,34 +110,66 @@ func TestRulesSnapshot(t *testing.T) {
 			s := openStore(t, loc)
 			w := bootstrapEmpty(t, s, 1)
 			applyInBatches(t, s, w, points, 3, cases[len(cases)-1])
-			for _, l := range cases {
+			for i, l := range cases {
 				for _, withOpen := range []bool{false, true} {
-					checkSnapshot(t, s, brute, l, withOpen)
+					// Exposure windows of 7 days and of 2½ hours: whole
+					// hours of the rollup and minute edges both.
+					checkSnapshot(t, s, loc, brute, l, withOpen, []int{rules.BaselineMinutes, 150}[i%2])
 				}
 			}
 		})
 	}
 }
 
-func checkSnapshot(t *testing.T, s *Store, brute seeded, l window.Minute, withOpen bool) {
+func checkSnapshot(t *testing.T, s *Store, loc *time.Location, brute seeded, l window.Minute, withOpen bool, exposure int) {
 	t.Helper()
-	snap, err := s.RulesSnapshot(context.Background(), l, withOpen)
+	snap, err := s.RulesSnapshot(context.Background(), l, withOpen, exposure)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wantRecent []window.Delta
 	base := map[int64]rules.MerchantSums{}
+	hod := map[[2]int64]rules.HourOfDaySums{}
+	expo := map[int64]int64{}
 	for k, a := range brute {
-		switch {
-		case k.Minute >= l-59 && (k.Minute <= l || withOpen):
+		if k.Minute > l-window.Minute(exposure) && k.Minute <= l {
+			expo[k.Merchant] += a.ApprovedAmount
+		}
+		if k.Minute >= l-179 && (k.Minute <= l || withOpen) {
 			wantRecent = append(wantRecent, window.Delta{Key: k, Agg: a})
-		case k.Minute >= l-10139 && k.Minute <= l-60:
+		}
+		if k.Minute >= l-10139 && k.Minute <= l-60 {
 			b := base[k.Merchant]
 			b.Merchant = k.Merchant
 			b.Approvals += a.Approvals
 			b.Cancels += a.Cancels
 			base[k.Merchant] = b
+			h := k.Minute.Start().In(loc).Hour()
+			x := hod[[2]int64{k.Merchant, int64(h)}]
+			x.Merchant, x.Hour = k.Merchant, h
+			x.Approvals += a.Approvals
+			x.Cancels += a.Cancels
+			hod[[2]int64{k.Merchant, int64(h)}] = x
 		}
+	}
+	if snap.ExposureMinutes != exposure {
+		t.Errorf("L=%s: ExposureMinutes = %d, want %d", l, snap.ExposureMinutes, exposure)
+	}
+	gotExpo := map[int64]int64{}
+	for _, e := range snap.Exposure {
+		gotExpo[e.Merchant] += e.Amount
+	}
+	maps.DeleteFunc(expo, func(_ int64, v int64) bool { return v == 0 })
+	if !maps.Equal(gotExpo, expo) || len(snap.Exposure) != len(expo) {
+		t.Errorf("L=%s exposure %d: Exposure\n got %v\nwant %v", l, exposure, snap.Exposure, expo)
+	}
+	gotHod := map[[2]int64]rules.HourOfDaySums{}
+	for _, h := range snap.HourOfDay {
+		gotHod[[2]int64{h.Merchant, int64(h.Hour)}] = h
+	}
+	maps.DeleteFunc(hod, func(_ [2]int64, v rules.HourOfDaySums) bool { return v.Approvals == 0 && v.Cancels == 0 })
+	if !maps.Equal(gotHod, hod) || len(snap.HourOfDay) != len(hod) {
+		t.Errorf("L=%s: HourOfDay\n got %v\nwant %v", l, snap.HourOfDay, hod)
 	}
 	slices.SortFunc(wantRecent, func(x, y window.Delta) int {
 		return cmp.Or(cmp.Compare(x.Minute, y.Minute), cmp.Compare(x.Merchant, y.Merchant))
@@ -230,6 +262,10 @@ func TestVolumeDay(t *testing.T) {
 	c4.PerMinute7[17*60+45] = 8001
 	c5.Sum7 = 9000
 	c5.PerMinute7[8*60], c5.PerMinute7[8*60+1] = 6000, 3000
+	// Each day's own quarter hours: day k is 11-13 + k.
+	c1.PerDay[0][0], c1.PerDay[2][2], c1.PerDay[5][2], c1.PerDay[6][95] = 1000, 1500, 500, 4000
+	c4.PerDay[3][17*4+3], c4.PerDay[4][17*4+3] = 8000, 1
+	c5.PerDay[0][32], c5.PerDay[6][32] = 3000, 6000
 	wantCurves := map[int64]*rules.Curve{1: &c1, 4: &c4, 5: &c5}
 
 	tests := []struct {
@@ -260,6 +296,15 @@ func TestVolumeDay(t *testing.T) {
 			}
 			if got.Sum7 != want.Sum7 {
 				t.Errorf("%s: merchant %d Sum7 = %d, want %d", tc.name, m, got.Sum7, want.Sum7)
+			}
+			if got.PerDay != want.PerDay {
+				for k := range got.PerDay {
+					for q := range got.PerDay[k] {
+						if got.PerDay[k][q] != want.PerDay[k][q] {
+							t.Errorf("%s: merchant %d PerDay[%d][%d] = %d, want %d", tc.name, m, k, q, got.PerDay[k][q], want.PerDay[k][q])
+						}
+					}
+				}
 			}
 			if got.PerMinute7 != want.PerMinute7 {
 				for i := range got.PerMinute7 {

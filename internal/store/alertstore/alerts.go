@@ -16,6 +16,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/notify"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
@@ -31,16 +32,28 @@ type AlertChange struct {
 	Fires  bool
 	Values map[string]any
 	New    bool
-	// Notify is "", or the kind of notification to enqueue.
-	Notify string
+	// Notify is "", or the kind of notification to enqueue, and
+	// NotifyPriority the priority it is routed at (0: every receiver).
+	Notify         string
+	NotifyPriority rules.Priority
+	// PrevPriority is the priority before an escalation.
+	PrevPriority rules.Priority
 	// Severity, Summary and DashboardURL go into the notification.
 	Severity, Summary, DashboardURL string
 }
 
-// Route sends notifications to a receiver, optionally only for some rules.
+// Route sends notifications to a receiver, optionally only for some rules
+// and for priorities at least as urgent as MinPriority (0: all).
 type Route struct {
-	Receiver string
-	Rules    []string
+	Receiver    string
+	Rules       []string
+	MinPriority rules.Priority
+}
+
+// Takes reports whether the route's receiver gets a notification of rule
+// routed at priority p (0: a notification that predates priorities).
+func (r Route) Takes(rule string, p rules.Priority) bool {
+	return (len(r.Rules) == 0 || slices.Contains(r.Rules, rule)) && (p == 0 || r.MinPriority == 0 || p <= r.MinPriority)
 }
 
 // Store reads and writes alerts.
@@ -144,9 +157,11 @@ func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids m
 		if !c.New {
 			return 0, fmt.Errorf("alert %s/%d changed before it was stored", a.Rule, a.Merchant)
 		}
-		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values")
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, s.db.Table("alerts")),
-			a.Rule, a.Merchant, a.State.String(), a.ActiveAt, nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals).Scan(&a.ID)
+		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values",
+				priority, notified_priority, continues, continues_notified)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`, s.db.Table("alerts")),
+			a.Rule, a.Merchant, a.State.String(), a.ActiveAt, nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals,
+			nullPriority(a.Priority), nullPriority(a.Notified), nullID(a.Continues), nullPriority(a.ContinuesNotified)).Scan(&a.ID)
 		if err != nil {
 			return 0, fmt.Errorf("storing new alert %s/%d: %w", a.Rule, a.Merchant, err)
 		}
@@ -154,12 +169,28 @@ func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids m
 		return a.ID, nil
 	}
 	_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET state = $2, resolved_at = $3, last_eval_at = $4, last_sent_at = $5, false_count = $6,
-		"values" = $7, updated_at = now() WHERE id = $1`, s.db.Table("alerts")),
-		a.ID, a.State.String(), nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals)
+		"values" = $7, priority = $8, notified_priority = $9, updated_at = now() WHERE id = $1`, s.db.Table("alerts")),
+		a.ID, a.State.String(), nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals,
+		nullPriority(a.Priority), nullPriority(a.Notified))
 	if err != nil {
 		return 0, fmt.Errorf("updating alert %d: %w", a.ID, err)
 	}
 	return a.ID, nil
+}
+
+func nullPriority(p rules.Priority) *int16 {
+	if p == 0 {
+		return nil
+	}
+	v := int16(p)
+	return &v
+}
+
+func nullID(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
 }
 
 func nullTime(t time.Time) *time.Time {
@@ -184,6 +215,9 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 		Rule:           a.Rule,
 		MerchantID:     a.Merchant,
 		Severity:       c.Severity,
+		Priority:       a.Priority.String(),
+		RoutedAt:       c.NotifyPriority.String(),
+		Continues:      a.Continues,
 		Summary:        c.Summary,
 		StartsAt:       a.ActiveAt,
 		Minute:         c.Minute.Start(),
@@ -192,6 +226,9 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 	}
 	if c.Notify == alert.NotifyResolved {
 		n.EndsAt = a.ResolvedAt
+	}
+	if c.Notify == alert.NotifyEscalated {
+		n.PreviousPriority, n.PreviousSeverity = c.PrevPriority.String(), alert.Severity(a.Rule, c.PrevPriority)
 	}
 	payload, err := json.Marshal(n)
 	if err != nil {
@@ -205,7 +242,7 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 	}
 	count := 0
 	for _, r := range routes {
-		if len(r.Rules) > 0 && !slices.Contains(r.Rules, a.Rule) {
+		if !r.Takes(a.Rule, c.NotifyPriority) {
 			continue
 		}
 		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (notification_id, receiver) VALUES ($1, $2)`, s.db.Table("deliveries")), nid, r.Receiver); err != nil {
@@ -216,7 +253,8 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 	return count, nil
 }
 
-const alertColumns = `id, rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values", acked_by, acked_at, ack_comment`
+const alertColumns = `id, rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values", acked_by, acked_at, ack_comment,
+	coalesce(priority, 0), coalesce(notified_priority, 0), coalesce(continues, 0), coalesce(continues_notified, 0), coalesce(ack_priority, 0)`
 
 func scanAlert(row pgx.Row) (*alert.Alert, error) {
 	a := &alert.Alert{}
@@ -224,9 +262,12 @@ func scanAlert(row pgx.Row) (*alert.Alert, error) {
 	var resolved, sent, ackedAt *time.Time
 	var ackedBy, comment *string
 	var vals []byte
-	if err := row.Scan(&a.ID, &a.Rule, &a.Merchant, &state, &a.ActiveAt, &resolved, &a.LastEvalAt, &sent, &a.FalseCount, &vals, &ackedBy, &ackedAt, &comment); err != nil {
+	var prio, notified, contNotified, ackPrio int16
+	if err := row.Scan(&a.ID, &a.Rule, &a.Merchant, &state, &a.ActiveAt, &resolved, &a.LastEvalAt, &sent, &a.FalseCount, &vals, &ackedBy, &ackedAt, &comment,
+		&prio, &notified, &a.Continues, &contNotified, &ackPrio); err != nil {
 		return nil, err
 	}
+	a.Priority, a.Notified, a.ContinuesNotified = rules.Priority(prio), rules.Priority(notified), rules.Priority(contNotified)
 	var err error
 	if a.State, err = alert.ParseState(state); err != nil {
 		return nil, err
@@ -238,7 +279,7 @@ func scanAlert(row pgx.Row) (*alert.Alert, error) {
 		a.LastSentAt = *sent
 	}
 	if ackedBy != nil && ackedAt != nil {
-		a.Ack = &alert.Ack{By: *ackedBy, At: *ackedAt}
+		a.Ack = &alert.Ack{By: *ackedBy, At: *ackedAt, Priority: rules.Priority(ackPrio)}
 		if comment != nil {
 			a.Ack.Comment = *comment
 		}
@@ -260,18 +301,43 @@ type AlertFilter struct {
 	// ActiveFrom/ActiveTo, when set, keep alerts whose active period
 	// (active_at until resolved_at, or still open) overlaps [ActiveFrom, ActiveTo).
 	ActiveFrom, ActiveTo time.Time
+	// MinPriority keeps alerts at least this urgent (0: all, including
+	// those from before priorities).
+	MinPriority rules.Priority
+	// Order: OrderNewest (default), OrderPriority (most urgent first, then
+	// the most money at stake) or OrderMoney (the most money at stake
+	// first).
+	Order string
 }
+
+// Orders of AlertFilter.
+const (
+	OrderNewest   = "newest"
+	OrderPriority = "priority"
+	OrderMoney    = "money"
+)
 
 // Alerts lists alerts, newest first.
 func (s *Store) Alerts(ctx context.Context, f AlertFilter) ([]*alert.Alert, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
+	// Money at stake is the exposure, or for an alert without one (from
+	// before priorities) what its hour canceled.
+	const money = `coalesce(("values"->>'exposure')::numeric, ("values"->>'canceled_amount_h')::numeric, 0)`
+	order := "active_at DESC, id DESC"
+	switch f.Order {
+	case OrderPriority:
+		order = "coalesce(priority, 4), " + money + " DESC, active_at DESC, id DESC"
+	case OrderMoney:
+		order = money + " DESC, active_at DESC, id DESC"
+	}
 	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT %s FROM %s
 		WHERE ($1 = '' OR state = $1) AND ($2 = '' OR rule = $2) AND ($3::bigint = 0 OR merchant_id = $3) AND ($5::bigint = 0 OR id < $5)
 			AND ($6::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $6) AND ($7::timestamptz IS NULL OR active_at < $7)
-		ORDER BY active_at DESC, id DESC LIMIT $4`, alertColumns, s.db.Table("alerts")),
-		f.State, f.Rule, f.Merchant, f.Limit, f.Before, nullTime(f.ActiveFrom), nullTime(f.ActiveTo))
+			AND ($8::smallint = 0 OR priority <= $8)
+		ORDER BY %s LIMIT $4`, alertColumns, s.db.Table("alerts"), order),
+		f.State, f.Rule, f.Merchant, f.Limit, f.Before, nullTime(f.ActiveFrom), nullTime(f.ActiveTo), int16(f.MinPriority))
 	if err != nil {
 		return nil, fmt.Errorf("listing alerts: %w", err)
 	}
@@ -290,9 +356,25 @@ func (s *Store) OpenAlerts(ctx context.Context) ([]*alert.Alert, error) {
 	return slices.DeleteFunc(all, func(a *alert.Alert) bool { return a.Merchant == 0 }), err
 }
 
+// RecentlyResolved returns the rules' alerts resolved since since after
+// being notified, which a re-fire would continue (SPEC §7a).
+func (s *Store) RecentlyResolved(ctx context.Context, since time.Time) ([]*alert.Alert, error) {
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT DISTINCT ON (rule, merchant_id) %s FROM %s
+		WHERE state = 'resolved' AND resolved_at >= $1 AND last_sent_at IS NOT NULL AND merchant_id <> 0
+		ORDER BY rule, merchant_id, resolved_at DESC, id DESC`, alertColumns, s.db.Table("alerts")), since)
+	if err != nil {
+		return nil, fmt.Errorf("reading recently resolved alerts: %w", err)
+	}
+	out, err := pgx.AppendRows([]*alert.Alert(nil), rows, func(r pgx.CollectableRow) (*alert.Alert, error) { return scanAlert(r) })
+	if err != nil {
+		return nil, fmt.Errorf("reading recently resolved alerts: %w", err)
+	}
+	return out, nil
+}
+
 // Acks returns the acknowledgements of open alerts by alert ID.
 func (s *Store) Acks(ctx context.Context) (map[int64]alert.Ack, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, acked_by, acked_at, coalesce(ack_comment, '') FROM %s
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, acked_by, acked_at, coalesce(ack_comment, ''), coalesce(ack_priority, 0) FROM %s
 		WHERE state = 'firing' AND acked_at IS NOT NULL`, s.db.Table("alerts")))
 	if err != nil {
 		return nil, fmt.Errorf("reading acks: %w", err)
@@ -300,7 +382,9 @@ func (s *Store) Acks(ctx context.Context) (map[int64]alert.Ack, error) {
 	out := map[int64]alert.Ack{}
 	var id int64
 	var a alert.Ack
-	if _, err := pgx.ForEachRow(rows, []any{&id, &a.By, &a.At, &a.Comment}, func() error {
+	var p int16
+	if _, err := pgx.ForEachRow(rows, []any{&id, &a.By, &a.At, &a.Comment, &p}, func() error {
+		a.Priority = rules.Priority(p)
 		out[id] = a
 		return nil
 	}); err != nil {
@@ -317,7 +401,9 @@ var ErrNotOpen = errors.New("alert is not open")
 
 // Ack acknowledges an open alert: it stays open but is not notified again.
 func (s *Store) Ack(ctx context.Context, id int64, by, comment string, at time.Time) (*alert.Alert, error) {
-	row := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, updated_at = now()
+	// The ack covers the priority the alert has now: an escalation past it
+	// is notified again.
+	row := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, ack_priority = priority, updated_at = now()
 		WHERE id = $1 AND state = 'firing' RETURNING %s`, s.db.Table("alerts"), alertColumns), id, by, at, comment)
 	a, err := scanAlert(row)
 	if errors.Is(err, pgx.ErrNoRows) {

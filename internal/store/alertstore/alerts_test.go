@@ -18,6 +18,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/notify"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/window"
@@ -953,5 +954,181 @@ func TestSilences(t *testing.T) {
 	}
 	if err := s.ExpireSilence(ctx, s1.ID+1000, t0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expiring an unknown silence: err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestPriorityListingRoutingAndRecent: alerts list by priority then money
+// or by money, filter by priority, route to receivers by min_priority, an
+// escalation notification says what it left, an ack covers the priority
+// the alert had, and a restart finds the notified alerts a re-fire would
+// continue.
+func TestPriorityListingRoutingAndRecent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	closed := bootstrapEmpty(t, s)
+	m0 := minute(t, "2026-11-25T14:01:00Z")
+	const spike, drop = "cancel_rate_spike", "volume_drop"
+	routes := []Route{{Receiver: "all"}, {Receiver: "pager", MinPriority: rules.P1}, {Receiver: "team", MinPriority: rules.P2}}
+	type spec struct {
+		rule     string
+		merchant int64
+		prio     rules.Priority
+		money    map[string]any
+	}
+	// b4 is from before priorities: no priority, no exposure, only what
+	// its hour canceled.
+	specs := []spec{
+		{spike, 11, rules.P2, map[string]any{"exposure": int64(5_000_000)}},
+		{spike, 12, rules.P1, map[string]any{"exposure": int64(1_000_000)}},
+		{drop, 13, rules.P1, map[string]any{"exposure": int64(9_000_000)}},
+		{spike, 14, 0, map[string]any{"canceled_amount_h": int64(7_000_000)}},
+		{spike, 15, rules.P3, map[string]any{"exposure": int64(20_000_000)}},
+	}
+	lives := make([]*alert.Alert, len(specs))
+	var ids []int64
+	for i, sp := range specs {
+		live, ch := fire(sp.rule, sp.merchant, m0+window.Minute(i), sp.money)
+		live.Priority, live.Notified = sp.prio, sp.prio
+		ch.Snap, ch.NotifyPriority = *live, sp.prio
+		mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0 + 10, Changes: []AlertChange{ch}, Routes: routes})
+		lives[i] = live
+		ids = append(ids, live.ID)
+	}
+	b1, b2, b3, b4, b5 := ids[0], ids[1], ids[2], ids[3], ids[4]
+	for _, tc := range []struct {
+		name string
+		f    AlertFilter
+		want []int64
+	}{
+		{"newest", AlertFilter{}, []int64{b5, b4, b3, b2, b1}},
+		{"priority, then money", AlertFilter{Order: OrderPriority}, []int64{b3, b2, b1, b5, b4}},
+		{"money", AlertFilter{Order: OrderMoney}, []int64{b5, b3, b4, b1, b2}},
+		{"P2 and above", AlertFilter{MinPriority: rules.P2}, []int64{b3, b2, b1}},
+		{"P1, by money", AlertFilter{MinPriority: rules.P1, Order: OrderMoney}, []int64{b3, b2}},
+	} {
+		list, err := s.Alerts(ctx, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, a := range list {
+			got = append(got, a.ID)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Deliveries: P1 to all three receivers, P2 to all and team, P3 to
+	// all only; a notification from before priorities to every receiver.
+	want := map[int64][]string{b1: {"all", "team"}, b2: {"all", "pager", "team"}, b3: {"all", "pager", "team"}, b4: {"all", "pager", "team"}, b5: {"all"}}
+	byAlert := map[int64][]string{}
+	notes := notificationRows(t, s)
+	for _, d := range deliveryRows(t, s) {
+		for _, n := range notes {
+			if n.id == d.notificationID {
+				byAlert[n.alertID] = append(byAlert[n.alertID], d.receiver)
+			}
+		}
+	}
+	for id, w := range want {
+		if !slices.Equal(byAlert[id], w) {
+			t.Errorf("alert %d delivered to %v, want %v", id, byAlert[id], w)
+		}
+	}
+	if p := notes[1].payload; p.Priority != "P1" || p.RoutedAt != "P1" {
+		t.Errorf("notification of b2: priority %v routed %v", p.Priority, p.RoutedAt)
+	}
+
+	// Ack b1 at P2, then it escalates to P1: the ack keeps the priority
+	// it covered, the escalation is notified with what it left.
+	acked, err := s.Ack(ctx, b1, "kim", "calling", m0.End())
+	if err != nil || acked.Ack.Priority != rules.P2 {
+		t.Fatalf("ack: %+v %v", acked, err)
+	}
+	live := lives[0]
+	live.Ack = acked.Ack
+	ch := still(live, m0+11, map[string]any{"exposure": int64(6_000_000)})
+	live.Priority, live.Notified = rules.P1, rules.P1
+	ch.Snap, ch.Notify, ch.NotifyPriority, ch.PrevPriority, ch.Severity = *live, alert.NotifyEscalated, rules.P1, rules.P2, "critical"
+	mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0 + 11, Changes: []AlertChange{ch}, Routes: routes})
+	notes = notificationRows(t, s)
+	esc := notes[len(notes)-1]
+	if p := esc.payload; esc.kind != alert.NotifyEscalated || p.PreviousPriority != "P2" || p.PreviousSeverity != "warning" || p.Priority != "P1" || p.RoutedAt != "P1" {
+		t.Errorf("escalation notification: %s %v", esc.kind, esc.payload)
+	}
+	acks, err := s.Acks(ctx)
+	if err != nil || acks[b1].Priority != rules.P2 {
+		t.Errorf("acks after the escalation: %+v %v", acks, err)
+	}
+	got, err := s.Alerts(ctx, AlertFilter{Merchant: 11})
+	if err != nil || len(got) != 1 || got[0].Priority != rules.P1 || got[0].Notified != rules.P1 || got[0].Ack.Priority != rules.P2 {
+		t.Fatalf("b1 after escalating: %+v %v", got, err)
+	}
+
+	// b2 resolves (notified), b5 resolves too; a restart asks for those
+	// resolved since m0+20: b2's key only if it resolved then.
+	for _, i := range []int{1, 4} {
+		var chs []AlertChange
+		for m := m0 + 16; m <= m0+20; m++ {
+			chs = append(chs, falseEval(lives[i], m+window.Minute(i), nil, 5))
+		}
+		chs[len(chs)-1].NotifyPriority = lives[i].Notified
+		mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0 + 30, Changes: chs, Routes: routes})
+	}
+	// b2 resolved at m0+21, b5 at m0+24.
+	for _, tc := range []struct {
+		since window.Minute
+		want  []int64
+	}{{m0 + 21, []int64{b2, b5}}, {m0 + 22, []int64{b5}}, {m0 + 25, nil}} {
+		rec, err := s.RecentlyResolved(ctx, tc.since.Start())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, a := range rec {
+			got = append(got, a.ID)
+			if a.ID == b2 && a.Notified != rules.P1 {
+				t.Errorf("b2 restored notified at %v, want P1", a.Notified)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("resolved since %s: %v, want %v", tc.since, got, tc.want)
+		}
+	}
+}
+
+// TestContinuationStored: a re-fire that continues an earlier alert is
+// stored with it, and comes back after a restart.
+func TestContinuationStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	closed := bootstrapEmpty(t, s)
+	m0 := minute(t, "2026-11-25T14:01:00Z")
+	first, ch := fire("cancel_rate_spike", 7, m0, nil)
+	first.Priority, first.Notified = rules.P1, rules.P1
+	ch.Snap, ch.NotifyPriority = *first, rules.P1
+	mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0, Changes: []AlertChange{ch}})
+	var resolve []AlertChange
+	for m := m0 + 1; m <= m0+5; m++ {
+		resolve = append(resolve, falseEval(first, m, nil, 5))
+	}
+	mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0 + 5, Changes: resolve})
+	again, ch := fire("cancel_rate_spike", 7, m0+10, nil)
+	again.Priority, again.Notified, again.Continues, again.ContinuesNotified = rules.P1, rules.P2, first.ID, rules.P1
+	ch.Snap, ch.Notify, ch.NotifyPriority = *again, alert.NotifyContinued, rules.P2
+	mustApplyAlerts(t, s, &AlertBatch{Closed: closed, LastClosed: m0 + 10, Changes: []AlertChange{ch}})
+	got, err := s.Alerts(ctx, AlertFilter{Limit: 1})
+	if err != nil || len(got) != 1 {
+		t.Fatal(got, err)
+	}
+	if a := got[0]; a.Continues != first.ID || a.ContinuesNotified != rules.P1 || a.Notified != rules.P2 || a.Priority != rules.P1 {
+		t.Errorf("continuation stored as %+v", a)
+	}
+	notes := notificationRows(t, s)
+	if n := notes[len(notes)-1]; n.kind != alert.NotifyContinued || n.payload.Continues != first.ID || n.payload.RoutedAt != "P2" {
+		t.Errorf("continuation notification %s %v", n.kind, n.payload)
 	}
 }

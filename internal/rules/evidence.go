@@ -1,0 +1,187 @@
+package rules
+
+import "math"
+
+// Priority is what an alert means to a person (SPEC §7a): P1 pages someone
+// now, P2 tells the team, P3 is recorded and shown only. Lower is more
+// urgent; the zero value is no priority (no alert).
+type Priority int
+
+const (
+	P1 Priority = iota + 1
+	P2
+	P3
+)
+
+func (p Priority) String() string {
+	switch p {
+	case P1:
+		return "P1"
+	case P2:
+		return "P2"
+	case P3:
+		return "P3"
+	}
+	return ""
+}
+
+// ParsePriority reads "P1", "P2" or "P3".
+func ParsePriority(s string) (Priority, bool) {
+	switch s {
+	case "P1":
+		return P1, true
+	case "P2":
+		return P2, true
+	case "P3":
+		return P3, true
+	}
+	return 0, false
+}
+
+// PriorityParams decide how sure and how much money makes an alert a page,
+// a message or a record (rules.priority.* in the configuration; the
+// defaults and how they were measured are in docs/design.md, "Evidence and
+// priority").
+type PriorityParams struct {
+	// CancelDispersion is the squared coefficient of variation of a
+	// merchant's cancel rate from one day to the next: the hour's cancels
+	// are a negative binomial count, not a Poisson one.
+	CancelDispersion float64
+	// VolumeMinSpread is the least day-to-day spread (coefficient of
+	// variation of the same-time amount) a merchant is credited with: seven
+	// days that happened to agree do not prove it never varies.
+	VolumeMinSpread float64
+	// CancelP1Evidence, CancelP2Evidence: −log10 of the probability the
+	// least surprising explanation leaves, at and above which a firing
+	// cancel_rate_spike is P1 (when its exposure is at least
+	// P1MinExposure) or P2.
+	CancelP1Evidence, CancelP2Evidence float64
+	// VolumeP1Evidence, VolumeP2Evidence: the same for volume_drop.
+	VolumeP1Evidence, VolumeP2Evidence float64
+	// P1MinExposure (KRW): less money at stake than this never pages.
+	P1MinExposure int64
+}
+
+// DefaultPriorityParams are the measured defaults.
+func DefaultPriorityParams() PriorityParams {
+	return PriorityParams{
+		CancelDispersion: 0.1, VolumeMinSpread: 0.05,
+		CancelP1Evidence: 7, CancelP2Evidence: 2.5,
+		VolumeP1Evidence: 3, VolumeP2Evidence: 1.3,
+		P1MinExposure: 3_000_000,
+	}
+}
+
+// CancelEvidence is how improbable a cancel_rate_spike hour is under the
+// merchant's own history, and the money at stake. Each Evidence figure is
+// −log10 of an upper-tail probability of the hour's cancels, under one
+// explanation of how many there should be:
+//   - Hour: the 7-day rate (the rule's eff) applied to max(a_H, min_approvals);
+//   - SameHour: the same 60 minutes of the day over the last 7 days (the
+//     night's cancels of the day's payments are normal at night);
+//   - Recent: the 7-day rate applied to the last three hours' approvals per
+//     hour (the cancels of a sale that just ended are normal after it).
+//
+// Evidence is the least of them: an hour is only as alarming as its most
+// ordinary explanation allows. Cancels that come in batches (many in one
+// minute) count as fewer independent events, by Batch.
+type CancelEvidence struct {
+	Evidence, Hour, SameHour, Recent float64
+	// ExpectedHour, ExpectedSameHour, ExpectedRecent are the explanations'
+	// expected cancels in the hour.
+	ExpectedHour, ExpectedSameHour, ExpectedRecent float64
+	// Batch is Σc²/Σc over the hour's minutes: 1 when no minute holds more
+	// than one cancel, the batch size when they all come at once.
+	Batch float64
+	// CanceledAmount is what was canceled in the hour (KRW); Exposure what
+	// the merchant had approved within the exposure window (KRW): what the
+	// gateway has paid out or will, and may have to claw back.
+	CanceledAmount, Exposure int64
+	Priority                 Priority
+}
+
+// SameHourRate is the cancel rate of the same 60 minutes of the day over B:
+// H = M−59…M spans the end of one hour of the business day (h1) and the
+// start of the next (h2, M's own), and each hour's sums over B (hod) count
+// by H's minutes in it (minuteOfHour is M's minute within h2, 0…59). ok is
+// false when those approvals are fewer than min_baseline_approvals: too
+// little history to say what the hour is like. The rate is at least
+// baseline_floor, like the rule's eff.
+func SameHourRate(p CancelRateParams, hod func(h int) (approvals, cancels int64), h1, h2, minuteOfHour int) (rate float64, ok bool) {
+	w2 := float64(minuteOfHour+1) / 60
+	a1, c1 := hod(h1)
+	a2, c2 := hod(h2)
+	a := (1-w2)*float64(a1) + w2*float64(a2)
+	c := (1-w2)*float64(c1) + w2*float64(c2)
+	if a < float64(p.MinBaselineApprovals) || a <= 0 {
+		return 0, false
+	}
+	return max(c/a, p.BaselineFloor.Float64()), true
+}
+
+// cancelSurprise is −log10 P(X ≥ c/batch) for a negative binomial X with
+// mean mu/batch and dispersion cv2.
+func cancelSurprise(c int64, mu, batch, cv2 float64) float64 {
+	if c <= 0 {
+		return 0
+	}
+	if batch < 1 {
+		batch = 1
+	}
+	ln := lnNegBinUpper(float64(c)/batch, mu/batch, cv2)
+	if math.IsInf(ln, -1) {
+		return maxEvidence
+	}
+	return min(maxEvidence, max(0, -ln/math.Ln10))
+}
+
+// maxEvidence caps the figure where it stops meaning anything (and keeps
+// +Inf, which JSON cannot carry, out of the values).
+const maxEvidence = 300
+
+// VolumeEvidence is how improbable today's shortfall is against the spread
+// of the last 7 days' same-time amounts.
+type VolumeEvidence struct {
+	Evidence float64
+	// Spread is the coefficient of variation of the 7 days' same-time
+	// amounts (at least PriorityParams.VolumeMinSpread).
+	Spread float64
+	// Exposure is what the merchant approved within the exposure window.
+	Exposure int64
+	Priority Priority
+}
+
+// volumeSurprise is −log10 P(Y ≤ y) where y = today / expected and Y is a
+// new day like the 7 whose relative same-time amounts have spread s: a
+// Student t prediction with 6 degrees of freedom.
+func volumeSurprise(y, s float64) float64 {
+	if s <= 0 || y >= 1 {
+		return 0
+	}
+	t := (y - 1) / (s * math.Sqrt(1+1.0/7))
+	return min(maxEvidence, max(0, -lnStudentLower(t, 6)/math.Ln10))
+}
+
+// cancelPriority ranks a firing cancel_rate_spike; one that does not fire
+// has no priority.
+func cancelPriority(p PriorityParams, fires bool, ev *CancelEvidence) Priority {
+	return rank(fires, ev.Evidence, ev.Exposure, p.CancelP1Evidence, p.CancelP2Evidence, p.P1MinExposure)
+}
+
+// volumePriority ranks a firing volume_drop.
+func volumePriority(p PriorityParams, fires bool, ev *VolumeEvidence) Priority {
+	return rank(fires, ev.Evidence, ev.Exposure, p.VolumeP1Evidence, p.VolumeP2Evidence, p.P1MinExposure)
+}
+
+// rank is P1 from p1 evidence with minExposure at stake, P2 from p2, else P3.
+func rank(fires bool, evidence float64, exposure int64, p1, p2 float64, minExposure int64) Priority {
+	switch {
+	case !fires:
+		return 0
+	case evidence >= p1 && exposure >= minExposure:
+		return P1
+	case evidence >= p2:
+		return P2
+	}
+	return P3
+}
