@@ -23,17 +23,21 @@ const (
 	browserAlertMerchant = 101 // a cancellation surge in the last hour: fires at the first close
 	browserXSSMerchant   = 102 // named like an HTML injection
 	browserSSEMerchant   = 103 // busts out only once the page is open
+	browserP3Merchant    = 104 // five cancellations in one minute: fires at P3, with more at stake than 101's P1
 	browserXSSName       = `<img src=x onerror=alert(1)>`
 )
 
 // TestDashboardInBrowser runs the real engine and dashboard over a seeded
 // source and drives Debian's Chromium through web/e2e/dashboard.mjs
-// (playwright-core): a seeded alert on the overview, the merchant page's
-// charts and 2× line, a page of another site failing to acknowledge with
-// the operator's cached credentials, acknowledging as an operator across a
-// reload, an HTML-named merchant rendered as text, the language switch, an
-// alert arriving over SSE without a reload, and the banner of a stuck
-// pipeline. Screenshots go to artifacts/browser.
+// (playwright-core): seeded alerts on the overview with their priority
+// badges, evidence and money, most urgent first and then by money, the
+// merchant page's charts, 2× line and same-hour-of-day baseline, a page of
+// another site failing to acknowledge with the operator's cached
+// credentials, acknowledging as an operator across a reload, sorting and
+// filtering the alerts page by priority, "riskiest now" by evidence, an
+// HTML-named merchant rendered as text, the language switch, an alert
+// arriving over SSE without a reload, and the banner of a stuck pipeline.
+// Screenshots go to artifacts/browser.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("../..")
@@ -89,13 +93,15 @@ rules:
 			}
 		}
 		var names struct{ Merchants []struct{ ID int64 } }
+		var p3 struct{ Alerts []struct{ Priority *string } }
 		errA := get(fmt.Sprintf("/api/alerts?state=firing&merchant=%d", browserAlertMerchant), &alerts)
 		errN := get("/api/merchants?q=onerror", &names)
-		if errA == nil && errN == nil && len(alerts.Alerts) == 1 && len(names.Merchants) == 1 {
+		errP := get(fmt.Sprintf("/api/alerts?state=firing&merchant=%d", browserP3Merchant), &p3)
+		if errA == nil && errN == nil && errP == nil && len(alerts.Alerts) == 1 && len(names.Merchants) == 1 && len(p3.Alerts) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("seeded alert or merchant names not there (%v, %v, %+v, %+v):\n%s", errA, errN, alerts, names, ch.stderr.String())
+			t.Fatalf("seeded alerts or merchant names not there (%v, %v, %v, %+v, %+v, %+v):\n%s", errA, errN, errP, alerts, names, p3, ch.stderr.String())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -127,7 +133,7 @@ rules:
 		"RW_BASE_URL="+base, "RW_READ_USER=viewer", "RW_READ_PASSWORD=view-pw",
 		"RW_OPERATOR_USER=oncall", "RW_OPERATOR_PASSWORD=op-pw",
 		fmt.Sprintf("RW_ALERT_MERCHANT=%d", browserAlertMerchant), fmt.Sprintf("RW_XSS_MERCHANT=%d", browserXSSMerchant),
-		fmt.Sprintf("RW_SSE_MERCHANT=%d", browserSSEMerchant), "RW_ATTACKER_URL="+attackerURL,
+		fmt.Sprintf("RW_SSE_MERCHANT=%d", browserSSEMerchant), fmt.Sprintf("RW_P3_MERCHANT=%d", browserP3Merchant), "RW_ATTACKER_URL="+attackerURL,
 		"RW_ARTIFACTS="+artifacts, "CHROMIUM=/usr/bin/chromium")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -191,11 +197,12 @@ rules:
 // seedBrowserSource writes eight days of traffic for the pages to draw:
 // fifty ordinary merchants, a large merchant (101) selling every ten
 // minutes whose last hour turns into a cancellation surge, the HTML-named
-// merchant and the one that busts out later.
+// merchant, the one that busts out later, and one (104) selling every three
+// minutes whose hour holds one batch of cancellations.
 func seedBrowserSource(c *cliEnv) {
 	c.exec(`INSERT INTO merchants (id, name, created_at) SELECT g, 'Shop ' || g, now() - interval '30 days' FROM generate_series(1, 50) g`)
-	c.exec(`INSERT INTO merchants (id, name, created_at) VALUES ($1, 'Acme Books', now()), ($2, $3, now()), ($4, 'Live Surge Shop', now())`,
-		browserAlertMerchant, browserXSSMerchant, browserXSSName, browserSSEMerchant)
+	c.exec(`INSERT INTO merchants (id, name, created_at) VALUES ($1, 'Acme Books', now()), ($2, $3, now()), ($4, 'Live Surge Shop', now()), ($5, 'Batch Refund Mart', now())`,
+		browserAlertMerchant, browserXSSMerchant, browserXSSName, browserSSEMerchant, browserP3Merchant)
 	// Ordinary merchants: one payment each per merchant per 20 minutes, 2%
 	// cancelled an hour later.
 	c.exec(`INSERT INTO payments (id, merchant_id, amount, status, approved_at)
@@ -217,6 +224,17 @@ func seedBrowserSource(c *cliEnv) {
 	c.exec(`INSERT INTO payments (id, merchant_id, amount, status, approved_at)
 		SELECT nextval('ids'), m, 20000, 'approved', now() - g * interval '30 minutes' FROM generate_series(1, 300) g, (VALUES ($1::bigint), ($2::bigint)) v(m)`,
 		browserXSSMerchant, browserSSEMerchant)
+	// Merchant 104: 50,000 KRW every three minutes for eight days (enough
+	// for a same-hour-of-day baseline; ₩168M approved within 7 days against
+	// 101's ₩50M), 2% cancelled; in the last hour five cancellations in one
+	// minute: the rule fires, but one batch is weak evidence (P3).
+	c.exec(`INSERT INTO payments (id, merchant_id, amount, status, approved_at)
+		SELECT nextval('ids'), $1, 50000, 'approved', now() - g * interval '3 minutes' FROM generate_series(1, 3840) g`, browserP3Merchant)
+	c.exec(`INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at)
+		SELECT nextval('ids'), id, merchant_id, amount, approved_at + interval '5 minutes'
+		FROM payments WHERE merchant_id = $1 AND id % 50 = 0 AND approved_at < now() - interval '2 hours'`, browserP3Merchant)
+	c.exec(`INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at)
+		SELECT nextval('ids'), 0, $1, 50000, date_trunc('minute', now()) - interval '10 minutes' FROM generate_series(1, 5)`, browserP3Merchant)
 }
 
 func tail(s string, n int) string {

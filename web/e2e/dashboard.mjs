@@ -4,7 +4,15 @@
 //   RW_OPERATOR_PASSWORD, RW_ALERT_MERCHANT, RW_XSS_MERCHANT, RW_SSE_MERCHANT,
 //   RW_ATTACKER_URL (a page on another site: /?alert=ID auto-submits a
 //   cross-site form that tries to acknowledge alert ID),
-//   RW_ARTIFACTS (screenshots; default $TMPDIR/riskwatch-e2e), CHROMIUM (default /usr/bin/chromium).
+//   RW_ARTIFACTS (screenshots; default $TMPDIR/riskwatch-e2e), CHROMIUM (default /usr/bin/chromium),
+//   RW_P3_MERCHANT (optional: a merchant whose alert fires at P3 with more
+//   money at stake than RW_ALERT_MERCHANT's, which fires at P1).
+// Test hooks: data-testid (alert-row, open-alerts, alerts-table, ack-*,
+// priority-badge, evidence, money, escalated, continues, filter-*,
+// ranking-risk, ranking-volume, ranking-row, chart-*, merchant-*, lang-switch,
+// pipeline-status, stuck-banner), data-alert-id, data-merchant-id, data-acked,
+// data-state, data-priority (P1|P2|P3|none), data-evidence, data-ready, and on
+// chart-rate data-series and data-same-hour-points.
 // Prints progress on stdout, the line SSE-READY when the driver should make
 // RW_SSE_MERCHANT fire, STUCK-READY when it should make every flush of the
 // engine fail and UNSTICK when it should stop that, and PASS at the end.
@@ -33,6 +41,7 @@ const ALERT_MERCHANT = env('RW_ALERT_MERCHANT');
 const XSS_MERCHANT = env('RW_XSS_MERCHANT');
 const SSE_MERCHANT = env('RW_SSE_MERCHANT');
 const ATTACKER = env('RW_ATTACKER_URL').replace(/\/+$/, '');
+const P3_MERCHANT = process.env.RW_P3_MERCHANT || '';
 const ARTIFACTS = env('RW_ARTIFACTS', path.join(os.tmpdir(), 'riskwatch-e2e'));
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 const RED = [224, 49, 49]; // #e03131, the rule-threshold line colour
@@ -96,15 +105,90 @@ async function expectChartReady(page, testid, timeout = 30000) {
 const alertRow = (merchantId, scope = '') =>
   `${scope}[data-testid="alert-row"][data-merchant-id="${merchantId}"]`;
 
-/** The alert's acknowledgement as the API reports it (null when none), read outside the browser. */
-async function ackOf(alertId) {
+/** GET from the API outside the browser, as the read user. */
+async function apiGet(pathAndQuery) {
   const headers = { Accept: 'application/json' };
   if (READ_USER) headers.Authorization = `Basic ${Buffer.from(`${READ_USER}:${READ_PASSWORD}`).toString('base64')}`;
-  const res = await fetch(`${BASE}/api/alerts?merchant=${ALERT_MERCHANT}&limit=500`, { headers });
-  assert(res.ok, `GET /api/alerts: ${res.status}`);
-  const alert = (await res.json()).alerts.find((a) => String(a.id) === String(alertId));
+  const res = await fetch(`${BASE}${pathAndQuery}`, { headers });
+  assert(res.ok, `GET ${pathAndQuery}: ${res.status}`);
+  return res.json();
+}
+
+/** The alert's acknowledgement as the API reports it (null when none), read outside the browser. */
+async function ackOf(alertId) {
+  const alert = (await apiGet(`/api/alerts?merchant=${ALERT_MERCHANT}&limit=500`)).alerts.find((a) => String(a.id) === String(alertId));
   assert(alert, `alert ${alertId} is not listed`);
   return alert.ack;
+}
+
+// "Priority, then money at stake" (GET /api/alerts?order=priority) from the
+// alerts' own fields: P1 < P2 < P3 < none, then exposure (else the hour's
+// canceled amount) highest first, then newest.
+const RANK = { P1: 1, P2: 2, P3: 3 };
+const moneyOf = (a) => a.exposure ?? a.canceled_amount_h ?? 0;
+const byPriorityThenMoney = (a, b) => (RANK[a.priority] ?? 4) - (RANK[b.priority] ?? 4) || moneyOf(b) - moneyOf(a) ||
+  Date.parse(b.active_at) - Date.parse(a.active_at) || b.id - a.id;
+const byMoney = (a, b) => moneyOf(b) - moneyOf(a) || Date.parse(b.active_at) - Date.parse(a.active_at) || b.id - a.id;
+
+/** The rows of an alert table: [{id, merchant, priority (data-), badge (text), badgeClass, evidence, money}] in page order. */
+async function alertRows(page, scope) {
+  return page.locator(`${scope} [data-testid="alert-row"]`).evaluateAll((trs) => trs.map((tr) => {
+    const badge = tr.querySelector('[data-testid="priority-badge"]');
+    return {
+      id: tr.dataset.alertId,
+      merchant: tr.dataset.merchantId,
+      priority: tr.dataset.priority,
+      badge: badge ? badge.textContent : null,
+      badgeClass: badge ? badge.className : '',
+      badgeColor: badge ? getComputedStyle(badge).backgroundColor : '',
+      evidence: tr.querySelector('[data-testid="evidence"]')?.textContent ?? null,
+      money: tr.querySelector('[data-testid="money"]')?.textContent ?? null,
+    };
+  }));
+}
+
+/**
+ * Waits until the table shows exactly the alerts `want()` lists, in its
+ * order (figures move with every minute, so both sides are read again until
+ * they agree); returns the rows and that list.
+ */
+async function expectOrder(page, scope, want, what, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let rows;
+  let list;
+  for (;;) {
+    list = await want();
+    rows = await alertRows(page, scope);
+    const got = rows.map((r) => r.id).join(',');
+    if (got === list.map((a) => String(a.id)).join(',')) return { rows, list };
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: rows ${got}, want ${list.map((a) => `${a.id}(${a.priority ?? '—'}, ₩${moneyOf(a)})`).join(', ')}`);
+    }
+    await page.waitForTimeout(500);
+  }
+}
+
+/** Every row's badge says the API's priority ("—" for none), and evidence and money are shown. */
+function expectBadges(rows, list, what) {
+  const byId = new Map(list.map((a) => [String(a.id), a]));
+  for (const r of rows) {
+    const a = byId.get(r.id);
+    assert(a, `${what}: row ${r.id} is not in the API's list`);
+    const want = a.priority ?? '—';
+    assert(r.badge === want, `${what}: alert ${r.id} badge ${JSON.stringify(r.badge)}, want ${want}`);
+    assert(r.priority === (a.priority ?? 'none'), `${what}: alert ${r.id} data-priority ${r.priority}, want ${a.priority ?? 'none'}`);
+    if (a.evidence != null) assert(r.evidence && /\d/.test(r.evidence), `${what}: alert ${r.id} shows no evidence (${JSON.stringify(r.evidence)})`);
+    if (a.exposure != null) assert(r.money && r.money.includes('₩'), `${what}: alert ${r.id} shows no money at stake (${JSON.stringify(r.money)})`);
+  }
+}
+
+/** The cancel-rate chart's series (data-series), same-hour points and legend labels. */
+async function rateChartMeta(page) {
+  return page.locator('[data-testid="chart-rate"]').evaluate((el) => ({
+    series: el.dataset.series || '',
+    sameHourPoints: el.dataset.sameHourPoints,
+    legend: [...el.querySelectorAll('.u-legend .u-series')].map((tr) => tr.querySelector('.u-label')?.textContent || ''),
+  }));
 }
 
 async function main() {
@@ -144,6 +228,26 @@ async function main() {
     alertId = await row.getAttribute('data-alert-id');
     assert(alertId, 'alert row has no data-alert-id');
     log(`  alert ${alertId} for merchant ${ALERT_MERCHANT}`);
+    if (P3_MERCHANT) await page.locator(alertRow(P3_MERCHANT, '[data-testid="open-alerts"] ')).first().waitFor();
+    // Open alerts: most urgent first, then the most money at stake, exactly
+    // as the API orders them, and that order is what its fields say.
+    const { rows, list } = await expectOrder(page, '[data-testid="open-alerts"]',
+      async () => (await apiGet('/api/alerts?state=firing&order=priority&limit=500')).alerts, 'open alerts vs ?order=priority');
+    const own = [...list].sort(byPriorityThenMoney).map((a) => a.id).join(',');
+    assert(own === list.map((a) => a.id).join(','), `GET /api/alerts?order=priority gave ${list.map((a) => a.id)}, by priority then money is ${own}`);
+    expectBadges(rows, list, 'open alerts');
+    const p1 = rows.find((r) => r.id === alertId);
+    assert(p1.badge === 'P1' && /\bprio-P1\b/.test(p1.badgeClass) && p1.badgeColor === 'rgb(201, 42, 42)',
+      `alert ${alertId}: badge ${JSON.stringify(p1.badge)} (${p1.badgeClass}, ${p1.badgeColor}), want a red P1`);
+    log(`  open alerts: ${rows.map((r) => `${r.id} ${r.badge} evidence ${r.evidence} ${r.money}`).join(' | ')}`);
+    if (P3_MERCHANT) {
+      const p3 = rows.find((r) => r.merchant === P3_MERCHANT);
+      assert(p3 && p3.badge === 'P3' && /\bprio-P3\b/.test(p3.badgeClass), `merchant ${P3_MERCHANT}: badge ${JSON.stringify(p3?.badge)}, want P3`);
+      const money1 = moneyOf(list.find((a) => String(a.id) === alertId));
+      const money3 = moneyOf(list.find((a) => String(a.id) === p3.id));
+      assert(money3 > money1, `fixture: the P3 alert has ₩${money3} at stake, not more than the P1 alert's ₩${money1}`);
+      assert(rows.indexOf(p1) < rows.indexOf(p3), `the P1 alert (₩${money1}) is not above the P3 alert with more money (₩${money3})`);
+    }
     for (const id of ['chart-platform-counts', 'chart-platform-amounts']) {
       const s = await expectChartReady(page, id);
       log(`  ${id}: ${s.opaque} drawn pixels`);
@@ -163,7 +267,29 @@ async function main() {
     await page.waitForTimeout(200);
     const rate = await canvasStats(page, 'chart-rate');
     assert(rate.red > 20, `chart-rate: the 2× baseline line (#e03131) is not drawn (${rate.red} matching pixels)`);
+    const meta = await rateChartMeta(page);
+    log(`  chart-rate series ${meta.series}, ${meta.sameHourPoints} same-hour points, legend ${JSON.stringify(meta.legend)}`);
+    assert(meta.series.split(' ').includes('same_hour_baseline'), `chart-rate: no same-hour series (${meta.series})`);
+    assert(meta.legend.length === 5 && meta.legend.some((l) => l.startsWith('Same hours of day (7 d)')),
+      `chart-rate legend: ${JSON.stringify(meta.legend)}, want time, rate, 7-day, same hours of day, 2× line`);
+    for (const scope of ['[data-testid="open-alerts"]', '[data-testid="alert-history"]']) {
+      await page.locator(`${scope} [data-testid="alert-row"][data-alert-id="${alertId}"]`).waitFor();
+      const r = (await alertRows(page, scope)).find((x) => x.id === alertId);
+      assert(r && r.badge === 'P1', `${scope}: alert ${alertId} badge ${JSON.stringify(r?.badge)}, want P1`);
+    }
     await page.screenshot({ path: path.join(ARTIFACTS, 'merchant.png'), fullPage: true });
+    if (P3_MERCHANT) {
+      // Sales every three minutes: enough history for the same hours of the day.
+      await page.goto(`${BASE}/merchants/${P3_MERCHANT}`);
+      await expectChartReady(page, 'chart-rate');
+      await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-rate"]')?.dataset.sameHourPoints) > 0, null, { timeout: 15000 })
+        .catch(() => {});
+      const m3 = await rateChartMeta(page);
+      assert(Number(m3.sameHourPoints) > 0, `merchant ${P3_MERCHANT}: no same-hour baseline points (${m3.sameHourPoints})`);
+      log(`  merchant ${P3_MERCHANT}: ${m3.sameHourPoints} same-hour points`);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'merchant-same-hour.png'), fullPage: true });
+      await page.goto(`${BASE}/merchants/${ALERT_MERCHANT}`);
+    }
   });
 
   await step('3 a page of another site cannot acknowledge with the operator\'s cached credentials', async () => {
@@ -225,6 +351,47 @@ async function main() {
     await page.screenshot({ path: path.join(ARTIFACTS, 'alerts.png'), fullPage: true });
   });
 
+  await step('4b the alerts page sorts by priority or money and filters by priority, kept in the URL', async () => {
+    const scope = '[data-testid="alerts-table"]';
+    const query = () => new URLSearchParams(location.search).toString();
+    await page.goto(`${BASE}/alerts?state=firing`);
+    await page.locator(`${scope} [data-testid="alert-row"]`).first().waitFor();
+    const alertsOf = async (q) => (await apiGet(`/api/alerts?${q}&limit=100`)).alerts;
+    const index = (rows, pred) => rows.findIndex(pred);
+
+    await page.locator('[data-testid="filter-order"]').selectOption('money');
+    await page.waitForFunction(() => new URLSearchParams(location.search).get('order') === 'money');
+    let { rows, list } = await expectOrder(page, scope, () => alertsOf('state=firing&order=money'), 'sorted by money');
+    assert(list.map((a) => a.id).join(',') === [...list].sort(byMoney).map((a) => a.id).join(','), 'GET /api/alerts?order=money is not by money at stake');
+    expectBadges(rows, list, 'alerts by money');
+    if (P3_MERCHANT) {
+      assert(index(rows, (r) => r.merchant === P3_MERCHANT) < index(rows, (r) => r.id === alertId), 'by money, the P3 alert with more at stake is not first');
+    }
+
+    await page.locator('[data-testid="filter-order"]').selectOption('priority');
+    await page.waitForFunction(() => new URLSearchParams(location.search).get('order') === 'priority');
+    ({ rows, list } = await expectOrder(page, scope, () => alertsOf('state=firing&order=priority'), 'sorted by priority'));
+    expectBadges(rows, list, 'alerts by priority');
+    if (P3_MERCHANT) {
+      assert(index(rows, (r) => r.id === alertId) < index(rows, (r) => r.merchant === P3_MERCHANT), 'by priority, the P1 alert is not above the P3 one');
+    }
+
+    await page.locator('[data-testid="filter-priority"]').selectOption('P1');
+    await page.waitForFunction(() => new URLSearchParams(location.search).get('priority') === 'P1');
+    ({ rows, list } = await expectOrder(page, scope, () => alertsOf('state=firing&order=priority&priority=P1'), 'P1 only'));
+    assert(rows.length > 0 && rows.every((r) => r.badge === 'P1'), `P1 only: badges ${rows.map((r) => r.badge)}`);
+    assert(rows.some((r) => r.id === alertId), `P1 only: alert ${alertId} is missing`);
+    log(`  URL ${await page.evaluate(query)}`);
+
+    // The URL brings the same view back.
+    await page.reload();
+    await page.locator(`${scope} [data-testid="alert-row"]`).first().waitFor();
+    const kept = await page.evaluate(() => [document.querySelector('[data-testid="filter-order"]').value, document.querySelector('[data-testid="filter-priority"]').value]);
+    assert(kept[0] === 'priority' && kept[1] === 'P1', `after a reload the selectors show ${kept}`);
+    await expectOrder(page, scope, () => alertsOf('state=firing&order=priority&priority=P1'), 'P1 only after a reload');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'alerts-priority.png'), fullPage: true });
+  });
+
   await step('5 search renders a hostile merchant name as text', async () => {
     await page.goto(`${BASE}/merchants`);
     const search = page.locator('[data-testid="merchant-search"]');
@@ -238,6 +405,24 @@ async function main() {
     for (const id of ['ranking-risk', 'ranking-volume']) {
       await page.locator(`[data-testid="${id}"]`).waitFor({ state: 'visible' });
       await page.waitForSelector(`[data-testid="${id}"] table, [data-testid="${id}"] .msg-empty`);
+    }
+    // "Riskiest now" is ranked by evidence (the server's order), firing ones with their priority.
+    const risk = await page.locator('[data-testid="ranking-risk"] [data-testid="ranking-row"]').evaluateAll((trs) => trs.map((tr) => ({
+      id: tr.dataset.merchantId,
+      evidence: Number(tr.dataset.evidence),
+      priority: tr.dataset.priority || null,
+      badge: tr.querySelector('[data-testid="priority-badge"]')?.textContent ?? null,
+      shown: tr.querySelector('[data-testid="evidence"]')?.textContent ?? null,
+    })));
+    log(`  riskiest: ${risk.slice(0, 4).map((r) => `${r.id} ${r.badge ?? '-'} evidence ${r.shown}`).join(' | ')}`);
+    assert(risk.length > 0 && risk[0].id === ALERT_MERCHANT, `riskiest now starts with ${risk[0]?.id}, want ${ALERT_MERCHANT}`);
+    for (let i = 1; i < risk.length; i++) {
+      assert(risk[i - 1].evidence >= risk[i].evidence, `riskiest now: #${i} evidence ${risk[i - 1].evidence} < #${i + 1} evidence ${risk[i].evidence}`);
+    }
+    assert(risk[0].badge === 'P1' && risk[0].priority === 'P1' && /\d/.test(risk[0].shown), `riskiest now: ${JSON.stringify(risk[0])}, want a P1 badge and its evidence`);
+    if (P3_MERCHANT) {
+      const r3 = risk.find((r) => r.id === P3_MERCHANT);
+      assert(r3 && r3.badge === 'P3', `riskiest now: merchant ${P3_MERCHANT} ${JSON.stringify(r3)}, want a P3 badge`);
     }
     await page.screenshot({ path: path.join(ARTIFACTS, 'merchants.png'), fullPage: true });
     await result.locator(`a[href="/merchants/${XSS_MERCHANT}"]`).click();
@@ -257,6 +442,15 @@ async function main() {
     assert(nav.includes('가맹점'), `nav is not Korean: ${JSON.stringify(nav)}`);
     await expectChartReady(page, 'chart-rate');
     await expectChartReady(page, 'chart-volume');
+    const legend = (await rateChartMeta(page)).legend;
+    assert(legend.some((l) => l.startsWith('같은 시간대 기준선')) && legend.some((l) => l.startsWith('7일 기준선')), `Korean legend: ${JSON.stringify(legend)}`);
+    await page.locator(`[data-testid="open-alerts"] [data-alert-id="${alertId}"] [data-testid="priority-badge"]`).waitFor();
+    const head = await page.locator('[data-testid="open-alerts"] thead').textContent();
+    for (const word of ['우선순위', '근거 강도', '위험 금액']) assert(head.includes(word), `Korean alert columns: ${JSON.stringify(head)} lacks ${word}`);
+    const tip = await page.locator(`[data-testid="open-alerts"] [data-alert-id="${alertId}"] [data-testid="priority-badge"]`).getAttribute('title');
+    assert(tip === 'P1 — 즉시 호출', `Korean P1 tooltip: ${JSON.stringify(tip)}`);
+    const moneyTip = await page.locator('[data-testid="open-alerts"] th.has-help').last().getAttribute('title');
+    assert(moneyTip.includes('위험 노출 금액') && moneyTip.includes('최근 1시간 취소 금액'), `Korean money help: ${JSON.stringify(moneyTip)}`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'merchant-ko.png'), fullPage: true });
     await page.locator('[data-testid="lang-switch"]').click();
     await page.waitForFunction(() => document.documentElement.lang === 'en');
@@ -275,6 +469,13 @@ async function main() {
     await page.waitForSelector(alertRow(SSE_MERCHANT, '[data-testid="open-alerts"] '), { timeout: 150000 });
     const flag = await page.evaluate(() => window.__noReload);
     assert(flag === 1, 'the page was reloaded (window.__noReload is gone)');
+    // Pushed in where priority then money puts it, with its badge.
+    const { rows, list } = await expectOrder(page, '[data-testid="open-alerts"]',
+      async () => (await apiGet('/api/alerts?state=firing&limit=500')).alerts.sort(byPriorityThenMoney), 'open alerts with the pushed one');
+    expectBadges(rows, list, 'open alerts with the pushed one');
+    const pushed = rows.find((r) => r.merchant === SSE_MERCHANT);
+    assert(pushed && /^P[123]$/.test(pushed.badge), `the pushed alert's badge: ${JSON.stringify(pushed?.badge)}`);
+    log(`  open alerts: ${rows.map((r) => `${r.id} ${r.badge} ${r.money}`).join(' | ')}`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'overview-live.png'), fullPage: true });
   });
 

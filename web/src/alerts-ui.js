@@ -4,7 +4,7 @@
 import { h, replace } from './dom.js';
 import { t } from './i18n.js';
 import { api } from './api.js';
-import { fmtDateTime, fmtInt, fmtKRW, fmtKRWCompact, fmtPct, fmtRatio } from './format.js';
+import { fmtDateTime, fmtDecimal, fmtInt, fmtKRW, fmtKRWCompact, fmtPct, fmtRatio } from './format.js';
 
 export const ruleLabel = (rule) => t(`rule.${rule}`, null, rule);
 
@@ -52,6 +52,89 @@ function alertValuesTitle(alert) {
   return alert.summary || '';
 }
 
+// ---------------------------------------------------------------------------
+// Priority, evidence and money at stake (SPEC §7a).
+
+const PRIORITY_RANK = { P1: 1, P2: 2, P3: 3 };
+
+/** 1 (P1) … 3 (P3); 4 for an alert from before priorities, as the API orders them. */
+export const priorityRank = (p) => PRIORITY_RANK[p] ?? 4;
+
+/** P1 red, P2 amber, P3 grey; "—" for an alert from before priorities. */
+export function priorityBadge(p) {
+  const known = !!PRIORITY_RANK[p];
+  return h('span', {
+    class: ['badge', 'prio', `prio-${known ? p : 'none'}`],
+    title: t(known ? `priority.${p}` : 'priority.none'),
+    dataset: { testid: 'priority-badge', priority: known ? p : 'none' },
+  }, known ? p : '—');
+}
+
+/** What the API orders "money" by: the exposure, else what the hour canceled. */
+export const moneyAtStake = (a) => num(a.exposure ?? a.canceled_amount_h) ?? 0;
+
+const newestFirst = (a, b) => (Date.parse(b.active_at) || 0) - (Date.parse(a.active_at) || 0) || b.id - a.id;
+
+/** Client-side twins of GET /api/alerts?order=… (for rows pushed over SSE). */
+export const ALERT_ORDERS = {
+  newest: newestFirst,
+  priority: (a, b) => priorityRank(a.priority) - priorityRank(b.priority) || moneyAtStake(b) - moneyAtStake(a) || newestFirst(a, b),
+  money: (a, b) => moneyAtStake(b) - moneyAtStake(a) || newestFirst(a, b),
+};
+
+/** "7.3"; the API caps evidence at 300. */
+export function fmtEvidence(e) {
+  const n = num(e);
+  if (n == null || Number.isNaN(n)) return '—';
+  return n >= 300 ? '≥ 300' : fmtDecimal(n, 1);
+}
+
+function evidenceTitle(alert) {
+  const v = alert.values || {};
+  const lines = [t('evidence.help')];
+  if (alert.rule === 'cancel_rate_spike' && v.evidence_7d != null) {
+    const x = (n) => fmtDecimal(num(n), 1);
+    lines.push(t('evidence.cancel', {
+      e7: fmtEvidence(v.evidence_7d), x7: x(v.expected_7d),
+      es: fmtEvidence(v.evidence_same_hour), xs: x(v.expected_same_hour),
+      er: fmtEvidence(v.evidence_recent), xr: x(v.expected_recent),
+      b: fmtDecimal(num(v.batch_factor), 2),
+    }));
+  }
+  if (alert.rule === 'volume_drop' && v.spread != null) lines.push(t('evidence.volume', { s: fmtPct(num(v.spread), 1) }));
+  return lines.join('\n');
+}
+
+function evidenceCell(alert) {
+  return h('span', { class: 'evidence', title: evidenceTitle(alert), dataset: { testid: 'evidence' } }, fmtEvidence(alert.evidence));
+}
+
+/** Exposure on top, what the hour canceled below (cancel_rate_spike only). */
+export function moneyCell(exposure, canceled) {
+  const x = num(exposure);
+  const c = num(canceled);
+  if (x == null && c == null) return h('span', { class: 'muted' }, '—');
+  return h('span', { class: 'money', dataset: { testid: 'money' } },
+    x != null ? h('span', { class: 'money-exposure', title: t('money.exposure', { amount: fmtKRW(x) }) }, fmtKRWCompact(x)) : null,
+    c != null ? h('span', { class: 'money-canceled', title: t('money.canceledH', { amount: fmtKRW(c) }) }, t('money.canceledShort', { amount: fmtKRWCompact(c) })) : null);
+}
+
+// Escalations seen over SSE in this tab: alert id -> the priority it had before.
+const escalations = new Map();
+
+function priorityCell(alert) {
+  const from = escalations.get(alert.id);
+  return h('span', { class: 'prio-cell' },
+    priorityBadge(alert.priority),
+    escalations.has(alert.id)
+      ? h('span', { class: 'escalated', dataset: { testid: 'escalated' } }, from ? t('alert.escalated', { from }) : t('alert.escalatedNew'))
+      : null,
+    alert.continues != null
+      ? h('span', { class: 'continues muted', title: t('alert.continuesHelp', { id: alert.continues }), dataset: { testid: 'continues' } },
+        t('alert.continues', { id: alert.continues }))
+      : null);
+}
+
 export function stateBadge(state) {
   return h('span', { class: `badge badge-${state === 'firing' ? 'firing' : 'resolved'}` }, t(`state.${state}`, null, state));
 }
@@ -64,13 +147,7 @@ export function merchantLink(id, name) {
     h('span', { class: 'muted mono' }, ` #${id}`));
 }
 
-function ackCell(alert) {
-  if (alert.ack) {
-    const title = [fmtDateTime(alert.ack.at), alert.ack.comment || ''].filter(Boolean).join(' — ');
-    return h('span', { class: 'badge badge-acked', title, dataset: { testid: 'ack-badge' } },
-      t('ack.by', { by: alert.ack.by || '?' }));
-  }
-  if (alert.state !== 'firing') return h('span', { class: 'muted' }, '—');
+function ackButton(alert, label) {
   return h('button', {
     type: 'button',
     class: 'btn btn-small',
@@ -80,12 +157,32 @@ function ackCell(alert) {
       const updated = await openAckDialog(alert);
       if (updated) updateAlertEverywhere(updated);
     },
-  }, t('ack.button'));
+  }, label);
+}
+
+function ackCell(alert) {
+  if (alert.ack) {
+    const k = alert.ack;
+    const title = [fmtDateTime(k.at), k.priority ? t('ack.atPriority', { p: k.priority }) : '', k.comment || ''].filter(Boolean).join(' — ');
+    const badge = h('span', { class: 'badge badge-acked', title, dataset: { testid: 'ack-badge' } }, t('ack.by', { by: k.by || '?' }));
+    // An ack covers the priority it was given at; past it, notifications resume.
+    if (alert.state === 'firing' && k.priority && priorityRank(alert.priority) < priorityRank(k.priority)) {
+      return h('span', { class: 'ack-escalated' }, badge,
+        h('span', { class: 'escalated', title: t('ack.escalated', { p: alert.priority }) }, `${k.priority} → ${alert.priority}`),
+        ackButton(alert, t('ack.again', { p: alert.priority })));
+    }
+    return badge;
+  }
+  if (alert.state !== 'firing') return h('span', { class: 'muted' }, '—');
+  return ackButton(alert, t('ack.button'));
 }
 
 // Column renderers; each page picks the columns it needs.
 const COLUMNS = {
   id: { head: () => t('col.id'), cell: (a) => h('span', { class: 'mono' }, String(a.id)), cls: 'num' },
+  priority: { head: () => t('col.priority'), cell: priorityCell },
+  evidence: { head: () => t('col.evidence'), help: () => t('evidence.help'), cell: evidenceCell, cls: 'num' },
+  money: { head: () => t('col.money'), help: () => t('money.help'), cell: (a) => moneyCell(a.exposure, a.canceled_amount_h), cls: 'num' },
   rule: { head: () => t('col.rule'), cell: (a) => h('span', { class: `rule rule-${a.rule}` }, ruleLabel(a.rule)) },
   merchant: { head: () => t('col.merchant'), cell: (a) => merchantLink(a.merchant_id, a.merchant_name) },
   state: { head: () => t('col.state'), cell: (a) => stateBadge(a.state) },
@@ -123,18 +220,20 @@ export function updateAlertEverywhere(alert) {
 }
 
 /**
- * A table of alerts keyed by id, newest first, updated in place.
- * options: columns (keys of COLUMNS), emptyText, testid.
+ * A table of alerts keyed by id, updated in place, in one of ALERT_ORDERS
+ * (newest first unless told otherwise).
+ * options: columns (keys of COLUMNS), emptyText, testid, order.
  */
 export class AlertTable {
-  constructor({ columns, emptyText, testid }) {
+  constructor({ columns, emptyText, testid, order = 'newest' }) {
     this.columns = columns.map((c) => ({ key: c, ...COLUMNS[c] }));
+    this.order = ALERT_ORDERS[order] || ALERT_ORDERS.newest;
     this.rows = new Map(); // id -> {alert, tr}
     this.emptyText = emptyText;
     this.tbody = h('tbody');
     this.empty = h('div', { class: 'msg msg-empty', hidden: true }, emptyText);
     this.table = h('table', { class: 'data alerts' },
-      h('thead', null, h('tr', null, this.columns.map((c) => h('th', { class: c.cls }, c.head())))),
+      h('thead', null, h('tr', null, this.columns.map((c) => h('th', { class: [c.cls, c.help ? 'has-help' : null], title: c.help ? c.help() : null }, c.head())))),
       this.tbody);
     this.el = h('div', { class: 'table-wrap', dataset: { testid } }, this.table, this.empty);
     this.table.hidden = true;
@@ -154,23 +253,24 @@ export class AlertTable {
         merchantId: alert.merchant_id,
         acked: alert.ack ? 'true' : 'false',
         state: alert.state,
+        priority: alert.priority || 'none',
       },
     }, this.columns.map((c) => h('td', { class: c.cls }, c.cell(alert))));
     tr._key = JSON.stringify(alert); // lets setAlerts keep unchanged rows (and buttons under the pointer)
     return tr;
   }
 
-  static order(a, b) {
-    const ta = Date.parse(a.active_at) || 0;
-    const tb = Date.parse(b.active_at) || 0;
-    return tb - ta || b.id - a.id;
+  /** Re-sorts the rows in another of ALERT_ORDERS. */
+  setOrder(order) {
+    this.order = ALERT_ORDERS[order] || ALERT_ORDERS.newest;
+    this.setAlerts([...this.rows.values()].map((r) => r.alert));
   }
 
   /** Shows exactly these alerts (rows of unchanged alerts are rebuilt, cheaply). */
   setAlerts(list) {
     const old = this.rows;
     this.rows = new Map();
-    const sorted = list.map(withKnownAck).sort(AlertTable.order);
+    const sorted = list.map(withKnownAck).sort(this.order);
     const trs = sorted.map((a) => {
       const prev = old.get(a.id);
       const tr = prev && prev.tr._key === JSON.stringify(a) ? prev.tr : this.renderRow(a);
@@ -183,7 +283,7 @@ export class AlertTable {
     this.refreshEmpty();
   }
 
-  /** Appends older alerts (paging). */
+  /** Appends older alerts (paging newest first). */
   appendAlerts(list) {
     for (const a of list.map(withKnownAck)) {
       if (this.rows.has(a.id)) continue;
@@ -194,36 +294,44 @@ export class AlertTable {
     this.refreshEmpty();
   }
 
-  /** Inserts or replaces one alert, keeping newest-first order. */
-  upsert(alert, { flash = false } = {}) {
+  /**
+   * Inserts or replaces one alert where the table's order puts it (an
+   * escalation moves it up). transition "escalated" marks the row with the
+   * priority it had.
+   */
+  upsert(alert, { flash = false, transition } = {}) {
     alert = withKnownAck(alert);
     const existing = this.rows.get(alert.id);
+    if (transition === 'escalated') {
+      const from = existing?.alert.priority;
+      escalations.set(alert.id, from && from !== alert.priority ? from : escalations.get(alert.id) ?? null);
+    }
     const tr = this.renderRow(alert);
     if (flash) tr.classList.add('flash');
     if (existing) {
-      existing.tr.replaceWith(tr);
-    } else {
-      // Find the first row that is older and insert before it.
-      let before = null;
-      for (const { alert: other, tr: otherTr } of this.rows.values()) {
-        if (AlertTable.order(alert, other) < 0 && (!before || AlertTable.order(other, before.alert) < 0)) {
-          before = { alert: other, tr: otherTr };
-        }
-      }
-      this.tbody.insertBefore(tr, before ? before.tr : null);
+      existing.tr.remove();
+      this.rows.delete(alert.id);
     }
+    // Insert before the first row that comes after it.
+    let before = null;
+    for (const { alert: other, tr: otherTr } of this.rows.values()) {
+      if (this.order(alert, other) < 0 && (!before || this.order(other, before.alert) < 0)) {
+        before = { alert: other, tr: otherTr };
+      }
+    }
+    this.tbody.insertBefore(tr, before ? before.tr : null);
     this.rows.set(alert.id, { alert, tr });
     this.refreshEmpty();
   }
 
-  /** Updates an alert only if this table shows it (acknowledgements, state changes). */
-  update(alert) {
+  /** Updates an alert only if this table shows it (acknowledgements, state changes, escalations). */
+  update(alert, { transition = alert.transition, flash = transition === 'escalated' } = {}) {
     const existing = this.rows.get(alert.id);
     if (!existing) return;
     // The SSE payload carries `transition`; keep merchant_name if the update lacks it.
     const merged = { ...existing.alert, ...alert };
     delete merged.transition;
-    this.upsert(merged);
+    this.upsert(merged, { transition, flash });
   }
 
   remove(id) {
@@ -301,12 +409,19 @@ export function openAckDialog(alert) {
     const submit = h('button', { type: 'submit', class: 'btn btn-primary', dataset: { testid: 'ack-submit' } }, t('ack.submit'));
     const cancel = h('button', { type: 'button', class: 'btn' }, t('ack.cancel'));
 
+    const stakes = [
+      alert.evidence != null ? t('evidence.value', { n: fmtEvidence(alert.evidence) }) : null,
+      alert.exposure != null ? t('money.exposure', { amount: fmtKRW(alert.exposure) }) : null,
+      alert.canceled_amount_h != null ? t('money.canceledH', { amount: fmtKRW(alert.canceled_amount_h) }) : null,
+    ].filter(Boolean);
     const form = h('form', { class: 'ack-form', novalidate: true },
       h('h2', null, t('ack.title')),
       h('p', { class: 'ack-target' },
+        priorityBadge(alert.priority), ' ',
         h('strong', null, ruleLabel(alert.rule)), ' · ',
         alert.merchant_name || t('merchant.unnamed'), h('span', { class: 'muted mono' }, ` #${alert.merchant_id}`),
-        h('br'), h('span', { class: 'muted' }, `${t('col.since')} ${fmtDateTime(alert.active_at)} · ${alertValuesText(alert)}`)),
+        h('br'), h('span', { class: 'muted' }, `${t('col.since')} ${fmtDateTime(alert.active_at)} · ${alertValuesText(alert)}`),
+        stakes.length ? [h('br'), h('span', { class: 'muted' }, stakes.join(' · '))] : null),
       h('label', null, h('span', null, t('ack.yourName')), byInput),
       h('label', null, h('span', null, t('ack.comment')), commentInput),
       creds,

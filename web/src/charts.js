@@ -14,6 +14,7 @@ export const COLORS = {
   cancels: '#f76707',
   rate: '#7048e8',
   baseline: '#2b8a3e',
+  sameHour: '#0c8599', // same hours of the day over 7 days, dotted
   expected: '#868e96',
   today: '#1c7ed6',
 };

@@ -101,12 +101,13 @@ export function mount(root, ctx) {
   const nameEl = h('h1', { class: 'merchant-title', dataset: { testid: 'merchant-name' } }, t('loading'));
   const headError = h('div');
   const openTable = new AlertTable({
-    columns: ['rule', 'since', 'values', 'ack'],
+    columns: ['priority', 'rule', 'since', 'evidence', 'money', 'values', 'ack'],
     emptyText: t('merchant.noOpenAlerts'),
     testid: 'open-alerts',
+    order: 'priority',
   });
   const historyTable = new AlertTable({
-    columns: ['rule', 'from', 'to', 'state', 'values', 'ack'],
+    columns: ['priority', 'rule', 'from', 'to', 'state', 'evidence', 'money', 'values', 'ack'],
     emptyText: t('merchant.noHistory'),
     testid: 'alert-history',
   });
@@ -234,6 +235,14 @@ export function mount(root, ctx) {
     color: BAND_COLORS[a.rule] || BAND_COLORS.cancel_rate_spike,
   }));
 
+  // The rate chart's series after x, in the order of rateData (the test reads data-series).
+  const RATE_SERIES = ['rate_h', 'effective_baseline', 'same_hour_baseline', 'alert_line'];
+  const rateData = (res) => [res.t, ...RATE_SERIES.map((k) => res[k] || res.t.map(() => null))];
+  const markRate = (res) => {
+    rateBox.dataset.series = RATE_SERIES.join(' ');
+    rateBox.dataset.sameHourPoints = String((res.same_hour_baseline || []).filter((v) => v != null).length);
+  };
+
   function buildCharts(res) {
     const syncKey = `merchant-${id}`;
     const counts = createChart(countsBox, {
@@ -266,11 +275,12 @@ export function mount(root, ctx) {
       series: [
         line(t('series.rate'), COLORS.rate, { scale: 'p', width: 1.75, value: (u, v) => fmtPct(v) }),
         line(t('series.baseline'), COLORS.baseline, { scale: 'p', value: (u, v) => fmtPct(v) }),
+        line(t('series.sameHour'), COLORS.sameHour, { scale: 'p', dash: [2, 3], value: (u, v) => fmtPct(v) }),
         { ...thresholdLine(t('series.alertLine', { m: multiplier }), (v) => fmtPct(v)), scale: 'p' },
       ],
       // A right axis too, so the plot area lines up with the dual-axis charts above.
       axes: [yAxis(pct, { scale: 'p' }), yAxis(pct, { scale: 'p', side: 1, grid: { show: false } })],
-      data: [res.t, res.rate_h, res.effective_baseline, res.alert_line],
+      data: rateData(res),
       plugins: [bandsPlugin(alertBands)],
     });
     for (const c of [counts, amounts, rate]) c.setEmptyText(t('chart.noData'));
@@ -285,10 +295,15 @@ export function mount(root, ctx) {
       const keepZoom = !resetZoom;
       charts.counts.setData([res.t, res.approvals, res.cancels], { keepZoom });
       charts.amounts.setData([res.t, res.approved_amount, res.canceled_amount], { keepZoom });
-      charts.rate.setData([res.t, res.rate_h, res.effective_baseline, res.alert_line], { keepZoom });
+      charts.rate.setData(rateData(res), { keepZoom });
     }
+    markRate(res);
     const src = res.baseline_source;
-    baselineNote.textContent = src ? t('merchant.baselineSource', { src: t(`baseline.${src}`, null, src) }) : '';
+    baselineNote.textContent = [
+      src ? t('merchant.baselineSource', { src: t(`baseline.${src}`, null, src) }) : '',
+      res.t.length && rateBox.dataset.sameHourPoints === '0' ? t('merchant.sameHourNone') : '',
+    ].filter(Boolean).join(' · ');
+    baselineNote.title = t('merchant.sameHourHelp');
     historyTable.setAlerts((res.alerts || []).map((a) => ({ ...a, merchant_name: a.merchant_name ?? merchantName })));
   }
 
@@ -454,8 +469,8 @@ export function mount(root, ctx) {
       const { transition, ...alert } = ev;
       if (transition === 'firing') openTable.upsert({ ...alert, merchant_name: alert.merchant_name ?? merchantName }, { flash: true });
       else if (transition === 'resolved') openTable.remove(alert.id);
-      else openTable.update(alert);
-      historyTable.update(alert);
+      else openTable.update(alert, { transition });
+      historyTable.update(alert, { transition });
       refreshAfterAlert();
     }),
     events.on('reconnect', () => {

@@ -4,7 +4,7 @@ import { api, events } from '../api.js';
 import { h, replace, message, debounce } from '../dom.js';
 import { t } from '../i18n.js';
 import { fmtInt, fmtKRW, fmtKRWCompact, fmtPct, fmtRatio, fmtDecimal, fmtDateTime } from '../format.js';
-import { merchantLink } from '../alerts-ui.js';
+import { merchantLink, priorityBadge, fmtEvidence, moneyCell } from '../alerts-ui.js';
 
 export function mount(root, ctx) {
   document.title = `${t('nav.merchants')} · riskwatch`;
@@ -69,7 +69,13 @@ export function mount(root, ctx) {
   const riskBody = h('div', { class: 'table-wrap', dataset: { testid: 'ranking-risk' } }, message('loading', t('loading')));
   const dropBody = h('div', { class: 'table-wrap', dataset: { testid: 'ranking-volume' } }, message('loading', t('loading')));
 
-  const firesBadge = (fires) => (fires ? h('span', { class: 'badge badge-firing' }, t('ranking.fires')) : null);
+  // A firing merchant shows its alert's priority (the plain "Firing" badge
+  // only if the server gave none).
+  const firesBadge = (m) => {
+    if (!m.fires) return null;
+    return m.priority ? priorityBadge(m.priority) : h('span', { class: 'badge badge-firing' }, t('ranking.fires'));
+  };
+  const evidenceTh = () => h('th', { class: 'num has-help', title: t('evidence.help') }, t('col.evidence'));
 
   function renderRisk(res) {
     riskAsOf.textContent = res.as_of_minute ? t('ranking.asOf', { time: fmtDateTime(res.as_of_minute) }) : '';
@@ -79,17 +85,25 @@ export function mount(root, ctx) {
       h('thead', null, h('tr', null,
         h('th', { class: 'num' }, '#'),
         h('th', null, t('col.merchant')),
+        h('th', null, t('col.priority')),
+        evidenceTh(),
         h('th', { class: 'num', title: t('ranking.scoreHelp') }, t('col.score')),
         h('th', { class: 'num raw' }, 'a_h'),
         h('th', { class: 'num raw' }, 'c_h'),
         h('th', { class: 'num' }, t('col.rate1h')),
         h('th', { class: 'num' }, t('col.baseline')),
         h('th', { class: 'num' }, t('col.ratio')),
-        h('th', null, ''))),
-      h('tbody', null, list.map((m, i) => h('tr', { class: m.fires ? 'is-firing' : null, dataset: { merchantId: m.id } },
+        h('th', { class: 'num has-help', title: t('money.help') }, t('col.money')))),
+      // The server's order: evidence, then score.
+      h('tbody', null, list.map((m, i) => h('tr', {
+        class: m.fires ? 'is-firing' : null,
+        dataset: { testid: 'ranking-row', merchantId: m.id, priority: m.priority || null, evidence: m.evidence },
+      },
         h('td', { class: 'num muted' }, String(i + 1)),
         h('td', null, merchantLink(m.id, m.name)),
-        h('td', { class: 'num strong' }, fmtDecimal(m.score, 2)),
+        h('td', null, firesBadge(m)),
+        h('td', { class: 'num strong', dataset: { testid: 'evidence' } }, m.evidence ? fmtEvidence(m.evidence) : '—'),
+        h('td', { class: 'num' }, fmtDecimal(m.score, 2)),
         h('td', { class: 'num' }, fmtInt(m.a_h)),
         h('td', { class: 'num' }, fmtInt(m.c_h)),
         h('td', { class: 'num' }, fmtPct(m.rate_h)),
@@ -98,7 +112,7 @@ export function mount(root, ctx) {
           m.baseline_source && m.baseline_source !== 'merchant' ? h('span', { class: 'tag' }, t(`baseline.${m.baseline_source}`, null, m.baseline_source)) : null,
           fmtPct(m.effective_baseline)),
         h('td', { class: 'num' }, fmtRatio(m.ratio)),
-        h('td', null, firesBadge(m.fires)))))));
+        h('td', { class: 'num' }, moneyCell(m.exposure, m.canceled_amount_h)))))));
   }
 
   function renderDrop(res) {
@@ -109,19 +123,23 @@ export function mount(root, ctx) {
       h('thead', null, h('tr', null,
         h('th', { class: 'num' }, '#'),
         h('th', null, t('col.merchant')),
+        h('th', null, t('col.priority')),
         h('th', { class: 'num' }, t('col.drop')),
+        evidenceTh(),
         h('th', { class: 'num' }, t('col.today')),
         h('th', { class: 'num' }, t('col.expected')),
         h('th', { class: 'num' }, t('col.dailyAvg')),
-        h('th', null, ''))),
-      h('tbody', null, list.map((m, i) => h('tr', { class: m.fires ? 'is-firing' : null, dataset: { merchantId: m.id } },
+        h('th', { class: 'num has-help', title: t('money.exposureHelp') }, t('col.exposure')))),
+      h('tbody', null, list.map((m, i) => h('tr', { class: m.fires ? 'is-firing' : null, dataset: { merchantId: m.id, priority: m.priority || null } },
         h('td', { class: 'num muted' }, String(i + 1)),
         h('td', null, merchantLink(m.id, m.name)),
+        h('td', null, firesBadge(m)),
         h('td', { class: 'num strong' }, fmtPct(m.drop, 1)),
+        h('td', { class: 'num', title: m.spread ? t('evidence.volume', { s: fmtPct(m.spread, 1) }) : null }, m.evidence ? fmtEvidence(m.evidence) : '—'),
         h('td', { class: 'num', title: fmtKRW(m.today) }, fmtKRWCompact(m.today)),
         h('td', { class: 'num', title: fmtKRW(m.expected) }, fmtKRWCompact(m.expected)),
         h('td', { class: 'num', title: fmtKRW(m.daily_avg) }, fmtKRWCompact(m.daily_avg)),
-        h('td', null, firesBadge(m.fires)))))));
+        h('td', { class: 'num' }, moneyCell(m.exposure, null)))))));
   }
 
   async function loadRankings() {
@@ -137,7 +155,8 @@ export function mount(root, ctx) {
   replace(root,
     h('div', { class: 'page-head' }, h('h1', null, t('merchants.title'))),
     h('div', { class: 'card' }, h('h2', null, t('search.title')), input, results),
-    h('div', { class: 'grid-2' },
+    // One above the other: with evidence and money the tables are wide.
+    h('div', { class: 'rankings' },
       h('div', { class: 'card' },
         h('div', { class: 'card-head' }, h('h2', null, t('ranking.risk')), riskAsOf),
         h('p', { class: 'muted small' }, t('ranking.riskHelp')),

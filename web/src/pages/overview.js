@@ -18,10 +18,12 @@ export function mount(root, ctx) {
   const kpis = h('div', { class: 'kpis' });
   const alertsError = h('div');
   const alertCount = h('span', { class: 'count' });
+  // Most urgent first, then the most money at stake (as the API orders them).
   const table = new AlertTable({
-    columns: ['rule', 'merchant', 'since', 'values', 'ack'],
+    columns: ['priority', 'rule', 'merchant', 'since', 'evidence', 'money', 'values', 'ack'],
     emptyText: t('overview.noAlerts'),
     testid: 'open-alerts',
+    order: 'priority',
   });
   const alertsLoading = message('loading', t('loading'));
 
@@ -154,7 +156,7 @@ export function mount(root, ctx) {
   // -- open alerts -----------------------------------------------------------
   async function loadAlerts() {
     try {
-      const res = await api.alerts({ state: 'firing', limit: 500 });
+      const res = await api.alerts({ state: 'firing', order: 'priority', limit: 500 });
       if (destroyed) return;
       alertsLoading.remove();
       replace(alertsError);
@@ -176,9 +178,9 @@ export function mount(root, ctx) {
 
   const resolvedTimers = new Set();
   function onAlert(ev) {
-    if (ev.transition === 'firing') {
+    if (ev.transition === 'firing' || (ev.transition === 'escalated' && !table.has(ev.id))) {
       const { transition, ...alert } = ev;
-      table.upsert(alert, { flash: true });
+      table.upsert(alert, { flash: true, transition });
     } else if (ev.transition === 'resolved') {
       if (!table.has(ev.id)) return;
       // Mark it for a while so the operator sees what happened, then drop it.
