@@ -42,6 +42,8 @@ Usage:
                                            generate merchants and history into the source (COPY)
   riskwatch sim live       [--config FILE | --dsn DSN] [--tps N] [--burst-tps N] [--batch N] [--for D]
                                            commit live payments and cancels, incidents included
+  riskwatch sim score      --config FILE --truth FILE --from T --to T [--backtest FILE] [--format table|json]
+                                           score the alerts of [from, to) against the ground truth, per priority
   riskwatch version                        print the version
 
 FILE is riskwatch.yaml; without --config, defaults apply and the DSNs come
