@@ -47,6 +47,10 @@ type PriorityParams struct {
 	// merchant's cancel rate from one day to the next: the hour's cancels
 	// are a negative binomial count, not a Poisson one.
 	CancelDispersion float64
+	// CancelBatchWeight (0…1) is how much a batch of cancels in one minute
+	// counts as one event: the hour is judged at c/b^w against μ/b^w,
+	// b = Σc²/Σc. 1: a batch of n is one event; 0: batches count in full.
+	CancelBatchWeight float64
 	// VolumeMinSpread is the least day-to-day spread (coefficient of
 	// variation of the same-time amount) a merchant is credited with: seven
 	// days that happened to agree do not prove it never varies.
@@ -65,7 +69,7 @@ type PriorityParams struct {
 // DefaultPriorityParams are the measured defaults.
 func DefaultPriorityParams() PriorityParams {
 	return PriorityParams{
-		CancelDispersion: 0.1, VolumeMinSpread: 0.05,
+		CancelDispersion: 0.1, CancelBatchWeight: 1, VolumeMinSpread: 0.05,
 		CancelP1Evidence: 7, CancelP2Evidence: 2.5,
 		VolumeP1Evidence: 3, VolumeP2Evidence: 1.3,
 		P1MinExposure: 3_000_000,

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -229,19 +230,20 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 		ev.Batch = max(1, float64(e.sq)/float64(e.sum))
 	}
 	denom := func(a float64) float64 { return max(a, float64(p.MinApprovals)) }
+	bw := math.Pow(ev.Batch, prio.CancelBatchWeight)
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
-	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, ev.Batch, prio.CancelDispersion)
+	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, bw, prio.CancelDispersion)
 	pm := f.placeOf(m)
 	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] },
 		f.placeOf(m-59).mod/60, pm.mod/60, pm.mod%60)
 	if ok {
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
-		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, ev.Batch, prio.CancelDispersion)
+		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, bw, prio.CancelDispersion)
 	} else {
 		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, ev.Batch, prio.CancelDispersion)
+	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, prio.CancelDispersion)
 	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
 	ev.Priority = cancelPriority(prio, r.Fires, ev)
 }

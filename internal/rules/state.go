@@ -429,23 +429,24 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 		ev.Batch = max(1, float64(sq)/float64(sum))
 	}
 	cv2 := s.prio.CancelDispersion
+	bw := math.Pow(ev.Batch, s.prio.CancelBatchWeight)
 	denom := func(approvals float64) float64 { return max(approvals, float64(p.MinApprovals)) }
 
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
-	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, ev.Batch, cv2)
+	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, bw, cv2)
 
 	lt := s.last.Start().In(s.cal.Location())
 	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return int64(e.hod[h][0]), int64(e.hod[h][1]) },
 		s.hourOfDay(s.last-HourMinutes+1), lt.Hour(), lt.Minute())
 	if ok {
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
-		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, ev.Batch, cv2)
+		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, bw, cv2)
 	} else {
 		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
 	}
 
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, ev.Batch, cv2)
+	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, cv2)
 
 	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
 	ev.Priority = cancelPriority(s.prio, r.Fires, ev)

@@ -106,7 +106,7 @@ func newOracleRun(t *testing.T, sink *fakeSink, lc window.Minute, expo int, cp C
 	r := &oracleRun{
 		t: t, sink: sink, cp: cp, vp: vp, expo: expo,
 		prio: PriorityParams{
-			CancelDispersion: 0.1, VolumeMinSpread: 0.05,
+			CancelDispersion: 0.1, CancelBatchWeight: 0.7, VolumeMinSpread: 0.05,
 			CancelP1Evidence: 0.8, CancelP2Evidence: 0.3, VolumeP1Evidence: 0.6, VolumeP2Evidence: 0.2,
 			P1MinExposure: 1_000_000,
 		},

@@ -32,6 +32,9 @@ func fixture() ([]Truth, []Transition) {
 		{Scenario: "cancel_surge", Merchant: 2, Rule: spike, ShouldFire: true, From: tp(at(11, 58)), Factor: 3, Start: at(11, 0), DailyPayments: 5000},
 		// 3: silent large merchant: P1 at once.
 		{Scenario: "silent", Merchant: 3, Rule: drop, ShouldFire: true, From: tp(at(13, 0)), Factor: 1, Start: at(9, 0), DailyPayments: 30000},
+		// 10: a 3× surge the literal rule never fired for: outside the
+		// targets measured from the first literal firing, counted apart.
+		{Scenario: "cancel_surge", Merchant: 10, Rule: spike, ShouldFire: true, Factor: 3, Start: at(16, 0), DailyPayments: 2000},
 		// 4: a 1.5× surge that never fired.
 		{Scenario: "cancel_surge", Merchant: 4, Rule: spike, ShouldFire: true, Factor: 1.5, Start: at(14, 0), DailyPayments: 300},
 		// Controls: 5 stays P3, 6 reaches P2 (a failure).
@@ -90,7 +93,7 @@ func TestScore(t *testing.T) {
 	}
 	for i, w := range want {
 		g := r.Tiers[i]
-		if g.Name != w.name || g.Alerts != w.alerts || g.Merchants != w.merchants || g.IncidentsCaught != w.caught || g.Incidents != 4 ||
+		if g.Name != w.name || g.Alerts != w.alerts || g.Merchants != w.merchants || g.IncidentsCaught != w.caught || g.Incidents != 5 ||
 			g.ControlsFired != w.controls || g.Controls != 2 || g.OtherMerchants != w.others || g.IncidentAlertShare != w.share ||
 			g.NotificationsPerDay != w.notified || *g.DelayMedian != w.medianDelay || *g.DelayMax != w.maxDelay || g.Flaps != w.flaps {
 			t.Errorf("tier %s: %+v (delay %v/%v), want %+v", w.name, g, *g.DelayMedian, *g.DelayMax, w)
@@ -109,6 +112,9 @@ func TestScore(t *testing.T) {
 		if tg.Pass != wantPass[i] {
 			t.Errorf("target %q: pass %v (%s), want %v", tg.Name, tg.Pass, tg.Detail, wantPass[i])
 		}
+	}
+	if d := r.Targets[5].Detail; !strings.HasPrefix(d, "0 of 1 (1 more never fired literally)") {
+		t.Errorf("3× surge target detail %q: want merchant 10 counted apart", d)
 	}
 	if len(r.ControlsAbove) != 1 || r.ControlsAbove[0].Merchant != 6 || r.ControlsAbove[0].Best != "P2" || r.ControlsAbove[0].Scenario != "batch_refunds" {
 		t.Errorf("controls above P3: %+v", r.ControlsAbove)
