@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -50,6 +51,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	markdown := fs.String("markdown", "", "rewrite the generated section of this file (BENCHMARKS.md) with the results")
 	goBench := fs.String("go-bench", "", "benchstat output to include in the markdown (scripts/bench-go.sh writes it)")
 	only := fs.String("scenarios", "", "comma-separated subset to run: bootstrap, peak, restart, catch-up, baseline (default all)")
+	detection := fs.Bool("detection", false, "measure detection quality instead: the realistic history with the scored day's incidents, scored per priority setting for each of --seeds (writes detection.json and --markdown's detection section)")
+	seeds := fs.String("seeds", "1,2,3", "with --detection: comma-separated simulator seeds")
+	settings := fs.String("settings", "", "with --detection: a JSON array of rules.priority settings to score (default: the built-in trade-off points)")
 	replot := fs.Bool("replot", false, "measure nothing: redraw the plots and the markdown from --out's results.json")
 	publish := fs.String("publish", "", "copy results.json and the plots here (a committed folder) and link them from the markdown")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 		return writeBenchMarkdown(stdout, res, *markdown, *out, *publish, *goBench)
+	}
+	if *detection {
+		return runDetection(ctx, stdout, stderr, *riskwatch, *out, *seeds, *settings, *markdown, *publish, *quick, args)
 	}
 	var scenarios []string
 	if *only != "" {
@@ -147,5 +154,65 @@ func copyResults(dir, dst string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// runDetection runs the detection-quality measurement.
+func runDetection(ctx context.Context, stdout, stderr io.Writer, riskwatch, out, seedList, settingsFile, markdown, publish string, quick bool, args []string) error {
+	var seeds []uint64
+	for _, f := range strings.Split(seedList, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+		if err != nil {
+			return usageError{fmt.Sprintf("--seeds: %q is not a seed", f)}
+		}
+		seeds = append(seeds, n)
+	}
+	bin, err := riskwatchBinary(riskwatch)
+	if err != nil {
+		return err
+	}
+	o := bench.DetectionOptions{Riskwatch: bin, Out: out, Seeds: seeds, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		Command: strings.TrimSpace("riskwatch-bench " + strings.Join(args, " "))}
+	if quick {
+		o.Merchants, o.PaymentsPerDay = 10_000, 300_000
+	}
+	if settingsFile != "" {
+		if o.Settings, err = bench.ReadSettings(settingsFile); err != nil {
+			return usageError{fmt.Sprintf("--settings: %v", err)}
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	res, err := bench.Detection(ctx, o)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(out, "detection.json"))
+	if markdown == "" {
+		return nil
+	}
+	linked := out
+	if publish != "" {
+		if err := os.MkdirAll(publish, 0o755); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(out, "detection.json"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(publish, "detection.json"), b, 0o644); err != nil {
+			return err
+		}
+		linked = publish
+	}
+	rel, err := filepath.Rel(filepath.Dir(markdown), linked)
+	if err != nil {
+		rel = linked
+	}
+	if err := bench.WriteDetectionMarkdown(markdown, res, filepath.ToSlash(rel)); err != nil {
+		return fmt.Errorf("bench: writing %s: %w", markdown, err)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", markdown)
 	return nil
 }
