@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	detection := fs.Bool("detection", false, "measure detection quality instead: the realistic history with the scored day's incidents, scored per priority setting for each of --seeds (writes detection.json and --markdown's detection section)")
 	seeds := fs.String("seeds", "1,2,3", "with --detection: comma-separated simulator seeds")
 	settings := fs.String("settings", "", "with --detection: a JSON array of rules.priority settings to score (default: the built-in trade-off points)")
-	replot := fs.Bool("replot", false, "measure nothing: redraw the plots and the markdown from --out's results.json")
+	replot := fs.Bool("replot", false, "measure nothing: redraw the plots and the markdown from --out's results.json (with --detection: the detection section from --out's detection.json)")
 	publish := fs.String("publish", "", "copy results.json and the plots here (a committed folder) and link them from the markdown")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -68,6 +69,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 		return writeBenchMarkdown(stdout, res, *markdown, *out, *publish, *goBench)
+	}
+	if *detection && *replot {
+		b, err := os.ReadFile(filepath.Join(*out, "detection.json"))
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		var res bench.DetectionResults
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("bench: %s: %w", filepath.Join(*out, "detection.json"), err)
+		}
+		return writeDetectionMarkdown(stdout, &res, *out, *markdown, *publish)
 	}
 	if *detection {
 		return runDetection(ctx, stdout, stderr, *riskwatch, *out, *seeds, *settings, *markdown, *publish, *quick, args)
@@ -189,6 +201,12 @@ func runDetection(ctx context.Context, stdout, stderr io.Writer, riskwatch, out,
 		return fmt.Errorf("bench: %w", err)
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(out, "detection.json"))
+	return writeDetectionMarkdown(stdout, res, out, markdown, publish)
+}
+
+// writeDetectionMarkdown publishes detection.json and rewrites the
+// markdown's detection section.
+func writeDetectionMarkdown(stdout io.Writer, res *bench.DetectionResults, out, markdown, publish string) error {
 	if markdown == "" {
 		return nil
 	}

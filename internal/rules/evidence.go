@@ -70,8 +70,8 @@ type PriorityParams struct {
 func DefaultPriorityParams() PriorityParams {
 	return PriorityParams{
 		CancelDispersion: 0.1, CancelBatchWeight: 1, VolumeMinSpread: 0.05,
-		CancelP1Evidence: 7, CancelP2Evidence: 2.5,
-		VolumeP1Evidence: 3, VolumeP2Evidence: 1.3,
+		CancelP1Evidence: 5, CancelP2Evidence: 2.5,
+		VolumeP1Evidence: 1.6, VolumeP2Evidence: 1.6,
 		P1MinExposure: 3_000_000,
 	}
 }
@@ -84,16 +84,19 @@ func DefaultPriorityParams() PriorityParams {
 //   - SameHour: the same 60 minutes of the day over the last 7 days (the
 //     night's cancels of the day's payments are normal at night);
 //   - Recent: the 7-day rate applied to the last three hours' approvals per
-//     hour (the cancels of a sale that just ended are normal after it).
+//     hour (the cancels of a sale that just ended are normal after it);
+//   - Usual: the cancels the same 60 minutes of the day had per day over
+//     the last 7 days, whatever today's sales (cancels are of payments made
+//     days ago: a merchant whose sales fell today still gets yesterday's).
 //
 // Evidence is the least of them: an hour is only as alarming as its most
 // ordinary explanation allows. Cancels that come in batches (many in one
 // minute) count as fewer independent events, by Batch.
 type CancelEvidence struct {
-	Evidence, Hour, SameHour, Recent float64
-	// ExpectedHour, ExpectedSameHour, ExpectedRecent are the explanations'
-	// expected cancels in the hour.
-	ExpectedHour, ExpectedSameHour, ExpectedRecent float64
+	Evidence, Hour, SameHour, Recent, Usual float64
+	// ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual are the
+	// explanations' expected cancels in the hour.
+	ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual float64
 	// Batch is Σc²/Σc over the hour's minutes: 1 when no minute holds more
 	// than one cancel, the batch size when they all come at once.
 	Batch float64
@@ -121,6 +124,15 @@ func SameHourRate(p CancelRateParams, hod func(h int) (approvals, cancels int64)
 		return 0, false
 	}
 	return max(c/a, p.BaselineFloor.Float64()), true
+}
+
+// SameHourCancels is the cancels per day of the same 60 minutes of the day
+// over B (the hours weighted as in SameHourRate).
+func SameHourCancels(hod func(h int) (approvals, cancels int64), h1, h2, minuteOfHour int) float64 {
+	w2 := float64(minuteOfHour+1) / 60
+	_, c1 := hod(h1)
+	_, c2 := hod(h2)
+	return ((1-w2)*float64(c1) + w2*float64(c2)) / (BaselineMinutes / MinutesPerDay)
 }
 
 // cancelSurprise is −log10 P(X ≥ c/batch) for a negative binomial X with

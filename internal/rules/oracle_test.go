@@ -244,7 +244,10 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
 	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, prio.CancelDispersion)
-	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
+	ev.ExpectedUsual = SameHourCancels(func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] },
+		f.placeOf(m-59).mod/60, pm.mod/60, pm.mod%60)
+	ev.Usual = cancelSurprise(r.CH, ev.ExpectedUsual, bw, prio.CancelDispersion)
+	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent, ev.Usual)
 	ev.Priority = cancelPriority(prio, r.Fires, ev)
 }
 

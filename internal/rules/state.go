@@ -436,8 +436,9 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, bw, cv2)
 
 	lt := s.last.Start().In(s.cal.Location())
-	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return int64(e.hod[h][0]), int64(e.hod[h][1]) },
-		s.hourOfDay(s.last-HourMinutes+1), lt.Hour(), lt.Minute())
+	hod := func(h int) (int64, int64) { return int64(e.hod[h][0]), int64(e.hod[h][1]) }
+	h1 := s.hourOfDay(s.last - HourMinutes + 1)
+	rate, ok := SameHourRate(p, hod, h1, lt.Hour(), lt.Minute())
 	if ok {
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
 		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, bw, cv2)
@@ -448,7 +449,10 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
 	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, cv2)
 
-	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent)
+	ev.ExpectedUsual = SameHourCancels(hod, h1, lt.Hour(), lt.Minute())
+	ev.Usual = cancelSurprise(r.CH, ev.ExpectedUsual, bw, cv2)
+
+	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent, ev.Usual)
 	ev.Priority = cancelPriority(s.prio, r.Fires, ev)
 }
 

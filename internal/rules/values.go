@@ -21,6 +21,7 @@ func (r CancelResult) Values() map[string]any {
 		"ratio":    ptrValue(r.Ratio),
 		"evidence": round3(r.Evidence), "evidence_7d": round3(r.Hour), "evidence_same_hour": round3(r.SameHour), "evidence_recent": round3(r.Recent),
 		"expected_7d": round3(r.ExpectedHour), "expected_same_hour": round3(r.ExpectedSameHour), "expected_recent": round3(r.ExpectedRecent),
+		"evidence_usual": round3(r.Usual), "expected_usual": round3(r.ExpectedUsual),
 		"batch_factor": round3(r.Batch), "canceled_amount_h": r.CanceledAmount, "exposure": r.Exposure,
 	}
 }

@@ -27,3 +27,25 @@ func TestLogsEachNotification(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesStandOut: what is routed at P1 is logged at error level as a
+// PAGE; its resolve, and anything less urgent, as an ordinary ALERT.
+func TestPagesStandOut(t *testing.T) {
+	var buf bytes.Buffer
+	n := New(slog.New(slog.NewTextHandler(&buf, nil)))
+	if _, err := n.Notify(context.Background(),
+		notify.Notification{Kind: "escalated", Rule: "cancel_rate_spike", MerchantID: 1, Priority: "P1", RoutedAt: "P1", IdempotencyKey: "a"},
+		notify.Notification{Kind: "continued", Rule: "cancel_rate_spike", MerchantID: 2, Priority: "P1", RoutedAt: "P2", IdempotencyKey: "b"},
+		notify.Notification{Kind: "resolved", Rule: "cancel_rate_spike", MerchantID: 1, Priority: "P1", RoutedAt: "P1", IdempotencyKey: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines:\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{`level=ERROR msg="PAGE escalated"`, `level=WARN msg="ALERT continued"`, `level=WARN msg="ALERT resolved"`} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d %q lacks %q", i, lines[i], want)
+		}
+	}
+}
