@@ -174,7 +174,7 @@ func BenchmarkCloseAndEvaluate(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(evals), "evals/op")
-	b.ReportMetric(float64(withEvidence), "evidence/op")
+	b.ReportMetric(float64(withEvidence), "judged/op")
 }
 
 // BenchmarkAdd measures applying one minute delta: mostly on time (open

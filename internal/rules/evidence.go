@@ -90,10 +90,13 @@ func DefaultPriorityParams() PriorityParams {
 //     days ago: a merchant whose sales fell today still gets yesterday's).
 //
 // Evidence is the least of them: an hour is only as alarming as its most
-// ordinary explanation allows. Cancels that come in batches (many in one
-// minute) count as fewer independent events, by Batch.
+// ordinary explanation allows, which is the one expecting the most. Cancels
+// that come in batches (many in one minute) count as fewer independent
+// events, by Batch. Evidence is computed for a firing hour only (it is what
+// its priority needs; the tail probabilities cost microseconds and 60,000
+// merchants are evaluated every minute); Tails gives each explanation's.
 type CancelEvidence struct {
-	Evidence, Hour, SameHour, Recent, Usual float64
+	Evidence float64
 	// ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual are the
 	// explanations' expected cancels in the hour.
 	ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual float64
@@ -105,6 +108,33 @@ type CancelEvidence struct {
 	// gateway has paid out or will, and may have to claw back.
 	CanceledAmount, Exposure int64
 	Priority                 Priority
+	// bw and cv2 are the batch divisor and the dispersion the tails are
+	// taken with (bw 0: no evidence, the hour had too few cancels).
+	bw, cv2 float64
+}
+
+// Tails returns each explanation's evidence for an hour of c cancels, and
+// the least of them (zeros when the hour had too few cancels to judge).
+func (ev *CancelEvidence) Tails(c int64) (hour, sameHour, recent, usual, least float64) {
+	if ev.bw == 0 {
+		return 0, 0, 0, 0, 0
+	}
+	hour = cancelSurprise(c, ev.ExpectedHour, ev.bw, ev.cv2)
+	sameHour = cancelSurprise(c, ev.ExpectedSameHour, ev.bw, ev.cv2)
+	recent = cancelSurprise(c, ev.ExpectedRecent, ev.bw, ev.cv2)
+	usual = cancelSurprise(c, ev.ExpectedUsual, ev.bw, ev.cv2)
+	return hour, sameHour, recent, usual, min(hour, sameHour, recent, usual)
+}
+
+// judge sets the expected counts' evidence and priority: the tail under the
+// explanation expecting the most, the least surprising one.
+func (ev *CancelEvidence) judge(p PriorityParams, c int64, fires bool, bw float64) {
+	ev.bw, ev.cv2 = bw, p.CancelDispersion
+	if !fires {
+		return
+	}
+	ev.Evidence = cancelSurprise(c, max(ev.ExpectedHour, ev.ExpectedSameHour, ev.ExpectedRecent, ev.ExpectedUsual), bw, p.CancelDispersion)
+	ev.Priority = cancelPriority(p, fires, ev)
 }
 
 // SameHourRate is the cancel rate of the same 60 minutes of the day over B:

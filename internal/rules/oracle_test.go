@@ -230,25 +230,22 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 		ev.Batch = max(1, float64(e.sq)/float64(e.sum))
 	}
 	denom := func(a float64) float64 { return max(a, float64(p.MinApprovals)) }
-	bw := math.Pow(ev.Batch, prio.CancelBatchWeight)
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
-	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, bw, prio.CancelDispersion)
 	pm := f.placeOf(m)
-	rate, ok := SameHourRate(p, func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] },
-		f.placeOf(m-59).mod/60, pm.mod/60, pm.mod%60)
-	if ok {
+	hod := func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] }
+	h1 := f.placeOf(m-59).mod / 60
+	ev.ExpectedSameHour = ev.ExpectedHour
+	if rate, ok := SameHourRate(p, hod, h1, pm.mod/60, pm.mod%60); ok {
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
-		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, bw, prio.CancelDispersion)
-	} else {
-		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, prio.CancelDispersion)
-	ev.ExpectedUsual = SameHourCancels(func(h int) (int64, int64) { return e.hod[h][0], e.hod[h][1] },
-		f.placeOf(m-59).mod/60, pm.mod/60, pm.mod%60)
-	ev.Usual = cancelSurprise(r.CH, ev.ExpectedUsual, bw, prio.CancelDispersion)
-	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent, ev.Usual)
-	ev.Priority = cancelPriority(prio, r.Fires, ev)
+	ev.ExpectedUsual = SameHourCancels(hod, h1, pm.mod/60, pm.mod%60)
+	ev.bw, ev.cv2 = math.Pow(ev.Batch, prio.CancelBatchWeight), prio.CancelDispersion
+	if r.Fires {
+		// The least of the four tails, each taken in full.
+		_, _, _, _, ev.Evidence = ev.Tails(r.CH)
+		ev.Priority = cancelPriority(prio, true, ev)
+	}
 }
 
 // activeMerchants counts merchants with any approval or cancel in H or B at
@@ -322,7 +319,7 @@ func (f *fakeSink) volumeEvals(p VolumeDropParams, prio PriorityParams, expoMinu
 		}
 		r := EvalVolumeDrop(p, *in[id])
 		r.Exposure = expo[id]
-		if r.Fires || r.Drop != nil && *r.Drop > 0 {
+		if r.Fires {
 			// Each day's amount up to t, the quarter t falls in pro rata.
 			var x [7]float64
 			q, part := t/15, float64(t%15)/15

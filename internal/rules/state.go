@@ -406,9 +406,8 @@ func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
 }
 
 // cancelEvidence fills r's money and, for an hour that can fire (at least
-// min_cancels cancels), its evidence and priority. Below that the figures
-// are left at zero: the tail probabilities cost microseconds each, and the
-// 60,000 merchants evaluated every minute must not.
+// min_cancels cancels), its batch factor and expected counts, and for one
+// that fires its evidence and priority (CancelEvidence).
 func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelResult) {
 	e := &s.ext[i]
 	ev := &r.CancelEvidence
@@ -428,32 +427,18 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 	if sum > 0 {
 		ev.Batch = max(1, float64(sq)/float64(sum))
 	}
-	cv2 := s.prio.CancelDispersion
-	bw := math.Pow(ev.Batch, s.prio.CancelBatchWeight)
 	denom := func(approvals float64) float64 { return max(approvals, float64(p.MinApprovals)) }
-
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
-	ev.Hour = cancelSurprise(r.CH, ev.ExpectedHour, bw, cv2)
-
 	lt := s.last.Start().In(s.cal.Location())
 	hod := func(h int) (int64, int64) { return int64(e.hod[h][0]), int64(e.hod[h][1]) }
 	h1 := s.hourOfDay(s.last - HourMinutes + 1)
-	rate, ok := SameHourRate(p, hod, h1, lt.Hour(), lt.Minute())
-	if ok {
+	ev.ExpectedSameHour = ev.ExpectedHour
+	if rate, ok := SameHourRate(p, hod, h1, lt.Hour(), lt.Minute()); ok {
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
-		ev.SameHour = cancelSurprise(r.CH, ev.ExpectedSameHour, bw, cv2)
-	} else {
-		ev.ExpectedSameHour, ev.SameHour = ev.ExpectedHour, ev.Hour
 	}
-
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.Recent = cancelSurprise(r.CH, ev.ExpectedRecent, bw, cv2)
-
 	ev.ExpectedUsual = SameHourCancels(hod, h1, lt.Hour(), lt.Minute())
-	ev.Usual = cancelSurprise(r.CH, ev.ExpectedUsual, bw, cv2)
-
-	ev.Evidence = min(ev.Hour, ev.SameHour, ev.Recent, ev.Usual)
-	ev.Priority = cancelPriority(s.prio, r.Fires, ev)
+	ev.judge(s.prio, r.CH, r.Fires, math.Pow(ev.Batch, s.prio.CancelBatchWeight))
 }
 
 // PlatformBaseline returns the platform-wide approvals and cancels over B.

@@ -14,14 +14,15 @@ type Params struct {
 // Values are the reported values of SPEC §5, as alerts store and show them,
 // with the evidence and the money of SPEC §7a.
 func (r CancelResult) Values() map[string]any {
+	hour, sameHour, recent, usual, least := r.Tails(r.CH)
 	return map[string]any{
 		"a_h": r.AH, "c_h": r.CH, "rate_h": ptrValue(r.RateH),
 		"a_b": r.AB, "c_b": r.CB,
 		"baseline": r.Baseline, "baseline_source": r.BaselineSource, "effective_baseline": r.Effective,
 		"ratio":    ptrValue(r.Ratio),
-		"evidence": round3(r.Evidence), "evidence_7d": round3(r.Hour), "evidence_same_hour": round3(r.SameHour), "evidence_recent": round3(r.Recent),
+		"evidence": round3(least), "evidence_7d": round3(hour), "evidence_same_hour": round3(sameHour), "evidence_recent": round3(recent),
 		"expected_7d": round3(r.ExpectedHour), "expected_same_hour": round3(r.ExpectedSameHour), "expected_recent": round3(r.ExpectedRecent),
-		"evidence_usual": round3(r.Usual), "expected_usual": round3(r.ExpectedUsual),
+		"evidence_usual": round3(usual), "expected_usual": round3(r.ExpectedUsual),
 		"batch_factor": round3(r.Batch), "canceled_amount_h": r.CanceledAmount, "exposure": r.Exposure,
 	}
 }

@@ -144,7 +144,7 @@ func (s *State) VolumeEvals(p VolumeDropParams, also []int64) []VolumeEval {
 		if i, ok := s.index[id]; ok {
 			r.Exposure = s.ext[i].expo
 		}
-		if r.Fires || r.Drop != nil && *r.Drop > 0 {
+		if r.Fires {
 			r.Spread = max(c.spread(t), s.prio.VolumeMinSpread)
 			if r.Expected > 0 {
 				r.Evidence = volumeSurprise(float64(r.Today)/r.Expected, r.Spread)

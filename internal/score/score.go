@@ -27,6 +27,10 @@ type Truth struct {
 	// From is the first minute the rule's literal condition holds (nil:
 	// never in the scored range).
 	From *time.Time `json:"from"`
+	// IncidentFrom is the first minute at or after the incident's start the
+	// condition holds (the minute detection delays count from; From may be
+	// an ordinary minute before the incident, e.g. a night's cancels).
+	IncidentFrom *time.Time `json:"incident_from"`
 	// Incident says whether the scenario is an incident (true) or a
 	// control (false); nil falls back to the scenario kind.
 	Incident      *bool     `json:"incident"`
@@ -204,7 +208,11 @@ func Score(truth []Truth, trs []Transition, from, to time.Time) (*Report, error)
 		if !t.isIncident() || !t.ownRule() {
 			continue
 		}
-		in := Incident{Merchant: t.Merchant, Scenario: t.Scenario, Rule: t.Rule, Factor: t.Factor, DailyPayments: t.DailyPayments, Start: t.Start, From: t.From}
+		from := t.IncidentFrom
+		if from == nil {
+			from = t.From
+		}
+		in := Incident{Merchant: t.Merchant, Scenario: t.Scenario, Rule: t.Rule, Factor: t.Factor, DailyPayments: t.DailyPayments, Start: t.Start, From: from}
 		for _, a := range alerts {
 			if a.rule != t.Rule || a.merchant != t.Merchant || a.start.Before(t.Start.Truncate(time.Minute)) {
 				continue

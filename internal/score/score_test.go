@@ -26,7 +26,9 @@ func fixture() ([]Truth, []Transition) {
 	yes, no := true, false
 	truth := []Truth{
 		// 1: bust-out, literal at 10:03 as P2, P1 at 10:06.
-		{Scenario: "bust_out", Merchant: 1, Rule: spike, ShouldFire: true, From: tp(at(10, 2)), Factor: 0.6, Start: at(10, 0), DailyPayments: 300},
+		// Its literal condition also held at 03:00, before the incident
+		// (From); delays count from IncidentFrom.
+		{Scenario: "bust_out", Merchant: 1, Rule: spike, ShouldFire: true, From: tp(at(3, 0)), IncidentFrom: tp(at(10, 2)), Factor: 0.6, Start: at(10, 0), DailyPayments: 300},
 		{Scenario: "bust_out", Merchant: 1, Rule: drop, ShouldFire: false, Factor: 0.6, Start: at(10, 0), DailyPayments: 300},
 		// 2: a 3× surge at a busy merchant: literal P3 at 12:00, P2 12:04, P1 12:20 (too late).
 		{Scenario: "cancel_surge", Merchant: 2, Rule: spike, ShouldFire: true, From: tp(at(11, 58)), Factor: 3, Start: at(11, 0), DailyPayments: 5000},
