@@ -39,6 +39,7 @@ Usage:
   riskwatch silence expire ID --config FILE
   riskwatch sim history    [--config FILE | --dsn DSN] [--days 8] [--payments-per-day N] [--merchants N]
                            [--seed S] [--incidents=true] [--truth FILE] [--reload]
+                           [--profile realistic] [--scored-day] [--now T]
                                            generate merchants and history into the source (COPY)
   riskwatch sim live       [--config FILE | --dsn DSN] [--tps N] [--burst-tps N] [--batch N] [--for D]
                                            commit live payments and cancels, incidents included

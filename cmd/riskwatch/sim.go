@@ -59,13 +59,15 @@ func simSetup(fs simFlags, args []string, stderr io.Writer, getenv func(string) 
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		return usageError{"sim: missing subcommand (history or live)"}
+		return usageError{"sim: missing subcommand (history, live or score)"}
 	}
 	switch args[0] {
 	case "history":
 		return cmdSimHistory(ctx, args[1:], stdout, stderr, getenv)
 	case "live":
 		return cmdSimLive(ctx, args[1:], stdout, stderr, getenv)
+	case "score":
+		return cmdSimScore(ctx, args[1:], stdout, stderr, getenv)
 	}
 	return usageError{fmt.Sprintf("sim: unknown subcommand %q", args[0])}
 }
@@ -80,20 +82,30 @@ type simMeta struct {
 	Incidents    bool
 	LargeAmount  int64
 	WrittenUntil time.Time
+	// Profile is the traffic profile. ScoredDay, when not zero, is the
+	// midnight starting the scored day, whose incident mix replaces the
+	// incidents placed at the anchor.
+	Profile   string
+	ScoredDay time.Time
 }
 
-// generator rebuilds the generator of a simulation: the same seed, scale
-// and anchor give the same merchants, traffic and incidents.
+// generator rebuilds the generator of a simulation: the same seed, scale,
+// profile and anchor (or scored day) give the same merchants, traffic and
+// incidents.
 func (m *simMeta) generator(loc *time.Location) (*sim.Generator, error) {
 	pop := sim.NewPopulation(m.Seed, m.Merchants)
 	o := sim.Options{Seed: m.Seed, Population: pop, PaymentsPerDay: m.PaymentsDay, Location: loc, HistoryFrom: m.HistoryFrom,
-		Rules: sim.RuleParams{LargeDailyAmount: m.LargeAmount}}
+		Rules: sim.RuleParams{LargeDailyAmount: m.LargeAmount}, Profile: m.Profile}
 	if m.Incidents {
 		base, err := sim.NewGenerator(o)
 		if err != nil {
 			return nil, err
 		}
-		o.Scenarios = base.DefaultScenarios(m.Anchor)
+		if m.ScoredDay.IsZero() {
+			o.Scenarios = base.DefaultScenarios(m.Anchor)
+		} else if o.Scenarios, err = base.ScoredDayScenarios(m.ScoredDay); err != nil {
+			return nil, err
+		}
 	}
 	return sim.NewGenerator(o)
 }
@@ -116,8 +128,10 @@ func openSim(ctx context.Context, dsn string, conns int32) (*pgxpool.Pool, *simM
 	}
 	var m simMeta
 	var seed int64
-	err = pool.QueryRow(ctx, `SELECT seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until FROM sim_meta WHERE id = 1`).
-		Scan(&seed, &m.Merchants, &m.PaymentsDay, &m.Anchor, &m.HistoryFrom, &m.Incidents, &m.LargeAmount, &m.WrittenUntil)
+	var scored *time.Time
+	err = pool.QueryRow(ctx, `SELECT seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until, profile, scored_day
+		FROM sim_meta WHERE id = 1`).
+		Scan(&seed, &m.Merchants, &m.PaymentsDay, &m.Anchor, &m.HistoryFrom, &m.Incidents, &m.LargeAmount, &m.WrittenUntil, &m.Profile, &scored)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return pool, nil, nil
@@ -126,6 +140,9 @@ func openSim(ctx context.Context, dsn string, conns int32) (*pgxpool.Pool, *simM
 		return nil, nil, fmt.Errorf("reading sim_meta: %w", err)
 	}
 	m.Seed = uint64(seed)
+	if scored != nil {
+		m.ScoredDay = *scored
+	}
 	return pool, &m, nil
 }
 
@@ -139,12 +156,27 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	large := fs.Int64("large-daily-amount", 0, "the volume rule's large-merchant threshold the ground truth uses (default: 1e9 KRW scaled by payments-per-day / 3,000,000; give the engine the same)")
 	truth := fs.String("truth", "", "write the incidents' ground truth (JSON) to this file")
 	reload := fs.Bool("reload", false, "empty the source tables and load again (drop the engine's slot and sink too)")
+	profile := fs.String("profile", sim.ProfileDefault, "traffic profile: empty for calm traffic (every day alike), realistic for weekday effects, day-to-day spread of volumes and cancel rates, and cancels delayed by hours")
+	scored := fs.Bool("scored-day", false, "instead of incidents placed a few minutes after --now, inject the scored day's fixed mix (40 incidents, 30 controls) on the last whole business day before --now (with --now at a midnight, the day that just ended); the history then starts at least 7 days before it and --truth covers that day, 00:00–24:00")
+	nowFlag := fs.String("now", "", "the history's end, RFC 3339 (default: the current time); a fixed --now makes a run reproducible")
 	cfg, log, dsn, err := simSetup(fs, args, stderr, getenv)
 	if err != nil {
 		return err
 	}
 	if *days < 1 || *ppd < 1 || *merchants < 1 {
 		return usageError{"sim history: --days, --payments-per-day and --merchants must be positive"}
+	}
+	if err := sim.ValidProfile(*profile); err != nil {
+		return usageError{fmt.Sprintf("sim history: --profile: %v", err)}
+	}
+	if *scored && !*incidents {
+		return usageError{"sim history: --scored-day injects incidents; it does not go with --incidents=false"}
+	}
+	now := time.Now()
+	if *nowFlag != "" {
+		if now, err = time.Parse(time.RFC3339, *nowFlag); err != nil {
+			return usageError{fmt.Sprintf("sim history: --now: %v", err)}
+		}
 	}
 	if *large == 0 {
 		*large = int64(float64(sim.LargeDailyAmount) * float64(*ppd) / float64(sim.DefaultPaymentsPerDay))
@@ -164,9 +196,15 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 			return fmt.Errorf("emptying the source tables: %w", err)
 		}
 	}
-	now := time.Now()
 	meta = &simMeta{Seed: *seed, Merchants: *merchants, PaymentsDay: *ppd, Anchor: now, HistoryFrom: sim.HistoryStart(now, *days, cfg.Location),
-		Incidents: *incidents, LargeAmount: *large, WrittenUntil: now}
+		Incidents: *incidents, LargeAmount: *large, WrittenUntil: now, Profile: *profile}
+	if *scored {
+		// The scored day's rules look back 7 days: the history holds them.
+		meta.ScoredDay = sim.LastWholeDay(now, cfg.Location)
+		if from := sim.HistoryStart(meta.ScoredDay, sim.DefaultHistoryDays, cfg.Location); from.Before(meta.HistoryFrom) {
+			meta.HistoryFrom = from
+		}
+	}
 	g, err := meta.generator(cfg.Location)
 	if err != nil {
 		return err
@@ -181,21 +219,38 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return fmt.Errorf("loading history: %w", err)
 	}
-	_, err = pool.Exec(ctx, `INSERT INTO sim_meta (id, seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until)
-		VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)`, int64(meta.Seed), meta.Merchants, meta.PaymentsDay, meta.Anchor, meta.HistoryFrom, meta.Incidents, meta.LargeAmount, meta.WrittenUntil)
+	var scoredDay *time.Time
+	if !meta.ScoredDay.IsZero() {
+		scoredDay = &meta.ScoredDay
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO sim_meta (id, seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until, profile, scored_day)
+		VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, int64(meta.Seed), meta.Merchants, meta.PaymentsDay, meta.Anchor, meta.HistoryFrom, meta.Incidents,
+		meta.LargeAmount, meta.WrittenUntil, meta.Profile, scoredDay)
 	if err != nil {
 		return fmt.Errorf("recording sim_meta: %w", err)
 	}
 	fmt.Fprintf(stdout, "loaded %d payments and %d cancels from %s to %s in %s (%.0f rows/s); large merchants from %d KRW/day\n",
 		payments, cancels, meta.HistoryFrom.Format(time.RFC3339), now.In(cfg.Location).Format(time.RFC3339),
 		time.Since(start).Round(time.Millisecond), float64(payments+cancels)/time.Since(start).Seconds(), meta.LargeAmount)
+	truthFrom, truthTo := now, now.Add(2*time.Hour)
+	if *scored {
+		truthFrom, truthTo = meta.ScoredDay, meta.ScoredDay.AddDate(0, 0, 1)
+		n := 0
+		for _, s := range g.Scenarios() {
+			if sim.Incident(s.Kind) {
+				n++
+			}
+		}
+		fmt.Fprintf(stdout, "scored day %s (%s): %d incidents and %d controls\n", meta.ScoredDay.Format(time.DateOnly), cfg.Location,
+			n, len(g.Scenarios())-n)
+	}
 	if *truth != "" {
 		f, err := os.Create(*truth)
 		if err != nil {
 			return fmt.Errorf("writing ground truth: %w", err)
 		}
 		defer f.Close()
-		if err := sim.WriteTruth(f, g.GroundTruth(now, now.Add(2*time.Hour))); err != nil {
+		if err := sim.WriteTruth(f, g.GroundTruth(truthFrom, truthTo)); err != nil {
 			return fmt.Errorf("writing ground truth: %w", err)
 		}
 		fmt.Fprintf(stdout, "ground truth written to %s\n", *truth)

@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/riskwatch/riskwatch/internal/sim"
 )
 
 // TestSimCommands: history loads a small simulation and its ground truth,
@@ -73,6 +76,82 @@ func TestSimCommands(t *testing.T) {
 	}
 	if _, _, err := runCLI(ctx, "sim", "live", "--dsn", cluster.NewDB(t), "--for", "1s"); err == nil || !strings.Contains(err.Error(), "sim history") {
 		t.Fatalf("live without history: %v", err)
+	}
+}
+
+// TestSimHistoryScoredDay: --profile realistic --scored-day --now put the
+// scored day's mix on the day before --now (a midnight: the day that just
+// ended), widen the history to the 7 days the rules look back, record
+// profile and scored day in sim_meta, write the truth of that day, and
+// live rebuilds the same generator from sim_meta.
+func TestSimHistoryScoredDay(t *testing.T) {
+	t.Parallel()
+	dsn := cluster.NewDB(t)
+	ctx := context.Background()
+	for _, bad := range [][]string{
+		{"--profile", "chaotic"},
+		{"--scored-day", "--incidents=false"},
+		{"--now", "yesterday"},
+	} {
+		if _, _, err := runCLI(ctx, append([]string{"sim", "history", "--dsn", dsn}, bad...)...); err == nil || !strings.Contains(err.Error(), "sim history") {
+			t.Errorf("sim history %v: %v", bad, err)
+		}
+	}
+	truth := filepath.Join(t.TempDir(), "truth.json")
+	out, errOut, err := runCLI(ctx, "sim", "history", "--dsn", dsn, "--days", "2", "--payments-per-day", "20000", "--merchants", "2000",
+		"--profile", "realistic", "--scored-day", "--now", "2026-11-30T00:00:00+09:00", "--truth", truth)
+	if err != nil {
+		t.Fatalf("sim history: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "scored day 2026-11-29 (Asia/Seoul): 40 incidents and 30 controls") || !strings.Contains(out, "ground truth written") {
+		t.Fatalf("sim history said:\n%s", out)
+	}
+	loc, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 29, 0, 0, 0, 0, loc)
+	b, err := os.ReadFile(truth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var truths []sim.Truth
+	if err := json.Unmarshal(b, &truths); err != nil || !strings.Contains(string(b), `"incident": false`) {
+		t.Fatalf("ground truth: %v\n%s", err, b)
+	}
+	incidents, controls := map[int64]bool{}, map[int64]bool{}
+	for _, tr := range truths {
+		if tr.DailyPayments <= 0 {
+			t.Fatalf("truth without daily_payments: %+v", tr)
+		}
+		if tr.Incident {
+			incidents[tr.Merchant] = true
+		} else {
+			controls[tr.Merchant] = true
+		}
+		for _, at := range []time.Time{tr.From, tr.IncidentFrom, tr.Start} {
+			if !at.IsZero() && (at.Before(day) || !at.Before(day.AddDate(0, 0, 1))) {
+				t.Errorf("%s/%s at %v: outside the scored day", tr.Scenario, tr.Rule, at)
+			}
+		}
+	}
+	if len(incidents) != 40 || len(controls) != 30 {
+		t.Errorf("truth of %d incident and %d control merchants, want 40 and 30", len(incidents), len(controls))
+	}
+	pool := mustPool(t, dsn)
+	var profile string
+	var scored, histFrom, minAt, maxAt time.Time
+	err = pool.QueryRow(ctx, `SELECT profile, scored_day, history_from, (SELECT min(approved_at) FROM payments), (SELECT max(approved_at) FROM payments) FROM sim_meta`).
+		Scan(&profile, &scored, &histFrom, &minAt, &maxAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if profile != "realistic" || !scored.Equal(day) || !histFrom.Equal(day.AddDate(0, 0, -7)) || minAt.Before(histFrom) || !maxAt.Before(day.AddDate(0, 0, 1)) {
+		t.Errorf("sim_meta: profile %q, scored day %v, history from %v; payments %v … %v", profile, scored, histFrom, minAt, maxAt)
+	}
+	out, errOut, err = runCLI(ctx, "sim", "live", "--dsn", dsn, "--tps", "50", "--burst-tps", "-1", "--for", "1s")
+	if err != nil || !strings.Contains(out, "payments/s achieved") {
+		t.Fatalf("sim live after a scored day: %v\n%s%s", err, out, errOut)
 	}
 }
 

@@ -79,7 +79,7 @@ func PaymentsPerMinute(paymentsPerDay, minuteOfDay int) float64 {
 func (g *Generator) activity(t time.Time) (day int64, within float64) {
 	l := t.In(g.loc)
 	y, mo, d := l.Date()
-	day = time.Date(y, mo, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	day = daysSinceEpoch(y, mo, d)
 	sec := float64(l.Hour()*3600+l.Minute()*60+l.Second()) + float64(l.Nanosecond())/1e9
 	m := min(int(sec/60), MinutesPerDay-1)
 	within = MinutesPerDay * (diurnalCum[m] + diurnal[m]*(sec/60-float64(m))/MinutesPerDay)

@@ -15,18 +15,9 @@ func (g *Generator) Population() *Population { return g.pop }
 // Location is the business time zone.
 func (g *Generator) Location() *time.Location { return g.loc }
 
-// Scenarios returns the scenarios with their defaults filled in.
-func (g *Generator) Scenarios() []Scenario {
-	out := make([]Scenario, len(g.scens))
-	for i, s := range g.scens {
-		out[i] = s.Scenario
-	}
-	return out
-}
-
 // Sample draws a merchant with probability equal to its Weight, in O(1).
 func (p *Population) Sample(r *rand.Rand) *Merchant {
-	return &p.merchants[p.sampleIndex(r.Uint64())]
+	return &p.merchants[p.sampler.sample(r.Uint64())]
 }
 
 // Ranked returns merchant IDs from the most to the fewest payments.

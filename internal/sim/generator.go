@@ -33,7 +33,8 @@ const (
 	IDsPerMinute = 10_000_000
 	// Normal traffic: index = position of the payment within its minute.
 	maxPerMinute = 4_000_000
-	// Scenario extras (promotion, tiny): 4,000,000 + scenario × 10,000 + j.
+	// Scenario extras (promotion, flash sale, volatile, tiny): 4,000,000 +
+	// scenario × 10,000 + j.
 	extraBase       = 4_000_000
 	extraPerScen    = 10_000
 	maxScenarios    = 100
@@ -56,7 +57,10 @@ const (
 // matters because cancel_rate_spike compares exactly those two rates; with
 // wall-clock delays the evening's cancels spill into the quiet night and
 // the platform's night-time rate ran 1.6× its daily average, enough for
-// most of the ten busiest merchants to "spike" every night.
+// most of the ten busiest merchants to "spike" every night. The realistic
+// profile brings a share of such wall-clock delays back on purpose
+// (delayedShare): real traffic does that, and the rules' evidence has to
+// cope with it.
 const (
 	cancelShortMedian = 20 * time.Minute
 	cancelShortSigma  = 1.3
@@ -66,8 +70,9 @@ const (
 	partialMin        = 0.1 // a partial cancel takes 10%–90% of the payment
 	partialMax        = 0.9
 	// MaxCancelDelay bounds canceled_at − approved_at: at most 6 days plus
-	// a short part under one day (20 business hours), or a scenario's
-	// delays, which normalise keeps within it.
+	// a short part under one day (20 business hours, or the realistic
+	// profile's wall-clock delay of at most 16 hours), or a scenario's
+	// delays, which normalise and batchTime keep within it.
 	MaxCancelDelay = 7 * 24 * time.Hour
 	// Surge cancels come fast: median 3 minutes, at most 30.
 	surgeMedian = 3 * time.Minute
@@ -98,25 +103,36 @@ type Options struct {
 	// Rules are the thresholds the ground truth evaluates; zero fields take
 	// the SPEC defaults.
 	Rules RuleParams
+	// Profile is the traffic profile: ProfileDefault ("") or
+	// ProfileRealistic (see doc.go).
+	Profile string
 }
 
 // Generator produces the traffic of a population deterministically.
-// It is immutable and safe for concurrent use.
+// It is safe for concurrent use and behaves as immutable: its only
+// mutable part is a cache of the realistic profile's day tables, which
+// are a pure function of the seed, the population and the day.
 type Generator struct {
-	seed   uint64
-	pop    *Population
-	ppd    int
-	loc    *time.Location
-	scens  []scenario
-	role   []int16 // merchant index → scenario index, or −1
-	hist   time.Time
-	rules  RuleParams
-	extras []int // scenarios that add payments (promotion, tiny)
+	seed      uint64
+	pop       *Population
+	ppd       int
+	loc       *time.Location
+	scens     []scenario
+	role      []int16 // merchant index → scenario index, or −1
+	hist      time.Time
+	rules     RuleParams
+	extras    []int // scenarios that add payments (promotion, flash sale, tiny, volatile)
+	realistic bool
+	days      *dayCache // shared by plain(): the tables do not depend on scenarios
 }
 
 // NewGenerator validates o and builds a Generator.
 func NewGenerator(o Options) (*Generator, error) {
-	g := &Generator{seed: o.Seed, pop: o.Population, ppd: o.PaymentsPerDay, loc: o.Location, hist: o.HistoryFrom}
+	g := &Generator{seed: o.Seed, pop: o.Population, ppd: o.PaymentsPerDay, loc: o.Location, hist: o.HistoryFrom,
+		realistic: o.Profile == ProfileRealistic, days: newDayCache()}
+	if err := ValidProfile(o.Profile); err != nil {
+		return nil, err
+	}
 	if g.pop == nil {
 		g.pop = NewPopulation(o.Seed, DefaultMerchants)
 	}
@@ -155,18 +171,34 @@ func NewGenerator(o Options) (*Generator, error) {
 			return nil, fmt.Errorf("scenario %d (%s): merchant %d already has scenario %d (%s)", i, s.Kind, s.Merchant, prev, g.scens[prev].Kind)
 		}
 		g.role[m.ID-1] = int16(i)
+		sc.day = civilDay(sc.Start, g.loc)
 		g.scens = append(g.scens, sc)
-		if sc.Kind == KindPromotion || sc.Kind == KindTiny {
+		if sc.addsPayments() {
 			g.extras = append(g.extras, i)
 		}
 	}
 	return g, nil
 }
 
-// minuteOfDay is the business-time minute of day of Unix minute m.
-func (g *Generator) minuteOfDay(m int64) int {
+// clock is Unix minute m's business day (see civilDay) and minute of day.
+func (g *Generator) clock(m int64) (day int64, minuteOfDay int) {
 	t := time.Unix(m*minuteSeconds, 0).In(g.loc)
-	return t.Hour()*60 + t.Minute()
+	y, mo, d := t.Date()
+	return daysSinceEpoch(y, mo, d), t.Hour()*60 + t.Minute()
+}
+
+// minuteRate is the expected number of normal payments in Unix minute m
+// (the curve, times the day's volume in the realistic profile), with the
+// minute's business day and that day's table (nil outside the realistic
+// profile).
+func (g *Generator) minuteRate(m int64) (lambda float64, day int64, dt *dayTable) {
+	day, mod := g.clock(m)
+	lambda = PaymentsPerMinute(g.ppd, mod)
+	if g.realistic {
+		dt = g.day(day)
+		lambda *= dt.volume
+	}
+	return lambda, day, dt
 }
 
 // ExpectedPayments is the expected number of normal payments in [from, to)
@@ -174,7 +206,8 @@ func (g *Generator) minuteOfDay(m int64) int {
 func (g *Generator) ExpectedPayments(from, to time.Time) float64 {
 	var n float64
 	for m := unixMinute(from); minuteStart(m).Before(to); m++ {
-		n += PaymentsPerMinute(g.ppd, g.minuteOfDay(m)) * overlap(m, from, to)
+		lambda, _, _ := g.minuteRate(m)
+		n += lambda * overlap(m, from, to)
 	}
 	return n
 }
@@ -211,12 +244,15 @@ type row struct {
 	hasC bool
 }
 
-// scratch is one goroutine's reusable buffers.
+// scratch is one goroutine's reusable buffers, and the day of the minute
+// being generated.
 type scratch struct {
 	mr      *minuteRand
 	xr      *minuteRand
 	spacing []float64
 	rows    []row
+	day     *dayTable // nil outside the realistic profile
+	dayNum  int64     // business day (civilDay)
 }
 
 func newScratch() *scratch { return &scratch{mr: newMinuteRand(), xr: newMinuteRand()} }
@@ -226,7 +262,13 @@ func (g *Generator) minute(m int64, s *scratch) {
 	s.rows = s.rows[:0]
 	start := minuteStart(m)
 	r := s.mr.seed(g.seed, saltMinute, uint64(m))
-	n := min(poisson(r, PaymentsPerMinute(g.ppd, g.minuteOfDay(m))), maxPerMinute)
+	lambda, day, dt := g.minuteRate(m)
+	s.day, s.dayNum = dt, day
+	sampler := &g.pop.sampler
+	if dt != nil {
+		sampler = &dt.sampler
+	}
+	n := min(poisson(r, lambda), maxPerMinute)
 	// Sorted arrival offsets from normalised exponential spacings: the
 	// order statistics of n uniforms in O(n), no sort needed.
 	s.spacing = slices.Grow(s.spacing[:0], n+1)[:n+1]
@@ -237,7 +279,7 @@ func (g *Generator) minute(m int64, s *scratch) {
 	}
 	scale := microsPerMinute / total
 	for i := range n {
-		mi := g.pop.sampleIndex(r.Uint64())
+		mi := sampler.sample(r.Uint64())
 		z := r.NormFloat64()
 		mer := &g.pop.merchants[mi]
 		p := Payment{
@@ -250,7 +292,7 @@ func (g *Generator) minute(m int64, s *scratch) {
 			g.scenarioRow(&g.scens[sc], p, mer, s)
 			continue
 		}
-		c, ok := g.cancel(p, mer.CancelRate)
+		c, ok := g.cancel(p, cancelRate(mer.CancelRate, s.day, mi))
 		s.rows = append(s.rows, row{p: p, c: c, hasC: ok})
 	}
 	if len(g.extras) > 0 {
@@ -283,11 +325,16 @@ func (g *Generator) cancel(p Payment, rate float64) (Cancel, bool) {
 		u -= q
 	}
 	short := logNormalDuration(&pr, cancelShortMedian, cancelShortSigma, cancelShortMin, cancelShortMax)
-	// At the lunch peak a business minute is 33 wall-clock seconds; the
-	// floor keeps "at least 30 seconds later" true on the wall clock too.
-	at := g.afterActivity(p.ApprovedAt, short)
-	if floor := p.ApprovedAt.Add(cancelShortMin); !at.After(floor) {
-		at = floor
+	var at time.Time
+	if g.realistic && pr.float() < delayedShare {
+		at = p.ApprovedAt.Add(logNormalDuration(&pr, delayedMedian, delayedSigma, delayedMin, delayedMax))
+	} else {
+		// At the lunch peak a business minute is 33 wall-clock seconds; the
+		// floor keeps "at least 30 seconds later" true on the wall clock too.
+		at = g.afterActivity(p.ApprovedAt, short)
+		if floor := p.ApprovedAt.Add(cancelShortMin); !at.After(floor) {
+			at = floor
+		}
 	}
 	if days > 0 {
 		l := at.In(g.loc)

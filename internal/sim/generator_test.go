@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"testing"
@@ -178,13 +179,18 @@ func TestNewGeneratorRejects(t *testing.T) {
 	pop := NewPopulation(1, 100)
 	now := time.Now()
 	for name, o := range map[string]Options{
-		"unknown kind":   {Scenarios: []Scenario{{Kind: "meteor", Merchant: 1, Start: now}}},
-		"no merchant":    {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 101, Start: now}}},
-		"twice":          {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 1, Start: now}, {Kind: KindPromotion, Merchant: 1, Start: now}}},
-		"no start":       {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 1}}},
-		"share above 1":  {Scenarios: []Scenario{{Kind: KindVolumeDrop, Merchant: 1, Start: now, Factor: 1.5}}},
-		"negative ppd":   {PaymentsPerDay: -1},
-		"negative rules": {Rules: RuleParams{DropRatio: -1}},
+		"unknown kind":         {Scenarios: []Scenario{{Kind: "meteor", Merchant: 1, Start: now}}},
+		"no merchant":          {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 101, Start: now}}},
+		"twice":                {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 1, Start: now}, {Kind: KindPromotion, Merchant: 1, Start: now}}},
+		"no start":             {Scenarios: []Scenario{{Kind: KindSilent, Merchant: 1}}},
+		"share above 1":        {Scenarios: []Scenario{{Kind: KindVolumeDrop, Merchant: 1, Start: now, Factor: 1.5}}},
+		"batch too often":      {Scenarios: []Scenario{{Kind: KindBatchRefunds, Merchant: 1, Duration: 30 * time.Second}}},
+		"flash sale below 1×":  {Scenarios: []Scenario{{Kind: KindFlashSale, Merchant: 1, Start: now, Factor: 0.5}}},
+		"volatile beyond 10×":  {Scenarios: []Scenario{{Kind: KindVolatileLarge, Merchant: 1, Start: now, Factor: 11}}},
+		"volatile without day": {Scenarios: []Scenario{{Kind: KindVolatileLarge, Merchant: 1}}},
+		"unknown profile":      {Profile: "chaotic"},
+		"negative ppd":         {PaymentsPerDay: -1},
+		"negative rules":       {Rules: RuleParams{DropRatio: -1}},
 	} {
 		o.Population = pop
 		if _, err := NewGenerator(o); err == nil {
@@ -212,17 +218,24 @@ func TestPoisson(t *testing.T) {
 	}
 }
 
-// BenchmarkGenerate measures generation at the default scale.
+// BenchmarkGenerate measures generation at the default scale, minute by
+// minute through the busy hours, in each profile (the realistic one's day
+// tables are built once and cached, as in a history load).
 func BenchmarkGenerate(b *testing.B) {
-	g := newGen(b, Options{Seed: testSeed})
-	from := time.Date(2026, 11, 20, 12, 0, 0, 0, seoul(b))
-	var n int64
-	b.ResetTimer()
-	for i := range b.N {
-		at := from.Add(time.Duration(i%1000) * time.Minute)
-		if err := g.Generate(at, at.Add(time.Minute), func(Payment) error { n++; return nil }, func(Cancel) error { return nil }); err != nil {
-			b.Fatal(err)
-		}
+	for _, profile := range []string{ProfileDefault, ProfileRealistic} {
+		b.Run("profile="+cmp.Or(profile, "default"), func(b *testing.B) {
+			g := newGen(b, Options{Seed: testSeed, Profile: profile})
+			from := time.Date(2026, 11, 20, 12, 0, 0, 0, seoul(b))
+			g.ExpectedPayments(from, from.Add(1000*time.Minute)) // builds the day tables
+			var n int64
+			b.ResetTimer()
+			for i := range b.N {
+				at := from.Add(time.Duration(i%1000) * time.Minute)
+				if err := g.Generate(at, at.Add(time.Minute), func(Payment) error { n++; return nil }, func(Cancel) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "payments/s")
+		})
 	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "payments/s")
 }

@@ -250,7 +250,8 @@ func (lw *liveWriter) fillerRate(t time.Time) float64 {
 	if lw.inBurst(t) {
 		target = max(target, lw.o.BurstTPS)
 	}
-	natural := PaymentsPerMinute(lw.g.ppd, lw.g.minuteOfDay(unixMinute(t))) / 60
+	lambda, _, _ := lw.g.minuteRate(unixMinute(t))
+	natural := lambda / 60
 	return max(0, target-natural)
 }
 
@@ -362,16 +363,21 @@ func (lw *liveWriter) schedule(ctx context.Context, out chan<- liveItem) error {
 // so that filler never changes what a scenario's ground truth says.
 func (lw *liveWriter) fillerPayment(r *rand.Rand, id int64, at time.Time) (Payment, Cancel, bool) {
 	g := lw.g
+	_, _, dt := g.minuteRate(unixMinute(at))
+	sampler := &g.pop.sampler
+	if dt != nil {
+		sampler = &dt.sampler
+	}
 	var mi int32
 	for range 1000 {
-		mi = g.pop.sampleIndex(r.Uint64())
+		mi = sampler.sample(r.Uint64())
 		if g.role[mi] < 0 {
 			break
 		}
 	}
 	mer := &g.pop.merchants[mi]
 	p := Payment{ID: id, MerchantID: mer.ID, Amount: round100(math.Exp(mer.AmountMu + mer.AmountSigma*r.NormFloat64())), ApprovedAt: at.Truncate(time.Microsecond)}
-	c, ok := g.cancel(p, mer.CancelRate)
+	c, ok := g.cancel(p, cancelRate(mer.CancelRate, dt, mi))
 	return p, c, ok
 }
 

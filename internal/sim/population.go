@@ -124,7 +124,12 @@ var districts = []string{
 type Population struct {
 	merchants []Merchant // index = ID−1
 	ranked    []int64    // IDs by rank (most payments first)
-	// Vose alias table over merchant indexes.
+	sampler   aliasTable // by Weight
+}
+
+// aliasTable is Vose's alias table over merchant indexes, so sampling is
+// O(1) whatever the skew.
+type aliasTable struct {
 	prob  []uint32 // acceptance threshold of the column, scaled to 2^32
 	alias []int32
 }
@@ -167,7 +172,13 @@ func NewPopulation(seed uint64, n int) *Population {
 		}
 		p.ranked[rank] = id
 	}
-	p.buildAlias()
+	weights := make([]float64, n)
+	for i := range p.merchants {
+		weights[i] = p.merchants[i].Weight
+	}
+	// total 1: the weights are normalised already, and dividing by
+	// exactly 1 keeps the table (hence every generated row) as it was.
+	p.sampler = newAliasTable(weights, 1)
 	return p
 }
 
@@ -192,27 +203,26 @@ func merchantName(r *rand.Rand, t trade, id int64) string {
 	return fmt.Sprintf("(주)%s%s #%05d", prefix, t.word, id)
 }
 
-// buildAlias builds Vose's alias table so sampling is O(1) whatever the skew.
-func (p *Population) buildAlias() {
-	n := len(p.merchants)
+// newAliasTable builds the table for weights w summing to total.
+func newAliasTable(w []float64, total float64) aliasTable {
+	n := len(w)
 	scaled := make([]float64, n)
 	small := make([]int32, 0, n)
 	large := make([]int32, 0, n)
-	for i := range p.merchants {
-		scaled[i] = p.merchants[i].Weight * float64(n)
+	for i := range w {
+		scaled[i] = w[i] * float64(n) / total
 		if scaled[i] < 1 {
 			small = append(small, int32(i))
 		} else {
 			large = append(large, int32(i))
 		}
 	}
-	p.prob = make([]uint32, n)
-	p.alias = make([]int32, n)
+	t := aliasTable{prob: make([]uint32, n), alias: make([]int32, n)}
 	for len(small) > 0 && len(large) > 0 {
 		s, l := small[len(small)-1], large[len(large)-1]
 		small = small[:len(small)-1]
-		p.prob[s] = toThreshold(scaled[s])
-		p.alias[s] = l
+		t.prob[s] = toThreshold(scaled[s])
+		t.alias[s] = l
 		scaled[l] -= 1 - scaled[s]
 		if scaled[l] < 1 {
 			large = large[:len(large)-1]
@@ -221,9 +231,10 @@ func (p *Population) buildAlias() {
 	}
 	// What is left is 1 up to rounding error: always accept.
 	for _, i := range append(small, large...) {
-		p.prob[i] = math.MaxUint32
-		p.alias[i] = i
+		t.prob[i] = math.MaxUint32
+		t.alias[i] = i
 	}
+	return t
 }
 
 func toThreshold(x float64) uint32 {
@@ -233,14 +244,14 @@ func toThreshold(x float64) uint32 {
 	return uint32(x * (1 << 32))
 }
 
-// sampleIndex draws a merchant index from one 64-bit random number: the low
+// sample draws a merchant index from one 64-bit random number: the low
 // half picks the column, the high half decides between it and its alias.
-func (p *Population) sampleIndex(u uint64) int32 {
-	col := int32((uint64(uint32(u)) * uint64(len(p.prob))) >> 32)
-	if uint32(u>>32) < p.prob[col] {
+func (t *aliasTable) sample(u uint64) int32 {
+	col := int32((uint64(uint32(u)) * uint64(len(t.prob))) >> 32)
+	if uint32(u>>32) < t.prob[col] {
 		return col
 	}
-	return p.alias[col]
+	return t.alias[col]
 }
 
 // Len is the number of merchants.

@@ -9,7 +9,9 @@ import (
 )
 
 // Scenario kinds. The first four are incidents the rules exist for; the
-// last three are controls that must not fire.
+// other six are controls: never an incident, though the literal rules may
+// fire on some of them (batch refunds, a flash sale's later cancels, a
+// volatile merchant's bad day) — which is what priorities are for.
 const (
 	// KindCancelSurge: from Start for Duration (default 2 h) the merchant's
 	// payments are canceled with Factor (default 5) × its base probability,
@@ -34,7 +36,34 @@ const (
 	// (default 0.08) from Start (zero = all along, history included), so
 	// its 7-day rate is as high as its hourly one.
 	KindSteadyHighCancel = "steady_high_cancel"
+	// KindBatchRefunds: the merchant processes refunds in batches. Its
+	// cancels (Factor, default 1, × its usual probability) are held and
+	// released together at batch minutes: every Duration (default 4 h)
+	// from 10:00 to 18:00 of the business day (10:00, 14:00 and 18:00 by
+	// default; the 10:00 batch takes the night's), from Start (zero = all
+	// along, history included). A busy merchant's batch is dozens of
+	// cancels in one minute, every day.
+	KindBatchRefunds = "batch_refunds"
+	// KindFlashSale: for Duration (default 1 h) from Start, Factor (default
+	// 8) × the merchant's usual sales, cancels at its usual rate. The
+	// sale's cancels arrive later as usual, so for hours afterwards its
+	// hourly cancel rate runs above its 7-day rate.
+	KindFlashSale = "flash_sale"
+	// KindVolatileLarge: the merchant's daily volume swings with a
+	// log-normal day factor of σ 0.4 (volatileSigma) instead of the usual
+	// (history included), and on Start's business day its volume is
+	// Factor (default 0.45) × its usual: a literal drop of more than half
+	// that its own history shows to be within its range.
+	KindVolatileLarge = "volatile_large"
 )
+
+// incidentKinds are the kinds that are real incidents; every other kind is
+// a control.
+var incidentKinds = []string{KindCancelSurge, KindBustOut, KindVolumeDrop, KindSilent}
+
+// Incident reports whether a scenario kind is a real incident (true) or a
+// control (false).
+func Incident(kind string) bool { return slices.Contains(incidentKinds, kind) }
 
 // Scenario is an incident or a control injected on top of normal traffic.
 // Duration and Factor mean what the Kind's doc says; zero takes the default.
@@ -47,12 +76,16 @@ type Scenario struct {
 	// Note explains a start time that could not be placed as wished, e.g.
 	// a volume scenario early in the day when the rule cannot judge yet.
 	Note string `json:"note,omitempty"`
+	// Size labels the merchant's size class when ScoredDayScenarios chose
+	// it (small, medium, busy, large); informational.
+	Size string `json:"size,omitempty"`
 }
 
 // scenario is a normalised Scenario with its active window.
 type scenario struct {
 	Scenario
 	end time.Time // zero: open-ended
+	day int64     // volatile_large: Start's business day (civilDay)
 }
 
 func (s Scenario) normalise() (scenario, error) {
@@ -80,6 +113,12 @@ func (s Scenario) normalise() (scenario, error) {
 		def(0, 2)
 	case KindSteadyHighCancel:
 		def(0, 0.08)
+	case KindBatchRefunds:
+		def(4*time.Hour, 1)
+	case KindFlashSale:
+		def(time.Hour, 8)
+	case KindVolatileLarge:
+		def(0, 0.45)
 	default:
 		return sc, fmt.Errorf("unknown scenario kind %q", s.Kind)
 	}
@@ -90,28 +129,63 @@ func (s Scenario) normalise() (scenario, error) {
 	if (s.Kind == KindTiny || s.Kind == KindBustOut) && sc.Duration > MaxCancelDelay-floodSpread {
 		return sc, fmt.Errorf("duration %s: at most %s", sc.Duration, MaxCancelDelay-floodSpread)
 	}
-	if sc.Start.IsZero() && s.Kind != KindSteadyHighCancel {
+	if sc.Start.IsZero() && s.Kind != KindSteadyHighCancel && s.Kind != KindBatchRefunds {
 		return sc, fmt.Errorf("a %s scenario needs a start time", s.Kind)
+	}
+	if s.Kind == KindBatchRefunds && sc.Duration < time.Minute {
+		return sc, fmt.Errorf("batch interval %s: at least a minute", sc.Duration)
 	}
 	switch s.Kind {
 	case KindBustOut, KindVolumeDrop, KindSteadyHighCancel:
 		if !(sc.Factor > 0 && sc.Factor <= 1) {
 			return sc, fmt.Errorf("factor %v: must be a share in (0, 1]", sc.Factor)
 		}
-	case KindCancelSurge:
+	case KindCancelSurge, KindBatchRefunds:
 		if !(sc.Factor > 0) || math.IsInf(sc.Factor, 0) {
 			return sc, fmt.Errorf("factor %v: must be positive", sc.Factor)
 		}
-	case KindPromotion:
+	case KindPromotion, KindFlashSale:
 		if !(sc.Factor >= 1) || sc.Factor > extraPerScen/10 {
 			return sc, fmt.Errorf("factor %v: must be in [1, %d]", sc.Factor, extraPerScen/10)
 		}
+	case KindVolatileLarge:
+		if !(sc.Factor > 0) || sc.Factor > maxVolatileFactor {
+			return sc, fmt.Errorf("factor %v: must be in (0, %d]", sc.Factor, maxVolatileFactor)
+		}
 	}
-	// For the bust-out, Duration looks back; the others run forward.
-	if sc.Duration > 0 && s.Kind != KindBustOut && s.Kind != KindTiny {
-		sc.end = sc.Start.Add(sc.Duration)
+	// For the bust-out, Duration looks back, for batch refunds it is the
+	// interval between batches; the tiny control and a volatile merchant
+	// have no window. The others run forward.
+	switch s.Kind {
+	case KindBustOut, KindTiny, KindBatchRefunds, KindVolatileLarge:
+	default:
+		if sc.Duration > 0 {
+			sc.end = sc.Start.Add(sc.Duration)
+		}
 	}
 	return sc, nil
+}
+
+// maxVolatileFactor bounds a volatile merchant's scored-day factor.
+const maxVolatileFactor = 10
+
+// addsPayments reports whether the scenario creates payments of its own
+// (extraRows).
+func (sc *scenario) addsPayments() bool {
+	switch sc.Kind {
+	case KindPromotion, KindFlashSale, KindTiny, KindVolatileLarge:
+		return true
+	}
+	return false
+}
+
+// Scenarios returns the scenarios with their defaults filled in.
+func (g *Generator) Scenarios() []Scenario {
+	out := make([]Scenario, len(g.scens))
+	for i, s := range g.scens {
+		out[i] = s.Scenario
+	}
+	return out
 }
 
 // active reports whether t falls in the scenario's window.
@@ -127,6 +201,8 @@ func (sc *scenario) active(t time.Time) bool {
 // merchant's rows are identical with and without scenarios.
 func (g *Generator) scenarioRow(sc *scenario, p Payment, mer *Merchant, s *scratch) {
 	t := p.ApprovedAt
+	mi := int32(mer.ID - 1)
+	base := cancelRate(mer.CancelRate, s.day, mi) // the merchant's usual rate today
 	var c Cancel
 	var ok bool
 	switch sc.Kind {
@@ -134,7 +210,7 @@ func (g *Generator) scenarioRow(sc *scenario, p Payment, mer *Merchant, s *scrat
 		if sc.active(t) {
 			return
 		}
-		c, ok = g.cancel(p, mer.CancelRate)
+		c, ok = g.cancel(p, base)
 	case KindVolumeDrop:
 		if sc.active(t) {
 			pr := newPRNG(g.seed, saltDrop, uint64(p.ID))
@@ -142,14 +218,14 @@ func (g *Generator) scenarioRow(sc *scenario, p Payment, mer *Merchant, s *scrat
 				return
 			}
 		}
-		c, ok = g.cancel(p, mer.CancelRate)
+		c, ok = g.cancel(p, base)
 	case KindTiny:
 		return
 	case KindBustOut:
 		if !t.Before(sc.Start) {
 			return
 		}
-		c, ok = g.cancel(p, mer.CancelRate)
+		c, ok = g.cancel(p, base)
 		if !t.Before(sc.Start.Add(-sc.Duration)) && (!ok || !c.CanceledAt.Before(sc.Start)) {
 			pr := newPRNG(g.seed, saltFlood, uint64(p.ID))
 			if pr.float() < sc.Factor {
@@ -160,57 +236,135 @@ func (g *Generator) scenarioRow(sc *scenario, p Payment, mer *Merchant, s *scrat
 		}
 	case KindCancelSurge:
 		if sc.active(t) {
-			c, ok = g.fastCancel(p, min(1, mer.CancelRate*sc.Factor))
+			c, ok = g.fastCancel(p, min(1, base*sc.Factor))
 		} else {
-			c, ok = g.cancel(p, mer.CancelRate)
+			c, ok = g.cancel(p, base)
 		}
 	case KindSteadyHighCancel:
-		rate := mer.CancelRate
+		rate := base
 		if sc.active(t) {
-			rate = sc.Factor
+			rate = cancelRate(sc.Factor, s.day, mi)
 		}
 		c, ok = g.cancel(p, rate)
-	default: // promotion: the normal payments stay as they are
-		c, ok = g.cancel(p, mer.CancelRate)
+	case KindBatchRefunds:
+		c, ok = g.cancel(p, min(1, base*sc.Factor))
+		if ok && sc.active(c.CanceledAt) {
+			c.CanceledAt = g.batchTime(sc, p, c.CanceledAt)
+		}
+	case KindVolatileLarge:
+		// Thinned to the volatile day's volume when that is below the
+		// usual; extraRows adds sales when it is above.
+		if x := g.volatileRatio(sc, s.dayNum); x < 1 {
+			if pr := newPRNG(g.seed, saltVolatileCut, uint64(p.ID)); pr.float() >= x {
+				return
+			}
+		}
+		c, ok = g.cancel(p, base)
+	default: // promotion, flash sale: the normal payments stay as they are
+		c, ok = g.cancel(p, base)
 	}
 	s.rows = append(s.rows, row{p: p, c: c, hasC: ok})
 }
 
+// Batch minutes of batch_refunds: every Duration from batchFirst to
+// batchLast of the business day. A batch's cancels are spread over its
+// first batchSpread, within the one minute.
+const (
+	batchFirst  = 10 * time.Hour
+	batchLast   = 18 * time.Hour
+	batchSpread = 40 * time.Second
+)
+
+// batchTime is when a batch-refunding merchant releases the cancel that
+// would come at natural: the first batch at or after it, or the last one
+// before it where waiting would take the cancel beyond MaxCancelDelay.
+func (g *Generator) batchTime(sc *scenario, p Payment, natural time.Time) time.Time {
+	l := natural.In(g.loc)
+	y, mo, d := l.Date()
+	var prev, next time.Time
+	for k := -1; k <= 1 && next.IsZero(); k++ {
+		midnight := time.Date(y, mo, d+k, 0, 0, 0, 0, g.loc)
+		for off := batchFirst; off <= batchLast; off += sc.Duration {
+			bt := midnight.Add(off)
+			if bt.Before(natural) {
+				prev = bt
+				continue
+			}
+			next = bt
+			break
+		}
+	}
+	at := next
+	if !at.Add(batchSpread).Before(p.ApprovedAt.Add(MaxCancelDelay)) {
+		at = prev // at most 16 hours before natural, so after the payment
+	}
+	pr := newPRNG(g.seed, saltBatch, uint64(p.ID))
+	return at.Add(time.Duration(pr.float() * float64(batchSpread))).UTC().Truncate(time.Microsecond)
+}
+
+// volatileRatio is a volatile merchant's volume on business day day
+// relative to what it would have been without the scenario.
+func (g *Generator) volatileRatio(sc *scenario, day int64) float64 {
+	f := sc.Factor
+	if day != sc.day {
+		f = logNormalFactor(g.seed, saltVolatile, dayKey(sc.Merchant, day), volatileSigma)
+	}
+	return g.weekdayFactor(day) * f / g.volumeFactor(sc.Merchant, day)
+}
+
 // extraRows adds the payments a scenario creates in minute m: a promotion's
-// additional sales, a tiny merchant's single payment.
+// or flash sale's additional sales, a volatile merchant's on a day above
+// its usual, a tiny merchant's single payment.
 func (g *Generator) extraRows(m int64, i int, s *scratch) {
 	sc := &g.scens[i]
 	mer := g.pop.Merchant(sc.Merchant)
 	lo, hi := minuteStart(m), minuteStart(m+1)
-	base := m*IDsPerMinute + extraBase + int64(i)*extraPerScen
 	switch sc.Kind {
 	case KindTiny:
 		if sc.Start.Before(lo) || !sc.Start.Before(hi) {
 			return
 		}
-		p := Payment{ID: base, MerchantID: mer.ID, Amount: round100(mer.MedianAmount()), ApprovedAt: sc.Start.UTC().Truncate(time.Microsecond)}
+		id := m*IDsPerMinute + extraBase + int64(i)*extraPerScen
+		p := Payment{ID: id, MerchantID: mer.ID, Amount: round100(mer.MedianAmount()), ApprovedAt: sc.Start.UTC().Truncate(time.Microsecond)}
 		c := Cancel{ID: p.ID, PaymentID: p.ID, MerchantID: p.MerchantID, Amount: p.Amount, CanceledAt: p.ApprovedAt.Add(sc.Duration)}
 		s.rows = append(s.rows, row{p: p, c: c, hasC: true})
-	case KindPromotion:
+	case KindPromotion, KindFlashSale:
 		if sc.Start.After(lo) {
 			lo = sc.Start
 		}
 		if !sc.end.IsZero() && sc.end.Before(hi) {
 			hi = sc.end
 		}
-		if !hi.After(lo) {
-			return
+		g.extraSales(m, i, lo, hi, sc.Factor-1, s)
+	case KindVolatileLarge:
+		if x := g.volatileRatio(sc, s.dayNum); x > 1 {
+			g.extraSales(m, i, lo, hi, x-1, s)
 		}
-		width := hi.Sub(lo)
-		lambda := PaymentsPerMinute(g.ppd, g.minuteOfDay(m)) * mer.Weight * (sc.Factor - 1) * float64(width) / float64(time.Minute)
-		r := s.xr.seed(g.seed, saltExtra, uint64(m)*maxScenarios+uint64(i))
-		n := min(poisson(r, lambda), extraPerScen)
-		for j := range n {
-			at := lo.Add(time.Duration(r.Float64() * float64(width))).UTC().Truncate(time.Microsecond)
-			p := Payment{ID: base + int64(j), MerchantID: mer.ID, Amount: round100(math.Exp(mer.AmountMu + mer.AmountSigma*r.NormFloat64())), ApprovedAt: at}
-			c, ok := g.cancel(p, mer.CancelRate)
-			s.rows = append(s.rows, row{p: p, c: c, hasC: ok})
-		}
+	}
+}
+
+// extraSales adds scenario i's merchant's sales in [lo, hi) within minute
+// m at extra × its usual rate, with cancels at its usual rate.
+func (g *Generator) extraSales(m int64, i int, lo, hi time.Time, extra float64, s *scratch) {
+	if !hi.After(lo) {
+		return
+	}
+	mer := g.pop.Merchant(g.scens[i].Merchant)
+	width := hi.Sub(lo)
+	_, mod := g.clock(m)
+	lambda := PaymentsPerMinute(g.ppd, mod) * mer.Weight * extra * float64(width) / float64(time.Minute)
+	if g.realistic {
+		lambda *= g.volumeFactor(mer.ID, s.dayNum)
+	}
+	rate := cancelRate(mer.CancelRate, s.day, int32(mer.ID-1))
+	base := m*IDsPerMinute + extraBase + int64(i)*extraPerScen
+	r := s.xr.seed(g.seed, saltExtra, uint64(m)*maxScenarios+uint64(i))
+	n := min(poisson(r, lambda), extraPerScen)
+	for j := range n {
+		at := lo.Add(time.Duration(r.Float64() * float64(width))).UTC().Truncate(time.Microsecond)
+		p := Payment{ID: base + int64(j), MerchantID: mer.ID, Amount: round100(math.Exp(mer.AmountMu + mer.AmountSigma*r.NormFloat64())), ApprovedAt: at}
+		c, ok := g.cancel(p, rate)
+		s.rows = append(s.rows, row{p: p, c: c, hasC: ok})
 	}
 }
 

@@ -22,3 +22,7 @@ CREATE TABLE IF NOT EXISTS sim_meta (
     large_amount   bigint      NOT NULL,
     written_until  timestamptz NOT NULL
 );
+-- Added later; ADD COLUMN IF NOT EXISTS upgrades a database an older
+-- `sim history` made ('' and NULL: the default profile, no scored day).
+ALTER TABLE sim_meta ADD COLUMN IF NOT EXISTS profile text NOT NULL DEFAULT '';
+ALTER TABLE sim_meta ADD COLUMN IF NOT EXISTS scored_day timestamptz;

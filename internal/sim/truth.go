@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"strconv"
 	"time"
@@ -79,21 +80,49 @@ type Truth struct {
 	// independently of internal/rules; zero when it never does.
 	From time.Time `json:"from"`
 	Note string    `json:"note,omitempty"`
+	// IncidentFrom is, for an incident, the first minute at or after its
+	// start at which the condition holds: the minute the incident became
+	// visible (zero for a control, or when it never does). From is the
+	// literal condition's first minute and may be earlier, when noise made
+	// it hold before the incident (at night, in the realistic profile,
+	// that is common); scoring an incident's detection delay wants this.
+	IncidentFrom time.Time `json:"incident_from"`
+	// Incident: the scenario is a real incident (true) or a control
+	// (false). A control is never an incident, whether or not the literal
+	// condition holds on it.
+	Incident bool `json:"incident"`
+	// Factor, Start (zero: all along) and End (zero: no end, or a kind
+	// whose Duration is not a window) of the scenario, defaults filled in.
+	Factor float64   `json:"factor"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	// Size is the merchant's size class, when ScoredDayScenarios chose it.
+	Size string `json:"size,omitempty"`
+	// DailyPayments and DailyAmount (KRW) are the merchant's expected
+	// payments and approved amount a day at the generator's volume (the
+	// long-run mean; the realistic profile's day factors average 1).
+	DailyPayments float64 `json:"daily_payments"`
+	DailyAmount   int64   `json:"daily_amount"`
 }
 
-// MarshalJSON writes From as RFC 3339 UTC, or null when the condition never
-// holds.
+// MarshalJSON writes the times as RFC 3339 UTC, or null when zero (a
+// condition that never holds, a scenario all along or open-ended).
 func (t Truth) MarshalJSON() ([]byte, error) {
 	type plain Truth
-	var from *string
-	if !t.From.IsZero() {
-		s := t.From.UTC().Format(time.RFC3339)
-		from = &s
+	str := func(at time.Time) *string {
+		if at.IsZero() {
+			return nil
+		}
+		s := at.UTC().Format(time.RFC3339)
+		return &s
 	}
 	return json.Marshal(struct {
 		plain
-		From *string `json:"from"`
-	}{plain(t), from})
+		From         *string `json:"from"`
+		IncidentFrom *string `json:"incident_from"`
+		Start        *string `json:"start"`
+		End          *string `json:"end"`
+	}{plain(t), str(t.From), str(t.IncidentFrom), str(t.Start), str(t.End)})
 }
 
 // WriteTruth writes the ground truth as an indented JSON array.
@@ -292,8 +321,11 @@ func volumeFires(rp RuleParams, sum7, cum7, today int64) (fires, large bool) {
 // (or HistoryStart(now, 8)), everything Generate yields up to until — and
 // reports the first minute each holds in [now, until), or from the
 // scenario's start when that is earlier (a condition already true before a
-// live run shows up as From < now). Only whole minutes before until are
-// evaluated. The engine's live traffic beyond the generator's (the live
+// live run shows up as From < now); for an incident also the first minute
+// at or after its start (IncidentFrom). Only whole minutes before until
+// are evaluated, so GroundTruth(day, day+24h), with the history from 7
+// days before day, is the truth of a scored day. The engine's live
+// traffic beyond the generator's (the live
 // writer's filler) never touches scenario merchants, so it does not change
 // these answers; it can only move the platform-wide baseline, which only
 // the tiny control uses and which cannot make it fire.
@@ -329,36 +361,53 @@ func (g *Generator) groundTruth(ctx context.Context, now, until time.Time) ([]Tr
 		if !sc.Start.IsZero() && sc.Start.Before(now) && !sc.Start.Before(histFrom) {
 			lo = unixMinute(sc.Start)
 		}
-		spike, drop := time.Time{}, time.Time{}
-		everLarge := false
-		for m := lo; m < lastM; m++ {
-			if spike.IsZero() && cancelSpike(g.rules, s, m) {
-				spike = minuteStart(m)
-			}
-			if drop.IsZero() {
-				f, l := volumeDrop(g.rules, s, m, g.loc)
-				everLarge = everLarge || l
-				if f {
-					drop = minuteStart(m)
+		// first is the first minute from m on at which holds is true.
+		first := func(m int64, holds func(m int64) bool) time.Time {
+			for ; m < lastM; m++ {
+				if holds(m) {
+					return minuteStart(m)
 				}
 			}
-			if !spike.IsZero() && !drop.IsZero() {
-				break
+			return time.Time{}
+		}
+		spikes := func(m int64) bool { return cancelSpike(g.rules, s, m) }
+		everLarge := false
+		drops := func(m int64) bool {
+			f, l := volumeDrop(g.rules, s, m, g.loc)
+			everLarge = everLarge || l
+			return f
+		}
+		spike, drop := first(lo, spikes), first(lo, drops)
+		// An incident's own minute: noise before its start is not it.
+		incident := Incident(sc.Kind)
+		fromStart := func(from time.Time, holds func(m int64) bool) time.Time {
+			if !incident || sc.Start.IsZero() || from.IsZero() || !from.Before(sc.Start.Truncate(time.Minute)) {
+				return from
 			}
+			return first(max(lo, unixMinute(sc.Start)), holds)
 		}
-		name := g.pop.Merchant(sc.Merchant).Name
-		t := func(rule string, from time.Time) Truth {
-			return Truth{Scenario: sc.Kind, Merchant: sc.Merchant, MerchantName: name, Rule: rule, From: from}
+		spikeInc, dropInc := time.Time{}, time.Time{}
+		if incident {
+			spikeInc, dropInc = fromStart(spike, spikes), fromStart(drop, drops)
 		}
-		cs, vd := t(RuleCancelRateSpike, spike), t(RuleVolumeDrop, drop)
-		incident := false
+		t := func(rule string, from, incidentFrom time.Time) Truth {
+			tr := Truth{Scenario: sc.Kind, Merchant: sc.Merchant, MerchantName: g.pop.Merchant(sc.Merchant).Name, Rule: rule, From: from,
+				IncidentFrom: incidentFrom, Incident: incident, Factor: sc.Factor, Start: sc.Start, End: sc.end, Size: sc.Size,
+				DailyPayments: math.Round(10*g.pop.ExpectedDailyPayments(sc.Merchant, g.ppd)) / 10,
+				DailyAmount:   int64(math.Round(g.pop.ExpectedDailyAmount(sc.Merchant, g.ppd)))}
+			if !incident && !from.IsZero() {
+				tr.Note = "control: the literal condition holds on the data, yet this is no incident"
+			}
+			return tr
+		}
+		cs, vd := t(RuleCancelRateSpike, spike, spikeInc), t(RuleVolumeDrop, drop, dropInc)
 		switch sc.Kind {
 		case KindCancelSurge, KindBustOut:
-			cs.ShouldFire, incident = true, true
+			cs.ShouldFire = true
 			vd.ShouldFire = !drop.IsZero()
 			vd.Note = "side effect: " + sideEffect(sc.Kind, RuleVolumeDrop)
 		case KindVolumeDrop, KindSilent:
-			vd.ShouldFire, incident = true, true
+			vd.ShouldFire = true
 			if !everLarge {
 				vd.Note = "the merchant is not large on the data: the rule cannot fire"
 			}

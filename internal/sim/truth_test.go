@@ -68,26 +68,8 @@ func TestGroundTruthDefaultScenarios(t *testing.T) {
 	// Brute force over the raw rows of the two merchants.
 	silent, _ := truthFor(truth, KindSilent, RuleVolumeDrop)
 	surge, _ := truthFor(truth, KindCancelSurge, RuleCancelRateSpike)
-	histFrom := HistoryStart(now, DefaultHistoryDays, loc)
-	var sp, up []Payment
-	var uc []Cancel
-	err := g.Generate(histFrom, until, func(p Payment) error {
-		switch p.MerchantID {
-		case silent.Merchant:
-			sp = append(sp, p)
-		case surge.Merchant:
-			up = append(up, p)
-		}
-		return nil
-	}, func(c Cancel) error {
-		if c.MerchantID == surge.Merchant && c.CanceledAt.Before(until) {
-			uc = append(uc, c)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps, cs := merchantRows(t, g, HistoryStart(now, DefaultHistoryDays, loc), until, silent.Merchant, surge.Merchant)
+	sp, up, uc := ps[silent.Merchant], ps[surge.Merchant], cs[surge.Merchant]
 	var silentStart, surgeStart time.Time
 	for _, s := range sc {
 		switch s.Kind {
@@ -97,7 +79,7 @@ func TestGroundTruthDefaultScenarios(t *testing.T) {
 			surgeStart = s.Start
 		}
 	}
-	if got := bruteVolumeDrop(sp, silentStart, until, loc); !got.Equal(silent.From) {
+	if got := bruteVolumeDrop(sp, silentStart, until, loc, LargeDailyAmount); !got.Equal(silent.From) {
 		t.Errorf("silent: ground truth from %v, brute force %v", silent.From, got)
 	}
 	if got := bruteCancelSpike(up, uc, surgeStart, until); !got.Equal(surge.From) {
@@ -105,10 +87,34 @@ func TestGroundTruthDefaultScenarios(t *testing.T) {
 	}
 }
 
-// bruteVolumeDrop is SPEC §6 with the default thresholds, summing the raw
+// merchantRows generates [from, until) and keeps the given merchants'
+// payments and their cancels due before until, as a source loaded up to
+// until holds them.
+func merchantRows(t *testing.T, g *Generator, from, until time.Time, ids ...int64) (map[int64][]Payment, map[int64][]Cancel) {
+	t.Helper()
+	ps, cs := map[int64][]Payment{}, map[int64][]Cancel{}
+	err := g.Generate(from, until, func(p Payment) error {
+		if slices.Contains(ids, p.MerchantID) {
+			ps[p.MerchantID] = append(ps[p.MerchantID], p)
+		}
+		return nil
+	}, func(c Cancel) error {
+		if slices.Contains(ids, c.MerchantID) && c.CanceledAt.Before(until) {
+			cs[c.MerchantID] = append(cs[c.MerchantID], c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps, cs
+}
+
+// bruteVolumeDrop is SPEC §6 with the default thresholds but
+// large_daily_amount (largeDaily), summing the raw
 // payments for every minute (no prefix sums, no calendar arithmetic
 // beyond Seoul's fixed 24-hour days).
-func bruteVolumeDrop(ps []Payment, from, until time.Time, loc *time.Location) time.Time {
+func bruteVolumeDrop(ps []Payment, from, until time.Time, loc *time.Location, largeDaily int64) time.Time {
 	sum := func(a, b time.Time) (s int64) {
 		for _, p := range ps {
 			if !p.ApprovedAt.Before(a) && p.ApprovedAt.Before(b) {
@@ -128,7 +134,7 @@ func bruteVolumeDrop(ps []Payment, from, until time.Time, loc *time.Location) ti
 			cum7 += sum(d, d.Add(t))
 		}
 		today := sum(midnight, m.Add(time.Minute))
-		large := sum7 >= 7*LargeDailyAmount
+		large := sum7 >= 7*largeDaily
 		if large && 100*cum7 >= 5*sum7 && 14*today <= cum7 {
 			return m
 		}
@@ -191,9 +197,6 @@ func TestDefaultScenariosEarlyInTheDay(t *testing.T) {
 		if (s.Kind == KindSilent || s.Kind == KindVolumeDrop) && (s.Note == "" || !s.Start.Equal(midnight)) {
 			t.Errorf("%s at 00:40: start %v, note %q", s.Kind, s.Start, s.Note)
 		}
-	}
-	sameScenario := func(a, b Scenario) bool {
-		return a.Kind == b.Kind && a.Merchant == b.Merchant && a.Start.Equal(b.Start) && a.Duration == b.Duration && a.Factor == b.Factor && a.Note == b.Note
 	}
 	if placed := newGen(t, Options{Seed: testSeed, Population: pop}).DefaultScenarios(now); !slices.EqualFunc(placed, sc, sameScenario) {
 		t.Errorf("placing on the data changed scenarios it cannot place: %+v vs %+v", placed, sc)
