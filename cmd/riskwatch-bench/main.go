@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
 	}
-	if *replot {
+	if *replot && !*detection {
 		res, err := bench.Replot(*out)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)

@@ -137,6 +137,7 @@ type State struct {
 // merchantExt is one merchant's figures for the evidence and the money.
 type merchantExt struct {
 	hCAmt int64 // canceled amount in H
+	hC2   int64 // Σ over H's minutes of the minute's cancels squared (batches)
 	pA    int64 // approvals in the two hours before H
 	expo  int64 // approved amount in the exposure window
 	// hod: approvals and cancels over B by hour of the business day. Seven
@@ -179,6 +180,7 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		if d.Agg.IsZero() || d.Minute <= s.last-RecentMinutes {
 			continue
 		}
+		before := s.minutes[d.Minute][d.Merchant].Cancels
 		s.bucketAdd(d.Minute, d.Merchant, d.Agg)
 		switch {
 		case d.Minute > s.last:
@@ -186,6 +188,8 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 			s.addH(d.Merchant, d.Approvals, d.Cancels)
 			if i, ok := s.index[d.Merchant]; ok {
 				s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
+				after := before + d.Cancels
+				s.ext[i].hC2 += after*after - before*before
 			}
 		default: // before H: in Baseline already
 			if i, ok := s.index[d.Merchant]; ok {
@@ -243,10 +247,13 @@ func (s *State) Add(d window.Delta) {
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		return // counted for volume_drop when it closes
 	case m > s.last-HourMinutes:
+		before := s.minutes[m][d.Merchant].Cancels
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		s.addH(d.Merchant, d.Approvals, d.Cancels)
 		if i, ok := s.index[d.Merchant]; ok {
 			s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
+			after := before + d.Cancels
+			s.ext[i].hC2 += after*after - before*before
 		}
 	case m > s.last-HourMinutes-BaselineMinutes:
 		if m > s.last-RecentMinutes {
@@ -304,6 +311,7 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 		if i, ok := s.index[id]; ok {
 			e := &s.ext[i]
 			e.hCAmt = satAdd(e.hCAmt, a.CanceledAmount)
+			e.hC2 += a.Cancels * a.Cancels
 			if expo {
 				e.expo = satAdd(e.expo, a.ApprovedAmount)
 			}
@@ -321,6 +329,7 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 			if i, ok := s.index[id]; ok {
 				e := &s.ext[i]
 				e.hCAmt -= a.CanceledAmount
+				e.hC2 -= a.Cancels * a.Cancels
 				e.pA += a.Approvals
 				e.addHour(h, a.Approvals, a.Cancels)
 			}
@@ -416,16 +425,9 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 		return
 	}
 	// Cancels that came in batches are fewer independent events.
-	var sum, sq int64
-	for m := s.last - HourMinutes + 1; m <= s.last; m++ {
-		if c := s.minutes[m][id].Cancels; c > 0 {
-			sum += c
-			sq += c * c
-		}
-	}
 	ev.Batch = 1
-	if sum > 0 {
-		ev.Batch = max(1, float64(sq)/float64(sum))
+	if r.CH > 0 {
+		ev.Batch = max(1, float64(e.hC2)/float64(r.CH))
 	}
 	denom := func(approvals float64) float64 { return max(approvals, float64(p.MinApprovals)) }
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
