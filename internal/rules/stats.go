@@ -51,16 +51,7 @@ func lnGammaP(a, x float64) float64 {
 	for i := 1; i < cfMaxIter; i++ {
 		an := -float64(i) * (float64(i) - a)
 		b += 2
-		d = an*d + b
-		if math.Abs(d) < cfTiny {
-			d = cfTiny
-		}
-		c = b + an/c
-		if math.Abs(c) < cfTiny {
-			c = cfTiny
-		}
-		d = 1 / d
-		del := d * c
+		del := lentz(an, b, &c, &d)
 		h *= del
 		if math.Abs(del-1) < cfEps {
 			break
@@ -102,34 +93,30 @@ func betaCF(x, a, b float64) float64 {
 	for m := 1; m < cfMaxIter; m++ {
 		fm := float64(m)
 		m2 := 2 * fm
-		aa := fm * (b - fm) * x / ((qam + m2) * (a + m2))
-		d = 1 + aa*d
-		if math.Abs(d) < cfTiny {
-			d = cfTiny
-		}
-		c = 1 + aa/c
-		if math.Abs(c) < cfTiny {
-			c = cfTiny
-		}
-		d = 1 / d
-		h *= d * c
-		aa = -(a + fm) * (qab + fm) * x / ((a + m2) * (qap + m2))
-		d = 1 + aa*d
-		if math.Abs(d) < cfTiny {
-			d = cfTiny
-		}
-		c = 1 + aa/c
-		if math.Abs(c) < cfTiny {
-			c = cfTiny
-		}
-		d = 1 / d
-		del := d * c
+		h *= lentz(fm*(b-fm)*x/((qam+m2)*(a+m2)), 1, &c, &d)
+		del := lentz(-(a+fm)*(qab+fm)*x/((a+m2)*(qap+m2)), 1, &c, &d)
 		h *= del
 		if math.Abs(del-1) < cfEps {
 			break
 		}
 	}
 	return h
+}
+
+// lentz is one step of the modified Lentz method for a continued fraction
+// b0 + a1/(b1 + a2/(b2 + …)): with the next coefficients an, bn it updates
+// the running c and d and returns the factor the fraction's value takes.
+func lentz(an, bn float64, c, d *float64) float64 {
+	*d = bn + an**d
+	if math.Abs(*d) < cfTiny {
+		*d = cfTiny
+	}
+	*c = bn + an/(*c)
+	if math.Abs(*c) < cfTiny {
+		*c = cfTiny
+	}
+	*d = 1 / *d
+	return *d * *c
 }
 
 // lnNegBinUpper is ln P(X ≥ x) for a negative binomial count with mean mu
