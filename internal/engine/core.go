@@ -219,7 +219,10 @@ func (c *Core) Flush(ctx context.Context, pos Position) error {
 	for _, ct := range c.commitTimes {
 		m.commitToAgg.Observe(float64(now.UnixMicro()-ct) / 1e6)
 	}
-	c.commitTimes, c.dead, c.dirty, c.lastFlush = c.commitTimes[:0], nil, false, now
+	// The interval runs from the flush's start, so data waits at most one
+	// interval however long the sink took (from its end, every batch
+	// would wait a flush longer and grow, and each flush with it).
+	c.commitTimes, c.dead, c.dirty, c.lastFlush = c.commitTimes[:0], nil, false, started
 	c.o.Stall.Progressed(ctx, now, pos.String())
 	if c.closing {
 		if err := c.evaluate(ctx, pos); err != nil {

@@ -30,6 +30,7 @@ type coreRig struct {
 	core     *Core
 	metrics  *Metrics
 	now      time.Time
+	step     time.Duration // the clock moves this much at every reading
 	canClose bool
 	closes   []ClosedMinutes
 	wakes    int
@@ -84,7 +85,11 @@ func newCoreRig(t *testing.T) *coreRig {
 		t.Fatal(err)
 	}
 	r.core = NewCore(CoreOptions{Config: cfg, Aggregates: r.agg, Alerts: alerts, Logger: log, Metrics: r.metrics, Status: status,
-		Stall: NewStallWatch(cfg, "test", alerts, nil, log, r.metrics, status), Now: func() time.Time { return r.now },
+		Stall: NewStallWatch(cfg, "test", alerts, nil, log, r.metrics, status), Now: func() time.Time {
+			now := r.now
+			r.now = r.now.Add(r.step)
+			return now
+		},
 		CanClose: func(context.Context, window.Minute) (bool, error) { return r.canClose, nil },
 		OnAlerts: func() { r.wakes++ },
 		OnClose:  func(_ context.Context, c ClosedMinutes) { r.closes = append(r.closes, c) },
@@ -132,6 +137,35 @@ func events(kind event.Kind, merchant int64, when time.Time, amounts ...int64) [
 		out = append(out, event.Event{Kind: kind, Merchant: merchant, TimeUS: when.UnixMicro(), Amount: a})
 	}
 	return out
+}
+
+// TestCoreFlushIntervalFromStart: the next flush is due one interval after
+// the last one started, however long the sink took; counted from its end,
+// every flush would make the next batch wait longer and grow.
+func TestCoreFlushIntervalFromStart(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t)
+	c := r.core
+	interval := r.cfg.Pipeline.FlushInterval.D()
+	var out event.Output
+	out.Events = events(event.Approval, 7, at(t, "2026-12-01T03:00:10Z"), 1000)
+	c.Add(&out, at(t, "2026-12-01T03:00:10.5Z").UnixMicro(), func() string { return "p1" })
+	started := r.now
+	r.step = interval / 3 // each clock reading inside the flush is a third of an interval later
+	r.flush("p1")
+	r.step = 0
+	if r.now.Sub(started) < interval/2 {
+		t.Fatalf("the flush read the clock over %s; the test needs a slow flush", r.now.Sub(started))
+	}
+	out.Reset()
+	out.Events = events(event.Approval, 7, at(t, "2026-12-01T03:00:11Z"), 1000)
+	c.Add(&out, at(t, "2026-12-01T03:00:11.5Z").UnixMicro(), func() string { return "p2" })
+	if c.Due(started.Add(interval-time.Millisecond), 5*time.Second) {
+		t.Fatal("due before an interval from the last flush's start")
+	}
+	if !c.Due(started.Add(interval), 5*time.Second) {
+		t.Fatal("not due an interval after the last flush started: the interval was counted from its end")
+	}
 }
 
 // TestCoreFlushesAndCloses drives the core by hand on a clock the test
