@@ -153,18 +153,30 @@ func (n *Node) Run(ctx context.Context) error {
 
 func (n *Node) session(ctx context.Context) error {
 	src := n.o.Source
+	// A restart's outage is these steps plus the backlog they leave: the
+	// log line says which one an operator waited for.
+	began := n.now()
+	var took []any
+	step := func(name string) {
+		now := n.now()
+		took = append(took, name, now.Sub(began).Round(time.Millisecond).String())
+		began = now
+	}
 	if err := src.Prepare(ctx); err != nil {
 		return fmt.Errorf("preparing source: %w", err)
 	}
+	step("prepare")
 	cp, err := bootstrap.Start(ctx, src, n.agg, bootstrap.Options{Slot: n.cfg.Source.Slot, Location: n.cfg.Location, Grace: n.cfg.Grace.D(),
 		Logger: n.log, ProgressOut: n.o.ProgressOut, Now: n.now, Hook: n.o.SnapshotHook})
 	if err != nil {
 		return err
 	}
+	step("checkpoint")
 	// From here on this session is the checkpoint's only writer.
 	if cp, err = n.agg.Claim(ctx, cp.Slot); err != nil {
 		return err
 	}
+	step("claim")
 	if cp.BusinessTimezone != n.cfg.Location.String() {
 		n.log.Warn("business time zone changed; rebuilding hourly and daily rollups", "from", cp.BusinessTimezone, "to", n.cfg.Location.String())
 		if err := n.agg.RebuildRollups(ctx, cp.Slot); err != nil {
@@ -179,13 +191,17 @@ func (n *Node) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	step("open_alerts")
 	ev, err := NewEvaluator(ctx, n.agg, n.cfg, cp.LastClosed, true, open)
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
+	step("rules_state")
 	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
 		return err
 	}
+	step("recent_alerts")
+	n.log.Info("restored", append([]any{"position", cp.Position}, took...)...)
 	ev.Ranked = n.status.SetRanking
 	core := NewCore(CoreOptions{Config: n.cfg, Aggregates: n.agg, Alerts: n.alerts, Logger: n.log, Metrics: n.m, Status: n.status, Stall: n.stall,
 		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose}, ev, cp.LastClosed, cp.Progress)

@@ -412,8 +412,8 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			// the indexes once, sorted, afterwards beats maintaining them
 			// row by row. Nobody else sees the tables before this commits.
 			{"dropping indexes for the load", fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT minute_agg_pkey; DROP INDEX %s;
-				ALTER TABLE %s DROP CONSTRAINT hour_agg_pkey; ALTER TABLE %s DROP CONSTRAINT day_agg_pkey`,
-				s.db.Table("minute_agg"), s.db.Table("minute_agg_minute"), s.db.Table("hour_agg"), s.db.Table("day_agg"))},
+				ALTER TABLE %s DROP CONSTRAINT hour_agg_pkey; DROP INDEX %s; ALTER TABLE %s DROP CONSTRAINT day_agg_pkey`,
+				s.db.Table("minute_agg"), s.db.Table("minute_agg_minute"), s.db.Table("hour_agg"), s.db.Table("hour_agg_hour"), s.db.Table("day_agg"))},
 			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
 		}
 		for _, st := range steps {
@@ -439,8 +439,9 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 		}{
 			{"indexing minutes", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT minute_agg_pkey PRIMARY KEY (merchant_id, minute); CREATE INDEX minute_agg_minute ON %s (minute)",
 				s.db.Table("minute_agg"), s.db.Table("minute_agg")), nil},
-			{"indexing rollups", fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT hour_agg_pkey PRIMARY KEY (merchant_id, hour); ALTER TABLE %s ADD CONSTRAINT day_agg_pkey PRIMARY KEY (merchant_id, day)",
-				s.db.Table("hour_agg"), s.db.Table("day_agg")), nil},
+			{"indexing rollups", fmt.Sprintf(`ALTER TABLE %s ADD CONSTRAINT hour_agg_pkey PRIMARY KEY (merchant_id, hour); CREATE INDEX hour_agg_hour ON %s USING brin (hour) WITH (autosummarize = on);
+				ALTER TABLE %s ADD CONSTRAINT day_agg_pkey PRIMARY KEY (merchant_id, day)`,
+				s.db.Table("hour_agg"), s.db.Table("hour_agg"), s.db.Table("day_agg")), nil},
 			{"adding left-out rows", "", nil},
 			// A rebuild finds the rows an earlier snapshot or the stream
 			// recorded already: each source row is recorded once. Those of
