@@ -70,6 +70,11 @@ func TestSync(t *testing.T) {
 	if n, err := s.Once(ctx, pool); err != nil || n != 0 {
 		t.Fatalf("unchanged pass wrote %d (%v); want 0", n, err)
 	}
+	// A restarted engine starts from what the sink holds.
+	restarted := New(s.opts)
+	if n, err := restarted.Once(ctx, pool); err != nil || n != 0 {
+		t.Fatalf("a restarted sync's first pass wrote %d (%v); want 0", n, err)
+	}
 	// A rename and a new merchant: a refresh asks only for ids above the
 	// highest known, through the primary key, so it copies the new one
 	// and not the rename.

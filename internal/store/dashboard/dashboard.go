@@ -107,13 +107,14 @@ func (s *Store) SearchMerchants(ctx context.Context, q string, id int64, limit i
 	return out, nil
 }
 
-// MerchantNames returns the known names of ids.
+// MerchantNames returns the known names of ids (every known name when ids
+// is nil).
 func (s *Store) MerchantNames(ctx context.Context, ids []int64) (map[int64]string, error) {
 	out := make(map[int64]string, len(ids))
-	if len(ids) == 0 {
+	if ids != nil && len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, name FROM %s WHERE id = ANY($1)`, s.db.Table("merchants")), ids)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, name FROM %s WHERE $1::bigint[] IS NULL OR id = ANY($1)`, s.db.Table("merchants")), ids)
 	if err != nil {
 		return nil, fmt.Errorf("reading merchant names: %w", err)
 	}
