@@ -126,20 +126,21 @@ func (s *Sync) sync(ctx context.Context, pool *pgxpool.Pool, where string, args 
 	o := s.opts
 	q := fmt.Sprintf("SELECT %s::bigint, coalesce(%s::text, '') FROM %s",
 		pgx.Identifier{o.ID}.Sanitize(), pgx.Identifier{o.Name}.Sanitize(), pgx.Identifier{o.Schema, o.Table}.Sanitize()) + where
+	if s.known == nil {
+		// What the sink holds already (an engine restarted): only names
+		// that differ are written, not the whole table again beside the
+		// restore a restart waits for.
+		known, err := o.Names.AllMerchantNames(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.known = known
+	}
 	rows, err := pool.Query(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
 	}
 	full := where == ""
-	if s.known == nil {
-		// What the sink holds already (an engine restarted): only names
-		// that differ are written, not the whole table again beside the
-		// restore a restart waits for.
-		if s.known, err = o.Names.MerchantNames(ctx, nil); err != nil {
-			rows.Close()
-			return 0, err
-		}
-	}
 	seen := make(map[int64]string)
 	if full {
 		seen = make(map[int64]string, len(s.known))

@@ -187,9 +187,7 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		case d.Minute > s.last-HourMinutes:
 			s.addH(d.Merchant, d.Approvals, d.Cancels)
 			if i, ok := s.index[d.Merchant]; ok {
-				s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
-				after := before + d.Cancels
-				s.ext[i].hC2 += after*after - before*before
+				s.ext[i].addHCancels(before, d.Cancels, d.CanceledAmount)
 			}
 		default: // before H: in Baseline already
 			if i, ok := s.index[d.Merchant]; ok {
@@ -217,6 +215,14 @@ func (s *State) ExposureLeavingMinute(m window.Minute) (window.Minute, bool) {
 // hourOfDay is the business time zone's hour of m's start.
 func (s *State) hourOfDay(m window.Minute) int {
 	return m.Start().In(s.cal.Location()).Hour()
+}
+
+// addHCancels adds cancels (amount KRW) to a minute of H that held before
+// of the merchant's cancels.
+func (e *merchantExt) addHCancels(before, cancels, amount int64) {
+	e.hCAmt = satAdd(e.hCAmt, amount)
+	after := before + cancels
+	e.hC2 += after*after - before*before
 }
 
 func (e *merchantExt) addHour(h int, approvals, cancels int64) {
@@ -251,9 +257,7 @@ func (s *State) Add(d window.Delta) {
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		s.addH(d.Merchant, d.Approvals, d.Cancels)
 		if i, ok := s.index[d.Merchant]; ok {
-			s.ext[i].hCAmt = satAdd(s.ext[i].hCAmt, d.CanceledAmount)
-			after := before + d.Cancels
-			s.ext[i].hC2 += after*after - before*before
+			s.ext[i].addHCancels(before, d.Cancels, d.CanceledAmount)
 		}
 	case m > s.last-HourMinutes-BaselineMinutes:
 		if m > s.last-RecentMinutes {

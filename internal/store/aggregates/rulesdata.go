@@ -286,7 +286,8 @@ func (s *slots) lookup(k int64) int32 {
 func (w *weekSums) addHour(i int32, h int, approvals, cancels int64) {
 	hs := w.hod[h]
 	if int(i) >= len(hs) {
-		n := max(len(w.accs), int(i)+1)
+		// As long as the merchants numbered so far (slot numbered i).
+		n := len(w.accs)
 		hs = slices.Grow(hs, n-len(hs))[:n]
 		w.hod[h] = hs
 	}

@@ -107,14 +107,23 @@ func (s *Store) SearchMerchants(ctx context.Context, q string, id int64, limit i
 	return out, nil
 }
 
-// MerchantNames returns the known names of ids (every known name when ids
-// is nil).
+// MerchantNames returns the known names of ids.
 func (s *Store) MerchantNames(ctx context.Context, ids []int64) (map[int64]string, error) {
-	out := make(map[int64]string, len(ids))
-	if ids != nil && len(ids) == 0 {
-		return out, nil
+	if len(ids) == 0 {
+		return map[int64]string{}, nil
 	}
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, name FROM %s WHERE $1::bigint[] IS NULL OR id = ANY($1)`, s.db.Table("merchants")), ids)
+	return s.names(ctx, len(ids), fmt.Sprintf(`SELECT id, name FROM %s WHERE id = ANY($1)`, s.db.Table("merchants")), ids)
+}
+
+// AllMerchantNames returns every known name.
+func (s *Store) AllMerchantNames(ctx context.Context) (map[int64]string, error) {
+	return s.names(ctx, 0, fmt.Sprintf(`SELECT id, name FROM %s`, s.db.Table("merchants")))
+}
+
+// names runs sql, which selects (id, name), into a map sized for n.
+func (s *Store) names(ctx context.Context, n int, sql string, args ...any) (map[int64]string, error) {
+	out := make(map[int64]string, n)
+	rows, err := s.db.Pool().Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading merchant names: %w", err)
 	}
