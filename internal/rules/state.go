@@ -169,13 +169,6 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 			s.ext[i].addHour(h.Hour, h.Approvals, h.Cancels)
 		}
 	}
-	if s.expoMinutes > 0 {
-		for _, e := range snap.Exposure {
-			if i, ok := s.index[e.Merchant]; ok {
-				s.ext[i].expo = satAdd(s.ext[i].expo, e.Amount)
-			}
-		}
-	}
 	for _, d := range snap.Recent {
 		if d.Agg.IsZero() || d.Minute <= s.last-RecentMinutes {
 			continue
@@ -192,6 +185,15 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		default: // before H: in Baseline already
 			if i, ok := s.index[d.Merchant]; ok {
 				s.ext[i].pA += d.Approvals
+			}
+		}
+	}
+	// After H: a merchant new within the hour has nothing in B, and its
+	// money at stake would otherwise be dropped with no one to hold it.
+	if s.expoMinutes > 0 {
+		for _, e := range snap.Exposure {
+			if i, ok := s.index[e.Merchant]; ok {
+				s.ext[i].expo = satAdd(s.ext[i].expo, e.Amount)
 			}
 		}
 	}

@@ -190,7 +190,7 @@ func (r *oracleRun) check(also []int64) {
 func dumpCancel(es []CancelEval) string {
 	var b strings.Builder
 	for _, e := range es {
-		fmt.Fprintf(&b, "\n  %d fires=%v AH=%d CH=%d AB=%d CB=%d base=%v(%s)", e.Merchant, e.Fires, e.AH, e.CH, e.AB, e.CB, e.Baseline, e.BaselineSource)
+		fmt.Fprintf(&b, "\n  %d fires=%v AH=%d CH=%d AB=%d CB=%d base=%v(%s) exposure=%d", e.Merchant, e.Fires, e.AH, e.CH, e.AB, e.CB, e.Baseline, e.BaselineSource, e.Exposure)
 	}
 	return b.String()
 }
@@ -226,6 +226,15 @@ func TestStateMatchesOracle(t *testing.T) {
 			for m := lc0 - 8*1440 - 120; m <= lc0+5; m++ {
 				for range rng.IntN(4) {
 					id := g.merchants[rng.IntN(len(g.merchants))]
+					sink.add(window.Delta{Key: window.Key{Merchant: id, Minute: m}, Agg: g.agg(id)})
+				}
+			}
+			// Merchants new in H: nothing in B, so the snapshot's exposure
+			// is all that tells the state what they have at stake.
+			for i := range 3 {
+				id := int64(5000 + i)
+				g.scale[id] = 1_000_000
+				for m := lc0 - 40; m <= lc0+5; m += 3 {
 					sink.add(window.Delta{Key: window.Key{Merchant: id, Minute: m}, Agg: g.agg(id)})
 				}
 			}
