@@ -17,10 +17,11 @@ build:
 bench-build: build
 	$(GO) build -o $(BENCHBIN) ./cmd/riskwatch-bench
 
-# Every test, against private PostgreSQL clusters the tests start themselves,
-# and the dashboard's browser test in Debian's Chromium.
+# Every test, against private PostgreSQL clusters and MariaDB servers the
+# tests start themselves, and the dashboard's browser test in Debian's Chromium.
 test: check
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-mariadb.sh
 	./scripts/ensure-browser.sh
 	$(MAKE) web-check
 	$(GO) test -count=1 -timeout 20m ./...

@@ -12,7 +12,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/riskwatch/riskwatch/internal/api"
+	"github.com/riskwatch/riskwatch/internal/binlog"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/merchantnames"
@@ -80,7 +83,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		return err
 	}
 	var srv *api.Server
-	src, err := source.FromConfig(cfg, log, reg)
+	src, err := newSource(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -159,6 +162,36 @@ func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	return withStore(ctx, cfg, func(st *store.DB) error {
+		cp, cpErr := aggregates.New(st).Checkpoint(ctx, cfg.Source.Slot)
+		if cfg.Source.IsMySQL() {
+			if err := binlogStatus(ctx, cfg, log, tw, cp.Position); err != nil {
+				return err
+			}
+		} else if err := slotStatus(ctx, cfg, log, tw); err != nil {
+			return err
+		}
+		switch {
+		case errors.Is(cpErr, aggregates.ErrNoCheckpoint):
+			fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
+		case cpErr != nil:
+			fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", cpErr)
+		default:
+			name := "sink_checkpoint_lsn"
+			if cfg.Source.IsMySQL() {
+				name = "sink_checkpoint_position"
+			}
+			fmt.Fprintf(tw, "%s\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
+				name, cp.Position, cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+}
+
+// slotStatus shows a PostgreSQL source's replication slot.
+func slotStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, tw io.Writer) error {
 	src, err := source.FromConfig(cfg, log, nil)
 	if err != nil {
 		return err
@@ -167,31 +200,40 @@ func cmdSlotStatus(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
 	if si == nil {
 		fmt.Fprintf(tw, "slot\t%s\nexists\tno (the next run creates it with a first snapshot)\n", cfg.Source.Slot)
-	} else {
-		pid := "-"
-		if si.ActivePID != nil {
-			pid = fmt.Sprint(*si.ActivePID)
-		}
-		fmt.Fprintf(tw, "slot\t%s\nplugin\t%s\ndatabase\t%s\nactive\t%v (pid %s)\nrestart_lsn\t%s\nconfirmed_flush_lsn\t%s\ncurrent_wal_lsn\t%s\nretained_wal\t%s\nwal_status\t%s\n",
-			si.Name, si.Plugin, si.Database, si.Active, pid, si.RestartLSN, si.ConfirmedFlushLSN, si.CurrentWALLSN, humanBytes(si.RetainedBytes), si.WALStatus)
-	}
-	return withStore(ctx, cfg, func(st *store.DB) error {
-		cp, err := aggregates.New(st).Checkpoint(ctx, cfg.Source.Slot)
-		switch {
-		case errors.Is(err, aggregates.ErrNoCheckpoint):
-			fmt.Fprintf(tw, "sink_checkpoint\tnone\n")
-		case err != nil:
-			fmt.Fprintf(tw, "sink_checkpoint\tunreadable: %v\n", err)
-		default:
-			fmt.Fprintf(tw, "sink_checkpoint_lsn\t%s\nlast_closed_minute\t%s\nsource_progress\t%s\nbootstrapped_at\t%s\ncheckpoint_updated_at\t%s\n",
-				cp.Position, cp.LastClosed, cp.Progress.UTC().Format(time.RFC3339Nano), cp.BootstrappedAt.UTC().Format(time.RFC3339), cp.UpdatedAt.UTC().Format(time.RFC3339Nano))
-		}
 		return nil
-	})
+	}
+	pid := "-"
+	if si.ActivePID != nil {
+		pid = fmt.Sprint(*si.ActivePID)
+	}
+	fmt.Fprintf(tw, "slot\t%s\nplugin\t%s\ndatabase\t%s\nactive\t%v (pid %s)\nrestart_lsn\t%s\nconfirmed_flush_lsn\t%s\ncurrent_wal_lsn\t%s\nretained_wal\t%s\nwal_status\t%s\n",
+		si.Name, si.Plugin, si.Database, si.Active, pid, si.RestartLSN, si.ConfirmedFlushLSN, si.CurrentWALLSN, humanBytes(si.RetainedBytes), si.WALStatus)
+	return nil
+}
+
+// binlogStatus shows a MySQL source's binlog against the checkpoint.
+func binlogStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, tw io.Writer, checkpoint string) error {
+	src, err := binlog.FromConfig(cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	bs, err := src.Status(ctx, checkpoint)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(tw, "slot\t%s\nsource\t%s (binlog, replica server_id %d)\nserver_position\t%s\noldest_binlog\t%s\n",
+		cfg.Source.Slot, bs.Flavor, bs.ServerID, bs.Current, bs.Oldest)
+	switch {
+	case checkpoint == "":
+		fmt.Fprintf(tw, "behind\t- (no checkpoint: the next run takes a first snapshot)\n")
+	case bs.Held:
+		fmt.Fprintf(tw, "behind\t%s\nbinlog_held\tyes\n", humanBytes(bs.Behind))
+	default:
+		fmt.Fprintf(tw, "behind\tunknown\nbinlog_held\tno: the server purged the checkpoint's binlog; run riskwatch slot drop to rebuild from a new snapshot\n")
+	}
+	return nil
 }
 
 func humanBytes(n int64) string {
@@ -212,6 +254,22 @@ func cmdSlotDrop(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return err
 	}
+	if cfg.Source.IsMySQL() {
+		// The server keeps nothing for riskwatch: forgetting the position
+		// is what makes the next run take a new snapshot.
+		return withStore(ctx, cfg, func(st *store.DB) error {
+			had, err := aggregates.New(st).ForgetCheckpoint(ctx, cfg.Source.Slot)
+			if err != nil {
+				return err
+			}
+			if !had {
+				fmt.Fprintf(stdout, "no checkpoint for %s; the next run takes a first snapshot\n", cfg.Source.Slot)
+				return nil
+			}
+			fmt.Fprintf(stdout, "forgot the binlog position of %s; the next run rebuilds the sink from a new snapshot\n", cfg.Source.Slot)
+			return nil
+		})
+	}
 	src, err := source.FromConfig(cfg, log, nil)
 	if err != nil {
 		return err
@@ -221,6 +279,14 @@ func cmdSlotDrop(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	}
 	fmt.Fprintf(stdout, "dropped replication slot %s; the next run rebuilds the sink from a new snapshot\n", cfg.Source.Slot)
 	return nil
+}
+
+// newSource is the engine's source: the DSN's scheme decides.
+func newSource(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (engine.Source, error) {
+	if cfg.Source.IsMySQL() {
+		return binlog.FromConfig(cfg, log, reg)
+	}
+	return source.FromConfig(cfg, log, reg)
 }
 
 func cmdExportMinutes(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -260,6 +326,10 @@ func parseTime(s string, loc *time.Location) (time.Time, error) {
 func runMerchantNames(ctx context.Context, cfg *config.Config, st *store.DB, log *slog.Logger) error {
 	mn := cfg.MerchantNames
 	if mn.Table == "" {
+		return nil
+	}
+	if cfg.Source.IsMySQL() {
+		log.Warn("merchant names are copied from PostgreSQL sources only; the dashboard shows merchant ids", "table", mn.Table)
 		return nil
 	}
 	schema, table := mn.SchemaTable()

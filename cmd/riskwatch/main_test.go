@@ -36,7 +36,13 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(pgtest.Main(m, &cluster))
+	code := pgtest.Main(m, &cluster)
+	if mariadb != nil {
+		if err := mariadb.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "closing MariaDB: %v\n", err)
+		}
+	}
+	os.Exit(code)
 }
 
 type cliEnv struct {
@@ -75,6 +81,12 @@ func (c *cliEnv) writeConfig(extra string) string {
 http:
   listen: 127.0.0.1:0
 %s`, c.dsn, c.slot, c.slot, extra)
+	return c.writeConfigRaw(body)
+}
+
+// writeConfigRaw writes body as riskwatch.yaml and returns its path.
+func (c *cliEnv) writeConfigRaw(body string) string {
+	c.t.Helper()
 	p := filepath.Join(c.dir, "riskwatch.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		c.t.Fatal(err)

@@ -25,8 +25,11 @@ import (
 // Source is what a first start needs of the source database.
 type Source interface {
 	// Resumable reports whether the source still holds what a stream
-	// resuming after a checkpoint needs (PostgreSQL: the slot exists).
-	Resumable(ctx context.Context) (bool, error)
+	// resuming after checkpoint (a position; "" when the sink has none)
+	// needs (PostgreSQL: the slot exists; MySQL: the binlog files are still
+	// there). A source that cannot rebuild safely on its own returns an
+	// error instead of false.
+	Resumable(ctx context.Context, checkpoint string) (bool, error)
 	// Abandon removes what an unfinished first start left (a slot the
 	// sink never reached).
 	Abandon(ctx context.Context) error
@@ -90,7 +93,7 @@ func Start(ctx context.Context, src Source, st *aggregates.Store, o Options) (ag
 		return cp, err
 	}
 	haveCP := err == nil
-	resumable, err := src.Resumable(ctx)
+	resumable, err := src.Resumable(ctx, cp.Position)
 	if err != nil {
 		return cp, err
 	}

@@ -193,7 +193,21 @@ type Source struct {
 	// prompt, aggregates up to a minute old, far less source CPU at low
 	// rates). Only riskwatch run reads "minute"; capture always streams.
 	Delivery string `yaml:"delivery"`
+	// TimeZone reads a MySQL source's DATETIME columns, which carry no
+	// zone (TIMESTAMP is absolute). Default "UTC"; an IANA name.
+	TimeZone string `yaml:"time_zone"`
+	// ServerID is the replica server_id a MySQL source's binlog connection
+	// registers with; 0 (default) derives one from source.slot. It must
+	// differ from every real server's and replica's.
+	ServerID uint32 `yaml:"server_id"`
+
+	// TimeLocation is TimeZone loaded (set by Load).
+	TimeLocation *time.Location `yaml:"-"`
 }
+
+// IsMySQL reports whether the source is MySQL or MariaDB (a mysql:// DSN);
+// otherwise it is PostgreSQL.
+func (s Source) IsMySQL() bool { return strings.HasPrefix(s.DSN, "mysql://") }
 
 // Delivery values.
 const (
@@ -345,6 +359,8 @@ func Default() *Config {
 			ReconnectMin:      Duration(500 * time.Millisecond),
 			ReconnectMax:      Duration(30 * time.Second),
 			Delivery:          DeliveryStream,
+			TimeZone:          "UTC",
+			TimeLocation:      time.UTC,
 		},
 		Sink:             Sink{Schema: "riskwatch"},
 		BusinessTimezone: defaultTimezone,
@@ -424,8 +440,12 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 			*o.dst = v
 		}
 	}
-	if cfg.Sink.DSN == "" {
+	if cfg.Sink.DSN == "" && !cfg.Source.IsMySQL() {
 		cfg.Sink.DSN = cfg.Source.DSN
+	}
+	cfg.Source.TimeLocation = nil
+	if loc, err := time.LoadLocation(cfg.Source.TimeZone); err == nil {
+		cfg.Source.TimeLocation = loc
 	}
 	// On failure Location stays nil and Validate reports the timezone.
 	cfg.Location = nil

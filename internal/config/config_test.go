@@ -215,6 +215,8 @@ source:
   reconnect_min: 1s
   reconnect_max: 1m
   delivery: minute
+  time_zone: Asia/Seoul
+  server_id: 4242
 sink:
   dsn: postgres://u@sink/db
   schema: agg
@@ -276,6 +278,7 @@ log:
 			DSN: "postgres://u@src/db", Slot: "rw_slot", Publication: "rw_pub",
 			HeartbeatInterval: Duration(time.Second), StatusInterval: Duration(2 * time.Second),
 			ReconnectMin: Duration(time.Second), ReconnectMax: Duration(time.Minute), Delivery: "minute",
+			TimeZone: "Asia/Seoul", ServerID: 4242, TimeLocation: func() *time.Location { l, _ := time.LoadLocation("Asia/Seoul"); return l }(),
 		},
 		Sink:             Sink{DSN: "postgres://u@sink/db", Schema: "agg"},
 		BusinessTimezone: "UTC",

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/event"
@@ -55,6 +57,11 @@ func (c *Config) EventMapping() (*event.Mapping, error) {
 			return nil, fmt.Errorf("mapping[%d].kind: %w", i, err)
 		}
 		schema, table := t.SchemaTable()
+		if c.Source.IsMySQL() && (schema == "public" || !strings.Contains(t.Table, ".")) {
+			// MySQL has databases, not schemas: an unqualified table (and
+			// the default mapping's public.) is in the DSN's database.
+			schema = mysqlDatabase(c.Source.DSN)
+		}
 		sp := event.Spec{Schema: schema, Table: table, Kind: kind, Merchant: t.Merchant, Amount: t.Amount, Time: t.Time}
 		if t.Filter != nil {
 			sp.FilterColumn, sp.FilterIn = t.Filter.Column, t.Filter.In
@@ -62,4 +69,13 @@ func (c *Config) EventMapping() (*event.Mapping, error) {
 		specs = append(specs, sp)
 	}
 	return event.NewMapping(specs, event.Limits{MaxFuture: c.MaxFuture.D(), Retention: c.Retention.D(), MaxAmount: c.MaxAmount})
+}
+
+// mysqlDatabase is the database a mysql:// DSN names.
+func mysqlDatabase(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return ""
+	}
+	return strings.Trim(u.Path, "/")
 }

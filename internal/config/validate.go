@@ -94,10 +94,23 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateSource(p *problems) {
 	s := c.Source
-	if s.DSN == "" {
+	switch {
+	case s.DSN == "":
 		p.add("source.dsn", "required (set it in the file or %s)", EnvSourceDSN)
-	} else if msg := checkDSN(s.DSN); msg != "" {
-		p.add("source.dsn", "%s", msg)
+	case s.IsMySQL():
+		if msg := checkMySQLDSN(s.DSN); msg != "" {
+			p.add("source.dsn", "%s", msg)
+		}
+		if s.MinuteDelivery() {
+			p.add("source.delivery", "%q is for PostgreSQL sources; a MySQL source always streams", s.Delivery)
+		}
+	default:
+		if msg := checkDSN(s.DSN); msg != "" {
+			p.add("source.dsn", "%s", msg)
+		}
+	}
+	if s.TimeLocation == nil {
+		p.add("source.time_zone", "unknown time zone %q (want an IANA name such as UTC or Asia/Seoul)", s.TimeZone)
 	}
 	if !slotNameRE.MatchString(s.Slot) {
 		p.add("source.slot", "must match %s, got %q", slotNameRE, s.Slot)
@@ -125,9 +138,14 @@ func (c *Config) validateSink(p *problems) {
 		if msg := checkDSN(c.Sink.DSN); msg != "" {
 			p.add("sink.dsn", "%s", msg)
 		}
+	case c.Source.IsMySQL():
+		p.add("sink.dsn", "required with a MySQL source: the sink is PostgreSQL (set it or %s)", EnvSinkDSN)
 	case c.Source.DSN != "":
 		// Load copies source.dsn here; only a hand-built config gets this far.
 		p.add("sink.dsn", "required (set it, %s, or source.dsn)", EnvSinkDSN)
+	}
+	if strings.HasPrefix(c.Sink.DSN, "mysql://") {
+		p.add("sink.dsn", "the sink must be PostgreSQL, not MySQL")
 	}
 
 	if !schemaNameRE.MatchString(c.Sink.Schema) {
@@ -276,6 +294,29 @@ func validateListen(p *problems, field, addr string) {
 // masked only on a best-effort basis, so the DSN is never echoed here and
 // the remaining detail is dropped if it still contains any piece of a
 // password.
+// checkMySQLDSN checks mysql://USER:PASSWORD@HOST:PORT/DATABASE without
+// echoing the password.
+func checkMySQLDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "cannot parse connection string (want mysql://USER:PASSWORD@HOST:PORT/DATABASE)"
+	}
+	switch {
+	case u.User.Username() == "":
+		return "a mysql:// DSN needs a user: mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+	case u.Hostname() == "":
+		return "a mysql:// DSN needs a host: mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+	case strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/"):
+		return "a mysql:// DSN needs one database: mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("port %q is not 1..65535", p)
+		}
+	}
+	return ""
+}
+
 func checkDSN(dsn string) string {
 	_, err := pgconn.ParseConfig(dsn)
 	if err == nil {

@@ -104,11 +104,11 @@ func start(ctx context.Context, pickPort func() (int, error)) (*Cluster, error) 
 	if err != nil {
 		return nil, err
 	}
-	cred, err := postgresCredential()
+	cred, err := ServiceCredential("postgres", "PostgreSQL")
 	if err != nil {
 		return nil, err
 	}
-	dir, err := makeTempDir()
+	dir, err := MakeTempDir("riskwatch-pgserver-")
 	if err != nil {
 		return nil, err
 	}
@@ -437,26 +437,28 @@ func hasServerBinaries(dir string) bool {
 	return true
 }
 
-// postgresCredential returns the credential pg binaries must run with, or
-// nil when we are not root: PostgreSQL refuses to run as root.
-func postgresCredential() (*syscall.Credential, error) {
+// ServiceCredential returns the credential a server's binaries must run
+// with when we are root (the service account, e.g. postgres or mysql, with
+// its supplementary groups as a login would have them), or nil otherwise.
+// Both servers refuse to run as root.
+func ServiceCredential(account, server string) (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
-	u, err := user.Lookup("postgres")
+	u, err := user.Lookup(account)
 	if err != nil {
-		return nil, fmt.Errorf("running as root, so PostgreSQL must run as the postgres user: %w", err)
+		return nil, fmt.Errorf("running as root, so %s must run as the %s user: %w", server, account, err)
 	}
 	uid, err := strconv.ParseUint(u.Uid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("parsing uid of postgres %q: %w", u.Uid, err)
+		return nil, fmt.Errorf("parsing uid of %s %q: %w", account, u.Uid, err)
 	}
 	gid, err := strconv.ParseUint(u.Gid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("parsing gid of postgres %q: %w", u.Gid, err)
+		return nil, fmt.Errorf("parsing gid of %s %q: %w", account, u.Gid, err)
 	}
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	// Keep postgres' supplementary groups (e.g. ssl-cert) as a login would.
+	// Keep the account's supplementary groups (e.g. ssl-cert).
 	if gids, err := u.GroupIds(); err == nil {
 		for _, g := range gids {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
@@ -467,18 +469,17 @@ func postgresCredential() (*syscall.Credential, error) {
 	return cred, nil
 }
 
-// makeTempDir creates the cluster directory. The Unix socket lives in it, so
-// a long $TMPDIR would push the socket path past the kernel limit; /tmp is
-// used then.
-func makeTempDir() (string, error) {
-	const pattern = "riskwatch-pgserver-"
+// MakeTempDir creates a server directory named pattern+random. The Unix
+// socket lives in it, so a long $TMPDIR would push the socket path past the
+// kernel limit; /tmp is used then.
+func MakeTempDir(pattern string) (string, error) {
 	parent := os.TempDir()
 	if len(filepath.Join(parent, pattern+"0123456789")) > maxSocketPath {
 		parent = "/tmp"
 	}
 	dir, err := os.MkdirTemp(parent, pattern)
 	if err != nil {
-		return "", fmt.Errorf("creating cluster directory: %w", err)
+		return "", fmt.Errorf("creating server directory: %w", err)
 	}
 	return dir, nil
 }

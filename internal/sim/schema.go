@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed schema.sql
 var Schema string
+
+// MySQLSchema is Schema for a MySQL or MariaDB source, statements
+// separated by ";" (the MySQL protocol runs one at a time).
+//
+//go:embed schema_mysql.sql
+var MySQLSchema string

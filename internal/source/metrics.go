@@ -37,3 +37,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 }
+
+// Ignored counts a change of a mapped table that is not an event.
+func (m *Metrics) Ignored(table, op string) { m.ignored.WithLabelValues(table, op).Inc() }
+
+// Heartbeat counts a heartbeat committed on the source.
+func (m *Metrics) Heartbeat() { m.heartbeats.Inc() }
+
+// HeartbeatFailed counts a heartbeat that could not be committed.
+func (m *Metrics) HeartbeatFailed() { m.heartbeatErrors.Inc() }

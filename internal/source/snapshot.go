@@ -79,7 +79,7 @@ func (snap *Snapshot) Aggregate(ctx context.Context, chunks []Chunk, w io.Writer
 
 // Resumable reports whether the slot exists: a stream can resume from a
 // checkpoint only through it.
-func (s *Source) Resumable(ctx context.Context) (bool, error) {
+func (s *Source) Resumable(ctx context.Context, _ string) (bool, error) {
 	slot, err := s.Slot(ctx)
 	return slot != nil, err
 }

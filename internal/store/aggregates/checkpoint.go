@@ -58,6 +58,18 @@ func (s *Store) Claim(ctx context.Context, slot string) (Checkpoint, error) {
 		s.db.Table("checkpoint"), checkpointCols), slot)
 }
 
+// ForgetCheckpoint deletes the slot's checkpoint, so that the next start
+// takes a new first snapshot (which replaces what the sink holds). It
+// reports whether there was one. A source that keeps nothing for riskwatch
+// on its server (MySQL) has no slot to drop; this is its slot drop.
+func (s *Store) ForgetCheckpoint(ctx context.Context, slot string) (bool, error) {
+	ct, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE slot = $1`, s.db.Table("checkpoint")), slot)
+	if err != nil {
+		return false, fmt.Errorf("forgetting checkpoint %s: %w", slot, err)
+	}
+	return ct.RowsAffected() > 0, nil
+}
+
 // checkpoint runs sql, which returns checkpointCols of the slot's row.
 func (s *Store) checkpoint(ctx context.Context, what, sql, slot string) (Checkpoint, error) {
 	cp := Checkpoint{Slot: slot}

@@ -1,0 +1,439 @@
+package binlog_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riskwatch/riskwatch/internal/binlog"
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/mysqlserver"
+	"github.com/riskwatch/riskwatch/internal/mysqltest"
+	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/aggregates"
+)
+
+var (
+	pg      *pgtest.Cluster
+	mariadb *mysqltest.Server
+)
+
+// TestMain starts a private PostgreSQL (the sink) and a private MariaDB
+// (the source, binlog on) for the package's tests.
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var err error
+		if pg, err = pgtest.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pg.Close()
+		if mariadb, err = mysqltest.Start(ctx, mysqlserver.Options{}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer mariadb.Close()
+		return m.Run()
+	}())
+}
+
+// schema is SPEC §2's default schema in MariaDB, with nullable columns so
+// that tests can write the bad rows a lax gateway might.
+const schema = `
+CREATE TABLE merchants (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, created_at DATETIME(6) NOT NULL);
+CREATE TABLE payments (id BIGINT PRIMARY KEY AUTO_INCREMENT, merchant_id BIGINT, amount BIGINT, status VARCHAR(20) NOT NULL DEFAULT 'approved',
+  approved_at DATETIME(6), KEY (approved_at));
+CREATE TABLE payment_cancels (id BIGINT PRIMARY KEY AUTO_INCREMENT, payment_id BIGINT NOT NULL DEFAULT 0, merchant_id BIGINT, cancel_amount DECIMAL(20,2),
+  canceled_at TIMESTAMP(6) NULL, KEY (canceled_at));`
+
+type mysqlEnv struct {
+	t    *testing.T
+	dsn  string
+	db   string
+	conn *client.Conn
+	sink string
+	slot string
+}
+
+var seq atomic.Int64
+
+func newMySQLEnv(t *testing.T) *mysqlEnv {
+	t.Helper()
+	dsn := mariadb.NewDB(t)
+	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e := &mysqlEnv{t: t, dsn: dsn, db: db, conn: conn, sink: pg.NewDB(t), slot: fmt.Sprintf("rw_my_%d_%d", os.Getpid(), seq.Add(1))}
+	// Zero dates and times outside strict mode: what a lax gateway writes.
+	e.exec("SET SESSION sql_mode = ''")
+	for _, stmt := range strings.Split(schema, ";") {
+		if strings.TrimSpace(stmt) != "" {
+			e.exec(stmt)
+		}
+	}
+	return e
+}
+
+func (e *mysqlEnv) exec(q string, args ...any) {
+	e.t.Helper()
+	if _, err := e.conn.Execute(q, args...); err != nil {
+		e.t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func (e *mysqlEnv) config(mutate func(*config.Config)) *config.Config {
+	e.t.Helper()
+	cfg := config.Default()
+	cfg.Source.DSN, cfg.Sink.DSN, cfg.Source.Slot = e.dsn, e.sink, e.slot
+	cfg.Source.TimeZone = "Asia/Seoul"
+	cfg.Source.TimeLocation, _ = time.LoadLocation("Asia/Seoul")
+	cfg.MerchantNames.Table = ""
+	if mutate != nil {
+		mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		e.t.Fatalf("test config: %v", err)
+	}
+	return cfg
+}
+
+// running is an engine on the MariaDB source.
+type running struct {
+	t    *testing.T
+	node *engine.Node
+	st   *store.DB
+	logs *strings.Builder
+	done chan error
+	stop context.CancelFunc
+}
+
+type lockedLog struct {
+	mu  chan struct{}
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu <- struct{}{}
+	defer func() { <-l.mu }()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu <- struct{}{}
+	defer func() { <-l.mu }()
+	return l.buf.String()
+}
+
+func start(t *testing.T, cfg *config.Config, hook func(ctx context.Context) error) (*engine.Node, *lockedLog, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedLog{mu: make(chan struct{}, 1)}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	src, err := binlog.FromConfig(cfg, log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := engine.NewNode(engine.NodeOptions{Config: cfg, DB: st, Source: src, Logger: log, Registry: reg, SnapshotHook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- node.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("engine: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("engine did not stop")
+		}
+		st.Close()
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("engine log:\n%s", logs.String())
+		}
+	})
+	return node, logs, stop
+}
+
+// seoul renders an instant as the DATETIME wall clock the gateway stores.
+func seoul(t time.Time) string {
+	loc, _ := time.LoadLocation("Asia/Seoul")
+	return t.In(loc).Format("2006-01-02 15:04:05.000000")
+}
+
+// utc renders an instant as a TIMESTAMP literal in the UTC session.
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// sourceCSV is the source's own GROUP BY of the valid rows, in export
+// minutes' CSV: DATETIME minutes are Korea time turned to UTC here,
+// TIMESTAMP minutes are UTC already (the session is UTC).
+func (e *mysqlEnv) sourceCSV(from, to time.Time) string {
+	e.t.Helper()
+	e.exec("SET time_zone = '+00:00'")
+	// Valid rows: not NULL, not negative, not fractional, not a zero date,
+	// not beyond max_future (5 minutes) of now.
+	soon := time.Now().Add(5 * time.Minute)
+	r, err := e.conn.Execute(`SELECT merchant_id, minute, SUM(a), SUM(aa), SUM(c), SUM(ca) FROM (
+		SELECT merchant_id, DATE_FORMAT(approved_at, '%Y-%m-%d %H:%i:00') AS minute, 1 AS a, amount AS aa, 0 AS c, 0 AS ca, 'kst' AS zone FROM payments
+		  WHERE merchant_id > 0 AND amount >= 0 AND approved_at > '1000-01-01' AND approved_at < ?
+		UNION ALL SELECT merchant_id, DATE_FORMAT(canceled_at, '%Y-%m-%d %H:%i:00'), 0, 0, 1, cancel_amount, 'utc' FROM payment_cancels
+		  WHERE merchant_id > 0 AND cancel_amount >= 0 AND cancel_amount = FLOOR(cancel_amount) AND canceled_at > '1000-01-01' AND canceled_at < ?) u
+		GROUP BY merchant_id, minute, zone`, seoul(soon), utc(soon))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	loc, _ := time.LoadLocation("Asia/Seoul")
+	type key struct {
+		m      int64
+		minute time.Time
+	}
+	sums := map[key]*[4]int64{}
+	for i := range r.RowNumber() {
+		m, _ := r.GetInt(i, 0)
+		ms, _ := r.GetString(i, 1)
+		a, _ := r.GetInt(i, 2)
+		aa, _ := r.GetString(i, 3)
+		c, _ := r.GetInt(i, 4)
+		ca, _ := r.GetString(i, 5)
+		_ = aa
+		var minute time.Time
+		if a > 0 {
+			minute, err = time.ParseInLocation("2006-01-02 15:04:05", ms, loc)
+		} else {
+			minute, err = time.ParseInLocation("2006-01-02 15:04:05", ms, time.UTC)
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		k := key{m, minute.UTC()}
+		s := sums[k]
+		if s == nil {
+			s = &[4]int64{}
+			sums[k] = s
+		}
+		s[0] += a
+		s[1] += atoi(e.t, aa)
+		s[2] += c
+		s[3] += atoi(e.t, ca)
+	}
+	var keys []key
+	for k := range sums {
+		if !k.minute.Before(from) && k.minute.Before(to) {
+			keys = append(keys, k)
+		}
+	}
+	sortKeys := func(a, b key) int {
+		if a.m != b.m {
+			return int(a.m - b.m)
+		}
+		return a.minute.Compare(b.minute)
+	}
+	slices.SortFunc(keys, sortKeys)
+	var b strings.Builder
+	b.WriteString("merchant_id,minute,approvals,approved_amount,cancels,canceled_amount\n")
+	for _, k := range keys {
+		s := sums[k]
+		fmt.Fprintf(&b, "%d,%s,%d,%d,%d,%d\n", k.m, k.minute.Format(time.RFC3339), s[0], s[1], s[2], s[3])
+	}
+	return b.String()
+}
+
+// export is the sink's minutes through export minutes' own code.
+func export(t *testing.T, cfg *config.Config, from, to time.Time) string {
+	t.Helper()
+	st, err := store.Open(context.Background(), cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var b strings.Builder
+	if _, err := aggregates.New(st).ExportMinutes(context.Background(), from, to, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func firstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d (of %d / %d):\n got  %q\n want %q", i+1, len(g), len(w), a, b)
+		}
+	}
+	return "equal"
+}
+
+// TestMariaDBSnapshotStreamAndDeadLetters is the first start and the
+// stream on a real MariaDB: history in Korea-time DATETIMEs and UTC
+// TIMESTAMPs, rows committed during the snapshot counted once, bad rows
+// dead-lettered by the snapshot and the stream alike, updates and deletes
+// ignored, an ALTER TABLE that moves the mapped columns mid-stream, and a
+// binlog rotation; the sink's minutes then equal the source's GROUP BY
+// line for line.
+func TestMariaDBSnapshotStreamAndDeadLetters(t *testing.T) {
+	e := newMySQLEnv(t)
+	now := time.Now()
+	for i := range 400 {
+		at := now.Add(-time.Duration(i) * 7 * time.Minute)
+		e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (%d, %d, '%s')", 1+i%13, 1000+i, seoul(at)))
+		if i%5 == 0 {
+			e.exec(fmt.Sprintf("INSERT INTO payment_cancels (merchant_id, cancel_amount, canceled_at) VALUES (%d, %d.00, '%s')", 1+i%13, 500+i, utc(at.Add(time.Minute))))
+		}
+	}
+	// Bad history: one of each reason the snapshot must dead-letter.
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (NULL, 10, '%s')", seoul(now)))
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (5, -10, '%s')", seoul(now)))
+	e.exec("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (5, 10, '0000-00-00 00:00:00')")
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (5, 10, '%s')", seoul(now.Add(time.Hour))))
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (5, 10, '%s')", seoul(now.Add(-30*24*time.Hour))))
+	e.exec(fmt.Sprintf("INSERT INTO payment_cancels (merchant_id, cancel_amount, canceled_at) VALUES (5, 12.50, '%s')", utc(now)))
+	e.exec("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (5, 10, NULL)")
+
+	cfg := e.config(nil)
+	// Rows committed while the snapshot is open, on another connection:
+	// they are after the snapshot's position and arrive through the stream.
+	hook := func(ctx context.Context) error {
+		user, pw, host, port, db, _ := binlog.ParseDSN(e.dsn)
+		c, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for i := range 30 {
+			if _, err := c.Execute(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (%d, 777, '%s')", 100+i%3, seoul(time.Now()))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	node, _, stop := start(t, cfg, hook)
+	waitFor(t, 60*time.Second, "the engine to stream", func() bool { return node.Status().Ready })
+
+	// The stream: good rows, bad rows, ignored changes, a rotation, and an
+	// ALTER TABLE that puts a column before the mapped ones.
+	for i := range 50 {
+		e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (%d, %d, '%s')", 200+i%7, 3000+i, seoul(time.Now())))
+	}
+	e.exec("BEGIN")
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (NULL, 1, '%s')", seoul(time.Now())))
+	e.exec("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (7, 1, '0000-00-00 00:00:00')")
+	e.exec(fmt.Sprintf("INSERT INTO payment_cancels (merchant_id, cancel_amount, canceled_at) VALUES (7, -3.00, '%s')", utc(time.Now())))
+	e.exec(fmt.Sprintf("INSERT INTO payment_cancels (merchant_id, cancel_amount, canceled_at) VALUES (7, 3.00, '%s')", utc(time.Now())))
+	e.exec("COMMIT")
+	e.exec("UPDATE payments SET status = 'refunded' WHERE id <= 3")
+	// Deleting a row that was never an event keeps the GROUP BY comparable.
+	e.exec("DELETE FROM payments WHERE merchant_id IS NULL LIMIT 1")
+	e.exec("FLUSH BINARY LOGS")
+	e.exec("ALTER TABLE payments ADD COLUMN note VARCHAR(20) NULL FIRST, MODIFY amount DECIMAL(20,0)")
+	for i := range 20 {
+		e.exec(fmt.Sprintf("INSERT INTO payments (note, merchant_id, amount, approved_at) VALUES ('after', %d, %d, '%s')", 300+i%4, 5000+i, seoul(time.Now())))
+	}
+
+	// Everything committed is in the sink once its position reaches the
+	// server's binlog end (the heartbeat keeps writing, so compare files).
+	waitFor(t, 60*time.Second, "the sink to catch up with the binlog", func() bool {
+		st := node.Status()
+		return st.LagBytes == 0 && st.Position != "" && strings.Contains(st.Position, "gtid=")
+	})
+	time.Sleep(500 * time.Millisecond)
+	stop()
+
+	from, to := now.Add(-8*24*time.Hour).Truncate(time.Minute), time.Now().Add(2*time.Hour)
+	got, want := export(t, cfg, from, to), e.sourceCSV(from, to)
+	if got != want {
+		t.Fatalf("sink minutes differ from the source GROUP BY:\n%s", firstDiff(got, want))
+	}
+	t.Logf("%d merchant-minutes equal the source's GROUP BY", strings.Count(got, "\n")-1)
+
+	sink, err := pgxpool.New(context.Background(), cfg.Sink.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	rows, err := sink.Query(context.Background(), `SELECT reason, count(*), count(*) FILTER (WHERE origin = 'stream' AND position LIKE 'binlog.%') FROM riskwatch.dead_letters GROUP BY 1 ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotDead []string
+	for rows.Next() {
+		var reason string
+		var n, streamed int
+		if err := rows.Scan(&reason, &n, &streamed); err != nil {
+			t.Fatal(err)
+		}
+		gotDead = append(gotDead, fmt.Sprintf("%s=%d/%d", reason, n, streamed))
+	}
+	// reason=all/streamed: the snapshot's six (NULL merchant, negative,
+	// zero date, future, too old, fractional DECIMAL, NULL time), the
+	// stream's three.
+	wantDead := "future_time=1/0,invalid_value=3/1,negative_amount=2/1,null_merchant=2/1,null_time=1/0,older_than_retention=1/0"
+	if strings.Join(gotDead, ",") != wantDead {
+		t.Fatalf("dead letters by reason (all/streamed) = %s, want %s", strings.Join(gotDead, ","), wantDead)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	whole, _, _ := strings.Cut(s, ".")
+	var n int64
+	if _, err := fmt.Sscan(whole, &n); err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
+}

@@ -1,0 +1,483 @@
+package binlog
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/source"
+)
+
+// tracker shares what the stream and the heartbeat saw with the engine.
+type tracker struct {
+	lastTxn atomic.Int64 // engine clock, Unix microseconds
+	mu      sync.Mutex
+	files   []logFile
+	// serverUS is the server's clock when heardAt (engine clock) was.
+	serverUS, heardAtUS int64
+	heard               bool
+}
+
+func (t *tracker) polled(files []logFile, server, heard time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.files, t.serverUS, t.heardAtUS, t.heard = files, server.UnixMicro(), heard.UnixMicro(), true
+}
+
+// Quiet reports whether no transaction has arrived for d.
+func (s *Source) Quiet(now time.Time, d time.Duration) bool {
+	return now.UnixMicro()-s.tracker.lastTxn.Load() >= d.Microseconds()
+}
+
+// Lag is how many bytes of the server's binlog lie after applied, and the
+// server's clock now; ok is false until the server has been heard.
+func (s *Source) Lag(now time.Time, applied string) (int64, time.Time, bool) {
+	t := &s.tracker
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.heard {
+		return 0, time.Time{}, false
+	}
+	serverNow := time.UnixMicro(t.serverUS + now.UnixMicro() - t.heardAtUS)
+	p, err := ParsePosition(applied)
+	if err != nil {
+		return 0, serverNow, true
+	}
+	n, _ := behind(p, t.files)
+	return n, serverNow, true
+}
+
+// Heartbeat writes this engine's heartbeat row while the mapped tables
+// are quiet and just after each minute's end + grace, and reads the
+// server's binlog files and clock about once a second for the lag.
+func (s *Source) Heartbeat(ctx context.Context, quiet func(time.Duration) bool) error {
+	t := time.NewTicker(s.opts.HeartbeatInterval)
+	defer t.Stop()
+	boundary := time.NewTimer(s.untilBoundary())
+	defer boundary.Stop()
+	var conn *client.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	var lastPoll, lastLog time.Time
+	fail := func(err error) {
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.Metrics.HeartbeatFailed()
+		if s.now().Sub(lastLog) > 30*time.Second {
+			s.log.Warn("heartbeat failed", "err", err)
+			lastLog = s.now()
+		}
+	}
+	for {
+		write := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			write = quiet(s.opts.HeartbeatInterval)
+		case <-boundary.C:
+			boundary.Reset(s.untilBoundary())
+			write = true
+		}
+		poll := s.now().Sub(lastPoll) >= time.Second
+		if !write && !poll {
+			continue
+		}
+		if conn == nil {
+			var err error
+			if conn, err = s.connect(ctx); err != nil {
+				fail(err)
+				continue
+			}
+		}
+		if write {
+			if _, err := conn.Execute(fmt.Sprintf("INSERT INTO %s (slot, at_us) VALUES (?, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)) ON DUPLICATE KEY UPDATE at_us = VALUES(at_us)",
+				quote(HeartbeatTable)), s.opts.Slot); err != nil {
+				fail(fmt.Errorf("writing the heartbeat row: %w", err))
+				continue
+			}
+			s.opts.Metrics.Heartbeat()
+		}
+		if poll {
+			files, err := binaryLogs(conn)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			now, err := serverNow(conn)
+			if err != nil {
+				fail(err)
+				continue
+			}
+			lastPoll = s.now()
+			s.tracker.polled(files, now, lastPoll)
+		}
+	}
+}
+
+// untilBoundary is how long until the next minute's end + grace (and 5 ms)
+// on the engine's clock.
+func (s *Source) untilBoundary() time.Duration {
+	now := s.now()
+	at := now.Truncate(time.Minute).Add(s.opts.Grace + 5*time.Millisecond)
+	for !at.After(now) {
+		at = at.Add(time.Minute)
+	}
+	return at.Sub(now)
+}
+
+// Deliver streams every transaction committed after start to out, whole
+// and in commit order, until ctx ends or the connection fails (the engine
+// then restarts it from the sink's checkpoint). Nothing is confirmed to
+// the server: the position lives in the sink.
+func (s *Source) Deliver(ctx context.Context, start string, _ func() string, out chan<- *source.Txn, live func()) error {
+	p, err := ParsePosition(start)
+	if err != nil {
+		return permanent("the sink's checkpoint %q is not a binlog position (run riskwatch slot drop): %w", start, err)
+	}
+	if s.flavor == "" {
+		conn, err := s.connect(ctx)
+		if err != nil {
+			return err
+		}
+		err = s.detect(conn)
+		conn.Close()
+		if err != nil {
+			return err
+		}
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: s.opts.ServerID, Flavor: s.flavor, Host: s.dsn.host, Port: s.dsn.port, User: s.dsn.user, Password: s.dsn.password,
+		TimestampStringLocation: time.UTC, UseDecimal: true,
+		HeartbeatPeriod: time.Second, ReadTimeout: 10 * time.Second,
+		// A broken connection ends the session; the engine resumes from
+		// what the sink holds, so nothing is applied twice or skipped.
+		DisableRetrySync: true,
+		Logger:           s.log.With("component", "binlog").WithGroup("go-mysql"),
+	})
+	defer syncer.Close()
+	var streamer *replication.BinlogStreamer
+	if p.GTID != "" {
+		set, err := mysql.ParseGTIDSet(s.flavor, p.GTID)
+		if err != nil {
+			return permanent("the checkpoint's GTID set %q: %w", p.GTID, err)
+		}
+		streamer, err = syncer.StartSyncGTID(set)
+		if err != nil {
+			return fmt.Errorf("starting replication at %s: %w", p, err)
+		}
+	} else if streamer, err = syncer.StartSync(mysql.Position{Name: p.File, Pos: p.Pos}); err != nil {
+		return fmt.Errorf("starting replication at %s: %w", p, err)
+	}
+	s.log.Info("streaming", "from", p.String(), "server_id", s.opts.ServerID, "flavor", s.flavor)
+	st := &streamState{src: s, file: p.File, gtid: p.GTID, tables: map[uint64]*boundTable{}}
+	if s.flavor == mysql.MariaDBFlavor {
+		st.domains = mariadbDomains(p.GTID)
+	}
+	once := false
+	for {
+		ev, err := streamer.GetEvent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading the binlog after %s: %w", st.position(), err)
+		}
+		if !once {
+			once = true
+			live()
+		}
+		txn, err := st.handle(ev)
+		if err != nil {
+			return err
+		}
+		if txn != nil {
+			s.tracker.lastTxn.Store(s.now().UnixMicro())
+			select {
+			case out <- txn:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// streamState assembles transactions from the binlog's events.
+type streamState struct {
+	src  *Source
+	file string
+	pos  uint32
+	gtid string
+	// domains is MariaDB's GTID position by replication domain.
+	domains map[string]string
+	// pendingGTID is the MariaDB GTID of the transaction being read.
+	pendingGTID string
+	tables      map[uint64]*boundTable
+	cur         *source.Txn
+	// commitUS is the transaction's commit time as far as known.
+	commitUS int64
+}
+
+// boundTable is a table map event bound to the mapping.
+type boundTable struct {
+	schema, table string
+	names         []string
+	kinds         []timeKind
+	mapped        *event.TypedTable
+	heartbeat     int // column of at_us in the heartbeat table, else -1
+}
+
+func (st *streamState) position() Position {
+	return Position{File: st.file, Pos: st.pos, GTID: st.gtid}
+}
+
+func (st *streamState) begin() {
+	if st.cur == nil {
+		st.cur = &source.Txn{}
+		st.commitUS = 0
+	}
+}
+
+// handle takes one event; it returns the transaction it ends, if any.
+func (st *streamState) handle(ev *replication.BinlogEvent) (*source.Txn, error) {
+	h := ev.Header
+	if h.LogPos > 0 {
+		st.pos = h.LogPos
+	}
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		st.file, st.pos = string(e.NextLogName), uint32(e.Position)
+	case *replication.MariadbGTIDEvent:
+		st.begin()
+		st.pendingGTID = e.GTID.String()
+		if e.IsStandalone() {
+			// A DDL: one query, no COMMIT of its own.
+			st.cur.CommitUS = int64(h.Timestamp) * 1e6
+		}
+	case *replication.GTIDEvent:
+		st.begin()
+		if e.ImmediateCommitTimestamp > 0 {
+			st.commitUS = int64(e.ImmediateCommitTimestamp)
+		}
+	case *replication.TableMapEvent:
+		if err := st.bind(e); err != nil {
+			return nil, err
+		}
+	case *replication.RowsEvent:
+		st.begin()
+		return nil, st.rows(h.EventType, e)
+	case *replication.QueryEvent:
+		q := strings.TrimSpace(string(e.Query))
+		switch {
+		case strings.EqualFold(q, "BEGIN"):
+			st.begin()
+			return nil, nil
+		case strings.EqualFold(q, "COMMIT"):
+			return st.end(h, e.GSet), nil
+		}
+		st.query(string(e.Schema), q)
+		// Any other statement outside a row transaction (DDL) is a
+		// transaction of its own.
+		st.begin()
+		return st.end(h, e.GSet), nil
+	case *replication.XIDEvent:
+		return st.end(h, e.GSet), nil
+	}
+	return nil, nil
+}
+
+// end closes the current transaction at the event h ends.
+func (st *streamState) end(h *replication.EventHeader, gset mysql.GTIDSet) *source.Txn {
+	st.begin()
+	txn := st.cur
+	st.cur = nil
+	if st.pendingGTID != "" && st.domains != nil {
+		if d, _, ok := strings.Cut(st.pendingGTID, "-"); ok {
+			st.domains[d] = st.pendingGTID
+		}
+		st.gtid = joinDomains(st.domains)
+		st.pendingGTID = ""
+	} else if gset != nil {
+		st.gtid = strings.ReplaceAll(gset.String(), "\n", "")
+	}
+	commit := st.commitUS
+	if commit == 0 {
+		commit = int64(h.Timestamp) * 1e6
+	}
+	txn.CommitUS = max(txn.CommitUS, commit)
+	txn.End = st.position()
+	txn.ReceivedAt = st.src.now()
+	end := txn.End.String()
+	for i := range txn.DeadLetters {
+		txn.DeadLetters[i].Position = end
+		txn.DeadLetters[i].CommitTime = time.UnixMicro(txn.CommitUS).UTC()
+	}
+	return txn
+}
+
+// mariadbDomains splits a MariaDB GTID position by domain.
+func mariadbDomains(s string) map[string]string {
+	out := map[string]string{}
+	for _, g := range strings.Split(s, ",") {
+		g = strings.TrimSpace(g)
+		if d, _, ok := strings.Cut(g, "-"); ok {
+			out[d] = g
+		}
+	}
+	return out
+}
+
+func joinDomains(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// bind binds a table map event, reusing the binding while the table's
+// columns stay the same (a table map precedes every row event).
+func (st *streamState) bind(e *replication.TableMapEvent) error {
+	names := e.ColumnNameString()
+	if b := st.tables[e.TableID]; b != nil && b.schema == string(e.Schema) && b.table == string(e.Table) && slices.Equal(b.names, names) {
+		return nil
+	}
+	b := &boundTable{schema: string(e.Schema), table: string(e.Table), names: names, heartbeat: -1}
+	b.kinds = make([]timeKind, len(e.ColumnType))
+	for i, tp := range e.ColumnType {
+		b.kinds[i] = kindOf(tp)
+	}
+	if b.schema == st.src.dsn.db && b.table == HeartbeatTable {
+		b.heartbeat = slices.Index(names, "at_us")
+	}
+	if isMapped(st.src.opts.Mapping, b.schema, b.table) {
+		if len(names) == 0 {
+			return permanent("row events of %s.%s carry no column names: set binlog_row_metadata=FULL on the source server", b.schema, b.table)
+		}
+		t, err := st.src.opts.Mapping.BindTyped(b.schema, b.table, names)
+		if err != nil {
+			return permanent("the source table changed so that the mapping no longer fits: %w", err)
+		}
+		b.mapped = t
+	}
+	st.tables[e.TableID] = b
+	return nil
+}
+
+func isMapped(m *event.Mapping, schema, table string) bool {
+	for _, t := range m.Tables() {
+		if t[0] == schema && t[1] == table {
+			return true
+		}
+	}
+	return false
+}
+
+// rows maps a row event's rows: inserts become events, updates and
+// deletes of mapped tables are counted as ignored changes; the heartbeat
+// table's rows give the server's clock at their commit.
+func (st *streamState) rows(tp replication.EventType, e *replication.RowsEvent) error {
+	b := st.tables[e.TableID]
+	if b == nil || (b.mapped == nil && b.heartbeat < 0) {
+		return nil
+	}
+	op := rowsOp(tp)
+	if b.heartbeat >= 0 {
+		for i, r := range e.Rows {
+			if op == "update" && i%2 == 0 {
+				continue // the before image
+			}
+			if v, ok := r[b.heartbeat].(int64); ok && op != "delete" {
+				st.commitUS = max(st.commitUS, v)
+			}
+		}
+		return nil
+	}
+	if op != "insert" {
+		n := len(e.Rows)
+		if op == "update" {
+			n /= 2
+		}
+		for range n {
+			st.src.opts.Metrics.Ignored(b.mapped.Name(), op)
+		}
+		return nil
+	}
+	loc := st.src.opts.TimeZone
+	// Rows are mapped at commit time (the transaction's end), which the
+	// binlog gives only at its end; the header's second is a lower bound.
+	commitUS := max(st.commitUS, st.cur.CommitUS)
+	if commitUS == 0 {
+		commitUS = st.src.now().UnixMicro()
+	}
+	row := make([]any, len(b.names))
+	for _, r := range e.Rows {
+		for i := range row {
+			if i < len(r) {
+				row[i] = typed(r[i], b.kinds[i], loc)
+			} else {
+				row[i] = nil
+			}
+		}
+		b.mapped.Map(row, commitUS, &st.cur.Output)
+	}
+	return nil
+}
+
+func rowsOp(tp replication.EventType) string {
+	switch tp {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2, replication.MARIADB_WRITE_ROWS_COMPRESSED_EVENT_V1:
+		return "insert"
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2, replication.MARIADB_UPDATE_ROWS_COMPRESSED_EVENT_V1,
+		replication.PARTIAL_UPDATE_ROWS_EVENT:
+		return "update"
+	}
+	return "delete"
+}
+
+var truncateRE = regexp.MustCompile("(?i)^TRUNCATE\\s+(?:TABLE\\s+)?`?([^`.\\s]+)`?(?:\\.`?([^`\\s]+)`?)?")
+
+// query counts a TRUNCATE of a mapped table as an ignored change and logs
+// a DDL that touches one.
+func (st *streamState) query(schema, q string) {
+	if m := truncateRE.FindStringSubmatch(q); m != nil {
+		db, table := schema, m[1]
+		if m[2] != "" {
+			db, table = m[1], m[2]
+		}
+		if isMapped(st.src.opts.Mapping, db, table) {
+			st.src.opts.Metrics.Ignored(db+"."+table, "truncate")
+		}
+		return
+	}
+	for _, t := range st.src.opts.Mapping.Tables() {
+		if strings.Contains(q, t[1]) && (t[0] == schema || strings.Contains(q, t[0])) {
+			st.src.log.Info("DDL on a mapped table; its rows are decoded with the columns each row event carries", "table", t[0]+"."+t[1],
+				"statement", event.Printable(q, 200))
+			return
+		}
+	}
+}
