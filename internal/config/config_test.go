@@ -985,3 +985,60 @@ func TestValidateKafka(t *testing.T) {
 func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	return load(data, getenv)
 }
+
+// TestMySQLSource: a mysql:// source needs its own PostgreSQL sink, a DSN
+// of the documented form, streaming delivery and a known time zone; the
+// default mapping's tables are in the DSN's database.
+func TestMySQLSource(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	cfg, err := Load("", env(map[string]string{EnvSourceDSN: "mysql://rw:pw@db:3306/shop", EnvSinkDSN: "postgres://rw@sink/rw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid MySQL config: %v", err)
+	}
+	m, err := cfg.EventMapping()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables := m.Tables(); len(tables) != 2 || tables[0] != [2]string{"shop", "payments"} || tables[1] != [2]string{"shop", "payment_cancels"} {
+		t.Fatalf("default mapping tables = %v, want shop.payments and shop.payment_cancels", tables)
+	}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		edit func(*Config)
+		want string
+	}{
+		{"sink required", map[string]string{EnvSourceDSN: "mysql://rw:pw@db:3306/shop"}, nil, "sink.dsn: required with a MySQL source"},
+		{"no database", map[string]string{EnvSourceDSN: "mysql://rw:pw@db:3306/", EnvSinkDSN: "postgres://rw@sink/rw"}, nil, "source.dsn: a mysql:// DSN needs one database"},
+		{"bad port", map[string]string{EnvSourceDSN: "mysql://rw:pw@db:99999/shop", EnvSinkDSN: "postgres://rw@sink/rw"}, nil, `source.dsn: port "99999" is not 1..65535`},
+		{"minute delivery", map[string]string{EnvSourceDSN: "mysql://rw:pw@db/shop", EnvSinkDSN: "postgres://rw@sink/rw"},
+			func(c *Config) { c.Source.Delivery = DeliveryMinute }, "source.delivery"},
+		{"mysql sink", map[string]string{EnvSourceDSN: "mysql://rw:pw@db/shop", EnvSinkDSN: "mysql://rw:pw@db/shop2"}, nil, "sink.dsn: the sink must be PostgreSQL"},
+	} {
+		cfg, err := Load("", env(c.env))
+		if err == nil {
+			if c.edit != nil {
+				c.edit(cfg)
+			}
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "pw@") {
+			t.Errorf("%s: err = %v, want it to say %q without the password", c.name, err, c.want)
+		}
+	}
+	body := "source:\n  dsn: mysql://rw:pw@db/shop\n  time_zone: Mars/Olympus\nsink:\n  dsn: postgres://rw@sink/rw\n"
+	p := filepath.Join(t.TempDir(), "rw.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Load(p, env(nil))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), `source.time_zone: unknown time zone "Mars/Olympus"`) {
+		t.Fatalf("bad time zone: %v", err)
+	}
+}
