@@ -48,7 +48,7 @@ fmt-check:
 # A private PostgreSQL under ./var, history, live traffic with incidents, the
 # engine; Ctrl-C stops it all. FULL=1 loads the spec's full 3M payments/day.
 demo:
-	@if [ -n "$(FULL)" ]; then DEMO_SCALE=3000000 ./scripts/demo.sh; else ./scripts/demo.sh; fi
+	@if [ -n "$(FULL)" ]; then DEMO_SCALE=3000000 DEMO_SOURCE=$(SOURCE) ./scripts/demo.sh; else DEMO_SOURCE=$(SOURCE) ./scripts/demo.sh; fi
 
 # Full-load benchmarks: Go hot-path benchmarks compared with benchstat,
 # then riskwatch-bench (private PostgreSQL servers, simulator, engine,

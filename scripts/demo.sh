@@ -9,6 +9,11 @@
 #   DEMO_TPS     live payments per second (default 50)
 #   DEMO_PORT    PostgreSQL port (default 55432)
 #   DEMO_HTTP    engine HTTP address (default 127.0.0.1:8080)
+#   DEMO_SOURCE  postgres (default) or mariadb: the transaction database is a
+#                private MariaDB under ./var/mariadb (binlog on, read as a
+#                replica) and the sink the private PostgreSQL (make demo
+#                SOURCE=mariadb)
+#   DEMO_MYSQL_PORT  MariaDB port (default 53306)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,6 +28,13 @@ TPS=${DEMO_TPS:-0}
 PORT=${DEMO_PORT:-55432}
 HTTP=${DEMO_HTTP:-127.0.0.1:8080}
 DSN="postgres://postgres@127.0.0.1:$PORT/payments?sslmode=disable"
+KIND=${DEMO_SOURCE:-postgres}
+MYPORT=${DEMO_MYSQL_PORT:-53306}
+MYDIR="$VAR/mariadb"
+case "$KIND" in
+  postgres|mariadb) ;;
+  *) echo "DEMO_SOURCE must be postgres or mariadb, got $KIND" >&2; exit 2 ;;
+esac
 
 ./scripts/ensure-postgres.sh
 PGBIN=${RISKWATCH_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
@@ -64,6 +76,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+  if [ -f "$MYDIR/mariadbd.pid" ]; then
+    kill -TERM "$(cat "$MYDIR/mariadbd.pid")" 2>/dev/null || true
+    for _ in $(seq 1 100); do [ -f "$MYDIR/mariadbd.pid" ] || break; sleep 0.1; done
+  fi
   echo "== stopped; data kept in $VAR (rm -rf var to start over)"
 }
 trap cleanup INT TERM EXIT
@@ -72,9 +88,41 @@ if ! "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -Atc "SELECT 1 FROM pg_da
   "$PGBIN/psql" -q -h 127.0.0.1 -p "$PORT" -U postgres -c "CREATE DATABASE payments" postgres
 fi
 
+SINK=""
+if [ "$KIND" = mariadb ]; then
+  ./scripts/ensure-mariadb.sh
+  as_mysql() {
+    if [ "$(id -u)" = 0 ]; then runuser -u mysql -- "$@"; else "$@"; fi
+  }
+  if [ ! -d "$MYDIR/data/mysql" ]; then
+    echo "== creating a private MariaDB in $MYDIR"
+    mkdir -p "$MYDIR"
+    [ "$(id -u)" = 0 ] && chown mysql:mysql "$MYDIR"
+    as_mysql mariadb-install-db --no-defaults --datadir="$MYDIR/data" --auth-root-authentication-method=normal \
+      --skip-test-db --skip-name-resolve --tmpdir="$MYDIR" >/dev/null
+  fi
+  if ! mariadb -h 127.0.0.1 -P "$MYPORT" -u root -e 'SELECT 1' >/dev/null 2>&1; then
+    echo "== starting MariaDB on 127.0.0.1:$MYPORT (binlog on, row-based)"
+    as_mysql mariadbd --no-defaults --datadir="$MYDIR/data" --socket="$MYDIR/mysqld.sock" --pid-file="$MYDIR/mariadbd.pid" \
+      --log-error="$MYDIR/error.log" --tmpdir="$MYDIR" --bind-address=127.0.0.1 --port="$MYPORT" --skip-name-resolve \
+      --server-id=1 --log-bin="$MYDIR/data/binlog" --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
+      --character-set-server=utf8mb4 --default-time-zone=+00:00 --innodb-buffer-pool-size=1G \
+      --innodb-flush-log-at-trx-commit=2 --max-connections=200 &
+    for _ in $(seq 1 300); do
+      mariadb -h 127.0.0.1 -P "$MYPORT" -u root -e 'SELECT 1' >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+  fi
+  mariadb -h 127.0.0.1 -P "$MYPORT" -u root -e 'CREATE DATABASE IF NOT EXISTS payments'
+  SINK="$DSN"
+  DSN="mysql://root@127.0.0.1:$MYPORT/payments"
+fi
+
 cat > "$VAR/riskwatch.yaml" <<YAML
 source:
   dsn: "$DSN"
+sink:
+  dsn: "$SINK"
 http:
   listen: $HTTP
 rules:

@@ -73,7 +73,12 @@ var seq atomic.Int64
 
 func newMySQLEnv(t *testing.T) *mysqlEnv {
 	t.Helper()
-	dsn := mariadb.NewDB(t)
+	return newMySQLEnvOn(t, mariadb)
+}
+
+func newMySQLEnvOn(t *testing.T, server *mysqltest.Server) *mysqlEnv {
+	t.Helper()
+	dsn := server.NewDB(t)
 	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -316,6 +321,7 @@ func firstDiff(got, want string) string {
 // binlog rotation; the sink's minutes then equal the source's GROUP BY
 // line for line.
 func TestMariaDBSnapshotStreamAndDeadLetters(t *testing.T) {
+	t.Parallel()
 	e := newMySQLEnv(t)
 	now := time.Now()
 	for i := range 400 {
@@ -436,4 +442,108 @@ func atoi(t *testing.T, s string) int64 {
 		t.Fatalf("%q: %v", s, err)
 	}
 	return n
+}
+
+// TestMariaDBIdleClosingAndPurgedBinlog: on a quiet source the heartbeat
+// row keeps the position and the minute clock moving, so minutes close;
+// a checkpoint whose binlog the server purged stops the engine with an
+// error that names slot drop, and after it a new snapshot rebuilds the
+// sink exactly. The server is the test's own: PURGE BINARY LOGS is
+// server-wide.
+func TestMariaDBIdleClosingAndPurgedBinlog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	own, err := mysqltest.Start(ctx, mysqlserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close() })
+	e := newMySQLEnvOn(t, own)
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (1, 100, '%s')", seoul(time.Now().Add(-time.Hour))))
+	cfg := e.config(nil)
+
+	node, _, stop := start(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the engine to stream", func() bool { return node.Status().Ready })
+	before := node.Status().LastClosed
+	waitFor(t, 75*time.Second, "an idle minute to close", func() bool { return node.Status().LastClosed > before })
+	st := node.Status()
+	if lag := st.LagSeconds; lag > 3 {
+		t.Errorf("idle lag %.1f s", lag)
+	}
+	if since := time.Since(st.LastClosed.End()); since > 62*time.Second {
+		t.Errorf("idle source: last closed minute %s ends %s ago", st.LastClosed, since)
+	}
+	t.Logf("idle: minute %s closed, lag %.2f s, position %s", st.LastClosed, st.LagSeconds, st.Position)
+	stop()
+
+	// Behind the engine's back the server rotates and purges the binlog
+	// the checkpoint resumes from.
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (2, 200, '%s')", seoul(time.Now())))
+	e.exec("FLUSH BINARY LOGS")
+	e.exec("FLUSH BINARY LOGS")
+	// The stopped engine's dump thread may linger a moment on the server,
+	// which keeps the files it reads from being purged (with only a
+	// warning): purge until the newest file is the oldest.
+	waitFor(t, 30*time.Second, "the server to purge its old binlogs", func() bool {
+		r, err := e.conn.Execute("SHOW BINARY LOGS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.RowNumber() == 1 {
+			return true
+		}
+		newest, _ := r.GetString(r.RowNumber()-1, 0)
+		e.exec(fmt.Sprintf("PURGE BINARY LOGS TO '%s'", newest))
+		return false
+	})
+
+	err = runUntilStopped(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "slot drop") || !strings.Contains(err.Error(), "no longer holds binlog") {
+		t.Fatalf("engine on a purged binlog: %v, want an error that names slot drop", err)
+	}
+
+	// The operator's fix: forget the position; the next start snapshots.
+	st0, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if had, err := aggregates.New(st0).ForgetCheckpoint(ctx, cfg.Source.Slot); err != nil || !had {
+		t.Fatalf("ForgetCheckpoint = %v, %v", had, err)
+	}
+	st0.Close()
+	node, _, stop = start(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the rebuilt engine to stream", func() bool { return node.Status().Ready })
+	stop()
+	from, to := time.Now().Add(-8*24*time.Hour).Truncate(time.Minute), time.Now().Add(time.Hour)
+	if got, want := export(t, cfg, from, to), e.sourceCSV(from, to); got != want {
+		t.Fatalf("after slot drop and a new snapshot:\n%s", firstDiff(got, want))
+	}
+}
+
+// runUntilStopped runs an engine until Run returns (a permanent error) or
+// 60 s pass.
+func runUntilStopped(t *testing.T, cfg *config.Config) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logs := &lockedLog{mu: make(chan struct{}, 1)}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	src, err := binlog.FromConfig(cfg, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := engine.NewNode(engine.NodeOptions{Config: cfg, DB: st, Source: src, Logger: log, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = node.Run(ctx)
+	if err == nil {
+		t.Logf("engine log:\n%s", logs.String())
+	}
+	return err
 }
