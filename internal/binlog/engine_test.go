@@ -21,6 +21,8 @@ import (
 	"github.com/riskwatch/riskwatch/internal/mysqlserver"
 	"github.com/riskwatch/riskwatch/internal/mysqltest"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/sim"
+	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 )
@@ -151,6 +153,17 @@ func (l *lockedLog) String() string {
 
 func start(t *testing.T, cfg *config.Config, hook func(ctx context.Context) error) (*engine.Node, *lockedLog, func()) {
 	t.Helper()
+	return startWith(t, cfg, func(log *slog.Logger, reg prometheus.Registerer) (engine.Source, error) {
+		return binlog.FromConfig(cfg, log, reg)
+	}, hook)
+}
+
+func startWith(t *testing.T, cfg *config.Config, newSource func(*slog.Logger, prometheus.Registerer) (engine.Source, error), hooks ...func(ctx context.Context) error) (*engine.Node, *lockedLog, func()) {
+	t.Helper()
+	var hook func(ctx context.Context) error
+	if len(hooks) > 0 {
+		hook = hooks[0]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
 	if err != nil {
@@ -162,7 +175,7 @@ func start(t *testing.T, cfg *config.Config, hook func(ctx context.Context) erro
 	logs := &lockedLog{mu: make(chan struct{}, 1)}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	src, err := binlog.FromConfig(cfg, log, reg)
+	src, err := newSource(log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,4 +559,154 @@ func runUntilStopped(t *testing.T, cfg *config.Config) error {
 		t.Logf("engine log:\n%s", logs.String())
 	}
 	return err
+}
+
+// TestMariaDBAlertsEqualPostgres runs the same transactions through a
+// MariaDB source (Korea-time DATETIMEs) and a PostgreSQL source
+// (timestamptz) into two sinks: three days of history with a platform
+// cancel rate of about 1%, then, live, a bust-out (one merchant's cancels
+// surge) and a new merchant canceling on the platform baseline. Both
+// engines raise the same alerts at the same minute with the same values.
+func TestMariaDBAlertsEqualPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	my := newMySQLEnv(t)
+	pgSrc := pg.NewDB(t)
+	pgPool, err := pgxpool.New(ctx, pgSrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pgPool.Close)
+	if _, err := pgPool.Exec(ctx, sim.Schema); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		cancel   bool
+		merchant int64
+		amount   int64
+		at       time.Time
+	}
+	write := func(rows []row) {
+		t.Helper()
+		var myP, myC, pgP, pgC []string
+		for _, r := range rows {
+			if r.cancel {
+				myC = append(myC, fmt.Sprintf("(%d, %d, '%s')", r.merchant, r.amount, utc(r.at)))
+				pgC = append(pgC, fmt.Sprintf("(nextval('ids'), 0, %d, %d, '%s+00')", r.merchant, r.amount, utc(r.at)))
+			} else {
+				myP = append(myP, fmt.Sprintf("(%d, %d, '%s')", r.merchant, r.amount, seoul(r.at)))
+				pgP = append(pgP, fmt.Sprintf("(nextval('ids'), %d, %d, 'approved', '%s+00')", r.merchant, r.amount, utc(r.at)))
+			}
+		}
+		for len(myP)+len(myC) > 0 {
+			n, k := min(len(myP), 1000), min(len(myC), 1000)
+			if n > 0 {
+				my.exec("INSERT INTO payments (merchant_id, amount, approved_at) VALUES " + strings.Join(myP[:n], ","))
+				if _, err := pgPool.Exec(ctx, "INSERT INTO payments VALUES "+strings.Join(pgP[:n], ",")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if k > 0 {
+				my.exec("INSERT INTO payment_cancels (merchant_id, cancel_amount, canceled_at) VALUES " + strings.Join(myC[:k], ","))
+				if _, err := pgPool.Exec(ctx, "INSERT INTO payment_cancels VALUES "+strings.Join(pgC[:k], ",")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			myP, pgP, myC, pgC = myP[n:], pgP[n:], myC[k:], pgC[k:]
+		}
+	}
+	now := time.Now()
+	var hist []row
+	for i := range 3 * 24 * 30 { // every 2 minutes for 3 days
+		at := now.Add(-2*time.Hour - time.Duration(i)*2*time.Minute)
+		for m := int64(1); m <= 12; m++ {
+			hist = append(hist, row{merchant: m, amount: 10_000 + m*100 + int64(i%7), at: at})
+			if (i+int(m))%97 == 0 {
+				hist = append(hist, row{cancel: true, merchant: m, amount: 5_000, at: at.Add(time.Minute)})
+			}
+		}
+	}
+	// The last two hours: steady sales, a few cancels.
+	for i := range 60 {
+		at := now.Add(-time.Duration(i) * 2 * time.Minute)
+		for m := int64(1); m <= 12; m++ {
+			hist = append(hist, row{merchant: m, amount: 20_000, at: at})
+		}
+	}
+	write(hist)
+
+	myCfg := my.config(nil)
+	pgCfg := config.Default()
+	pgCfg.Source.DSN, pgCfg.Sink.DSN = pgSrc, pg.NewDB(t)
+	pgCfg.Source.Slot, pgCfg.Source.Publication = my.slot+"_pg", my.slot+"_pg"
+	pgCfg.MerchantNames.Table = ""
+	if err := pgCfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	myNode, _, myStop := start(t, myCfg, nil)
+	pgNode, _, pgStop := startPG(t, pgCfg)
+	waitFor(t, 60*time.Second, "both engines to stream", func() bool { return myNode.Status().Ready && pgNode.Status().Ready })
+
+	// Live: merchant 7's bust-out, and merchant 500, new, selling and
+	// canceling (its baseline is the platform's).
+	burst := time.Now()
+	var live []row
+	for i := range 30 {
+		live = append(live, row{merchant: 7, amount: 20_000, at: burst.Add(-time.Duration(i) * time.Second)})
+		live = append(live, row{merchant: 500, amount: 30_000, at: burst.Add(-time.Duration(i) * time.Second)})
+	}
+	for i := range 12 {
+		live = append(live, row{cancel: true, merchant: 7, amount: 19_000, at: burst.Add(-time.Duration(i) * time.Second)})
+		live = append(live, row{cancel: true, merchant: 500, amount: 29_000, at: burst.Add(-time.Duration(i) * time.Second)})
+	}
+	write(live)
+	burstMinute := burst.UTC().Truncate(time.Minute)
+	waitFor(t, 75*time.Second, "both engines to close the burst's minute", func() bool {
+		return !myNode.Status().LastClosed.Start().Before(burstMinute) && !pgNode.Status().LastClosed.Start().Before(burstMinute)
+	})
+	myStop()
+	pgStop()
+
+	alerts := func(dsn string) []string {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		rows, err := pool.Query(ctx, `SELECT a.rule || ' ' || a.merchant_id || ' ' || to_char(a.active_at AT TIME ZONE 'UTC', 'HH24:MI') || ' ' || e."values"::text
+			FROM riskwatch.alerts a JOIN riskwatch.alert_evaluations e ON e.alert_id = a.id AND e.minute = a.active_at ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	gotMy, gotPG := alerts(myCfg.Sink.DSN), alerts(pgCfg.Sink.DSN)
+	if strings.Join(gotMy, "\n") != strings.Join(gotPG, "\n") {
+		t.Fatalf("alerts differ\nMariaDB:\n%s\nPostgreSQL:\n%s", strings.Join(gotMy, "\n"), strings.Join(gotPG, "\n"))
+	}
+	fired := map[string]bool{}
+	for _, a := range gotMy {
+		f := strings.Fields(a)
+		fired[f[0]+" "+f[1]] = true
+	}
+	if !fired["cancel_rate_spike 7"] || !fired["cancel_rate_spike 500"] {
+		t.Fatalf("want merchant 7's bust-out and merchant 500 on the platform baseline firing; got\n%s", strings.Join(gotMy, "\n"))
+	}
+	t.Logf("both sources raised the same %d alerts:\n%s", len(gotMy), strings.Join(gotMy, "\n"))
+}
+
+// startPG runs an engine on a PostgreSQL source, for comparison.
+func startPG(t *testing.T, cfg *config.Config) (*engine.Node, *lockedLog, func()) {
+	t.Helper()
+	return startWith(t, cfg, func(log *slog.Logger, reg prometheus.Registerer) (engine.Source, error) {
+		return source.FromConfig(cfg, log, reg)
+	})
 }
