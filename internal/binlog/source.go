@@ -54,6 +54,8 @@ type Options struct {
 	Metrics *source.Metrics
 	// Now is the engine's clock (time.Now when nil).
 	Now func() time.Time
+	// Rows: Deliver fills Txn.Rows as well (see KeepRows).
+	Rows bool
 }
 
 // Source reads one MySQL or MariaDB server.

@@ -442,7 +442,11 @@ func (st *streamState) rows(tp replication.EventType, e *replication.RowsEvent) 
 				row[i] = nil
 			}
 		}
+		events, filtered := len(st.cur.Events), st.cur.Filtered
 		b.mapped.Map(row, commitUS, &st.cur.Output)
+		if st.src.opts.Rows && st.cur.Filtered == filtered {
+			st.keepRow(b, e.Table, r, events)
+		}
 	}
 	return nil
 }
