@@ -82,21 +82,31 @@ type Kafka struct {
 	// ReplicationFactor of Topic when capture creates it; -1 is the broker's default.
 	ReplicationFactor int    `yaml:"replication_factor"` // default -1
 	Group             string `yaml:"group"`              // default "riskwatch-workers"
-	// Input is "capture" (riskwatch capture's topic, with watermarks) or
-	// "debezium" (topics of Debezium's PostgreSQL connector, see Topics).
+	// Input is InputCapture (riskwatch capture's topic, with watermarks),
+	// InputDebezium (topics of Debezium's PostgreSQL or MySQL connector,
+	// told apart by each record's source.connector) or InputMaxwell
+	// (Maxwell's JSON); the last two are listed in Topics.
 	Input string `yaml:"input"` // default "capture"
-	// Topics are the Debezium connector's per-table topics (input debezium).
+	// Topics are the Debezium connector's per-table topics, or Maxwell's
+	// (inputs debezium and maxwell).
 	Topics []string `yaml:"topics,omitempty"`
 	// WatermarkInterval: capture writes a watermark to every partition at
 	// least this often.
 	WatermarkInterval Duration `yaml:"watermark_interval"` // default 250ms; (0, 1s]
-	// IdleAfter (input debezium, which has no watermarks): a partition read
+	// IdleAfter (inputs debezium and maxwell, without watermarks): a partition read
 	// to its end for this long stops holding back the closing of minutes.
 	IdleAfter Duration `yaml:"idle_after"` // default 5s; > 0
 	// SessionTimeout: a worker silent this long leaves the group and its
 	// partitions go to the others.
 	SessionTimeout Duration `yaml:"session_timeout"` // default 10s; >= 100ms
 }
+
+// The values of kafka.input.
+const (
+	InputCapture  = "capture"
+	InputDebezium = "debezium"
+	InputMaxwell  = "maxwell"
+)
 
 // Rules holds the thresholds of SPEC §5 and §6, named as there. Fractions
 // are read as the decimal written in the file and compared exactly.

@@ -506,9 +506,12 @@ func (c *Config) ValidateKafka() error {
 	if k.Group == "" {
 		p.add("kafka.group", "required")
 	}
-	oneOf(&p, "kafka.input", k.Input, []string{"capture", "debezium"})
-	if k.Input == "debezium" && len(k.Topics) == 0 {
+	oneOf(&p, "kafka.input", k.Input, []string{InputCapture, InputDebezium, InputMaxwell})
+	if k.Input == InputDebezium && len(k.Topics) == 0 {
 		p.add("kafka.topics", "required with input debezium: the connector's per-table topics")
+	}
+	if k.Input == InputMaxwell && len(k.Topics) == 0 {
+		p.add("kafka.topics", "required with input maxwell: the topics Maxwell writes (kafka_topic)")
 	}
 	if k.WatermarkInterval <= 0 || k.WatermarkInterval > Duration(time.Second) {
 		p.add("kafka.watermark_interval", "must be more than 0s and at most 1s, got %s", k.WatermarkInterval)
@@ -522,7 +525,7 @@ func (c *Config) ValidateKafka() error {
 
 // KafkaTopics are the topics workers consume.
 func (c *Config) KafkaTopics() []string {
-	if c.Kafka.Input == "debezium" {
+	if c.Kafka.Input != InputCapture {
 		return c.Kafka.Topics
 	}
 	return []string{c.Kafka.Topic}

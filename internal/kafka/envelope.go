@@ -1,8 +1,9 @@
 // Package kafka holds what capture and workers agree on when source rows
 // travel through Kafka: Debezium's change-event envelope (so a topic written
-// by Debezium's own PostgreSQL connector can be consumed as well), the
-// watermark records that let workers close minutes, and the partitioner that
-// tells a worker which merchants its partitions hold.
+// by Debezium's own PostgreSQL or MySQL connector can be consumed as well,
+// and Maxwell's JSON beside it), the watermark records that let workers
+// close minutes, and the partitioners that tell a worker which merchants its
+// partitions hold.
 package kafka
 
 import (
@@ -26,6 +27,11 @@ type Change struct {
 	Source        Source
 	// TsMS is when the connector processed the change (envelope ts_ms).
 	TsMS int64
+	// AfterTypes are the semantic types of a MySQL connector's `after`
+	// columns (the schema JsonConverter writes with schemas.enable=true),
+	// for the columns that have one; nil without a schema, and for
+	// PostgreSQL, whose values say enough on their own.
+	AfterTypes map[string]FieldType
 }
 
 // Source is the envelope's source block: where and when the change was
@@ -44,6 +50,18 @@ type Source struct {
 	// Sequence is source.sequence, a JSON string holding the array
 	// ["lastCommitLsn","lsn"]; a null or absent element is 0.
 	Sequence [2]uint64
+	// File, Pos and Row place a MySQL or MariaDB change in the binlog:
+	// Debezium's MySQL connector sends the row event's file and offset and
+	// the row within the event, Maxwell its position and xoffset, capture
+	// the transaction's end and the row's place in the transaction. File is
+	// "" for PostgreSQL.
+	File string
+	Pos  uint64
+	Row  uint64
+	// ServerID and GTID are MySQL's server_id and the transaction's GTID,
+	// when the producer sends them.
+	ServerID int64
+	GTID     string
 }
 
 // ErrTombstone is returned for a record without a value: the tombstone
@@ -55,8 +73,13 @@ var ErrTombstone = errors.New("tombstone: the record has no value")
 type Position struct{ Commit, LSN uint64 }
 
 // Position is {lastCommitLsn, lsn} from source.sequence when it has the
-// change's LSN, else source.lsn alone.
+// change's LSN, else source.lsn alone; for MySQL it is BinlogPosition.
 func (c Change) Position() Position {
+	if c.Source.File != "" {
+		// The file name was checked when the change was decoded.
+		p, _ := BinlogPosition(c.Source.File, c.Source.Pos, c.Source.Row)
+		return p
+	}
 	if c.Source.Sequence[1] != 0 {
 		return Position{Commit: c.Source.Sequence[0], LSN: c.Source.Sequence[1]}
 	}
@@ -101,6 +124,7 @@ type wireChange struct {
 	Source  *wireSource     `json:"source"`
 	Op      *string         `json:"op"`
 	TsMS    int64           `json:"ts_ms"`
+	Schema  json.RawMessage `json:"schema,omitempty"`
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
@@ -120,6 +144,13 @@ type wireSource struct {
 	// Xmin is written as null, as the connector does without xmin
 	// tracking, and never read.
 	Xmin json.RawMessage `json:"xmin"`
+	// MySQL's connector: where the change is in the binlog. Never written
+	// here (encodeMySQL writes its own source block).
+	ServerID *int64  `json:"server_id,omitempty"`
+	GTID     *string `json:"gtid,omitempty"`
+	File     *string `json:"file,omitempty"`
+	Pos      *uint64 `json:"pos,omitempty"`
+	Row      *uint64 `json:"row,omitempty"`
 }
 
 // snapshotFlag reads source.snapshot, a string in every Debezium release
@@ -152,6 +183,7 @@ func DecodeChange(value []byte) (Change, error) {
 	if err := decodeJSON(value, &w); err != nil {
 		return Change{}, fmt.Errorf("decoding change event: %w", err)
 	}
+	schema := w.Schema
 	if w.Op == nil && w.Payload != nil {
 		if isNull(w.Payload) {
 			return Change{}, ErrTombstone
@@ -165,6 +197,11 @@ func DecodeChange(value []byte) (Change, error) {
 	c, err := w.change()
 	if err != nil {
 		return Change{}, fmt.Errorf("decoding change event: %w", err)
+	}
+	if c.MySQL() && len(schema) > 0 && !isNull(schema) {
+		if c.AfterTypes, err = afterTypes(schema); err != nil {
+			return Change{}, fmt.Errorf("decoding change event schema: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -201,6 +238,9 @@ func (w *wireChange) change() (Change, error) {
 			return Change{}, err
 		}
 		c.Source.Sequence = seq
+	}
+	if err := s.binlog(&c); err != nil {
+		return Change{}, err
 	}
 	if err := c.check(); err != nil {
 		return Change{}, err
@@ -248,11 +288,14 @@ func parseSequence(s string) ([2]uint64, error) {
 }
 
 // EncodeChange writes c as Debezium's PostgreSQL connector does with
-// JsonConverter and schemas.enable=false, so Debezium consumers can read
-// what capture publishes.
+// JsonConverter and schemas.enable=false (its MySQL connector for a MySQL
+// change), so Debezium consumers can read what capture publishes.
 func EncodeChange(c Change) ([]byte, error) {
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("encoding change event: %w", err)
+	}
+	if c.MySQL() {
+		return encodeMySQL(c)
 	}
 	var seq [2]*string
 	for i, n := range c.Source.Sequence {

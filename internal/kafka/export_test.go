@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/riskwatch/riskwatch/internal/event"
+
 	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
@@ -35,3 +37,9 @@ func InitPartitions(ctx context.Context, db *store.DB, topic string, start map[i
 // Stall is the worker's watch for a session failing the same way again and
 // again.
 func (w *Worker) Stall() *engine.StallWatch { return w.stall }
+
+// MapMySQL is a worker's mapping of a MySQL source's row, DATETIMEs read
+// in loc.
+func MapMySQL(m *event.Mapping, loc *time.Location, c Change, out *event.Output) (mapped bool, err error) {
+	return newMySQLRows(m, loc).Map(&c, out)
+}

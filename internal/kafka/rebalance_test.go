@@ -3,9 +3,6 @@ package kafka_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -14,9 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/kafka"
-	"github.com/riskwatch/riskwatch/internal/store"
-	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // TestWorkersShareAndHandOver: one worker takes every partition; a second
@@ -44,7 +38,7 @@ func TestWorkersShareAndHandOver(t *testing.T) {
 	defer cl.Close()
 
 	now := time.Now().UTC()
-	want := map[string]window.Agg{}
+	want := minutes{}
 	records, lsn, id := 0, uint64(5000), int64(0)
 	// produce commits n rows of 40 merchants, a fifth of them cancels,
 	// each create delivered twice.
@@ -61,14 +55,7 @@ func TestWorkersShareAndHandOver(t *testing.T) {
 			}
 			commit := now.Add(-20*time.Minute + time.Duration(id)*time.Second)
 			r := dbzRow{table, id, merchant, amount, commit.Add(-time.Second), commit, lsn}
-			k := fmt.Sprintf("%d %s", merchant, r.at.Truncate(time.Minute).Format(time.RFC3339))
-			a := want[k]
-			if table == "payments" {
-				a.Approvals, a.ApprovedAmount = a.Approvals+1, a.ApprovedAmount+amount
-			} else {
-				a.Cancels, a.CanceledAmount = a.Cancels+1, a.CanceledAmount+amount
-			}
-			want[k] = a
+			want.add(merchant, r.at, table == "payment_cancels", amount)
 			rec := &kgo.Record{Topic: "srv.public." + table, Key: []byte(fmt.Sprintf(`{"merchant_id":%d}`, merchant)), Value: r.envelope("c", prev, false)}
 			recs = append(recs, rec, &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value})
 		}
@@ -86,33 +73,8 @@ func TestWorkersShareAndHandOver(t *testing.T) {
 	cfg.Kafka.IdleAfter = config.Duration(200 * time.Millisecond)
 	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
 	cfg.Kafka.Group = "share"
-	st, err := store.Open(ctx, cfg.Sink.DSN, cfg.Sink.Schema, cfg.Location)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	start := func(member string) (stop func()) {
-		w, err := kafka.NewWorker(kafka.WorkerOptions{Config: cfg, DB: st, Logger: log, Member: member})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wctx, wcancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- w.Run(wctx) }()
-		return func() {
-			wcancel()
-			if err := <-done; err != nil {
-				t.Errorf("worker %s: %v", member, err)
-			}
-		}
-	}
+	st := openSink(t, cfg)
+	start := func(member string) (stop func()) { return startWorker(t, cfg, st, member) }
 	type part struct {
 		partition int32
 		owner     string
@@ -204,26 +166,5 @@ func TestWorkersShareAndHandOver(t *testing.T) {
 	settle("a alone again", func(int32) []string { return []string{"a"} })
 	stopA()
 
-	got := map[string]window.Agg{}
-	rows, err := st.Pool().Query(ctx, `SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount FROM riskwatch.minute_agg`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var m int64
-		var at time.Time
-		var a window.Agg
-		if err := rows.Scan(&m, &at, &a.Approvals, &a.ApprovedAmount, &a.Cancels, &a.CanceledAmount); err != nil {
-			t.Fatal(err)
-		}
-		got[fmt.Sprintf("%d %s", m, at.UTC().Format(time.RFC3339))] = a
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%d merchant-minutes stored, want %d", len(got), len(want))
-	}
-	for k, a := range want {
-		if got[k] != a {
-			t.Fatalf("merchant-minute %s = %+v, want %+v", k, got[k], a)
-		}
-	}
+	checkSinkMinutes(t, st, want)
 }

@@ -60,9 +60,14 @@ type Worker struct {
 	status  *engine.StatusBoard
 	stall   *engine.StallWatch
 	tables  map[[2]string]*event.JSONTable
+	mysql   *mysqlRows
 	// keyPrefix/keySuffix wrap a merchant id into its record key: the id
 	// alone for capture's topic, {"<merchant column>":<id>} for Debezium's.
 	keyPrefix, keySuffix []byte
+	// decode reads a record value: Debezium's envelope, or Maxwell's JSON.
+	decode    func([]byte) (Change, error)
+	misrouted time.Time // when a misrouted merchant was last logged
+	unmapped  map[[2]string]bool
 
 	// mu guards the state below: the poll loop and the group's
 	// assignment callbacks both touch it.
@@ -114,7 +119,8 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 	}
 	w := &Worker{opts: opts, cfg: opts.Config, agg: aggregates.New(opts.DB), alerts: alertstore.New(opts.DB), fence: partitions{opts.DB},
 		log: opts.Logger.With("member", opts.Member), now: opts.Now, mapping: mapping, topics: opts.Config.KafkaTopics(),
-		km: newWorkerMetrics(opts.Registry), status: &engine.StatusBoard{}, tables: map[[2]string]*event.JSONTable{}}
+		km: newWorkerMetrics(opts.Registry), status: &engine.StatusBoard{}, tables: map[[2]string]*event.JSONTable{},
+		mysql: newMySQLRows(mapping, opts.Config.Source.TimeLocation), decode: DecodeChange, unmapped: map[[2]string]bool{}}
 	w.m = engine.NewMetrics(opts.Registry, w.status)
 	w.stall = engine.NewStallWatch(opts.Config, "worker:"+opts.Member, w.alerts, opts.OnAlerts, w.log, w.m, w.status)
 	w.status.SetLag(func(st *engine.Status) {
@@ -122,13 +128,21 @@ func NewWorker(opts WorkerOptions) (*Worker, error) {
 			st.LagSeconds = max(0, w.now().Sub(st.Progress).Seconds())
 		}
 	})
-	if opts.Config.Kafka.Input == "debezium" {
+	switch opts.Config.Kafka.Input {
+	case config.InputDebezium:
 		// The connector's message.key.columns makes the key the merchant
 		// column as a JSON object (see docs/kafka.md).
 		w.keyPrefix, w.keySuffix = []byte(`{"`+opts.Config.Mapping[0].Merchant+`":`), []byte(`}`)
+	case config.InputMaxwell:
+		w.decode = DecodeMaxwell
 	}
 	return w, nil
 }
+
+// watermarked reports whether the input carries capture's watermarks;
+// Debezium's and Maxwell's topics close minutes by their records' commit
+// times and idle partitions instead.
+func (w *Worker) watermarked() bool { return w.cfg.Kafka.Input == config.InputCapture }
 
 // Run consumes until ctx is done. A failure (Kafka, the sink, being fenced
 // by a newer owner) leaves the group and rejoins after a backoff: the new
@@ -220,7 +234,7 @@ func (w *Worker) session(ctx context.Context) error {
 				w.lastErr = w.now()
 			}
 		}
-		if w.cfg.Kafka.Input == "debezium" && w.now().Sub(lastEnds) >= time.Second {
+		if !w.watermarked() && w.now().Sub(lastEnds) >= time.Second {
 			w.endOffsets(ctx, adm)
 			lastEnds = w.now()
 		}
@@ -300,6 +314,9 @@ func (w *Worker) endOffsets(ctx context.Context, adm *kadm.Client) {
 
 // partitionOf is the partition number holding the merchant's changes.
 func (w *Worker) partitionOf(merchant int64) int32 {
+	if w.cfg.Kafka.Input == config.InputMaxwell {
+		return MaxwellPartition(merchant, w.nparts)
+	}
 	var buf [64]byte
 	key := append(strconv.AppendInt(append(buf[:0], w.keyPrefix...), merchant, 10), w.keySuffix...)
 	return PartitionFor(key, w.nparts)
@@ -321,7 +338,7 @@ func (w *Worker) assigned(ctx context.Context, cl *kgo.Client, assigned map[stri
 
 func (w *Worker) claim(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) error {
 	var missing func(string, int32) Partition
-	if w.cfg.Kafka.Input == "debezium" {
+	if !w.watermarked() {
 		// A topic nobody initialised: read it from its start; rules run
 		// from the minute that closes now on (older rows are history).
 		missing = func(string, int32) Partition {
@@ -442,16 +459,21 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 		ps.wmUS = max(ps.wmUS, wm.CommitUS)
 		return
 	}
-	ch, err := DecodeChange(r.Value)
-	if errors.Is(err, ErrTombstone) {
+	ch, err := w.decode(r.Value)
+	var notRow *NotRowError
+	switch {
+	case errors.Is(err, ErrTombstone):
 		return
-	}
-	if err != nil {
+	case errors.As(err, &notRow):
+		w.km.ignored.WithLabelValues(notRow.Table, notRow.Type).Inc()
+		return
+	case err != nil:
 		w.deadLetter(r, fmt.Sprintf("undecodable change event: %v", err))
 		return
 	}
+	schema, table := ch.Table()
 	if ch.Op != "c" && ch.Op != "r" {
-		w.km.ignored.WithLabelValues(ch.Source.Schema+"."+ch.Source.Table, opName(ch.Op)).Inc()
+		w.km.ignored.WithLabelValues(schema+"."+table, opName(ch.Op)).Inc()
 		return
 	}
 	// Snapshot reads all share the snapshot's position; only streamed
@@ -464,24 +486,67 @@ func (w *Worker) record(ps *partState, r *kgo.Record) {
 		ps.pos = pos
 	}
 	ps.wmUS = max(ps.wmUS, ch.Source.TsUS)
-	key := [2]string{ch.Source.Schema, ch.Source.Table}
-	jt, ok := w.tables[key]
-	if !ok {
-		jt = w.mapping.BindJSON(key[0], key[1])
-		w.tables[key] = jt
-	}
-	if jt == nil {
-		return // a table the mapping does not name
-	}
 	w.out.Reset()
-	jt.Map(ch.After, ch.Source.TsUS, &w.out)
+	if ch.MySQL() {
+		mapped, err := w.mysql.Map(&ch, &w.out)
+		if err != nil {
+			w.deadLetter(r, fmt.Sprintf("unreadable row of %s.%s: %v", schema, table, err))
+			return
+		}
+		if !mapped {
+			w.skipTable(schema, table)
+			return
+		}
+	} else {
+		key := [2]string{schema, table}
+		jt, ok := w.tables[key]
+		if !ok {
+			jt = w.mapping.BindJSON(key[0], key[1])
+			w.tables[key] = jt
+		}
+		if jt == nil {
+			w.skipTable(schema, table)
+			return
+		}
+		jt.Map(ch.After, ch.Source.TsUS, &w.out)
+	}
 	at := func() string {
-		return fmt.Sprintf("%s/%d@%d (source position %d)", r.Topic, r.Partition, r.Offset, ch.Source.LSN)
+		return fmt.Sprintf("%s/%d@%d (%s)", r.Topic, r.Partition, r.Offset, ch.Where())
 	}
 	for i := range w.out.DeadLetters {
 		w.out.DeadLetters[i].Position = at()
 	}
+	w.checkRouting(r, &w.out)
 	w.core.Add(&w.out, ch.Source.TsUS, at)
+}
+
+// skipTable logs, once per table, that a table the mapping does not name
+// is skipped: a topic of another table, or a mapping whose schema is not
+// the source's (MySQL's is the database), which would otherwise count
+// nothing without a word.
+func (w *Worker) skipTable(schema, table string) {
+	if k := [2]string{schema, table}; !w.unmapped[k] {
+		w.unmapped[k] = true
+		w.log.Info("skipping the rows of a table the mapping does not name", "table", schema+"."+table)
+	}
+}
+
+// checkRouting logs, at most every 10 s, an event whose merchant is not
+// among the merchants of the partition it arrived in: the producer
+// partitions differently from what kafka.input says, so another worker
+// evaluates the merchant's rules without this change. The change itself is
+// still counted where it arrived.
+func (w *Worker) checkRouting(r *kgo.Record, out *event.Output) {
+	for _, ev := range out.Events {
+		if p := w.partitionOf(ev.Merchant); p != r.Partition {
+			if w.now().Sub(w.misrouted) >= 10*time.Second {
+				w.misrouted = w.now()
+				w.log.Error("a merchant's change arrived in another partition than its key's: the producer's partitioning does not match kafka.input (see docs/kafka.md)",
+					"merchant", ev.Merchant, "topic", r.Topic, "partition", r.Partition, "expected_partition", p)
+			}
+			return
+		}
+	}
 }
 
 // opNames are the operations' names as riskwatch_ignored_changes_total
@@ -505,15 +570,15 @@ func (w *Worker) deadLetter(r *kgo.Record, detail string) {
 }
 
 // progressUS is how far every owned partition is applied: the oldest
-// watermark. Without watermarks (Debezium), a partition read to its end
-// for idle_after stops holding the others back.
+// watermark. Without watermarks (Debezium, Maxwell), a partition read to
+// its end for idle_after stops holding the others back.
 func (w *Worker) progressUS() int64 {
 	var lo, hi int64
 	idleAll := true
 	now := w.now()
 	for _, ps := range w.parts {
 		hi = max(hi, ps.wmUS)
-		if w.cfg.Kafka.Input == "debezium" {
+		if !w.watermarked() {
 			if ps.hwm >= 0 && ps.NextOffset >= ps.hwm {
 				if ps.idleSince.IsZero() {
 					ps.idleSince = now
