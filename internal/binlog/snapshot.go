@@ -1,6 +1,7 @@
 package binlog
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -320,6 +321,7 @@ func (snap *Snapshot) literal(t time.Time, k timeKind) string {
 // sums is one merchant-minute's: counts, and amounts wide enough that no
 // sum of valid amounts wraps (the loader leaves out what does not fit).
 type sums struct {
+	key        window.Key
 	a, c       int64
 	aaHi, aaLo uint64
 	caHi, caLo uint64
@@ -327,25 +329,31 @@ type sums struct {
 
 // Aggregate reads the chunks' rows, maps them and writes their minute sums.
 func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w io.Writer, done func()) error {
+	// One chunk's sums: the map numbers the keys, the slice holds them, so
+	// that writing them out needs no lookups.
+	index := map[window.Key]int32{}
+	var acc []sums
 	for _, c := range chunks {
-		acc := map[window.Key]*sums{}
+		clear(index)
+		acc = acc[:0]
 		for i := range snap.specs {
 			ss := &snap.specs[i]
 			q := fmt.Sprintf("SELECT %s FROM %s WHERE %s >= %s AND %s < %s", selectList(ss.cols), tableName(ss.spec.Schema, ss.spec.Table),
 				quote(ss.spec.Time), snap.literal(c.From, ss.kind), quote(ss.spec.Time), snap.literal(c.To, ss.kind))
 			err := snap.mapRows(ctx, ss, q, func(out *event.Output) {
 				for _, ev := range out.Events {
-					t := ev.Time()
-					if t.Before(c.From) || !t.Before(c.To) {
+					if ev.TimeUS < c.From.UnixMicro() || ev.TimeUS >= c.To.UnixMicro() {
 						snap.spilled = append(snap.spilled, ev)
 						continue
 					}
-					k := window.Key{Merchant: ev.Merchant, Minute: window.MinuteOf(t)}
-					x := acc[k]
-					if x == nil {
-						x = &sums{}
-						acc[k] = x
+					k := window.Key{Merchant: ev.Merchant, Minute: window.MinuteOf(ev.Time())}
+					j, ok := index[k]
+					if !ok {
+						j = int32(len(acc))
+						index[k] = j
+						acc = append(acc, sums{key: k})
 					}
+					x := &acc[j]
 					var carry uint64
 					if ev.Kind == event.Approval {
 						x.a++
@@ -373,29 +381,19 @@ func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w
 
 // writeSums writes COPY text rows, ordered so that the sink's pages fill
 // in order.
-func writeSums(w io.Writer, acc map[window.Key]*sums) error {
-	keys := make([]window.Key, 0, len(acc))
-	for k := range acc {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b window.Key) int {
-		if a.Minute != b.Minute {
-			return int(a.Minute - b.Minute)
+func writeSums(w io.Writer, acc []sums) error {
+	slices.SortFunc(acc, func(a, b sums) int {
+		if a.key.Minute != b.key.Minute {
+			return int(a.key.Minute - b.key.Minute)
 		}
-		if a.Merchant < b.Merchant {
-			return -1
-		}
-		if a.Merchant > b.Merchant {
-			return 1
-		}
-		return 0
+		return cmp.Compare(a.key.Merchant, b.key.Merchant)
 	})
 	var buf []byte
-	for _, k := range keys {
-		x := acc[k]
-		buf = strconv.AppendInt(buf, k.Merchant, 10)
+	for i := range acc {
+		x := &acc[i]
+		buf = strconv.AppendInt(buf, x.key.Merchant, 10)
 		buf = append(buf, '\t')
-		buf = k.Minute.Start().AppendFormat(buf, "2006-01-02 15:04:05+00")
+		buf = x.key.Minute.Start().AppendFormat(buf, "2006-01-02 15:04:05+00")
 		buf = append(buf, '\t')
 		buf = strconv.AppendInt(buf, x.a, 10)
 		buf = append(buf, '\t')
