@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/riskwatch/riskwatch/internal/binlog"
 	"github.com/riskwatch/riskwatch/internal/bootstrap"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/engine"
@@ -35,22 +36,38 @@ type CaptureOptions struct {
 	Now    func() time.Time
 }
 
-// Capture reads the source's replication slot once and publishes every
-// inserted row of a mapped table to the topic, keyed by merchant, in
-// Debezium's envelope; the slot is confirmed only up to what Kafka
-// acknowledged, so a crash republishes (at least once) and never skips.
-// Watermarks on every partition tell workers how far the source is
-// published.
+// Capture reads the source's change stream once (a PostgreSQL replication
+// slot, or a MySQL/MariaDB binlog) and publishes every inserted row of a
+// mapped table to the topic, keyed by merchant, in Debezium's envelope;
+// the source is confirmed (and the sink's checkpoint moved) only up to
+// what Kafka acknowledged, so a crash republishes (at least once) and
+// never skips. Watermarks on every partition tell workers how far the
+// source is published.
 type Capture struct {
 	opts  CaptureOptions
 	cfg   *config.Config
 	log   *slog.Logger
-	src   *source.Source
+	src   captureSource
 	agg   *aggregates.Store
 	fence partitions
 	now   func() time.Time
-	db    string
 	m     *captureMetrics
+}
+
+// captureSource is a source database as capture reads it: the engine's
+// source (preparation, first snapshot, heartbeats), streamed with each
+// transaction's rows, and the rows placed in Debezium's source block.
+type captureSource interface {
+	engine.Source
+	// streamRows delivers the transactions committed after start, with
+	// their Rows, confirming to the server only durable().
+	streamRows(ctx context.Context, start string, durable func() string, out chan<- *source.Txn) error
+	// locate fills the source block of the i-th row of txn: the connector,
+	// database and position that order it.
+	locate(txn *source.Txn, i int, s *Source)
+	// mark is the number a watermark carries for a position (a
+	// transaction's end, in the source's text).
+	mark(pos string) (uint64, error)
 }
 
 // NewCapture checks the configuration and builds a capture.
@@ -61,16 +78,12 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	src, err := source.FromConfig(opts.Config, opts.Logger, opts.Registry)
+	src, err := newCaptureSource(opts.Config, opts.Logger, opts.Registry)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := pgx.ParseConfig(opts.Config.Source.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("parsing source dsn: %w", err)
-	}
 	return &Capture{opts: opts, cfg: opts.Config, log: opts.Logger, src: src, agg: aggregates.New(opts.DB), fence: partitions{opts.DB},
-		now: opts.Now, db: pc.Database, m: newCaptureMetrics(opts.Registry)}, nil
+		now: opts.Now, m: newCaptureMetrics(opts.Registry)}, nil
 }
 
 // Run publishes until ctx is done, restarting from the last acknowledged
@@ -160,23 +173,97 @@ func (c *Capture) session(ctx context.Context) error {
 		}
 		c.log.Info("partitions start after the first snapshot", "topic", c.cfg.Kafka.Topic, "partitions", len(ends), "snapshot", cp.SnapshotPosition)
 	}
-	start, err := source.ParseLSN(cp.Position)
+	mark, err := c.src.mark(cp.Position)
 	if err != nil {
 		return err
 	}
-	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: start, progressUS: cp.Progress.UnixMicro(), cp: cp}
-	pub.durable.Store(uint64(start))
+	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: cp.Position, ackedMark: mark, progressUS: cp.Progress.UnixMicro(), cp: cp}
+	pub.durable.Store(&cp.Position)
 	txns := make(chan *source.Txn, c.cfg.Pipeline.QueueSize)
-	tracker := &source.Tracker{}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.src.streamRows(gctx, cp.Position, pub.flushed, txns) })
 	g.Go(func() error {
-		return c.src.Stream(gctx, source.StreamOptions{
-			Start: start, Flushed: pub.flushed, Tracker: tracker, Out: txns, Rows: true,
-		})
-	})
-	g.Go(func() error {
-		return c.src.Heartbeat(gctx, func(d time.Duration) bool { return tracker.Quiet(c.now(), d) })
+		return c.src.Heartbeat(gctx, func(d time.Duration) bool { return c.src.Quiet(c.now(), d) })
 	})
 	g.Go(func() error { return pub.run(gctx, txns) })
 	return g.Wait()
+}
+
+// newCaptureSource is the source the DSN's scheme names.
+func newCaptureSource(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (captureSource, error) {
+	if cfg.Source.IsMySQL() {
+		src, err := binlog.FromConfig(cfg, log, reg)
+		if err != nil {
+			return nil, err
+		}
+		src.KeepRows()
+		return mysqlCapture{src}, nil
+	}
+	src, err := source.FromConfig(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgx.ParseConfig(cfg.Source.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parsing source dsn: %w", err)
+	}
+	return pgCapture{src, pc.Database}, nil
+}
+
+// pgCapture is a PostgreSQL source: rows come from the slot's pgoutput
+// stream; a row's position is its commit's end LSN and its place in the
+// transaction (source.sequence).
+type pgCapture struct {
+	*source.Source
+	db string
+}
+
+func (s pgCapture) streamRows(ctx context.Context, start string, durable func() string, out chan<- *source.Txn) error {
+	from, err := source.ParseLSN(start)
+	if err != nil {
+		return err
+	}
+	return s.Stream(ctx, source.StreamOptions{Start: from, Out: out, Rows: true, Flushed: func() source.LSN {
+		// durable() only ever holds positions this source wrote.
+		lsn, _ := source.ParseLSN(durable())
+		return lsn
+	}})
+}
+
+func (s pgCapture) locate(txn *source.Txn, i int, src *Source) {
+	end := uint64(txn.End.(source.LSN))
+	src.Connector, src.DB, src.Schema, src.LSN = "postgresql", s.db, txn.Rows[i].Schema, end
+	// The commit's end and the row's place in it: a position that only
+	// grows in commit order, which is what workers deduplicate
+	// redeliveries by.
+	src.Sequence = [2]uint64{end, uint64(i + 1)}
+}
+
+func (s pgCapture) mark(pos string) (uint64, error) {
+	lsn, err := source.ParseLSN(pos)
+	return uint64(lsn), err
+}
+
+// mysqlCapture is a MySQL or MariaDB source: rows come from the binlog
+// stream, rendered as Debezium's MySQL connector renders them; a row's
+// position is its transaction's end (file and offset) and its place in
+// the transaction (source.row), see docs/kafka.md.
+type mysqlCapture struct{ *binlog.Source }
+
+func (s mysqlCapture) streamRows(ctx context.Context, start string, durable func() string, out chan<- *source.Txn) error {
+	return s.Deliver(ctx, start, durable, out, func() {})
+}
+
+func (s mysqlCapture) locate(txn *source.Txn, i int, src *Source) {
+	end := txn.End.(binlog.Position)
+	src.Connector, src.DB, src.File, src.Pos, src.Row = connectorMySQL, txn.Rows[i].Schema, end.File, uint64(end.Pos), uint64(i)
+}
+
+func (s mysqlCapture) mark(pos string) (uint64, error) {
+	p, err := binlog.ParsePosition(pos)
+	if err != nil {
+		return 0, err
+	}
+	bp, err := BinlogPosition(p.File, uint64(p.Pos), 0)
+	return bp.Commit, err
 }

@@ -21,9 +21,10 @@ type publisher struct {
 	cl         *kgo.Client
 	partitions int32
 
-	acked      source.LSN // every transaction ending here or before is acknowledged
-	progressUS int64      // commit time of the newest acknowledged transaction
-	durable    atomic.Uint64
+	acked      string // every transaction ending here or before is acknowledged
+	ackedMark  uint64 // acked as a watermark carries it
+	progressUS int64  // commit time of the newest acknowledged transaction
+	durable    atomic.Pointer[string]
 
 	watermarkUS   int64 // the last watermark written
 	lastWatermark time.Time
@@ -35,7 +36,7 @@ type publisher struct {
 	recs        []*kgo.Record
 }
 
-func (p *publisher) flushed() source.LSN { return source.LSN(p.durable.Load()) }
+func (p *publisher) flushed() string { return *p.durable.Load() }
 
 // maxBatch bounds the transactions published per round trip: enough to
 // amortise it at peak, few enough that acknowledgements keep flowing.
@@ -79,18 +80,12 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 	for _, txn := range batch {
 		for i, row := range txn.Rows {
 			ch := Change{
-				Op:    "c",
-				After: row.Values,
-				Source: Source{
-					Version: "riskwatch", Connector: "postgresql", Name: p.c.cfg.Kafka.Topic, DB: p.c.db,
-					Schema: row.Schema, Table: row.Table, TsUS: txn.CommitUS, LSN: uint64(txn.End.(source.LSN)), Snapshot: "false",
-					// The commit's end and the row's place in it: a
-					// position that only grows in commit order, which
-					// is what workers deduplicate redeliveries by.
-					Sequence: [2]uint64{uint64(txn.End.(source.LSN)), uint64(i + 1)},
-				},
-				TsMS: started.UnixMilli(),
+				Op:     "c",
+				After:  row.Values,
+				Source: Source{Version: "riskwatch", Name: p.c.cfg.Kafka.Topic, Table: row.Table, TsUS: txn.CommitUS, Snapshot: "false"},
+				TsMS:   started.UnixMilli(),
 			}
+			p.c.src.locate(txn, i, &ch.Source)
 			v, err := EncodeChange(ch)
 			if err != nil {
 				return fmt.Errorf("encoding a row of %s.%s: %w", row.Schema, row.Table, err)
@@ -106,11 +101,16 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 		p.c.m.records.Add(float64(len(p.recs)))
 		p.c.m.publish.Observe(p.c.now().Sub(started).Seconds())
 	}
-	p.acked = batch[len(batch)-1].End.(source.LSN)
+	acked := batch[len(batch)-1].End.String()
+	mark, err := p.c.src.mark(acked)
+	if err != nil {
+		return err
+	}
+	p.acked, p.ackedMark = acked, mark
 	for _, txn := range batch {
 		p.progressUS = max(p.progressUS, txn.CommitUS)
 	}
-	p.durable.Store(uint64(p.acked))
+	p.durable.Store(&acked)
 	return nil
 }
 
@@ -129,7 +129,7 @@ func (p *publisher) watermark(ctx context.Context) error {
 	if !crossed && now.Sub(p.lastWatermark) < p.c.cfg.Kafka.WatermarkInterval.D() {
 		return nil
 	}
-	v, h := EncodeWatermark(Watermark{CommitUS: p.progressUS, LSN: uint64(p.acked)})
+	v, h := EncodeWatermark(Watermark{CommitUS: p.progressUS, LSN: p.ackedMark})
 	recs := make([]*kgo.Record, p.partitions)
 	for i := range recs {
 		recs[i] = &kgo.Record{Value: v, Headers: h, Partition: int32(i)}
@@ -141,7 +141,7 @@ func (p *publisher) watermark(ctx context.Context) error {
 	p.watermarkUS, p.lastWatermark = p.progressUS, now
 	if now.Sub(p.lastCheckpt) >= time.Second {
 		at := time.UnixMicro(p.progressUS).UTC()
-		if err := p.c.agg.Apply(ctx, &aggregates.Batch{Position: p.cp.At(p.acked.String(), p.cp.LastClosed, at), At: at}); err != nil {
+		if err := p.c.agg.Apply(ctx, &aggregates.Batch{Position: p.cp.At(p.acked, p.cp.LastClosed, at), At: at}); err != nil {
 			return fmt.Errorf("recording the published position: %w", err)
 		}
 		p.lastCheckpt = now

@@ -14,7 +14,9 @@ const HeaderType = "riskwatch-type"
 const typeWatermark = "watermark"
 
 // Watermark promises that every source commit up to CommitUS (Unix µs), at
-// WAL position LSN, has been published. Capture writes one to every
+// source position LSN, has been published: a PostgreSQL WAL position, or a
+// MySQL binlog position as BinlogPosition's Commit (file sequence and
+// offset). Capture writes one to every
 // partition, so a worker can close a minute once all its partitions have
 // passed it, even when some partitions carry no events.
 type Watermark struct {
