@@ -177,7 +177,8 @@ func (c *Capture) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: cp.Position, ackedMark: mark, progressUS: cp.Progress.UnixMicro(), cp: cp}
+	pub := &publisher{c: c, cl: cl, partitions: int32(len(ends)), acked: cp.Position, ackedMark: mark, lastEnd: cp.Position, lastMark: mark,
+		progressUS: cp.Progress.UnixMicro(), cp: cp}
 	pub.durable.Store(&cp.Position)
 	txns := make(chan *source.Txn, c.cfg.Pipeline.QueueSize)
 	g, gctx := errgroup.WithContext(ctx)

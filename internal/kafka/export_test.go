@@ -4,7 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/riskwatch/riskwatch/internal/binlog"
 	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/source"
 
 	"github.com/riskwatch/riskwatch/internal/engine"
 	"github.com/riskwatch/riskwatch/internal/store"
@@ -42,4 +44,16 @@ func (w *Worker) Stall() *engine.StallWatch { return w.stall }
 // in loc.
 func MapMySQL(m *event.Mapping, loc *time.Location, c Change, out *event.Output) (mapped bool, err error) {
 	return newMySQLRows(m, loc).Map(&c, out)
+}
+
+// ForwardMySQL is capture's check, before it publishes a MySQL
+// transaction ending at end, that end comes after last.
+func ForwardMySQL(last string, end binlog.Position) error {
+	src := mysqlCapture{}
+	mark, err := src.mark(last)
+	if err != nil {
+		return err
+	}
+	p := &publisher{c: &Capture{src: src}, lastEnd: last, lastMark: mark}
+	return p.forward(&source.Txn{End: end})
 }

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riskwatch/riskwatch/internal/binlog"
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/kafka"
+	"github.com/riskwatch/riskwatch/internal/source"
 )
 
 func mysqlFixture(t *testing.T, dir, name string) []byte {
@@ -625,5 +627,31 @@ func TestEncodeMySQLChange(t *testing.T) {
 	c.Source.File = ""
 	if _, err := kafka.EncodeChange(c); err == nil {
 		t.Error("a MySQL change without its binlog file was encoded")
+	}
+}
+
+// TestCaptureStopsWhenPositionsGoBack: a MySQL source resumed on another
+// server (a failover) has binlog positions of its own, which can lie
+// before those published; workers would skip those rows as redeliveries,
+// so capture stops with an error that names the fix.
+func TestCaptureStopsWhenPositionsGoBack(t *testing.T) {
+	const last = "mysql-bin.000003:500 gtid=0-1-77"
+	for _, tc := range []struct {
+		end  binlog.Position
+		fine bool
+	}{
+		{binlog.Position{File: "mysql-bin.000003", Pos: 501}, true},
+		{binlog.Position{File: "mysql-bin.000004", Pos: 4, GTID: "0-2-78"}, true},
+		{binlog.Position{File: "mysql-bin.000003", Pos: 500}, false},
+		{binlog.Position{File: "mysql-bin.000003", Pos: 120, GTID: "0-2-78"}, false},
+		{binlog.Position{File: "mysql-bin.000002", Pos: 9000}, false},
+	} {
+		err := kafka.ForwardMySQL(last, tc.end)
+		switch {
+		case tc.fine && err != nil:
+			t.Errorf("%s after %s: %v", tc.end, last, err)
+		case !tc.fine && (err == nil || !source.IsPermanent(err) || !strings.Contains(err.Error(), "slot drop")):
+			t.Errorf("%s after %s: %v, want a permanent error that names slot drop", tc.end, last, err)
+		}
 	}
 }

@@ -25,6 +25,9 @@ type publisher struct {
 	ackedMark  uint64 // acked as a watermark carries it
 	progressUS int64  // commit time of the newest acknowledged transaction
 	durable    atomic.Pointer[string]
+	// lastEnd is the end of the newest transaction taken, lastMark its mark.
+	lastEnd  string
+	lastMark uint64
 
 	watermarkUS   int64 // the last watermark written
 	lastWatermark time.Time
@@ -78,6 +81,9 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 	started := p.c.now()
 	p.recs = p.recs[:0]
 	for _, txn := range batch {
+		if err := p.forward(txn); err != nil {
+			return err
+		}
 		for i, row := range txn.Rows {
 			ch := Change{
 				Op:     "c",
@@ -101,16 +107,31 @@ func (p *publisher) publish(ctx context.Context, batch []*source.Txn) error {
 		p.c.m.records.Add(float64(len(p.recs)))
 		p.c.m.publish.Observe(p.c.now().Sub(started).Seconds())
 	}
-	acked := batch[len(batch)-1].End.String()
-	mark, err := p.c.src.mark(acked)
-	if err != nil {
-		return err
-	}
-	p.acked, p.ackedMark = acked, mark
+	acked := p.lastEnd
+	p.acked, p.ackedMark = acked, p.lastMark
 	for _, txn := range batch {
 		p.progressUS = max(p.progressUS, txn.CommitUS)
 	}
 	p.durable.Store(&acked)
+	return nil
+}
+
+// forward checks that txn ends after everything published before it.
+// Workers skip a row at or before the newest position they applied as a
+// redelivery, so a source whose positions went backwards — a MySQL source
+// resumed on another server after a failover, whose binlog has its own
+// files and offsets — would have its rows skipped: capture stops instead.
+func (p *publisher) forward(txn *source.Txn) error {
+	end := txn.End.String()
+	mark, err := p.c.src.mark(end)
+	if err != nil {
+		return err
+	}
+	if mark <= p.lastMark {
+		return &source.PermanentError{Err: fmt.Errorf("the source's position went backwards from %s to %s (a failover to another server?): "+
+			"workers would skip the rows as redeliveries; run riskwatch slot drop so that capture starts from a new snapshot", p.lastEnd, end)}
+	}
+	p.lastEnd, p.lastMark = end, mark
 	return nil
 }
 
