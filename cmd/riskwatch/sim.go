@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/progress"
@@ -20,41 +16,77 @@ import (
 // simFlags are the flags both sim subcommands share.
 type simFlags struct {
 	flags
-	dsn *string
+	dsn, timeZone *string
 }
 
-func newSimFlags(name string, stderr io.Writer) simFlags {
+func newSimFlags(name, zoneDefault string, stderr io.Writer) simFlags {
 	fs := newFlags(name, stderr)
-	return simFlags{flags: fs, dsn: fs.String("dsn", "", "source database (default: source.dsn of --config / RISKWATCH_SOURCE_DSN)")}
+	return simFlags{flags: fs,
+		dsn: fs.String("dsn", "", "source database, postgres://… or mysql://USER:PASSWORD@HOST:PORT/DATABASE (default: source.dsn of --config / RISKWATCH_SOURCE_DSN)"),
+		timeZone: fs.String("time-zone", "", "MySQL/MariaDB only: the IANA zone of the DATETIME wall clocks written; riskwatch must read them with the same source.time_zone (default: "+
+			zoneDefault+")"),
+	}
 }
 
-// simSetup resolves the DSN and the logger of a sim subcommand. The
-// simulator writes the source database, so only source.dsn matters.
-func simSetup(fs simFlags, args []string, stderr io.Writer, getenv func(string) string) (*config.Config, *slog.Logger, string, error) {
+// simSetup resolves the DSN, the logger and --time-zone of a sim
+// subcommand. The simulator writes the source database, so only source.dsn
+// matters.
+func simSetup(fs simFlags, args []string, stderr io.Writer, getenv func(string) string) (*config.Config, *slog.Logger, string, *time.Location, error) {
 	// --dsn must be known before the config is loaded.
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, "", usageError{err.Error()}
+		return nil, nil, "", nil, usageError{err.Error()}
 	}
 	args = fs.Args()
-	if *fs.dsn != "" {
-		// Satisfy the config's required source.dsn without a file.
-		env := getenv
-		getenv = func(k string) string {
-			if k == config.EnvSourceDSN {
-				return *fs.dsn
-			}
-			return env(k)
+	env := getenv
+	getenv = func(k string) string {
+		switch v := env(k); {
+		case k == config.EnvSourceDSN && *fs.dsn != "":
+			// Satisfy the config's required source.dsn without a file.
+			return *fs.dsn
+		case k == config.EnvSinkDSN && v == "":
+			// The sink a MySQL source's config requires is never opened
+			// here: the simulator writes only the source.
+			return "postgres://sink.unused.invalid/riskwatch"
+		default:
+			return v
 		}
 	}
 	cfg, log, err := setup(fs.flags, args, stderr, getenv)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	dsn := cfg.Source.DSN
 	if *fs.dsn != "" {
 		dsn = *fs.dsn
 	}
-	return cfg, log, dsn, nil
+	var zone *time.Location
+	if *fs.timeZone != "" {
+		if !sim.IsMySQL(dsn) {
+			return nil, nil, "", nil, usageError{fs.Name() + ": --time-zone is for MySQL/MariaDB sources (PostgreSQL's timestamptz is absolute)"}
+		}
+		if zone, err = time.LoadLocation(*fs.timeZone); err != nil {
+			return nil, nil, "", nil, usageError{fmt.Sprintf("%s: --time-zone: %v", fs.Name(), err)}
+		}
+	}
+	return cfg, log, dsn, zone, nil
+}
+
+// checkSimZone refuses to continue a MySQL simulation in another zone than
+// the one its rows are in, and warns when riskwatch, configured as cfg,
+// would read them in another.
+func checkSimZone(cfg *config.Config, log *slog.Logger, meta *sim.Meta, zone *time.Location) error {
+	if meta == nil || meta.TimeZone == "" {
+		return nil
+	}
+	if zone != nil && zone.String() != meta.TimeZone {
+		return fmt.Errorf("the simulation in this database writes its times in %s, not --time-zone %s (--reload it to start over in %s)",
+			meta.TimeZone, zone, zone)
+	}
+	if read := cfg.Source.TimeLocation.String(); read != meta.TimeZone {
+		log.Warn("riskwatch reads DATETIME columns in source.time_zone, which is not the zone this simulation writes; set source.time_zone to it",
+			"source.time_zone", read, "simulation", meta.TimeZone)
+	}
+	return nil
 }
 
 func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -72,82 +104,24 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	return usageError{fmt.Sprintf("sim: unknown subcommand %q", args[0])}
 }
 
-// simMeta is what `sim history` generated, so `sim live` continues it.
-type simMeta struct {
-	Seed         uint64
-	Merchants    int
-	PaymentsDay  int
-	Anchor       time.Time
-	HistoryFrom  time.Time
-	Incidents    bool
-	LargeAmount  int64
-	WrittenUntil time.Time
-	// Profile is the traffic profile. ScoredDay, when not zero, is the
-	// midnight starting the scored day, whose incident mix replaces the
-	// incidents placed at the anchor.
-	Profile   string
-	ScoredDay time.Time
-}
-
-// generator rebuilds the generator of a simulation: the same seed, scale,
-// profile and anchor (or scored day) give the same merchants, traffic and
-// incidents.
-func (m *simMeta) generator(loc *time.Location) (*sim.Generator, error) {
-	pop := sim.NewPopulation(m.Seed, m.Merchants)
-	o := sim.Options{Seed: m.Seed, Population: pop, PaymentsPerDay: m.PaymentsDay, Location: loc, HistoryFrom: m.HistoryFrom,
-		Rules: sim.RuleParams{LargeDailyAmount: m.LargeAmount}, Profile: m.Profile}
-	if m.Incidents {
-		base, err := sim.NewGenerator(o)
-		if err != nil {
-			return nil, err
-		}
-		if m.ScoredDay.IsZero() {
-			o.Scenarios = base.DefaultScenarios(m.Anchor)
-		} else if o.Scenarios, err = base.ScoredDayScenarios(m.ScoredDay); err != nil {
-			return nil, err
-		}
-	}
-	return sim.NewGenerator(o)
-}
-
 // openSim connects to the source, creates its schema when missing and reads
-// what `sim history` generated there (nil before it ran).
-func openSim(ctx context.Context, dsn string, conns int32) (*pgxpool.Pool, *simMeta, error) {
-	pc, err := pgxpool.ParseConfig(dsn)
+// what `sim history` generated there (nil before it ran). zone is the
+// DATETIME zone of a MySQL source (nil: the one sim_meta records).
+func openSim(ctx context.Context, dsn string, conns int, zone *time.Location) (sim.DB, *sim.Meta, error) {
+	db, err := sim.Open(ctx, dsn, sim.OpenOptions{Conns: conns, TimeZone: zone})
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing dsn: %w", err)
+		return nil, nil, err
 	}
-	pc.MaxConns = conns
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	meta, err := db.ReadMeta(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to the source: %w", err)
+		db.Close()
+		return nil, nil, err
 	}
-	if _, err := pool.Exec(ctx, sim.Schema); err != nil {
-		pool.Close()
-		return nil, nil, fmt.Errorf("creating the source schema: %w", err)
-	}
-	var m simMeta
-	var seed int64
-	var scored *time.Time
-	err = pool.QueryRow(ctx, `SELECT seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until, profile, scored_day
-		FROM sim_meta WHERE id = 1`).
-		Scan(&seed, &m.Merchants, &m.PaymentsDay, &m.Anchor, &m.HistoryFrom, &m.Incidents, &m.LargeAmount, &m.WrittenUntil, &m.Profile, &scored)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return pool, nil, nil
-	case err != nil:
-		pool.Close()
-		return nil, nil, fmt.Errorf("reading sim_meta: %w", err)
-	}
-	m.Seed = uint64(seed)
-	if scored != nil {
-		m.ScoredDay = *scored
-	}
-	return pool, &m, nil
+	return db, meta, nil
 }
 
 func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := newSimFlags("sim history", stderr)
+	fs := newSimFlags("sim history", "source.time_zone of --config, UTC", stderr)
 	days := fs.Int("days", sim.DefaultHistoryDays, "business days of history, today included")
 	ppd := fs.Int("payments-per-day", sim.DefaultPaymentsPerDay, "payments per day (3,000,000 is the spec's load)")
 	merchants := fs.Int("merchants", sim.DefaultMerchants, "merchants in the population")
@@ -159,9 +133,13 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	profile := fs.String("profile", sim.ProfileDefault, "traffic profile: empty for calm traffic (every day alike), realistic for weekday effects, day-to-day spread of volumes and cancel rates, and cancels delayed by hours")
 	scored := fs.Bool("scored-day", false, "instead of incidents placed a few minutes after --now, inject the scored day's fixed mix (40 incidents, 30 controls) on the last whole business day before --now (with --now at a midnight, the day that just ended); the history then starts at least 7 days before it and --truth covers that day, 00:00–24:00")
 	nowFlag := fs.String("now", "", "the history's end, RFC 3339 (default: the current time); a fixed --now makes a run reproducible")
-	cfg, log, dsn, err := simSetup(fs, args, stderr, getenv)
+	cfg, log, dsn, flagZone, err := simSetup(fs, args, stderr, getenv)
 	if err != nil {
 		return err
+	}
+	zone := flagZone
+	if zone == nil && sim.IsMySQL(dsn) {
+		zone = cfg.Source.TimeLocation
 	}
 	if *days < 1 || *ppd < 1 || *merchants < 1 {
 		return usageError{"sim history: --days, --payments-per-day and --merchants must be positive"}
@@ -181,22 +159,25 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if *large == 0 {
 		*large = int64(float64(sim.LargeDailyAmount) * float64(*ppd) / float64(sim.DefaultPaymentsPerDay))
 	}
-	pool, meta, err := openSim(ctx, dsn, 4)
+	db, meta, err := openSim(ctx, dsn, 4, zone)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer db.Close()
 	if meta != nil && !*reload {
+		if err := checkSimZone(cfg, log, meta, flagZone); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "history already loaded (anchor %s, %d payments/day, seed %d); reusing it (--reload to start over)\n",
 			meta.Anchor.In(cfg.Location).Format(time.RFC3339), meta.PaymentsDay, meta.Seed)
 		return nil
 	}
 	if *reload {
-		if _, err := pool.Exec(ctx, "TRUNCATE payments, payment_cancels, merchants; DELETE FROM sim_meta"); err != nil {
-			return fmt.Errorf("emptying the source tables: %w", err)
+		if err := db.Empty(ctx); err != nil {
+			return err
 		}
 	}
-	meta = &simMeta{Seed: *seed, Merchants: *merchants, PaymentsDay: *ppd, Anchor: now, HistoryFrom: sim.HistoryStart(now, *days, cfg.Location),
+	meta = &sim.Meta{Seed: *seed, Merchants: *merchants, PaymentsDay: *ppd, Anchor: now, HistoryFrom: sim.HistoryStart(now, *days, cfg.Location),
 		Incidents: *incidents, LargeAmount: *large, WrittenUntil: now, Profile: *profile}
 	if *scored {
 		// The scored day's rules look back 7 days: the history holds them.
@@ -205,13 +186,19 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 			meta.HistoryFrom = from
 		}
 	}
-	g, err := meta.generator(cfg.Location)
+	if zone != nil {
+		meta.TimeZone = zone.String()
+		if err := checkSimZone(cfg, log, meta, nil); err != nil {
+			return err
+		}
+	}
+	g, err := meta.Generator(cfg.Location)
 	if err != nil {
 		return err
 	}
 	rep := progress.New("history", "payments", 0, progress.Options{Out: stderr, Logger: log})
 	start := time.Now()
-	payments, cancels, err := sim.LoadHistory(ctx, pool, g, meta.HistoryFrom, now, func(done, total int64) {
+	payments, cancels, err := sim.LoadHistoryInto(ctx, db, g, meta.HistoryFrom, now, func(done, total int64) {
 		rep.SetTotal(total)
 		rep.Set(done)
 	})
@@ -219,15 +206,8 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return fmt.Errorf("loading history: %w", err)
 	}
-	var scoredDay *time.Time
-	if !meta.ScoredDay.IsZero() {
-		scoredDay = &meta.ScoredDay
-	}
-	_, err = pool.Exec(ctx, `INSERT INTO sim_meta (id, seed, merchants, payments_day, anchor, history_from, incidents, large_amount, written_until, profile, scored_day)
-		VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, int64(meta.Seed), meta.Merchants, meta.PaymentsDay, meta.Anchor, meta.HistoryFrom, meta.Incidents,
-		meta.LargeAmount, meta.WrittenUntil, meta.Profile, scoredDay)
-	if err != nil {
-		return fmt.Errorf("recording sim_meta: %w", err)
+	if err := db.WriteMeta(ctx, meta); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "loaded %d payments and %d cancels from %s to %s in %s (%.0f rows/s); large merchants from %d KRW/day\n",
 		payments, cancels, meta.HistoryFrom.Format(time.RFC3339), now.In(cfg.Location).Format(time.RFC3339),
@@ -259,28 +239,31 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 func cmdSimLive(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := newSimFlags("sim live", stderr)
+	fs := newSimFlags("sim live", "the zone sim history wrote in", stderr)
 	tps := fs.Float64("tps", 0, "steady payments per second (0: the generated curve's own rate)")
 	burst := fs.Float64("burst-tps", 0, "payments per second during bursts (0: 5,000; negative: no bursts)")
 	batch := fs.Int("batch", 1, "payments per transaction (1: one per transaction, as a gateway commits)")
 	workers := fs.Int("workers", 16, "connections committing concurrently")
 	dur := fs.Duration("for", 0, "stop after this long (0: until interrupted)")
-	cfg, log, dsn, err := simSetup(fs, args, stderr, getenv)
+	cfg, log, dsn, zone, err := simSetup(fs, args, stderr, getenv)
 	if err != nil {
 		return err
 	}
 	if *batch < 1 || *workers < 1 {
 		return usageError{"sim live: --batch and --workers must be positive"}
 	}
-	pool, meta, err := openSim(ctx, dsn, int32(*workers+2))
+	db, meta, err := openSim(ctx, dsn, *workers+2, zone)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer db.Close()
 	if meta == nil {
 		return fmt.Errorf("no simulation in this database: run `riskwatch sim history` first")
 	}
-	g, err := meta.generator(cfg.Location)
+	if err := checkSimZone(cfg, log, meta, zone); err != nil {
+		return err
+	}
+	g, err := meta.Generator(cfg.Location)
 	if err != nil {
 		return err
 	}
@@ -295,14 +278,14 @@ func cmdSimLive(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		Report: func(st sim.LiveStats) {
 			log.Info("live traffic", "payments", st.Payments, "cancels", st.Cancels, "achieved_tps", round1(st.AchievedTPS),
 				"interval_tps", round1(st.IntervalTPS), "lag", st.Lag.Round(time.Millisecond))
-			if _, err := pool.Exec(context.WithoutCancel(ctx), `UPDATE sim_meta SET written_until = greatest(written_until, $1) WHERE id = 1`, time.Now().Add(-st.Lag)); err != nil {
+			if err := db.MarkWritten(context.WithoutCancel(ctx), time.Now().Add(-st.Lag)); err != nil {
 				log.Warn("recording progress", "err", err)
 			}
 		}}
 	if *dur > 0 {
 		o.Until = time.Now().Add(*dur)
 	}
-	st, err := sim.Live(ctx, pool, g, o)
+	st, err := sim.LiveInto(ctx, db, g, o)
 	if err != nil {
 		return fmt.Errorf("live traffic: %w", err)
 	}

@@ -1,16 +1,20 @@
 // Package sim generates the payment gateway's traffic for demos, tests and
 // benchmarks: a merchant population with the skew of SPEC §1, a diurnal
 // curve, payments and their cancellations minute by minute, incidents and
-// controls injected on top with their ground truth, a history loader (binary
-// COPY) and a live writer that commits payments as their time comes.
+// controls injected on top with their ground truth, a history loader and a
+// live writer that commits payments as their time comes, into PostgreSQL
+// (binary COPY, pgx) or MySQL/MariaDB (multi-row INSERTs, go-mysql): a DB
+// only turns rows into its server's statements, so both get the same rows.
 //
 // Determinism. Everything is a function of the seed. A minute's payments come
 // from a PCG seeded with (seed, minute), each payment's cancel from a
 // SplitMix stream seeded with (seed, payment id), so any range can be
 // generated alone, in parallel, or twice with the same rows, and a scenario
 // changes only its own merchant's rows. Money is int64 KRW; times are
-// written in UTC; the business time zone (Asia/Seoul by default) only shapes
-// the curve and the rules' days.
+// instants (timestamptz) on PostgreSQL and DATETIME(6) wall clocks in a
+// zone of the caller's (OpenOptions.TimeZone, recorded in sim_meta) on
+// MySQL; the business time zone (Asia/Seoul by default) only shapes the
+// curve and the rules' days.
 //
 // Profiles. The default profile is calm: every day follows the same
 // curve, a merchant's volume and cancel rate differ from day to day only
@@ -61,9 +65,10 @@
 //	scenarios := base.DefaultScenarios(now)              // placed on the data
 //	g, _ := sim.NewGenerator(sim.Options{Seed: seed, PaymentsPerDay: ppd, Location: loc, Scenarios: scenarios})
 //	from := sim.HistoryStart(now, sim.DefaultHistoryDays, loc)
-//	sim.LoadHistory(ctx, pool, g, from, now, progress)  // before the engine's first start
+//	db, _ := sim.Open(ctx, dsn, sim.OpenOptions{Conns: 4})  // postgres:// or mysql://
+//	sim.LoadHistoryInto(ctx, db, g, from, now, progress)   // before the engine's first start
 //	sim.WriteTruth(w, g.GroundTruth(now, now.Add(time.Hour)))
-//	sim.Live(ctx, pool, g, sim.LiveOptions{From: now, HistoryFrom: from})
+//	sim.LiveInto(ctx, db, g, sim.LiveOptions{From: now, HistoryFrom: from})
 //
 // At full scale (100,000 merchants, 3,000,000 payments a day) a day is
 // generated in about 0.4 s on one core in either profile (the realistic

@@ -54,3 +54,33 @@ func TestLivePeakRate(t *testing.T) {
 	}
 	t.Logf("asked %v TPS: %+v", tps, st)
 }
+
+// TestLoadHistoryMySQLRate measures the history load into MariaDB. It runs
+// only with RISKWATCH_SIM_MYSQL_PAYMENTS=N (one day of N payments at full
+// population).
+func TestLoadHistoryMySQLRate(t *testing.T) {
+	v := os.Getenv("RISKWATCH_SIM_MYSQL_PAYMENTS")
+	if v == "" {
+		t.Skip("set RISKWATCH_SIM_MYSQL_PAYMENTS to measure a history load into MariaDB")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	my, _ := newMySQLSource(t, 4, time.UTC)
+	g := newGen(t, Options{Seed: testSeed, PaymentsPerDay: n})
+	now := time.Date(2026, 11, 25, 0, 0, 0, 0, g.Location())
+	start := time.Now()
+	var first time.Duration
+	p, c, err := LoadHistoryInto(context.Background(), my, g, now.AddDate(0, 0, -1), now, func(done, total int64) {
+		if first == 0 {
+			first = time.Since(start)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	t.Logf("merchants and the first batch: %s", first.Round(time.Millisecond))
+	t.Logf("%d payments + %d cancels in %s: %.0f payments/s, %.0f rows/s", p, c, el.Round(time.Millisecond), float64(p)/el.Seconds(), float64(p+c)/el.Seconds())
+}

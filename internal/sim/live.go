@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 )
@@ -52,7 +51,7 @@ type LiveOptions struct {
 	// 0: 1, one payment per transaction as a transaction server commits.
 	Batch int
 	// Workers is the number of connections committing concurrently; 0:
-	// min(16, the pool's MaxConns). The pool must have at least Workers
+	// min(16, the DB's connections). The DB must allow at least Workers
 	// connections.
 	Workers int
 	// Now is the clock; nil: time.Now. Rows are written when Now reaches
@@ -102,7 +101,12 @@ type LiveStats struct {
 // reproducible). Generated rows are: a later run with HistoryFrom set
 // regenerates them.
 func Live(ctx context.Context, pool *pgxpool.Pool, g *Generator, o LiveOptions) (LiveStats, error) {
-	lw, err := newLiveWriter(pool, g, o)
+	return LiveInto(ctx, Postgres(pool), g, o)
+}
+
+// LiveInto is Live on any DB.
+func LiveInto(ctx context.Context, db DB, g *Generator, o LiveOptions) (LiveStats, error) {
+	lw, err := newLiveWriter(db, g, o)
 	if err != nil {
 		return LiveStats{}, err
 	}
@@ -123,7 +127,7 @@ type liveItem struct {
 }
 
 type liveWriter struct {
-	pool    *pgxpool.Pool
+	db      DB
 	g       *Generator
 	o       LiveOptions
 	now     func() time.Time
@@ -138,8 +142,8 @@ type liveWriter struct {
 	finished                   atomic.Int64 // Unix ns of the end, 0 while running
 }
 
-func newLiveWriter(pool *pgxpool.Pool, g *Generator, o LiveOptions) (*liveWriter, error) {
-	lw := &liveWriter{pool: pool, g: g, o: o, now: o.Now, batch: max(o.Batch, 1), workers: o.Workers}
+func newLiveWriter(db DB, g *Generator, o LiveOptions) (*liveWriter, error) {
+	lw := &liveWriter{db: db, g: g, o: o, now: o.Now, batch: max(o.Batch, 1), workers: o.Workers}
 	if lw.now == nil {
 		lw.now = time.Now
 	}
@@ -158,7 +162,7 @@ func newLiveWriter(pool *pgxpool.Pool, g *Generator, o LiveOptions) (*liveWriter
 	if lw.o.ReportEvery <= 0 {
 		lw.o.ReportEvery = defaultReport
 	}
-	maxConns := int(pool.Config().MaxConns)
+	maxConns := db.maxConns()
 	if lw.workers == 0 {
 		lw.workers = min(defaultWorkers, maxConns)
 	}
@@ -395,25 +399,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-const (
-	insertPayment  = `INSERT INTO payments (id, merchant_id, amount, status, approved_at) VALUES ($1, $2, $3, 'approved', $4) ON CONFLICT DO NOTHING`
-	insertCancel   = `INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`
-	insertPayments = `INSERT INTO payments (id, merchant_id, amount, status, approved_at)
-		SELECT id, m, a, 'approved', t FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) AS u(id, m, a, t)
-		ON CONFLICT DO NOTHING`
-	insertCancels = `INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at)
-		SELECT id, p, m, a, t FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[]) AS u(id, p, m, a, t)
-		ON CONFLICT DO NOTHING`
-)
-
 // work commits items on one connection: each alone by default, or up to
 // Batch in one transaction.
 func (lw *liveWriter) work(ctx context.Context, in <-chan liveItem) error {
-	conn, err := lw.pool.Acquire(ctx)
+	conn, err := lw.db.acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("live: acquiring a connection: %w", err)
 	}
-	defer conn.Release()
+	defer conn.release()
 	var ps []Payment
 	var cs []Cancel
 	for it := range in {
@@ -443,72 +436,21 @@ func (lw *liveWriter) work(ctx context.Context, in <-chan liveItem) error {
 		}
 		// Let an in-flight commit finish when the run is stopped.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-		err := lw.commit(cctx, conn.Conn(), ps, cs)
+		np, nc, err := conn.insert(cctx, ps, cs)
 		cancel()
 		if err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func (lw *liveWriter) commit(ctx context.Context, conn *pgx.Conn, ps []Payment, cs []Cancel) error {
-	if len(ps)+len(cs) == 1 {
-		if len(ps) == 1 {
-			p := ps[0]
-			tag, err := conn.Exec(ctx, insertPayment, p.ID, p.MerchantID, p.Amount, p.ApprovedAt)
-			if err != nil {
-				return fmt.Errorf("live: inserting payment %d: %w", p.ID, err)
-			}
-			lw.payments.Add(tag.RowsAffected())
+		var nf int64
+		for _, p := range ps {
 			if isFiller(p.ID) {
-				lw.filler.Add(tag.RowsAffected())
+				nf++
 			}
-			return nil
 		}
-		c := cs[0]
-		tag, err := conn.Exec(ctx, insertCancel, c.ID, c.PaymentID, c.MerchantID, c.Amount, c.CanceledAt)
-		if err != nil {
-			return fmt.Errorf("live: inserting cancel %d: %w", c.ID, err)
-		}
-		lw.canceled.Add(tag.RowsAffected())
-		return nil
+		lw.payments.Add(np)
+		lw.filler.Add(min(nf, np)) // a skipped duplicate is almost surely filler
+		lw.canceled.Add(nc)
 	}
-	var np, nc, nf int64
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if len(ps) > 0 {
-			ids, ms, as, ts := make([]int64, len(ps)), make([]int64, len(ps)), make([]int64, len(ps)), make([]time.Time, len(ps))
-			for i, p := range ps {
-				ids[i], ms[i], as[i], ts[i] = p.ID, p.MerchantID, p.Amount, p.ApprovedAt
-				if isFiller(p.ID) {
-					nf++
-				}
-			}
-			tag, err := tx.Exec(ctx, insertPayments, ids, ms, as, ts)
-			if err != nil {
-				return fmt.Errorf("inserting %d payments: %w", len(ps), err)
-			}
-			np = tag.RowsAffected()
-		}
-		if len(cs) > 0 {
-			ids, pids, ms, as, ts := make([]int64, len(cs)), make([]int64, len(cs)), make([]int64, len(cs)), make([]int64, len(cs)), make([]time.Time, len(cs))
-			for i, c := range cs {
-				ids[i], pids[i], ms[i], as[i], ts[i] = c.ID, c.PaymentID, c.MerchantID, c.Amount, c.CanceledAt
-			}
-			tag, err := tx.Exec(ctx, insertCancels, ids, pids, ms, as, ts)
-			if err != nil {
-				return fmt.Errorf("inserting %d cancels: %w", len(cs), err)
-			}
-			nc = tag.RowsAffected()
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("live: committing a batch: %w", err)
-	}
-	lw.payments.Add(np)
-	lw.filler.Add(min(nf, np)) // a skipped duplicate is almost surely filler
-	lw.canceled.Add(nc)
 	return nil
 }
 

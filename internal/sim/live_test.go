@@ -8,23 +8,30 @@ import (
 	"time"
 )
 
+// liveHistory loads the hour before now into db, for a live run from now:
+// the tiny merchant's payment is history, its cancel falls due 1.5 s into
+// the run.
+func liveHistory(t *testing.T, db DB) (g *Generator, tiny int64, now, histFrom time.Time) {
+	t.Helper()
+	now = time.Now()
+	pop := NewPopulation(testSeed, 2000)
+	tiny = pop.Tiny()
+	sc := []Scenario{{Kind: KindTiny, Merchant: tiny, Start: now.Add(-2 * time.Minute), Duration: 2*time.Minute + 1500*time.Millisecond}}
+	g = newGen(t, Options{Seed: testSeed, Population: pop, PaymentsPerDay: 20_000, Scenarios: sc})
+	histFrom = now.Add(-time.Hour)
+	if _, _, err := LoadHistoryInto(context.Background(), db, g, histFrom, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g, tiny, now, histFrom
+}
+
 // TestLive commits at 200 TPS for 3 s against a real server after a short
 // history, and checks the rate, the rows, and that a history payment's
 // cancel falling due during the run is committed.
 func TestLive(t *testing.T) {
 	pool := newSource(t, 8)
 	ctx := context.Background()
-	now := time.Now()
-	pop := NewPopulation(testSeed, 2000)
-	tiny := pop.Tiny()
-	// The tiny merchant's payment is history; its cancel falls due 1.5 s
-	// into the live run.
-	sc := []Scenario{{Kind: KindTiny, Merchant: tiny, Start: now.Add(-2 * time.Minute), Duration: 2*time.Minute + 1500*time.Millisecond}}
-	g := newGen(t, Options{Seed: testSeed, Population: pop, PaymentsPerDay: 20_000, Scenarios: sc})
-	histFrom := now.Add(-time.Hour)
-	if _, _, err := LoadHistory(ctx, pool, g, histFrom, now, nil); err != nil {
-		t.Fatal(err)
-	}
+	g, tiny, now, histFrom := liveHistory(t, Postgres(pool))
 	var mu sync.Mutex
 	var reports []LiveStats
 	const tps, run = 200.0, 3 * time.Second

@@ -2,18 +2,60 @@ package sim
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/riskwatch/riskwatch/internal/mysqlserver"
+	"github.com/riskwatch/riskwatch/internal/mysqltest"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
 )
 
 var cluster *pgtest.Cluster
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &cluster)) }
+// mariadb is the package's private MariaDB, started by the first test that
+// needs one (most tests here do not) and closed by TestMain.
+var mariadb struct {
+	once   sync.Once
+	server *mysqltest.Server
+	err    error
+}
+
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m, &cluster)
+	if mariadb.server != nil {
+		if err := mariadb.server.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "closing MariaDB: %v\n", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
+// newMySQLSource is a fresh MariaDB database, opened as a DB writing
+// wall clocks in zone, and its DSN.
+func newMySQLSource(t *testing.T, conns int, zone *time.Location) (DB, string) {
+	t.Helper()
+	mariadb.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		mariadb.server, mariadb.err = mysqltest.Start(ctx, mysqlserver.Options{})
+	})
+	if mariadb.err != nil {
+		t.Fatalf("starting MariaDB: %v", mariadb.err)
+	}
+	dsn := mariadb.server.NewDB(t)
+	db, err := Open(context.Background(), dsn, OpenOptions{Conns: conns, TimeZone: zone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db, dsn
+}
 
 // testSeed is the fixed seed whose calibration the tests assert.
 const testSeed = 42
