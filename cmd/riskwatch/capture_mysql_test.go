@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,19 +29,15 @@ func TestCaptureMariaDB(t *testing.T) {
 	e.myExec("INSERT INTO payments SELECT seq, 1 + seq % 50, 1000 + seq % 777, 'approved', UTC_TIMESTAMP(6) + INTERVAL 9 HOUR - INTERVAL seq * 86 SECOND FROM seq_1_to_3000")
 	e.myExec("INSERT INTO payment_cancels SELECT id, id, merchant_id, amount DIV 3, approved_at + INTERVAL 5 MINUTE FROM payments WHERE id % 9 = 0 AND id > 10")
 	e.myExec("INSERT INTO payments VALUES (9001, 7, 500, 'approved', '0000-00-00 00:00:00'), (9002, 7, -500, 'approved', UTC_TIMESTAMP(6) + INTERVAL 9 HOUR)")
-	cfg := e.cliEnv.writeConfigRaw(fmt.Sprintf(`source:
-  dsn: %q
-  slot: %s
-  time_zone: Asia/Seoul
-  reconnect_min: 100ms
-  reconnect_max: 1s
-sink:
-  dsn: %q
-merchant_names:
-  table: ""
-http:
-  listen: 127.0.0.1:0
-`, e.my, e.slot, e.dsn) + kafkaConfig(kc, e.slot))
+	// The MySQL tests' config, in Korea time, with Kafka.
+	base, err := os.ReadFile(e.writeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(base), "time_zone: UTC\n") {
+		t.Fatalf("config without time_zone: UTC:\n%s", base)
+	}
+	cfg := e.writeConfigRaw(strings.Replace(string(base), "time_zone: UTC\n", "time_zone: Asia/Seoul\n", 1) + kafkaConfig(kc, e.slot))
 
 	capture := startChild(t, "capture", "--config", cfg)
 	waitFor(t, 60*time.Second, "capture to snapshot and initialise 12 partitions", capture, func() bool {
@@ -107,8 +104,8 @@ http:
 // a payment and its partial cancel in one transaction. Every 97th
 // transaction also writes a zero-date payment and a negative one.
 type seoulLoad struct {
-	stop, done chan struct{}
-	n, bad     atomic.Int64
+	*myLoad
+	bad atomic.Int64
 }
 
 func (e *mysqlEnv) seoulLoad(t *testing.T) *seoulLoad {
@@ -116,7 +113,7 @@ func (e *mysqlEnv) seoulLoad(t *testing.T) *seoulLoad {
 	if _, err := conn.Execute("SET SESSION sql_mode = ''"); err != nil {
 		t.Fatal(err)
 	}
-	l := &seoulLoad{stop: make(chan struct{}), done: make(chan struct{})}
+	l := &seoulLoad{myLoad: &myLoad{stop: make(chan struct{}), done: make(chan struct{})}}
 	go func() {
 		defer close(l.done)
 		exec := func(q string) bool {
@@ -162,17 +159,12 @@ func (e *mysqlEnv) seoulLoad(t *testing.T) *seoulLoad {
 	return l
 }
 
-func (l *seoulLoad) halt() int64 {
-	close(l.stop)
-	<-l.done
-	return l.n.Load()
-}
-
-// seoulSourceCSV is the source's GROUP BY of its valid rows in export
-// minutes' CSV: minutes are Korea wall clocks less nine hours.
+// seoulSourceCSV is the source's GROUP BY of its valid rows as export
+// minutes writes it, each line made by the server: minutes are Korea wall
+// clocks less nine hours.
 func (e *mysqlEnv) seoulSourceCSV(from, to time.Time) string {
 	e.t.Helper()
-	r, err := e.conn.Execute(`SELECT merchant_id, minute, SUM(a), SUM(aa), SUM(c), SUM(ca) FROM (
+	r, err := e.conn.Execute(`SELECT CONCAT_WS(',', merchant_id, minute, SUM(a), SUM(aa), SUM(c), SUM(ca)) FROM (
 		SELECT merchant_id, DATE_FORMAT(approved_at - INTERVAL 9 HOUR, '%Y-%m-%dT%H:%i:00Z') AS minute, 1 AS a, amount AS aa, 0 AS c, 0 AS ca
 		  FROM payments WHERE amount >= 0 AND approved_at > '1000-01-01'
 		UNION ALL SELECT merchant_id, DATE_FORMAT(canceled_at - INTERVAL 9 HOUR, '%Y-%m-%dT%H:%i:00Z'), 0, 0, 1, cancel_amount
@@ -182,18 +174,15 @@ func (e *mysqlEnv) seoulSourceCSV(from, to time.Time) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var b strings.Builder
-	b.WriteString("merchant_id,minute,approvals,approved_amount,cancels,canceled_amount\n")
+	lines := []string{"merchant_id,minute,approvals,approved_amount,cancels,canceled_amount"}
 	for i := range r.RowNumber() {
-		m, _ := r.GetInt(i, 0)
-		minute, _ := r.GetString(i, 1)
-		a, _ := r.GetInt(i, 2)
-		aa, _ := r.GetString(i, 3)
-		c, _ := r.GetInt(i, 4)
-		ca, _ := r.GetString(i, 5)
-		fmt.Fprintf(&b, "%d,%s,%d,%s,%d,%s\n", m, minute, a, aa, c, ca)
+		line, err := r.GetString(i, 0)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		lines = append(lines, line)
 	}
-	return b.String()
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // deadLetterCounts is the sink's dead letters as "reason=count,…".

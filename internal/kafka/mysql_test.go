@@ -61,12 +61,7 @@ func mysqlSrc(table string, tsUS int64, file string, pos, row uint64) kafka.Sour
 // 1772420645123456 µs; the same wall clock "as if UTC" (Debezium's
 // DATETIME number) is 43445.123456 s into the day: 1772453045123456.
 // Binlog positions: file sequence × 2^32 + offset, 2^32 = 4294967296.
-var debeziumMySQLFixtures = []struct {
-	file string
-	want kafka.Change
-	pos  kafka.Position
-	ev   *event.Event // in Asia/Seoul; nil for none
-}{
+var debeziumMySQLFixtures = []mysqlFixtureCase{
 	{
 		file: "payments-create.json",
 		want: kafka.Change{
@@ -187,43 +182,62 @@ var debeziumMySQLFixtures = []struct {
 	},
 }
 
-func TestDebeziumMySQLFixtures(t *testing.T) {
+// mysqlFixtureCase is a record of a MySQL source's row as a producer's
+// documentation shows it: the change it decodes to, its position, and the
+// event (in Asia/Seoul) or the dead letter ("reason: detail") it maps to,
+// if any.
+type mysqlFixtureCase struct {
+	file string
+	want kafka.Change
+	pos  kafka.Position
+	ev   *event.Event
+	dead string
+}
+
+func testMySQLFixtures(t *testing.T, dir string, decode func([]byte) (kafka.Change, error), cases []mysqlFixtureCase) {
 	seoul := location(t, "Asia/Seoul")
 	m := shopMapping(t)
-	for _, f := range debeziumMySQLFixtures {
+	for _, f := range cases {
 		t.Run(f.file, func(t *testing.T) {
-			got, err := kafka.DecodeChange(mysqlFixture(t, "debezium-mysql", f.file))
+			got, err := decode(mysqlFixture(t, dir, f.file))
 			if err != nil {
-				t.Fatalf("DecodeChange: %v", err)
+				t.Fatalf("decoding: %v", err)
 			}
 			if !reflect.DeepEqual(got, f.want) {
-				t.Fatalf("DecodeChange =\n%#v\nwant\n%#v", got, f.want)
+				t.Fatalf("decoded\n%#v\nwant\n%#v", got, f.want)
 			}
 			if p := got.Position(); p != f.pos {
 				t.Errorf("Position() = %+v, want %+v", p, f.pos)
 			}
-			if f.ev == nil {
+			if f.ev == nil && f.dead == "" {
 				return
 			}
 			var out event.Output
 			if mapped, err := kafka.MapMySQL(m, seoul, got, &out); !mapped || err != nil {
 				t.Fatalf("MapMySQL = %v, %v", mapped, err)
 			}
-			if want := []event.Event{*f.ev}; !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
-				t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
+			if f.ev != nil {
+				if want := []event.Event{*f.ev}; !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
+					t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
+				}
+				return
+			}
+			if len(out.Events) != 0 || len(out.DeadLetters) != 1 {
+				t.Fatalf("Events = %+v, DeadLetters = %+v; want one dead letter", out.Events, out.DeadLetters)
+			}
+			if d := out.DeadLetters[0]; string(d.Reason)+": "+d.Detail != f.dead {
+				t.Errorf("dead letter %s: %s, want %s", d.Reason, d.Detail, f.dead)
 			}
 		})
 	}
 }
 
+func TestDebeziumMySQLFixtures(t *testing.T) {
+	testMySQLFixtures(t, "debezium-mysql", kafka.DecodeChange, debeziumMySQLFixtures)
+}
+
 // Maxwell's positions: mysql-bin.000006 is 6 × 4294967296 = 25769803776.
-var maxwellFixtures = []struct {
-	file string
-	want kafka.Change
-	pos  kafka.Position
-	ev   *event.Event
-	dead string // a dead letter's reason and detail
-}{
+var maxwellFixtures = []mysqlFixtureCase{
 	{
 		// The transaction's only row: commit, no xoffset.
 		file: "payments-insert.json",
@@ -300,41 +314,7 @@ var maxwellFixtures = []struct {
 }
 
 func TestMaxwellFixtures(t *testing.T) {
-	seoul := location(t, "Asia/Seoul")
-	m := shopMapping(t)
-	for _, f := range maxwellFixtures {
-		t.Run(f.file, func(t *testing.T) {
-			got, err := kafka.DecodeMaxwell(mysqlFixture(t, "maxwell", f.file))
-			if err != nil {
-				t.Fatalf("DecodeMaxwell: %v", err)
-			}
-			if !reflect.DeepEqual(got, f.want) {
-				t.Fatalf("DecodeMaxwell =\n%#v\nwant\n%#v", got, f.want)
-			}
-			if p := got.Position(); p != f.pos {
-				t.Errorf("Position() = %+v, want %+v", p, f.pos)
-			}
-			if f.ev == nil && f.dead == "" {
-				return
-			}
-			var out event.Output
-			if mapped, err := kafka.MapMySQL(m, seoul, got, &out); !mapped || err != nil {
-				t.Fatalf("MapMySQL = %v, %v", mapped, err)
-			}
-			if f.ev != nil {
-				if want := []event.Event{*f.ev}; !reflect.DeepEqual(out.Events, want) || len(out.DeadLetters) != 0 {
-					t.Errorf("Events = %+v, DeadLetters = %+v; want %+v", out.Events, out.DeadLetters, want)
-				}
-				return
-			}
-			if len(out.Events) != 0 || len(out.DeadLetters) != 1 {
-				t.Fatalf("Events = %+v, DeadLetters = %+v; want one dead letter", out.Events, out.DeadLetters)
-			}
-			if d := out.DeadLetters[0]; string(d.Reason)+": "+d.Detail != f.dead {
-				t.Errorf("dead letter %s: %s, want %s", d.Reason, d.Detail, f.dead)
-			}
-		})
-	}
+	testMySQLFixtures(t, "maxwell", kafka.DecodeMaxwell, maxwellFixtures)
 }
 
 func TestDecodeMaxwellNotRows(t *testing.T) {

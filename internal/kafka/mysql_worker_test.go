@@ -114,11 +114,7 @@ func (r myRow) debezium(op string) []byte {
 			map[string]any{"type": "string", "optional": false, "field": "op"},
 		}}, "payload": env}
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return mustJSON(v)
 }
 
 // TestDebeziumMySQLTopics: a worker reading the two per-table topics of
@@ -130,7 +126,6 @@ func (r myRow) debezium(op string) []byte {
 // rows' GROUP BY, and one dead letter per bad row.
 func TestDebeziumMySQLTopics(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	topics := []string{"srv.shop.payments", "srv.shop.payment_cancels"}
 	kc, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.GroupMinSessionTimeout(100*time.Millisecond), kfake.SeedTopics(12, topics...))
 	if err != nil {
@@ -230,37 +225,7 @@ func TestDebeziumMySQLTopics(t *testing.T) {
 		&kgo.Record{Topic: "srv.shop.payments", Key: key(upd)}, // tombstone
 		&kgo.Record{Topic: "srv.shop.payments", Key: []byte(`{"merchant_id":4}`), Value: []byte(`{"op":"c","after":`)},
 	)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-
-	cfg := config.Default()
-	cfg.Sink.DSN = cluster.NewDB(t)
-	cfg.Source.TimeZone, cfg.Source.TimeLocation = "Asia/Seoul", seoulLoc
-	cfg.Mapping = []config.TableMapping{
-		{Table: "shop.payments", Kind: config.KindApproval, Merchant: "merchant_id", Amount: "amount", Time: "approved_at"},
-		{Table: "shop.payment_cancels", Kind: config.KindCancel, Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
-	}
-	cfg.Kafka.Brokers = kc.ListenAddrs()
-	cfg.Kafka.Input = config.InputDebezium
-	cfg.Kafka.Topics = topics
-	cfg.Kafka.IdleAfter = config.Duration(200 * time.Millisecond)
-	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
-	cfg.Kafka.Group = "dbz-mysql"
-	st := openSink(t, cfg)
-	stop := startWorker(t, cfg, st, "dbz-mysql-1")
-	waitConsumed(t, st, len(recs))
-	stop()
-	checkSinkMinutes(t, st, want)
-	wantDead := map[string]int{"null_merchant": 1, "negative_amount": 1, "null_time": 1, "invalid_value": 2}
-	if got := deadLetters(t, st); !reflect.DeepEqual(got, wantDead) {
-		t.Fatalf("dead letters by reason = %v, want %v (one per bad row, and the malformed record)", got, wantDead)
-	}
+	consumeShop(t, kc, config.InputDebezium, topics, recs, want)
 	t.Logf("%d records (%d rows) gave %d merchant-minutes equal to the valid rows' GROUP BY", len(recs), len(rows), len(want))
 }
 
@@ -296,11 +261,7 @@ func (r myRow) maxwell(typ string, xid int64, xoffset *uint64, commit bool) []by
 			m["commit"] = true
 		}
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return mustJSON(m)
 }
 
 // TestMaxwellTopic: a worker reading Maxwell's topic, partitioned by the
@@ -311,7 +272,6 @@ func (r myRow) maxwell(typ string, xid int64, xoffset *uint64, commit bool) []by
 // the valid rows' GROUP BY and one dead letter per bad row.
 func TestMaxwellTopic(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	const topic, nparts = "maxwell", 12
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond), kfake.SeedTopics(nparts, topic))
 	if err != nil {
@@ -407,15 +367,25 @@ func TestMaxwellTopic(t *testing.T) {
 	emit(u, []byte(`{"type":"table-alter","database":"shop","table":"payments","ts":1772424100000,"sql":"alter table payments add column note varchar(20)","position":"mysql-bin.000004:1"}`))
 	emit(u, []byte(`{"database":"shop","table":"payments","type":"insert","ts":`))
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	consumeShop(t, kc, config.InputMaxwell, []string{topic}, recs, want, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	t.Logf("%d records (%d streamed rows) gave %d merchant-minutes equal to the valid rows' GROUP BY", len(recs), len(stream), len(want))
+}
+
+// consumeShop produces recs, runs a worker of the given input on topics
+// with the database "shop" mapped and DATETIMEs read in Korea time, and
+// checks that the sink holds exactly want and one dead letter per bad row:
+// a NULL merchant, a negative amount, a NULL time, and two invalid values
+// (a fractional amount or a zero date, and a malformed record).
+func consumeShop(t *testing.T, kc *kfake.Cluster, input string, topics []string, recs []*kgo.Record, want minutes, produce ...kgo.Opt) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kc.ListenAddrs()...)}, produce...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-
 	cfg := config.Default()
 	cfg.Sink.DSN = cluster.NewDB(t)
 	cfg.Source.TimeZone, cfg.Source.TimeLocation = "Asia/Seoul", seoulLoc
@@ -424,13 +394,13 @@ func TestMaxwellTopic(t *testing.T) {
 		{Table: "shop.payment_cancels", Kind: config.KindCancel, Merchant: "merchant_id", Amount: "cancel_amount", Time: "canceled_at"},
 	}
 	cfg.Kafka.Brokers = kc.ListenAddrs()
-	cfg.Kafka.Input = config.InputMaxwell
-	cfg.Kafka.Topics = []string{topic}
+	cfg.Kafka.Input = input
+	cfg.Kafka.Topics = topics
 	cfg.Kafka.IdleAfter = config.Duration(200 * time.Millisecond)
 	cfg.Kafka.SessionTimeout = config.Duration(time.Second)
-	cfg.Kafka.Group = "maxwell"
+	cfg.Kafka.Group = input + "-shop"
 	st := openSink(t, cfg)
-	stop := startWorker(t, cfg, st, "maxwell-1")
+	stop := startWorker(t, cfg, st, input+"-1")
 	waitConsumed(t, st, len(recs))
 	stop()
 	checkSinkMinutes(t, st, want)
@@ -438,5 +408,4 @@ func TestMaxwellTopic(t *testing.T) {
 	if got := deadLetters(t, st); !reflect.DeepEqual(got, wantDead) {
 		t.Fatalf("dead letters by reason = %v, want %v (one per bad row, and the malformed record)", got, wantDead)
 	}
-	t.Logf("%d records (%d streamed rows) gave %d merchant-minutes equal to the valid rows' GROUP BY", len(recs), len(stream), len(want))
 }

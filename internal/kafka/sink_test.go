@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,4 +144,13 @@ func deadLetters(t *testing.T, st *store.DB) map[string]int {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// mustJSON encodes a record value the test built itself.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -58,11 +58,7 @@ func (r dbzRow) envelope(op string, prevCommit uint64, wrapped bool) []byte {
 	if wrapped {
 		v = map[string]any{"schema": map[string]any{"type": "struct", "name": "srv.public." + r.table + ".Envelope"}, "payload": env}
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return mustJSON(v)
 }
 
 // TestDebeziumTopics: a worker reading the two per-table topics of
