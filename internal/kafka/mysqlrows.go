@@ -41,6 +41,9 @@ const (
 )
 
 func newMySQLRows(m *event.Mapping, loc *time.Location) *mysqlRows {
+	if loc == nil {
+		loc = time.UTC // source.time_zone's default
+	}
 	r := &mysqlRows{mapping: m, loc: loc, roles: map[[2]string]map[string]colRole{}, bound: map[string]*event.TypedTable{}}
 	for _, s := range m.Specs() {
 		k := [2]string{s.Schema, s.Table}
