@@ -157,9 +157,11 @@ func (w *wireMaxwell) change() (Change, error) {
 // String.hashCode of the value's text, modulo the partitions
 // (MaxwellKafkaPartitioner).
 func MaxwellPartition(merchant int64, partitions int32) int32 {
+	var buf [20]byte
 	var h int32
-	for _, ch := range strconv.FormatInt(merchant, 10) {
-		// The digits are single UTF-16 code units; int32 wraps as Java's int.
+	for _, ch := range strconv.AppendInt(buf[:0], merchant, 10) {
+		// Digits and '-' are single UTF-16 code units; int32 wraps as
+		// Java's int does.
 		h = 31*h + int32(ch)
 	}
 	p := h % partitions
