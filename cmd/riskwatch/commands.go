@@ -328,10 +328,8 @@ func runMerchantNames(ctx context.Context, cfg *config.Config, st *store.DB, log
 	if mn.Table == "" {
 		return nil
 	}
-	if cfg.Source.IsMySQL() {
-		log.Warn("merchant names are copied from PostgreSQL sources only; the dashboard shows merchant ids", "table", mn.Table)
-		return nil
-	}
+	// On a MySQL source the table's "public." (or no qualifier) means the
+	// DSN's database; merchantnames resolves it.
 	schema, table := mn.SchemaTable()
 	return merchantnames.New(merchantnames.Options{SourceDSN: cfg.Source.DSN, Schema: schema, Table: table, ID: mn.ID, Name: mn.Name,
 		Refresh: mn.Refresh.D(), FullRefresh: mn.FullRefresh.D(), Names: dashboard.New(st), Logger: log}).Run(ctx)

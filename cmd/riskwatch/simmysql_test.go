@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +13,10 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+
+	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/store"
+	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 )
 
 // myRow reads the first row of q as strings.
@@ -110,5 +117,56 @@ func TestSimCommandsMySQL(t *testing.T) {
 	}
 	if after[1] <= meta[1] {
 		t.Errorf("written_until %s after live, %s before", after[1], meta[1])
+	}
+	checkMerchantNamesFrom(t, my, got[0])
+}
+
+// checkMerchantNamesFrom: runMerchantNames, configured by default
+// (public.merchants), copies the names of the MySQL source's merchants
+// into the sink.
+func checkMerchantNamesFrom(t *testing.T, my, merchants string) {
+	t.Helper()
+	sink := cluster.NewDB(t)
+	cfg, err := config.Load("", func(k string) string {
+		return map[string]string{config.EnvSourceDSN: my, config.EnvSinkDSN: sink}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, sink, cfg.Sink.Schema, cfg.Location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- runMerchantNames(ctx, cfg, st, slog.New(slog.NewTextHandler(&logs, nil))) }()
+	var names map[int64]string
+	var runErr error
+	ended := false
+	for !ended && ctx.Err() == nil {
+		if names, err = dashboard.New(st).AllMerchantNames(ctx); err == nil && fmt.Sprint(len(names)) == merchants {
+			break
+		}
+		select {
+		case runErr = <-done:
+			ended = true // it gave up: the names are what it copied
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	if !ended {
+		runErr = <-done
+	}
+	if err := runErr; err != nil {
+		t.Fatalf("runMerchantNames: %v\n%s", err, logs.String())
+	}
+	if fmt.Sprint(len(names)) != merchants || !strings.Contains(names[1], "#00001") {
+		t.Fatalf("%d names in the sink (merchant 1: %q), want %s\n%s", len(names), names[1], merchants, logs.String())
 	}
 }

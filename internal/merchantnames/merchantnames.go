@@ -11,6 +11,9 @@
 // nothing), and a full read every FullRefresh catches renames and ids
 // issued out of order. Streaming the table through the replication slot
 // would make the engine's exactly-once path carry data it does not need.
+//
+// The source may be PostgreSQL or MySQL/MariaDB (the DSN's scheme decides);
+// only Reader differs.
 package merchantnames
 
 import (
@@ -19,9 +22,6 @@ import (
 	"log/slog"
 	"maps"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 )
@@ -34,6 +34,8 @@ const ApplicationName = "riskwatch-names"
 type Options struct {
 	SourceDSN string
 	// Schema, Table, ID and Name name the source table and its columns.
+	// On MySQL, Schema is a database; "public" (what an unqualified table
+	// gets) means the DSN's.
 	Schema, Table, ID, Name string
 	// Refresh is how often new merchants are looked up; FullRefresh how
 	// often every name is read again.
@@ -57,16 +59,11 @@ func New(opts Options) *Sync { return &Sync{opts: opts} }
 // missing, the source down) is logged and retried at the next refresh, with
 // a full read: names are never worth stopping the engine for.
 func (s *Sync) Run(ctx context.Context) error {
-	cfg, err := pgxpool.ParseConfig(s.opts.SourceDSN)
+	src, err := Open(ctx, s.opts.SourceDSN)
 	if err != nil {
-		return fmt.Errorf("merchant names: parsing source dsn: %w", err)
+		return fmt.Errorf("merchant names: %w", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("merchant names: connecting to source: %w", err)
-	}
-	defer pool.Close()
+	defer src.Close()
 	t := time.NewTicker(s.opts.Refresh)
 	defer t.Stop()
 	failing := false
@@ -75,12 +72,12 @@ func (s *Sync) Run(ctx context.Context) error {
 		var n int
 		var err error
 		if s.known == nil || failing || time.Since(lastFull) >= s.opts.FullRefresh {
-			n, err = s.Once(ctx, pool)
+			n, err = s.Once(ctx, src)
 			if err == nil {
 				lastFull = time.Now()
 			}
 		} else {
-			n, err = s.Newer(ctx, pool)
+			n, err = s.Newer(ctx, src)
 		}
 		switch {
 		case ctx.Err() != nil:
@@ -104,28 +101,24 @@ func (s *Sync) Run(ctx context.Context) error {
 
 // Once reads the whole source table and writes the new and renamed
 // merchants to the sink, returning how many it wrote.
-func (s *Sync) Once(ctx context.Context, pool *pgxpool.Pool) (int, error) {
-	return s.sync(ctx, pool, "")
+func (s *Sync) Once(ctx context.Context, src Reader) (int, error) {
+	return s.sync(ctx, src, false)
 }
 
 // Newer reads only the merchants with an id above the highest known (after
 // Once has run) and writes them to the sink, returning how many it wrote.
-func (s *Sync) Newer(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+func (s *Sync) Newer(ctx context.Context, src Reader) (int, error) {
 	if s.known == nil {
-		return s.Once(ctx, pool)
+		return s.Once(ctx, src)
 	}
-	// The comparison is on the column itself, not its bigint cast, so that
-	// the primary key's index serves it.
-	return s.sync(ctx, pool, fmt.Sprintf(" WHERE %s > $1", pgx.Identifier{s.opts.ID}.Sanitize()), s.maxID)
+	return s.sync(ctx, src, true)
 }
 
-// sync reads the rows matching where (every row when where is empty),
-// writes those that differ from what is known to the sink, and returns how
-// many it wrote.
-func (s *Sync) sync(ctx context.Context, pool *pgxpool.Pool, where string, args ...any) (int, error) {
+// sync reads every row, or with newer those with an id above the highest
+// known, writes those that differ from what is known to the sink, and
+// returns how many it wrote.
+func (s *Sync) sync(ctx context.Context, src Reader, newer bool) (int, error) {
 	o := s.opts
-	q := fmt.Sprintf("SELECT %s::bigint, coalesce(%s::text, '') FROM %s",
-		pgx.Identifier{o.ID}.Sanitize(), pgx.Identifier{o.Name}.Sanitize(), pgx.Identifier{o.Schema, o.Table}.Sanitize()) + where
 	if s.known == nil {
 		// What the sink holds already (an engine restarted): only names
 		// that differ are written, not the whole table again beside the
@@ -136,32 +129,26 @@ func (s *Sync) sync(ctx context.Context, pool *pgxpool.Pool, where string, args 
 		}
 		s.known = known
 	}
-	rows, err := pool.Query(ctx, q, args...)
-	if err != nil {
-		return 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
-	}
-	full := where == ""
 	seen := make(map[int64]string)
-	if full {
+	if !newer {
 		seen = make(map[int64]string, len(s.known))
 	}
 	var changed []dashboard.Merchant
 	var maxID int64
-	var m dashboard.Merchant
-	if _, err := pgx.ForEachRow(rows, []any{&m.ID, &m.Name}, func() error {
+	err := src.read(ctx, o, newer, s.maxID, func(m dashboard.Merchant) {
 		if old, ok := s.known[m.ID]; !ok || old != m.Name {
 			changed = append(changed, m)
 		}
 		seen[m.ID] = m.Name
 		maxID = max(maxID, m.ID)
-		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return 0, fmt.Errorf("reading %s.%s: %w", o.Schema, o.Table, err)
 	}
 	if err := s.write(ctx, changed); err != nil {
 		return 0, err
 	}
-	if full {
+	if !newer {
 		// Merchants deleted at the source keep their last name in the sink:
 		// their history and alerts still need a label.
 		s.known, s.maxID = seen, maxID
