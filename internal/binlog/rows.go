@@ -31,7 +31,7 @@ func (st *streamState) keepRow(b *boundTable, tm *replication.TableMapEvent, r [
 	for i, name := range b.names {
 		var v any
 		if i < len(r) {
-			v = debeziumValue(r[i], tm, i)
+			v = debeziumValue(b.label(i, r[i]), tm, i)
 		}
 		values[name] = v
 	}
@@ -58,7 +58,7 @@ func (st *streamState) keepRow(b *boundTable, tm *replication.TableMapEvent, r [
 //   - Bytes that are not UTF-8 are base64, as JsonConverter writes BYTES.
 //
 // Other values are left as the binlog decoder gives them (integers,
-// floats, text; ENUM and SET as their indexes).
+// floats, text; ENUM and SET as their labels, as Debezium renders them).
 func debeziumValue(v any, tm *replication.TableMapEvent, i int) any {
 	var tp byte
 	var meta uint16

@@ -241,6 +241,11 @@ type boundTable struct {
 	schema, table string
 	names         []string
 	kinds         []timeKind
+	// labels are an ENUM or SET column's values (nil for other columns):
+	// the binlog carries an ENUM's index and a SET's bits, and a mapping
+	// filter compares the labels, as the snapshot reads them.
+	labels [][]string
+	isSet  []bool
 	mapped        *event.TypedTable
 	heartbeat     int // column of at_us in the heartbeat table, else -1
 }
@@ -370,6 +375,7 @@ func (st *streamState) bind(e *replication.TableMapEvent) error {
 	for i, tp := range e.ColumnType {
 		b.kinds[i] = kindOf(tp)
 	}
+	b.labels, b.isSet = enumLabels(e)
 	if b.schema == st.src.dsn.db && b.table == HeartbeatTable {
 		b.heartbeat = slices.Index(names, "at_us")
 	}
@@ -437,7 +443,7 @@ func (st *streamState) rows(tp replication.EventType, e *replication.RowsEvent) 
 	for _, r := range e.Rows {
 		for i := range row {
 			if i < len(r) {
-				row[i] = typed(r[i], b.kinds[i], loc)
+				row[i] = typed(b.label(i, r[i]), b.kinds[i], loc)
 			} else {
 				row[i] = nil
 			}
@@ -484,4 +490,50 @@ func (st *streamState) query(schema, q string) {
 			return
 		}
 	}
+}
+
+// enumLabels reads the ENUM and SET columns' values from a table map's
+// full metadata.
+func enumLabels(e *replication.TableMapEvent) ([][]string, []bool) {
+	enums, sets := e.EnumStrValueString(), e.SetStrValueString()
+	if len(enums) == 0 && len(sets) == 0 {
+		return nil, nil
+	}
+	labels, isSet := make([][]string, len(e.ColumnType)), make([]bool, len(e.ColumnType))
+	for i := range e.ColumnType {
+		switch {
+		case e.IsEnumColumn(i) && len(enums) > 0:
+			labels[i], enums = enums[0], enums[1:]
+		case e.IsSetColumn(i) && len(sets) > 0:
+			labels[i], sets, isSet[i] = sets[0], sets[1:], true
+		}
+	}
+	return labels, isSet
+}
+
+// label is column i's value as its label when it is an ENUM (1-based
+// index; 0 is MySQL's '' for an invalid value) or a SET (bits, labels
+// joined by commas, in definition order), else v.
+func (b *boundTable) label(i int, v any) any {
+	if i >= len(b.labels) || b.labels[i] == nil {
+		return v
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return v
+	}
+	names := b.labels[i]
+	if !b.isSet[i] {
+		if n >= 1 && int(n) <= len(names) {
+			return names[n-1]
+		}
+		return ""
+	}
+	var parts []string
+	for j, name := range names {
+		if n&(1<<j) != 0 {
+			parts = append(parts, name)
+		}
+	}
+	return strings.Join(parts, ",")
 }
