@@ -244,10 +244,10 @@ type boundTable struct {
 	// labels are an ENUM or SET column's values (nil for other columns):
 	// the binlog carries an ENUM's index and a SET's bits, and a mapping
 	// filter compares the labels, as the snapshot reads them.
-	labels [][]string
-	isSet  []bool
-	mapped        *event.TypedTable
-	heartbeat     int // column of at_us in the heartbeat table, else -1
+	labels    [][]string
+	isSet     []bool
+	mapped    *event.TypedTable
+	heartbeat int // column of at_us in the heartbeat table, else -1
 }
 
 func (st *streamState) position() Position {
@@ -512,7 +512,7 @@ func enumLabels(e *replication.TableMapEvent) ([][]string, []bool) {
 }
 
 // label is column i's value as its label when it is an ENUM (1-based
-// index; 0 is MySQL's '' for an invalid value) or a SET (bits, labels
+// index; 0 is MySQL's ” for an invalid value) or a SET (bits, labels
 // joined by commas, in definition order), else v.
 func (b *boundTable) label(i int, v any) any {
 	if i >= len(b.labels) || b.labels[i] == nil {
