@@ -120,6 +120,23 @@ func openSim(ctx context.Context, dsn string, conns int, zone *time.Location) (s
 	return db, meta, nil
 }
 
+// offsetChanges reports whether loc's UTC offset differs anywhere in
+// [from, to], looking every hour (offsets last far longer than that).
+func offsetChanges(loc *time.Location, from, to time.Time) bool {
+	_, first := from.In(loc).Zone()
+	for t := from; ; t = t.Add(time.Hour) {
+		if t.After(to) {
+			t = to
+		}
+		if _, off := t.In(loc).Zone(); off != first {
+			return true
+		}
+		if t.Equal(to) {
+			return false
+		}
+	}
+}
+
 func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newSimFlags("sim history", "source.time_zone of --config, UTC", stderr)
 	days := fs.Int("days", sim.DefaultHistoryDays, "business days of history, today included")
@@ -190,6 +207,10 @@ func cmdSimHistory(ctx context.Context, args []string, stdout, stderr io.Writer,
 		meta.TimeZone = zone.String()
 		if err := checkSimZone(cfg, log, meta, nil); err != nil {
 			return err
+		}
+		if offsetChanges(zone, meta.HistoryFrom, now) {
+			log.Warn("the time zone changes its UTC offset within the history: the wall clocks of a repeated hour are ambiguous and riskwatch reads them as the earlier instant; a zone without daylight saving (UTC, Asia/Seoul) keeps every row at its generated time",
+				"time_zone", zone.String())
 		}
 	}
 	g, err := meta.Generator(cfg.Location)

@@ -170,3 +170,29 @@ func checkMerchantNamesFrom(t *testing.T, my, merchants string) {
 		t.Fatalf("%d names in the sink (merchant 1: %q), want %s\n%s", len(names), names[1], merchants, logs.String())
 	}
 }
+
+func TestOffsetChanges(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		zone     string
+		from, to string
+		want     bool
+	}{
+		{"Asia/Seoul", "2026-10-25T00:00:00Z", "2026-11-05T00:00:00Z", false},
+		{"UTC", "2026-03-01T00:00:00Z", "2026-12-01T00:00:00Z", false},
+		// New York falls back at 06:00 UTC on 1 November 2026.
+		{"America/New_York", "2026-10-25T00:00:00Z", "2026-11-05T00:00:00Z", true},
+		{"America/New_York", "2026-10-25T00:00:00Z", "2026-11-01T05:59:00Z", false},
+		{"America/New_York", "2026-10-25T00:00:00Z", "2026-11-01T06:00:00Z", true},
+	} {
+		loc, err := time.LoadLocation(c.zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from, _ := time.Parse(time.RFC3339, c.from)
+		to, _ := time.Parse(time.RFC3339, c.to)
+		if got := offsetChanges(loc, from, to); got != c.want {
+			t.Errorf("offsetChanges(%s, %s, %s) = %v, want %v", c.zone, c.from, c.to, got, c.want)
+		}
+	}
+}

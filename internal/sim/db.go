@@ -74,7 +74,9 @@ type OpenOptions struct {
 	// TimeZone is the zone of the DATETIME wall clocks written to a MySQL
 	// source (riskwatch reads them in source.time_zone); nil: the zone
 	// sim_meta records, else UTC. PostgreSQL's timestamptz is absolute and
-	// ignores it.
+	// ignores it. A zone with daylight saving writes the hour it repeats
+	// as ambiguous wall clocks, which riskwatch reads as the earlier
+	// instant.
 	TimeZone *time.Location
 }
 
