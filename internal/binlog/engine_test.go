@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -475,7 +476,7 @@ func TestMariaDBIdleClosingAndPurgedBinlog(t *testing.T) {
 	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (1, 100, '%s')", seoul(time.Now().Add(-time.Hour))))
 	cfg := e.config(nil)
 
-	node, _, stop := start(t, cfg, nil)
+	node, idleLogs, stop := start(t, cfg, nil)
 	waitFor(t, 60*time.Second, "the engine to stream", func() bool { return node.Status().Ready })
 	before := node.Status().LastClosed
 	waitFor(t, 75*time.Second, "an idle minute to close", func() bool { return node.Status().LastClosed > before })
@@ -487,6 +488,10 @@ func TestMariaDBIdleClosingAndPurgedBinlog(t *testing.T) {
 		t.Errorf("idle source: last closed minute %s ends %s ago", st.LastClosed, since)
 	}
 	t.Logf("idle: minute %s closed, lag %.2f s, position %s", st.LastClosed, st.LagSeconds, st.Position)
+	// A minute of streaming on one connection: it never dropped.
+	if n := strings.Count(idleLogs.String(), "pipeline stopped"); n != 0 {
+		t.Errorf("the stream restarted %d times while idle:\n%s", n, idleLogs.String())
+	}
 	stop()
 
 	// Behind the engine's back the server rotates and purges the binlog
@@ -751,4 +756,60 @@ func TestMariaDBLedgerEnumFilter(t *testing.T) {
 	if strings.TrimSpace(got) != strings.Join(wantLines, "\n") {
 		t.Fatalf("ledger minutes:\n%s\nwant\n%s", got, strings.Join(wantLines, "\n"))
 	}
+}
+
+// TestMariaDBSilentServer: a server that stops answering without closing
+// the connection (SIGSTOP: the socket stays open, no heartbeat comes) is
+// taken for dead after a few heartbeats' silence; the engine reconnects
+// once it answers again and misses nothing.
+func TestMariaDBSilentServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	own, err := mysqltest.Start(ctx, mysqlserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close() })
+	e := newMySQLEnvOn(t, own)
+	cfg := e.config(nil)
+	node, logs, stop := start(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the engine to stream", func() bool { return node.Status().Ready })
+	raw, err := os.ReadFile(own.Dir + "/mariadbd.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(raw)), &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the silence to be noticed", func() bool {
+		return strings.Contains(logs.String(), "nothing from the server for 10s")
+	})
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	e.conn = reconnect(t, e.dsn)
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (9, 900, '%s')", seoul(time.Now())))
+	waitFor(t, 60*time.Second, "the engine to stream again and catch up", func() bool {
+		st := node.Status()
+		return st.Ready && st.LagBytes == 0 && strings.Contains(export(t, cfg, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), "\n9,")
+	})
+	stop()
+}
+
+func reconnect(t *testing.T, dsn string) *client.Conn {
+	t.Helper()
+	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -148,10 +148,15 @@ func New(o Options) (*Source, error) {
 func (s *Source) Database() string { return s.dsn.db }
 
 func (s *Source) connect(ctx context.Context) (*client.Conn, error) {
-	conn, err := client.ConnectWithContext(ctx, s.dsn.addr, s.dsn.user, s.dsn.password, s.dsn.db, 10*time.Second)
+	conn, err := client.ConnectWithDialer(ctx, "tcp", s.dsn.addr, s.dsn.user, s.dsn.password, s.dsn.db, dialBounded)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to source %s: %w", s.dsn.addr, err)
 	}
+	_ = conn.SetDeadline(time.Time{})
+	// go-mysql does not watch contexts: when ctx ends, a query waiting on
+	// a server that stopped answering returns at once (the session's
+	// goroutines must all end for the engine to reconnect).
+	context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	// TIMESTAMP columns and NOW() in UTC: the snapshot and the heartbeat
 	// read instants, never the server's zone.
 	if _, err := conn.Execute("SET time_zone = '+00:00'"); err != nil {
@@ -413,4 +418,21 @@ func (s *Source) Status(ctx context.Context, checkpoint string) (Status, error) 
 		st.Behind, st.Held = behind(p, files)
 	}
 	return st, nil
+}
+
+// handshakeTimeout bounds a connection's TCP connect and MySQL handshake.
+const handshakeTimeout = 10 * time.Second
+
+// dialBounded dials with a deadline that covers the MySQL handshake, which
+// go-mysql reads without one (a server that accepts TCP but does not
+// answer, stopped or overloaded, would hang it); whoever keeps the
+// connection clears the deadline once connected.
+func dialBounded(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: handshakeTimeout}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	return c, nil
 }
