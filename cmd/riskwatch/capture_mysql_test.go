@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/riskwatch/riskwatch/internal/mysqltest"
 )
 
 // TestCaptureMariaDB is the scale-out on a MariaDB source: riskwatch
@@ -104,16 +106,16 @@ func TestCaptureMariaDB(t *testing.T) {
 // a payment and its partial cancel in one transaction. Every 97th
 // transaction also writes a zero-date payment and a negative one.
 type seoulLoad struct {
-	*myLoad
+	*load
 	bad atomic.Int64
 }
 
 func (e *mysqlEnv) seoulLoad(t *testing.T) *seoulLoad {
-	conn := mysqlConn(t, e.my)
+	conn := mysqltest.Connect(t, e.my)
 	if _, err := conn.Execute("SET SESSION sql_mode = ''"); err != nil {
 		t.Fatal(err)
 	}
-	l := &seoulLoad{myLoad: &myLoad{stop: make(chan struct{}), done: make(chan struct{})}}
+	l := &seoulLoad{load: &load{stop: make(chan struct{}), done: make(chan struct{})}}
 	go func() {
 		defer close(l.done)
 		exec := func(q string) bool {

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,7 +50,7 @@ func newMySQLEnv(t *testing.T) *mysqlEnv {
 	t.Helper()
 	c := newCLIEnv(t)
 	my := mariaDB(t).NewDB(t)
-	conn := mysqlConn(t, my)
+	conn := mysqltest.Connect(t, my)
 	for _, stmt := range strings.Split(sim.MySQLSchema, ";") {
 		if strings.TrimSpace(stmt) != "" {
 			if _, err := conn.Execute(stmt); err != nil {
@@ -60,20 +59,6 @@ func newMySQLEnv(t *testing.T) *mysqlEnv {
 		}
 	}
 	return &mysqlEnv{cliEnv: c, my: my, conn: conn}
-}
-
-func mysqlConn(t *testing.T, dsn string) *client.Conn {
-	t.Helper()
-	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 func (e *mysqlEnv) myExec(q string) {
@@ -145,16 +130,11 @@ func (e *mysqlEnv) sourceCSV(from, to time.Time) string {
 	return b.String()
 }
 
-// myLoad commits single-payment transactions (a partial cancel for every
-// fourth, in the same transaction) until halted.
-type myLoad struct {
-	stop, done chan struct{}
-	n          atomic.Int64
-}
-
-func (e *mysqlEnv) startLoad(t *testing.T) *myLoad {
-	conn := mysqlConn(t, e.my)
-	l := &myLoad{stop: make(chan struct{}), done: make(chan struct{})}
+// startLoad commits single-payment transactions (a partial cancel for
+// every fourth, in the same transaction) until halted.
+func (e *mysqlEnv) startLoad(t *testing.T) *load {
+	conn := mysqltest.Connect(t, e.my)
+	l := &load{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for i := int(time.Now().UnixMicro() % 1e12); ; i++ {
@@ -186,12 +166,6 @@ func (e *mysqlEnv) startLoad(t *testing.T) *myLoad {
 	return l
 }
 
-func (l *myLoad) halt() int64 {
-	close(l.stop)
-	<-l.done
-	return l.n.Load()
-}
-
 // TestMySQLCrashRecovery is TestCrashRecovery on a MariaDB source: three
 // SIGKILLs of riskwatch run under a steady load, the last life also
 // through a source server restart and a binlog rotation; afterwards
@@ -220,7 +194,7 @@ func TestMySQLCrashRecovery(t *testing.T) {
 	if err := mariaDB(t).Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.conn = mysqlConn(t, e.my)
+	e.conn = mysqltest.Connect(t, e.my)
 	e.myExec("FLUSH BINARY LOGS")
 	ld = e.startLoad(t)
 	time.Sleep(time.Second)

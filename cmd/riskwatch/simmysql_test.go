@@ -15,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/riskwatch/riskwatch/internal/config"
+	"github.com/riskwatch/riskwatch/internal/mysqltest"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/dashboard"
 )
@@ -74,7 +75,7 @@ func TestSimCommandsMySQL(t *testing.T) {
 		t.Fatalf("sim history into PostgreSQL: %v\n%s", err, errOut)
 	}
 
-	conn := mysqlConn(t, my)
+	conn := mysqltest.Connect(t, my)
 	const myTotals = `SELECT (SELECT COUNT(*) FROM merchants), COUNT(*), SUM(amount), SUM(id % 1000003),
 		DATE_FORMAT(MIN(approved_at), '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(MAX(approved_at), '%Y-%m-%d %H:%i:%s.%f'),
 		(SELECT COUNT(*) FROM payment_cancels), (SELECT SUM(cancel_amount) FROM payment_cancels) FROM payments`

@@ -66,7 +66,6 @@ CREATE TABLE payment_cancels (id BIGINT PRIMARY KEY AUTO_INCREMENT, payment_id B
 type mysqlEnv struct {
 	t    *testing.T
 	dsn  string
-	db   string
 	conn *client.Conn
 	sink string
 	slot string
@@ -82,16 +81,8 @@ func newMySQLEnv(t *testing.T) *mysqlEnv {
 func newMySQLEnvOn(t *testing.T, server *mysqltest.Server) *mysqlEnv {
 	t.Helper()
 	dsn := server.NewDB(t)
-	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e := &mysqlEnv{t: t, dsn: dsn, db: db, conn: conn, sink: pg.NewDB(t), slot: fmt.Sprintf("rw_my_%d_%d", os.Getpid(), seq.Add(1))}
+	conn := mysqltest.Connect(t, dsn)
+	e := &mysqlEnv{t: t, dsn: dsn, conn: conn, sink: pg.NewDB(t), slot: fmt.Sprintf("rw_my_%d_%d", os.Getpid(), seq.Add(1))}
 	// Zero dates and times outside strict mode: what a lax gateway writes.
 	e.exec("SET SESSION sql_mode = ''")
 	for _, stmt := range strings.Split(schema, ";") {
@@ -358,8 +349,7 @@ func TestMariaDBSnapshotStreamAndDeadLetters(t *testing.T) {
 	// Rows committed while the snapshot is open, on another connection:
 	// they are after the snapshot's position and arrive through the stream.
 	hook := func(ctx context.Context) error {
-		user, pw, host, port, db, _ := binlog.ParseDSN(e.dsn)
-		c, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
+		c, err := mysqltest.Dial(e.dsn)
 		if err != nil {
 			return err
 		}
@@ -791,25 +781,11 @@ func TestMariaDBSilentServer(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	e.conn = reconnect(t, e.dsn)
+	e.conn = mysqltest.Connect(t, e.dsn)
 	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (9, 900, '%s')", seoul(time.Now())))
 	waitFor(t, 60*time.Second, "the engine to stream again and catch up", func() bool {
 		st := node.Status()
 		return st.Ready && st.LagBytes == 0 && strings.Contains(export(t, cfg, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), "\n9,")
 	})
 	stop()
-}
-
-func reconnect(t *testing.T, dsn string) *client.Conn {
-	t.Helper()
-	user, pw, host, port, db, err := binlog.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Connect(fmt.Sprintf("%s:%d", host, port), user, pw, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }

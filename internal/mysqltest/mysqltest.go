@@ -8,9 +8,13 @@ package mysqltest
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/riskwatch/riskwatch/internal/mysqlserver"
 )
@@ -75,4 +79,31 @@ func Main(m *testing.M, dst **Server) int {
 		}
 	}
 	return code
+}
+
+// Dial opens a client connection to a database the DSN
+// (mysql://USER:PASSWORD@HOST:PORT/DATABASE, as NewDB returns) names.
+func Dial(dsn string) (*client.Conn, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysqltest: dsn: %w", err)
+	}
+	pw, _ := u.User.Password()
+	c, err := client.Connect(u.Host, u.User.Username(), pw, strings.TrimPrefix(u.Path, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("mysqltest: connecting to %s: %w", u.Host, err)
+	}
+	return c, nil
+}
+
+// Connect is Dial for a test: it fails t on error and closes the
+// connection when t ends.
+func Connect(t testing.TB, dsn string) *client.Conn {
+	t.Helper()
+	c, err := Dial(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
