@@ -2,7 +2,9 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -146,6 +148,13 @@ func (st *streamState) startOn(ctx context.Context, conn *pgconn.PgConn, from LS
 		},
 	})
 	if err != nil {
+		// A slot invalidated while streaming (or between Resumable and
+		// here) is refused with object_not_in_prerequisite_state; the
+		// detail says why (PostgreSQL 15), later versions say it in the
+		// message.
+		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "55000" && (strings.Contains(pe.Detail, "invalidated") || strings.Contains(pe.Message, "can no longer get changes")) {
+			return fmt.Errorf("starting replication from %s: %w (%w)", from, s.lostSlot(), err)
+		}
 		return fmt.Errorf("starting replication from %s: %w", from, err)
 	}
 	// A new session announces every relation again before its first change.
