@@ -85,21 +85,18 @@ func (s *Source) Resumable(ctx context.Context, _ string) (bool, error) {
 		return false, err
 	}
 	if slot.WALStatus == "lost" {
-		return false, s.lostSlot()
+		// The server removed WAL the slot still needed: the changes since
+		// the checkpoint are in no stream any more, but they are in the
+		// tables, so a new snapshot rebuilds the sink as it would after a
+		// dropped slot. The slot is in the way of that one and useless.
+		s.log.Warn("replication slot was invalidated by the source server (its retained WAL exceeded max_slot_wal_keep_size while riskwatch was down or behind); dropping it to rebuild the sink from a new snapshot. "+
+			"Raise max_slot_wal_keep_size (or unset it) to cover the longest outage you expect", "slot", s.opts.Slot, "restart_lsn", slot.RestartLSN.String())
+		if err := s.DropSlot(ctx); err != nil {
+			return false, fmt.Errorf("dropping invalidated slot: %w", err)
+		}
+		return false, nil
 	}
 	return true, nil
-}
-
-// lostSlot is the error for a slot the server invalidated: the WAL since
-// its position is gone (max_slot_wal_keep_size was exceeded while riskwatch
-// was down or behind). Unlike a slot that is missing, which can only mean
-// that nothing was ever confirmed from it or an operator dropped it, this
-// means changes were lost to the stream; rebuilding on our own would hide
-// that, so an operator decides.
-func (s *Source) lostSlot() error {
-	return &PermanentError{fmt.Errorf("replication slot %s was invalidated by the source server (its retained WAL exceeded max_slot_wal_keep_size while riskwatch was down or behind): "+
-		"the changes since the checkpoint are lost to the stream; run `riskwatch slot drop` and start again to rebuild the sink from a new snapshot, "+
-		"and raise max_slot_wal_keep_size (or unset it) to cover the longest outage you expect", s.opts.Slot)}
 }
 
 // Abandon drops a slot the sink never reached.

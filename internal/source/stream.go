@@ -148,12 +148,12 @@ func (st *streamState) startOn(ctx context.Context, conn *pgconn.PgConn, from LS
 		},
 	})
 	if err != nil {
-		// A slot invalidated while streaming (or between Resumable and
-		// here) is refused with object_not_in_prerequisite_state; the
-		// detail says why (PostgreSQL 15), later versions say it in the
-		// message.
+		// A slot invalidated while streaming is refused with
+		// object_not_in_prerequisite_state (the detail says why on
+		// PostgreSQL 15, the message on later versions); the next session
+		// finds it lost and rebuilds from a new snapshot.
 		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "55000" && (strings.Contains(pe.Detail, "invalidated") || strings.Contains(pe.Message, "can no longer get changes")) {
-			return fmt.Errorf("starting replication from %s: %w (%w)", from, s.lostSlot(), err)
+			return fmt.Errorf("replication slot %s was invalidated by the source server (max_slot_wal_keep_size exceeded); the sink is rebuilt from a new snapshot: %w", s.opts.Slot, err)
 		}
 		return fmt.Errorf("starting replication from %s: %w", from, err)
 	}
