@@ -23,6 +23,7 @@ test: check
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-mariadb.sh
 	./scripts/ensure-browser.sh
+	./scripts/ensure-prometheus.sh
 	$(MAKE) web-check
 	$(GO) test -count=1 -timeout 20m ./...
 
