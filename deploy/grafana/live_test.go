@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,37 +56,31 @@ func buildRiskwatch(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer collects a child's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+// processLog is a child's output, in a file the test reads while it runs.
+type processLog string
+
+func (l processLog) String() string {
+	b, _ := os.ReadFile(string(l))
+	return string(b)
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startProcess runs a child that the test stops (SIGTERM, then SIGKILL)
+// startProcess runs a child that the test stops (SIGINT, then SIGKILL)
 // when it ends.
-func startProcess(t *testing.T, name string, args ...string) *lockedBuffer {
+func startProcess(t *testing.T, name string, args ...string) processLog {
 	t.Helper()
-	var stderr lockedBuffer
+	path := filepath.Join(t.TempDir(), filepath.Base(name)+".log")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(name, args...)
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
+		out.Close()
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { cmd.Wait(); out.Close(); close(done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
@@ -97,7 +90,7 @@ func startProcess(t *testing.T, name string, args ...string) *lockedBuffer {
 			<-done
 		}
 	})
-	return &stderr
+	return processLog(path)
 }
 
 // seed writes eight days (less a margin inside the retention) of traffic:
@@ -235,7 +228,7 @@ notify:
 	return e
 }
 
-func waitHTTPAddr(t *testing.T, log *lockedBuffer) string {
+func waitHTTPAddr(t *testing.T, log processLog) string {
 	t.Helper()
 	var addr string
 	waitFor(t, 60*time.Second, "riskwatch's HTTP server", func() (bool, string) {
