@@ -24,6 +24,7 @@ test: check
 	./scripts/ensure-mariadb.sh
 	./scripts/ensure-browser.sh
 	./scripts/ensure-systemd.sh
+	./scripts/ensure-prometheus.sh
 	$(MAKE) web-check
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -139,7 +139,9 @@ func readiness(s engine.Status, detail map[string]any) (bool, any) {
 }
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	cfg, _, err := setup(newFlags("migrate", stderr), args, stderr, getenv)
+	fs := newFlags("migrate", stderr)
+	readerRole := fs.String("reader-role", "", "also create (if missing) this role with SELECT on the sink schema's tables, present and future, and nothing else (for Grafana)")
+	cfg, _, err := setup(fs, args, stderr, getenv)
 	if err != nil {
 		return err
 	}
@@ -150,9 +152,21 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		if len(applied) == 0 {
 			fmt.Fprintf(stdout, "sink schema %s is up to date\n", cfg.Sink.Schema)
+		} else {
+			fmt.Fprintf(stdout, "applied to sink schema %s: %s\n", cfg.Sink.Schema, strings.Join(applied, ", "))
+		}
+		if *readerRole == "" {
 			return nil
 		}
-		fmt.Fprintf(stdout, "applied to sink schema %s: %s\n", cfg.Sink.Schema, strings.Join(applied, ", "))
+		created, err := st.EnsureReaderRole(ctx, *readerRole)
+		if err != nil {
+			return err
+		}
+		verb := "exists"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(stdout, "reader role %s %s: SELECT on every table of sink schema %s, present and future\n", *readerRole, verb, cfg.Sink.Schema)
 		return nil
 	})
 }

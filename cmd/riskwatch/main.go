@@ -25,7 +25,9 @@ Usage:
                                            scale-out: publish the source's changes to Kafka
   riskwatch worker         --config FILE [--http ADDR] [--member NAME]
                                            scale-out: aggregate and evaluate in a consumer group
-  riskwatch migrate        --config FILE   create or upgrade the sink schema
+  riskwatch migrate        --config FILE [--reader-role NAME]
+                                           create or upgrade the sink schema; with
+                                           --reader-role, a read-only role for Grafana
   riskwatch slot status    --config FILE   show the replication slot
   riskwatch slot drop      --config FILE   drop the replication slot (the next run re-snapshots)
   riskwatch export minutes --config FILE --from T --to T
