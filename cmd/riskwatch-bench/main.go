@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	riskwatch := fs.String("riskwatch", "", "the riskwatch binary to measure (default: riskwatch beside this program, else on PATH)")
 	quick := fs.Bool("quick", false, "reduced run for CI (10,000 merchants, 300,000 payments/day, short phases); not the targets' scale")
-	out := fs.String("out", "artifacts/bench", "directory for results.json, the plots and the processes' logs")
+	out := fs.String("out", "artifacts/bench", "directory for results.json, the plots and the processes' logs (default artifacts/bench-mariadb with --source mariadb)")
+	src := fs.String("source", bench.SourcePostgres, "the transaction database riskwatch reads: postgres or mariadb (a private server either way; the sink is a private PostgreSQL)")
 	markdown := fs.String("markdown", "", "rewrite the generated section of this file (BENCHMARKS.md) with the results")
 	goBench := fs.String("go-bench", "", "benchstat output to include in the markdown (scripts/bench-go.sh writes it)")
 	only := fs.String("scenarios", "", "comma-separated subset to run: bootstrap, peak, restart, catch-up, baseline (default all)")
@@ -62,6 +63,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
+	}
+	switch *src {
+	case bench.SourcePostgres:
+	case bench.SourceMariaDB:
+		if *detection {
+			return usageError{"bench: --detection measures the PostgreSQL path only; leave out --source mariadb"}
+		}
+		outSet := false
+		fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+		if !outSet {
+			*out = "artifacts/bench-mariadb"
+		}
+	default:
+		return usageError{fmt.Sprintf("bench: --source %q: want %s or %s", *src, bench.SourcePostgres, bench.SourceMariaDB)}
 	}
 	if *replot && !*detection {
 		res, err := bench.Replot(*out)
@@ -92,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res, err := bench.Run(ctx, bench.Options{Riskwatch: bin, Out: *out, Quick: *quick, Only: scenarios,
+	res, err := bench.Run(ctx, bench.Options{Riskwatch: bin, Out: *out, Quick: *quick, Only: scenarios, Source: *src,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)), Command: strings.TrimSpace("riskwatch-bench " + strings.Join(args, " "))})
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +87,20 @@ func TestBenchQuick(t *testing.T) {
 	for _, f := range []string{"BENCHMARKS.md", "commit-to-aggregate.svg", "alert-latency.svg", "replication-lag.svg"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() < 500 {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestSourceFlag: --source names one of the two databases, and detection
+// is measured on PostgreSQL only; both are usage errors before anything
+// starts.
+func TestSourceFlag(t *testing.T) {
+	for _, args := range [][]string{{"--source", "oracle"}, {"--source", "mariadb", "--detection"}} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), args, io.Discard, &stderr)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--") {
+			t.Errorf("%v: %v, want a usage error naming the flag", args, err)
 		}
 	}
 }

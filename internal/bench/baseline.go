@@ -228,17 +228,8 @@ ORDER BY l.merchant_id`
 // merchants, with one statement each, and times them.
 func RunBaseline(ctx context.Context, pool *pgxpool.Pool, p BaselineParams, m time.Time) (BaselineRun, error) {
 	run := BaselineRun{Minute: m}
-	if p.Location == nil || p.Location == time.Local {
-		// The zone goes to PostgreSQL by name; time.Local's is "Local".
-		return run, errors.New("baseline: the business time zone must be a named zone (time.LoadLocation)")
-	}
-	if !m.Truncate(time.Minute).Equal(m) {
-		return run, fmt.Errorf("baseline: %s is not the start of a minute", m.Format(time.RFC3339Nano))
-	}
-	if p.MinCancels < 1 {
-		// Candidates are merchants with cancels in H; with 0 a merchant
-		// without any could fire too.
-		return run, fmt.Errorf("baseline: min_cancels must be at least 1, got %d", p.MinCancels)
+	if err := p.check(m); err != nil {
+		return run, err
 	}
 
 	cancelArgs, volumeArgs := ruleArgs(p, m)
@@ -269,6 +260,23 @@ func RunBaseline(ctx context.Context, pool *pgxpool.Pool, p BaselineParams, m ti
 		run.SourceCPU = cpu1 - cpu0
 	}
 	return run, nil
+}
+
+// check refuses parameters and minutes the statements cannot answer for.
+func (p BaselineParams) check(m time.Time) error {
+	if p.Location == nil || p.Location == time.Local {
+		// The zone goes to PostgreSQL by name; time.Local's is "Local".
+		return errors.New("baseline: the business time zone must be a named zone (time.LoadLocation)")
+	}
+	if !m.Truncate(time.Minute).Equal(m) {
+		return fmt.Errorf("baseline: %s is not the start of a minute", m.Format(time.RFC3339Nano))
+	}
+	if p.MinCancels < 1 {
+		// Candidates are merchants with cancels in H; with 0 a merchant
+		// without any could fire too.
+		return fmt.Errorf("baseline: min_cancels must be at least 1, got %d", p.MinCancels)
+	}
+	return nil
 }
 
 // ruleArgs are the two statements' parameters for the minute M starting at m.

@@ -1,5 +1,6 @@
 // Package bench runs riskwatch at full load on this machine and records what
-// it measured: a private PostgreSQL, the simulator and the engine as separate
+// it measured: a private source database (PostgreSQL or MariaDB) and a
+// private PostgreSQL sink, the simulator and the engine as separate
 // processes (the riskwatch binary itself), a webhook receiver in this
 // process, and the SQL-polling job riskwatch is compared with.
 package bench
@@ -46,6 +47,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Command is how the run was started, recorded with every figure.
 	Command string
+	// Source is the transaction database: SourcePostgres (the default)
+	// or SourceMariaDB.
+	Source string
 }
 
 // scale is what one run loads and drives.
@@ -68,15 +72,12 @@ func scaleFor(quick bool) scale {
 
 // runner holds one run's processes.
 type runner struct {
-	opts    Options
-	log     *slog.Logger
-	sc      scale
-	cluster *pgserver.Cluster
-	// sinkCluster is a second server for the sink, as in production, so the
-	// source's walsender decodes only the source's own changes.
+	opts Options
+	log  *slog.Logger
+	sc   scale
+	src  sourceDB
+	// sinkCluster is a server of its own for the sink, as in production.
 	sinkCluster *pgserver.Cluster
-	dsn         string
-	pool        *pgxpool.Pool
 	sinkPool    *pgxpool.Pool
 	cfgPath     string // the engine's configuration, streaming
 	port        int
@@ -96,14 +97,21 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", opts.Out, err)
 	}
-	r := &runner{opts: opts, log: opts.Logger, sc: scaleFor(opts.Quick)}
+	src, err := openSource(opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{opts: opts, log: opts.Logger, sc: scaleFor(opts.Quick), src: src}
 	r.res = &Results{Started: time.Now().UTC(), Machine: machine(), Command: opts.Command, Quick: opts.Quick, Scale: r.sc}
+	if opts.Source == SourceMariaDB {
+		r.res.Source, r.res.MariaDB = SourceMariaDB, &MariaDB{}
+	}
 	defer r.close()
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"private PostgreSQL", r.startCluster},
+		{"private servers", r.startCluster},
 		{"history", r.loadHistory},
 		{"bootstrap", r.bootstrap},
 		{"peak", r.peak},
@@ -140,30 +148,25 @@ func (r *runner) close() {
 	if r.hook != nil {
 		r.hook.close()
 	}
-	for _, p := range []*pgxpool.Pool{r.pool, r.sinkPool} {
-		if p != nil {
-			p.Close()
-		}
+	if r.sinkPool != nil {
+		r.sinkPool.Close()
 	}
-	for _, c := range []*pgserver.Cluster{r.cluster, r.sinkCluster} {
-		if c != nil {
-			if err := c.Close(); err != nil {
-				r.log.Warn("stopping a private cluster", "err", err)
-			}
+	if err := r.src.close(); err != nil {
+		r.log.Warn("stopping the private source server", "err", err)
+	}
+	if r.sinkCluster != nil {
+		if err := r.sinkCluster.Close(); err != nil {
+			r.log.Warn("stopping the private sink cluster", "err", err)
 		}
 	}
 }
 
 func (r *runner) startCluster(ctx context.Context) error {
-	c, err := pgserver.Start(ctx)
-	if err != nil {
+	if err := r.src.start(ctx, r); err != nil {
 		return err
 	}
-	r.cluster = c
-	if err := c.Exec(ctx, "postgres", "CREATE DATABASE payments"); err != nil {
-		return err
-	}
-	r.dsn = c.DSN("payments")
+	r.src.machine(ctx, &r.res.Machine)
+	var err error
 	if r.sinkCluster, err = pgserver.Start(ctx); err != nil {
 		return err
 	}
@@ -171,9 +174,6 @@ func (r *runner) startCluster(ctx context.Context) error {
 		return err
 	}
 	if r.sinkPool, err = pgxpool.New(ctx, r.sinkCluster.DSN("risk")); err != nil {
-		return err
-	}
-	if r.pool, err = pgxpool.New(ctx, r.dsn); err != nil {
 		return err
 	}
 	if r.hook, err = newHookReceiver(); err != nil {
@@ -208,14 +208,14 @@ notify:
     - {name: bench, type: webhook, url: %q, timeout: 5s}
 log:
   format: json
-`, r.dsn, delivery, r.sinkCluster.DSN("risk"), r.port, large, r.hook.url)
+`, r.src.engineDSN(), delivery, r.sinkCluster.DSN("risk"), r.port, large, r.hook.url)
 	path := filepath.Join(r.opts.Out, name)
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 // sim runs `riskwatch sim ...` to completion.
 func (r *runner) sim(ctx context.Context, args ...string) error {
-	args = append([]string{"sim", args[0], "--dsn", r.dsn}, args[1:]...)
+	args = append([]string{"sim", args[0], "--dsn", r.src.simDSN()}, args[1:]...)
 	cmd := exec.CommandContext(ctx, r.opts.Riskwatch, args...)
 	logf, err := os.Create(filepath.Join(r.opts.Out, "sim-"+args[1]+".log"))
 	if err != nil {
@@ -236,8 +236,8 @@ func (r *runner) loadHistory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var payments int64
-	if err := r.pool.QueryRow(ctx, "SELECT count(*) FROM payments").Scan(&payments); err != nil {
+	payments, err := r.src.payments(ctx)
+	if err != nil {
 		return err
 	}
 	r.res.History = History{Payments: payments, Seconds: time.Since(t0).Seconds()}
@@ -374,43 +374,9 @@ func (r *runner) bootstrap(ctx context.Context) error {
 	if _, err = r.waitFor(ctx, p, 5*time.Minute, "live", live); err != nil {
 		return err
 	}
-	// The floor: the snapshot's aggregation alone, over the same data,
-	// with its output thrown away.
-	d, err := r.bareGroupBy(ctx)
-	if err != nil {
-		return err
-	}
-	r.res.Bootstrap.GroupBySeconds = d.Seconds()
-	r.res.Bootstrap.Ratio = r.res.Bootstrap.Seconds / d.Seconds()
-	return nil
-}
-
-// bareGroupBy runs the first snapshot's per-merchant-minute GROUP BY over
-// the retention on the source, as one query, into /dev/null: what
-// PostgreSQL needs to aggregate the history, before riskwatch moves a row.
-func (r *runner) bareGroupBy(ctx context.Context) (time.Duration, error) {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Release()
-	// As the snapshot runs it: UTC, no parallel workers.
-	if _, err := conn.Exec(ctx, "SET TimeZone = 'UTC'; SET max_parallel_workers_per_gather = 0"); err != nil {
-		return 0, err
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), "RESET TimeZone; RESET max_parallel_workers_per_gather")
-	t0 := time.Now()
-	_, err = conn.Exec(ctx, `COPY (SELECT m, minute, sum(a), sum(aa), sum(c), sum(ca) FROM (
-			SELECT merchant_id, date_trunc('minute', approved_at), 1, amount, 0, 0::bigint FROM payments
-			WHERE approved_at >= now() - interval '8 days' AND approved_at < now() + interval '5 minutes'
-			UNION ALL
-			SELECT merchant_id, date_trunc('minute', canceled_at), 0, 0::bigint, 1, cancel_amount FROM payment_cancels
-			WHERE canceled_at >= now() - interval '8 days' AND canceled_at < now() + interval '5 minutes'
-		) AS u(m, minute, a, aa, c, ca) GROUP BY 1, 2) TO '/dev/null'`)
-	if err != nil {
-		return 0, fmt.Errorf("the bare GROUP BY: %w", err)
-	}
-	return time.Since(t0), nil
+	// The floors: the snapshot's work alone, on the same data, with its
+	// output thrown away.
+	return r.src.bootstrapFloors(ctx, r.res)
 }
 
 // ensureEngine starts the engine when no scenario before left it running

@@ -160,7 +160,8 @@ func detectSeed(ctx context.Context, o DetectionOptions, seed uint64, anchor, da
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
-	r := &runner{opts: Options{Riskwatch: o.Riskwatch, Out: out, Logger: o.Logger}, log: o.Logger, sc: scaleFor(false)}
+	// Detection is measured on PostgreSQL; res takes what starting it records.
+	r := &runner{opts: Options{Riskwatch: o.Riskwatch, Out: out, Logger: o.Logger}, log: o.Logger, sc: scaleFor(false), src: &pgSource{}, res: &Results{}}
 	defer r.close()
 	if err := r.startCluster(ctx); err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ rules:
     large_daily_amount: %d
 %slog:
   format: json
-`, r.dsn, r.sinkCluster.DSN("risk"), r.port, large, s.yaml())
+`, r.src.engineDSN(), r.sinkCluster.DSN("risk"), r.port, large, s.yaml())
 		path := filepath.Join(out, name)
 		return path, os.WriteFile(path, []byte(body), 0o600)
 	}

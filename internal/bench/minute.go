@@ -27,7 +27,7 @@ const drainCount = "riskwatch_drain_seconds_count"
 // open; autovacuum's workers do not (the launcher starts one per database
 // every naptime), so autovacuum is paused for the window and nothing else
 // is counted. What is left can only overstate riskwatch's cost.
-func (r *runner) minuteLoad(ctx context.Context) error {
+func (s *pgSource) minuteLoad(ctx context.Context, r *runner) error {
 	r.engine.stop(30 * time.Second)
 	path, err := r.writeConfig("riskwatch-minute.yaml", config.DeliveryMinute)
 	if err != nil {
@@ -40,15 +40,15 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	if _, err := r.waitFor(ctx, p, 2*time.Minute, "the first drain", func(s status) bool { return s.Ready && s.LastClosed != nil }); err != nil {
 		return err
 	}
-	pm, err := pgserver.PostmasterPID(r.cluster.Dir)
+	pm, err := pgserver.PostmasterPID(s.cluster.Dir)
 	if err != nil {
 		return err
 	}
-	if err := r.autovacuum(ctx, false); err != nil {
+	if err := s.autovacuum(ctx, false); err != nil {
 		return err
 	}
 	defer func() {
-		if err := r.autovacuum(context.WithoutCancel(ctx), true); err != nil {
+		if err := s.autovacuum(context.WithoutCancel(ctx), true); err != nil {
 			r.log.Warn("turning autovacuum back on", "err", err)
 		}
 	}()
@@ -72,11 +72,11 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	}
 	// take samples between drains only: a drain's walsender is counted
 	// once it has exited.
-	take := func() (s sample, err error) {
+	take := func() (smp sample, err error) {
 		for {
 			var n int
-			if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE application_name = $1`, source.ApplicationName).Scan(&n); err != nil {
-				return s, fmt.Errorf("looking for a drain: %w", err)
+			if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE application_name = $1`, source.ApplicationName).Scan(&n); err != nil {
+				return smp, fmt.Errorf("looking for a drain: %w", err)
 			}
 			if n == 0 {
 				break
@@ -85,17 +85,17 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 		}
 		// The backend leaves pg_stat_activity just before it exits.
 		time.Sleep(200 * time.Millisecond)
-		s.at = time.Now()
-		if s.m, err = r.scrape(ctx); err != nil {
-			return s, err
+		smp.at = time.Now()
+		if smp.m, err = r.scrape(ctx); err != nil {
+			return smp, err
 		}
 		st, err := readStat(pm)
 		if err != nil {
-			return s, fmt.Errorf("reading the postmaster's children's CPU: %w", err)
+			return smp, fmt.Errorf("reading the postmaster's children's CPU: %w", err)
 		}
-		s.reaped = time.Duration(st.cutime+st.cstime) * tick
-		s.others, err = r.sourceCPU(ctx)
-		return s, err
+		smp.reaped = time.Duration(st.cutime+st.cstime) * tick
+		smp.others, err = s.others(ctx)
+		return smp, err
 	}
 	// afterDrain waits for the drain after the count-th and samples.
 	afterDrain := func(count float64) (sample, error) {
@@ -163,11 +163,11 @@ func (r *runner) minuteLoad(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) autovacuum(ctx context.Context, on bool) error {
-	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`ALTER SYSTEM SET autovacuum = %t`, on)); err != nil {
+func (s *pgSource) autovacuum(ctx context.Context, on bool) error {
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`ALTER SYSTEM SET autovacuum = %t`, on)); err != nil {
 		return fmt.Errorf("setting autovacuum: %w", err)
 	}
-	if _, err := r.pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
 		return fmt.Errorf("reloading the configuration: %w", err)
 	}
 	return nil

@@ -152,3 +152,18 @@ func TreeCPU(root int) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * tick, nil
 }
+
+// ThreadCPU is the CPU time (user + system) one thread of a process has
+// used so far: /proc/<pid>/task/<tid>/stat has the process's stat fields
+// for that thread alone.
+func ThreadCPU(pid, tid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(tid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of thread %d of process %d: %w", tid, pid, err)
+	}
+	s, err := parseStat(tid, b)
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of thread %d of process %d: %w", tid, pid, err)
+	}
+	return time.Duration(s.utime+s.stime) * tick, nil
+}

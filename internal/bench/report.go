@@ -169,48 +169,21 @@ func Targets() RatioTargets {
 // WriteMarkdown replaces the generated section of path (appending one when
 // missing) with the results; plots are linked relative to plotDir.
 func WriteMarkdown(path string, res *Results, plotDir, goBench string) error {
+	if res.Source == SourceMariaDB {
+		return writeMariaDBMarkdown(path, res, plotDir)
+	}
 	var b strings.Builder
 	m := res.Machine
-	mode := "full"
-	if res.Quick {
-		mode = "quick (reduced: not the targets' scale)"
-	}
-	ms := func(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
-	check := func(ok bool) string {
-		if res.Quick {
-			return "(quick run: not judged)"
-		}
-		if ok {
-			return "met"
-		}
-		return "**missed**"
-	}
-	sc := res.Scale
-	fmt.Fprintf(&b, "%s\n\n## Full load (`make bench`, %s run)\n\n", beginMark, mode)
+	check := func(ok bool) string { return verdict(res.Quick, ok) }
+	fmt.Fprintf(&b, "%s\n\n## Full load (`make bench`, %s run)\n\n", beginMark, runMode(res))
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %.0f GiB, %s, %s, %s (private cluster: fsync off, synchronous_commit on, shared_buffers 128MB).  \n",
 		m.CPU, m.Cores, m.MemoryGiB, m.OS, m.GoVersion, m.PostgreSQL)
-	fmt.Fprintf(&b, "Command: `%s`, %s → %s; one run of each scenario (medians are over the samples within it).  \n",
-		res.Command, res.Started.Format(time.RFC3339), res.Finished.Format(time.RFC3339))
-	fmt.Fprintf(&b, "Data: %d merchants, %d business days at %d payments/day (%d payments loaded in %.0f s). The engine, the simulator and PostgreSQL share the machine's %d cores.\n\n",
-		sc.Merchants, sc.Days, sc.PaymentsPerDay, res.History.Payments, res.History.Seconds, m.Cores)
+	writeRunData(&b, res, "PostgreSQL")
 	p := res.Peak
 	t := Targets()
 	b.WriteString("Each headline figure stands beside a floor measured in the same run on the same data — what PostgreSQL itself, or the configuration, takes for the same work — and its target is a ratio to that floor, so that it holds on any machine ([how the targets were set](#targets)).\n\n")
-	b.WriteString("| scenario | figure | measured | floor (same run) | ratio | target |\n|---|---|---:|---:|---:|---|\n")
-	// A scenario left out (--scenarios) says so once instead of zeros.
-	ran := map[string]bool{"1 peak": p.Seconds > 0, "2 catch-up": res.CatchUp.Backlog > 0, "3 bootstrap": res.Bootstrap.Seconds > 0,
-		"4 restart": len(res.Restart.Seconds) > 0, "5 baseline": res.Baseline.Runs > 0}
-	noted := map[string]bool{}
-	row := func(s, f, v, fl, ra, tg string) {
-		switch {
-		case ran[s]:
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s, f, v, fl, ra, tg)
-		case !noted[s]:
-			noted[s] = true
-			fmt.Fprintf(&b, "| %s | not run (--scenarios) | | | | |\n", s)
-		}
-	}
-	x := func(r float64) string { return fmt.Sprintf("%.2f×", r) }
+	row := scenarioTable(&b, map[string]bool{"1 peak": p.Seconds > 0, "2 catch-up": res.CatchUp.Backlog > 0, "3 bootstrap": res.Bootstrap.Seconds > 0,
+		"4 restart": len(res.Restart.Seconds) > 0, "5 baseline": res.Baseline.Runs > 0})
 	row("1 peak", fmt.Sprintf("achieved payments/s over %.0f s (events/s incl. cancels)", p.Seconds), fmt.Sprintf("%.0f (%.0f)", p.PaymentsPerS, p.EventsPerS), "", "", fmt.Sprintf("%.0f TPS", p.TargetTPS))
 	row("1 peak", "engine CPU (cores), sink writes included", fmt.Sprintf("%.3f", p.EngineCores), fmt.Sprintf("walsender serving it %.3f", p.WalsenderCore), x(p.CPURatio),
 		fmt.Sprintf("≤ %.2f×: %s", t.PeakCPU, check(p.CPURatio > 0 && p.CPURatio <= t.PeakCPU)))
@@ -274,6 +247,56 @@ func WriteMarkdown(path string, res *Results, plotDir, goBench string) error {
 		s = strings.TrimRight(s, "\n") + "\n\n" + b.String()
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+func ms(s float64) string { return fmt.Sprintf("%.0f ms", s*1000) }
+
+func x(r float64) string { return fmt.Sprintf("%.2f×", r) }
+
+func runMode(res *Results) string {
+	if res.Quick {
+		return "quick (reduced: not the targets' scale)"
+	}
+	return "full"
+}
+
+// verdict is how a target reads: a quick run judges none.
+func verdict(quick, ok bool) string {
+	switch {
+	case quick:
+		return "(quick run: not judged)"
+	case ok:
+		return "met"
+	default:
+		return "**missed**"
+	}
+}
+
+// writeRunData writes the lines on how the run was made and on what data,
+// after the machine's.
+func writeRunData(b *strings.Builder, res *Results, server string) {
+	sc := res.Scale
+	fmt.Fprintf(b, "Command: `%s`, %s → %s; one run of each scenario (medians are over the samples within it).  \n",
+		res.Command, res.Started.Format(time.RFC3339), res.Finished.Format(time.RFC3339))
+	fmt.Fprintf(b, "Data: %d merchants, %d business days at %d payments/day (%d payments loaded in %.0f s). The engine, the simulator and %s share the machine's %d cores.\n\n",
+		sc.Merchants, sc.Days, sc.PaymentsPerDay, res.History.Payments, res.History.Seconds, server, res.Machine.Cores)
+}
+
+// scenarioTable starts a results table in b and returns its row writer:
+// a scenario that did not run (--scenarios) says so once instead of
+// showing zeros.
+func scenarioTable(b *strings.Builder, ran map[string]bool) func(scenario, figure, measured, floor, ratio, target string) {
+	b.WriteString("| scenario | figure | measured | floor (same run) | ratio | target |\n|---|---|---:|---:|---:|---|\n")
+	noted := map[string]bool{}
+	return func(s, f, v, fl, ra, tg string) {
+		switch {
+		case ran[s]:
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", s, f, v, fl, ra, tg)
+		case !noted[s]:
+			noted[s] = true
+			fmt.Fprintf(b, "| %s | not run (--scenarios) | | | | |\n", s)
+		}
+	}
 }
 
 func joinF(xs []float64) string {

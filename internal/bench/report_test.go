@@ -98,3 +98,70 @@ func TestWriteMarkdownKeepsTheRest(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteMariaDBMarkdown: a MariaDB run writes its own section, beside
+// the PostgreSQL run's and leaving it as it was, with each target judged
+// on the figures.
+func TestWriteMariaDBMarkdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	pg := &Results{Machine: Machine{CPU: "Test CPU", Cores: 2}, Command: "riskwatch-bench", Scale: scaleFor(false)}
+	pg.Peak.Seconds, pg.Peak.EngineCores = 600, 0.5
+	if err := os.WriteFile(path, []byte("# Benchmarks\n\nhand-written intro\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMarkdown(path, pg, "docs/bench", ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+
+	res := &Results{Source: SourceMariaDB, Machine: Machine{CPU: "Test CPU", Cores: 2, MariaDB: "MariaDB 10.11.19"}, Scale: scaleFor(false),
+		MariaDB: &MariaDB{Server: "test server", DumpThreadCores: 0.2, SelectRows: 24_000_000, SelectSeconds: 40, SelectRatio: 1.5,
+			BacklogBytes: 600 << 20, BinlogReadSeconds: 10, BinlogReadEventsPerS: 500_000, DumpThreadCPU: 0.3, FloorDumpThreadCPU: 0.2, BinlogBytesPerMin: 2 << 20}}
+	res.History.Payments = 23_400_000
+	// Met: engine CPU 0.12 ≤ 0.15, alert p99 1.4 s ≤ 1.5 s, restart 8 s ≤ 10 s.
+	// Missed: commit → aggregate p99 300 ms > 250 ms, catch-up 80,000 < 100,000 events/s, first start 70 s > 60 s.
+	res.Peak.Seconds, res.Peak.TargetTPS, res.Peak.EngineCores, res.Peak.CPURatio = 600, 5000, 0.12, 0.6
+	res.Peak.CommitToAggregate = Quantiles{Count: 3_000_000, P50: 0.12, P99: 0.3}
+	res.Peak.AlertLatency = Quantiles{Count: 30, P50: 1.2, P99: 1.4}
+	res.Restart = Restart{Seconds: []float64{9, 8, 7.5}, Median: 8}
+	res.CatchUp = CatchUp{Backlog: 5_000_000, Events: 5_000_000, Seconds: 62.5, EventsPerS: 80_000, Ratio: 0.16}
+	res.Bootstrap = Bootstrap{Seconds: 70, GroupBySeconds: 35, Ratio: 2}
+	res.Baseline = Baseline{AverageTPS: 35, RiskwatchCPU: 0.35, RiskwatchOtherCPU: 0.05, RiskwatchPeakCPU: 9, Note: "The SQL-polling job is not run on this source."}
+	for i, cmd := range []string{"first", "second"} {
+		res.Command = "riskwatch-bench --source mariadb " + cmd
+		if err := WriteMarkdown(path, res, "docs/bench-mariadb", ""); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		s := string(b)
+		if !strings.HasPrefix(s, string(before)) || strings.Count(s, mariaBeginMark) != 1 || strings.Count(s, mariaEndMark) != 1 || strings.Count(s, beginMark) != 1 {
+			t.Fatalf("write %d: the PostgreSQL section is not kept, or the MariaDB one is not there once:\n%s", i, s)
+		}
+		for _, want := range []string{
+			"riskwatch-bench --source mariadb " + cmd,
+			"source MariaDB 10.11.19 (test server)",
+			"| 1 peak | engine CPU (cores), sink writes included | 0.120 | binlog dump thread serving it 0.200 | 0.60× | ≤ 0.15 core: met |",
+			"| 120 ms / 300 ms |", "| p99 ≤ 250 ms: **missed** |",
+			"| 1200 ms / 1400 ms |", "| p99 ≤ 1.5 s: met |",
+			"| 2 catch-up | backlog of 5000000 committed changes (600 MiB of binlog): events/s until live | 80000 (5000000 events in 62.5 s, 0.00 cores) | mariadb-binlog reading the same range: 500000/s (10.0 s) | 0.16× | ≥ 100000 events/s: **missed** |",
+			"| 70.0 s (max RSS 0 MiB) | the snapshot's SELECTs read by a client: 40.0 s (24000000 rows); the same GROUP BY by the server: 35.0 s | 1.50× / 2.00× | ≤ 60 s: **missed** |",
+			"| 8.0 s (9.0, 8.0, 7.5) |  |  | ≤ 10 s: met |",
+			"| 0.350 s (0.300 + 0.050) | mariadb-binlog's dump thread beside it: 0.200 s |",
+			"| 5 source cost | SQL-polling job | not run on MariaDB |",
+			"| 9.00 s |", "| 2.0 MiB |",
+			"](docs/bench-mariadb/results.json)",
+		} {
+			if !strings.Contains(s, want) {
+				t.Fatalf("write %d lacks %q:\n%s", i, want, s)
+			}
+		}
+	}
+	// A quick run judges nothing.
+	res.Quick = true
+	if err := WriteMarkdown(path, res, "x", ""); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); strings.Contains(string(b[len(before):]), "met") {
+		t.Errorf("a quick run was judged:\n%s", b[len(before):])
+	}
+}

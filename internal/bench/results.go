@@ -18,6 +18,11 @@ type Results struct {
 	Restart   Restart   `json:"restart"`
 	CatchUp   CatchUp   `json:"catch_up"`
 	Baseline  Baseline  `json:"baseline"`
+	// Source is the transaction database, empty for PostgreSQL (as
+	// results.json was before there was a choice). MariaDB holds the
+	// figures of a MariaDB run that have no PostgreSQL counterpart.
+	Source  string   `json:"source,omitempty"`
+	MariaDB *MariaDB `json:"mariadb,omitempty"`
 }
 
 // Machine is where the figures were taken.
@@ -28,6 +33,7 @@ type Machine struct {
 	OS         string  `json:"os"`
 	GoVersion  string  `json:"go"`
 	PostgreSQL string  `json:"postgresql"`
+	MariaDB    string  `json:"mariadb,omitempty"`
 }
 
 // History is the simulator's load of the source.
@@ -166,4 +172,33 @@ type MinuteDelivery struct {
 	DrainSeconds Quantiles `json:"drain_seconds"`
 	AlertLatency Quantiles `json:"alert_latency_seconds"`
 	AlertSamples []float64 `json:"alert_latency_samples"`
+}
+
+// MariaDB is what a run with a MariaDB source measured beside the common
+// figures, which keep their places above (Bootstrap.GroupBySeconds is the
+// server's GROUP BY there too).
+type MariaDB struct {
+	// Server is how the private server ran.
+	Server string `json:"server"`
+	// The first start's other floor: the snapshot's SELECTs of the mapped
+	// rows, read by a client and thrown away (the engine reads the same
+	// rows and sums them itself). SelectRatio is Bootstrap.Seconds over it.
+	SelectRows    int64   `json:"bootstrap_select_rows"`
+	SelectSeconds float64 `json:"bootstrap_select_seconds"`
+	SelectRatio   float64 `json:"bootstrap_select_ratio"`
+	// DumpThreadCores is the CPU of the binlog dump thread serving the
+	// engine at the peak.
+	DumpThreadCores float64 `json:"peak_dump_thread_cores"`
+	// The catch-up's floor: mariadb-binlog --read-from-remote-server
+	// reading the backlog's binlog range (BacklogBytes) to /dev/null.
+	BacklogBytes         int64   `json:"catch_up_binlog_bytes"`
+	BinlogReadSeconds    float64 `json:"catch_up_mariadb_binlog_seconds"`
+	BinlogReadEventsPerS float64 `json:"catch_up_mariadb_binlog_events_per_second"`
+	// At the day's average rate, per minute: the CPU of the dump thread
+	// serving the engine, of the one serving mariadb-binlog beside it
+	// (the floor), and the binlog written.
+	DumpThreadCPU      float64 `json:"average_dump_thread_cpu_seconds_per_minute"`
+	FloorDumpThreadCPU float64 `json:"average_mariadb_binlog_dump_thread_cpu_seconds_per_minute"`
+	FloorRatio         float64 `json:"cpu_ratio_mariadb_binlog"`
+	BinlogBytesPerMin  float64 `json:"binlog_bytes_per_minute"`
 }

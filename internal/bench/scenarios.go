@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -17,8 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/riskwatch/riskwatch/internal/config"
-	"github.com/riskwatch/riskwatch/internal/pgserver"
-	"github.com/riskwatch/riskwatch/internal/source"
 )
 
 // metrics is one scrape of the engine's /metrics: the samples named in it.
@@ -60,14 +57,15 @@ func (m metrics) approvals() float64 { return m[`riskwatch_events_total{kind="ap
 func (m metrics) events() float64 { return m.approvals() + m[`riskwatch_events_total{kind="cancel"}`] }
 
 // usage is what a phase is measured by, taken before and after it: the
-// engine's metrics and the CPU time of the engine and the walsender.
+// engine's metrics and the CPU time of the engine and of the source's
+// reader serving it (PostgreSQL's walsender, MariaDB's binlog dump thread).
 type usage struct {
 	at          time.Time
 	m           metrics
 	engine, wal time.Duration
 }
 
-func (r *runner) usage(ctx context.Context, wal int) (usage, error) {
+func (r *runner) usage(ctx context.Context, wal cpuClock) (usage, error) {
 	u := usage{at: time.Now()}
 	var err error
 	if u.m, err = r.scrape(ctx); err != nil {
@@ -76,7 +74,7 @@ func (r *runner) usage(ctx context.Context, wal int) (usage, error) {
 	if u.engine, err = ProcCPU(r.engine.pid()); err != nil {
 		return u, err
 	}
-	if u.wal, err = ProcCPU(wal); err != nil {
+	if u.wal, err = wal(); err != nil {
 		return u, err
 	}
 	return u, nil
@@ -134,19 +132,9 @@ func diffBuckets(after, before []Bucket) []Bucket {
 	return out
 }
 
-// walsenderPID is the source backend decoding for the engine's slot.
-func (r *runner) walsenderPID(ctx context.Context) (int, error) {
-	var pid int
-	err := r.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC LIMIT 1`, source.ApplicationName).Scan(&pid)
-	if err != nil {
-		return 0, fmt.Errorf("finding the walsender: %w", err)
-	}
-	return pid, nil
-}
-
 // startLive runs `riskwatch sim live` in the background.
 func (r *runner) startLive(ctx context.Context, name string, args ...string) (*proc, error) {
-	args = append([]string{"sim", "live", "--dsn", r.dsn}, args...)
+	args = append([]string{"sim", "live", "--dsn", r.src.simDSN()}, args...)
 	return r.startProc(exec.CommandContext(ctx, r.opts.Riskwatch, args...), name, "")
 }
 
@@ -156,7 +144,7 @@ func (r *runner) peak(ctx context.Context) error {
 	if err := r.ensureEngine(ctx); err != nil {
 		return err
 	}
-	wal, err := r.walsenderPID(ctx)
+	wal, err := r.src.reader(ctx)
 	if err != nil {
 		return err
 	}
@@ -214,7 +202,8 @@ loop:
 	p.PaymentsPerS = (m1.approvals() - m0.approvals()) / wall.Seconds()
 	p.EventsPerS = (m1.events() - m0.events()) / wall.Seconds()
 	p.EngineCores = (u1.engine - u0.engine).Seconds() / cpuWall.Seconds()
-	p.WalsenderCore = (u1.wal - u0.wal).Seconds() / cpuWall.Seconds()
+	readerCores := (u1.wal - u0.wal).Seconds() / cpuWall.Seconds()
+	*r.src.slots(r.res).peakReaderCores = readerCores
 	p.EngineMaxRSS = rss.maxRSS()
 	b := diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), m0.histogram("riskwatch_commit_to_aggregate_seconds"))
 	if len(b) > 0 {
@@ -232,8 +221,8 @@ loop:
 		p.C2ARatio = p.CommitToAggregate.P99 / p.C2AFloor
 		p.C2AP50Ratio = p.CommitToAggregate.P50 / p.C2AFloor
 	}
-	if p.WalsenderCore > 0 {
-		p.CPURatio = p.EngineCores / p.WalsenderCore
+	if readerCores > 0 {
+		p.CPURatio = p.EngineCores / readerCores
 	}
 	// Alerts of minutes wholly within the peak: the minute the peak starts
 	// in is the first the engine closes live after the first start's
@@ -298,15 +287,6 @@ func (r *runner) restart(ctx context.Context) error {
 	return nil
 }
 
-// inserted is the number of rows ever inserted into the source tables, from
-// the statistics collector (exact once the inserting transactions ended).
-func (r *runner) inserted(ctx context.Context) (int64, error) {
-	var n int64
-	err := r.pool.QueryRow(ctx, `SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables
-		WHERE relname IN ('payments', 'payment_cancels')`).Scan(&n)
-	return n, err
-}
-
 // catchUp is scenario 2: the engine stopped, a backlog of committed changes
 // written in transactions of 100 payments, then the engine started: its
 // sustained events/s until it is live again.
@@ -315,19 +295,19 @@ func (r *runner) catchUp(ctx context.Context) error {
 		return err
 	}
 	r.engine.stop(30 * time.Second)
-	// The floor reads the same backlog from a slot of the same kind,
-	// created where the engine stopped.
-	if _, err := r.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, catchUpSlot); err != nil {
-		return fmt.Errorf("creating the floor's slot: %w", err)
+	// The floor reads the same backlog, from where the engine stopped.
+	bl, err := r.src.beginBacklog(ctx)
+	if err != nil {
+		return err
 	}
-	defer r.dropSlot(context.WithoutCancel(ctx), catchUpSlot)
-	n0, err := r.inserted(ctx)
+	defer bl.close(context.WithoutCancel(ctx))
+	n0, err := r.src.inserted(ctx)
 	if err != nil {
 		return err
 	}
 	for {
 		time.Sleep(time.Second) // the statistics are flushed about once a second
-		n, err := r.inserted(ctx)
+		n, err := r.src.inserted(ctx)
 		if err != nil {
 			return err
 		}
@@ -345,9 +325,8 @@ func (r *runner) catchUp(ctx context.Context) error {
 			return fmt.Errorf("writing the backlog: %w", err)
 		}
 	}
-	var end string
-	if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&end); err != nil {
-		return fmt.Errorf("reading the backlog's end: %w", err)
+	if err := bl.written(ctx); err != nil {
+		return err
 	}
 	t0 := time.Now()
 	p, err := r.startEngine("catch-up", r.cfgPath)
@@ -368,38 +347,15 @@ func (r *runner) catchUp(ctx context.Context) error {
 	c.Events, c.Seconds = int64(m.events()), wall.Seconds()
 	c.EventsPerS = m.events() / wall.Seconds()
 	c.Cores = cpu.Seconds() / wall.Seconds()
-	floor, err := r.drainSlot(ctx, catchUpSlot, end)
+	floor, err := bl.drain(ctx)
 	if err != nil {
 		return err
 	}
-	c.FloorSeconds = floor.Seconds()
-	c.FloorEventsPerS = float64(c.Events) / floor.Seconds()
-	c.Ratio = c.EventsPerS / c.FloorEventsPerS
+	sl := r.src.slots(r.res)
+	floorRate := float64(c.Events) / floor.Seconds()
+	*sl.catchUpFloorSeconds, *sl.catchUpFloorRate = floor.Seconds(), floorRate
+	c.Ratio = c.EventsPerS / floorRate
 	return nil
-}
-
-// catchUpSlot is the slot pg_recvlogical drains the catch-up's backlog from.
-const catchUpSlot = "riskwatch_bench_catchup"
-
-// drainSlot times pg_recvlogical reading slot up to end, with the engine's
-// publication and options, output thrown away: how fast PostgreSQL can
-// decode and send the backlog to a client that does nothing with it.
-func (r *runner) drainSlot(ctx context.Context, slot string, end string) (time.Duration, error) {
-	conn := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(r.cluster.Port), "-U", "postgres", "-d", "payments"}
-	pub := config.Default().Source.Publication
-	cmd := exec.CommandContext(ctx, r.cluster.Bin("pg_recvlogical"), append(conn, "--slot", slot, "--start", "--endpos", end,
-		"-o", "proto_version=1", "-o", "publication_names="+pub, "-o", "binary=true", "-o", "messages=true", "-f", os.DevNull)...)
-	t0 := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("pg_recvlogical draining %s to %s: %w: %s", slot, end, err, out)
-	}
-	return time.Since(t0), nil
-}
-
-func (r *runner) dropSlot(ctx context.Context, slot string) {
-	if _, err := r.pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err != nil {
-		r.log.Warn("dropping a floor slot", "slot", slot, "err", err)
-	}
 }
 
 // baseline is scenario 5: the SQL-polling job over the same data, on a
@@ -413,19 +369,24 @@ func (r *runner) baseline(ctx context.Context) error {
 	if err := r.averageLoad(ctx); err != nil {
 		return err
 	}
-	if err := r.minuteLoad(ctx); err != nil {
+	if err := r.src.minuteLoad(ctx, r); err != nil {
 		return err
 	}
-	r.engine.stop(30 * time.Second)
-	t0 := time.Now()
-	if err := PrepareBaseline(ctx, r.pool); err != nil {
-		return err
-	}
-	prepared := time.Since(t0)
-	pm, err := pgserver.PostmasterPID(r.cluster.Dir)
+	b := &r.res.Baseline
+	job, err := r.src.sqlJob(ctx)
 	if err != nil {
 		return err
 	}
+	if job == nil {
+		b.Note = "The SQL-polling job is not run on this source."
+		return nil
+	}
+	r.engine.stop(30 * time.Second)
+	t0 := time.Now()
+	if err := job.prepare(ctx); err != nil {
+		return err
+	}
+	prepared := time.Since(t0)
 	var last time.Time
 	if err := r.sinkPool.QueryRow(ctx, `SELECT last_closed FROM riskwatch.checkpoint LIMIT 1`).Scan(&last); err != nil {
 		return fmt.Errorf("reading the engine's last closed minute: %w", err)
@@ -436,12 +397,10 @@ func (r *runner) baseline(ctx context.Context) error {
 	}
 	p := DefaultBaselineParams(loc)
 	p.LargeDailyAmount = int64(1_000_000_000) * int64(r.sc.PaymentsPerDay) / 3_000_000
-	p.ServerPID = pm
-	b := &r.res.Baseline
 	mismatches := 0
 	for i := r.sc.BaselineRuns - 1; i >= 0; i-- {
 		m := last.Add(-time.Duration(i) * time.Minute)
-		run, err := RunBaseline(ctx, r.pool, p, m)
+		run, err := job.run(ctx, p, m)
 		if err != nil {
 			return err
 		}
@@ -472,7 +431,9 @@ func (r *runner) baseline(ctx context.Context) error {
 	}
 	b.CPURatio, b.PeakCPURatio = over(b.RiskwatchCPU), over(b.RiskwatchPeakCPU)
 	b.Minute.CPURatio = over(b.Minute.CPU)
-	b.FloorLogicalRatio, b.FloorPhysicalRatio = over(b.FloorLogicalCPU), over(b.FloorPhysicalCPU)
+	for _, f := range r.src.slots(r.res).streamFloors {
+		*f.ratio = over(*f.cpu)
+	}
 	b.AgreesWithRule = mismatches == 0
 	b.Note = fmt.Sprintf("The SQL job's indexes took %.0f s to build. Its firing merchants %s the engine's evaluations of the same %d minutes (%d rule-minutes differ).",
 		prepared.Seconds(), map[bool]string{true: "equal", false: "differ from"}[b.AgreesWithRule], b.Runs, mismatches)
@@ -502,9 +463,7 @@ func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}, from 
 		case <-time.After(time.Until(at)):
 		}
 		last = time.Now()
-		_, err := r.pool.Exec(ctx, `INSERT INTO payment_cancels (id, payment_id, merchant_id, cancel_amount, canceled_at)
-			SELECT $2::bigint + g, 0, $1 + g / 10, 30000, now() FROM generate_series(0, 29) g`, firstMerchant+r.bustOuts, firstRow+int64(r.bustOuts)*10)
-		if err != nil {
+		if err := r.src.insertBustOut(ctx, int64(firstMerchant+r.bustOuts), firstRow+int64(r.bustOuts)*10); err != nil {
 			r.log.Warn("injecting bust-outs", "err", err)
 		}
 		r.bustOuts += 3
@@ -513,27 +472,28 @@ func (r *runner) injectBustOuts(ctx context.Context, stop <-chan struct{}, from 
 
 // averageLoad measures riskwatch's cost at the source at the day's average
 // rate (payments per day over 86,400 s, steady, no bursts): the CPU per
-// minute of its walsender and of its other source connections, which is
-// what replaces the SQL job's run each minute. A fixed rate, not the
-// generated curve's rate at the hour the bench runs, so that two runs
-// compare; the walsender's cost per transaction is far higher at night's
-// few payments a second than at the average. PostgreSQL's own clients run
-// beside it at the same traffic (floors), with the WAL rate.
+// minute of its reader (walsender, binlog dump thread) and of its other
+// source connections, which is what replaces the SQL job's run each
+// minute. A fixed rate, not the generated curve's rate at the hour the
+// bench runs, so that two runs compare; the reader's cost per transaction
+// is far higher at night's few payments a second than at the average. The
+// server's own streaming clients run beside it at the same traffic
+// (floors), with the rate the change log is written at.
 func (r *runner) averageLoad(ctx context.Context) error {
-	fl, err := r.startFloors(ctx)
+	fl, err := r.src.startStreamFloors(ctx, r)
 	if err != nil {
 		return err
 	}
-	defer fl.stop(context.WithoutCancel(ctx), r)
-	wal, err := r.walsenderPID(ctx)
+	defer fl.stop(context.WithoutCancel(ctx))
+	wal, err := r.src.reader(ctx)
 	if err != nil {
 		return err
 	}
 	type sample struct {
-		u                 usage
-		others            map[int]time.Duration
-		logical, physical time.Duration
-		lsn               int64
+		u      usage
+		others map[int]time.Duration
+		floors []time.Duration
+		log    int64
 	}
 	d, warm := 2*time.Minute, 15*time.Second
 	if r.opts.Quick {
@@ -556,17 +516,14 @@ func (r *runner) averageLoad(ctx context.Context) error {
 		if s.u, err = r.usage(ctx, wal); err != nil {
 			return s, err
 		}
-		if s.others, err = r.sourceCPU(ctx); err != nil {
+		if s.others, err = r.src.others(ctx); err != nil {
 			return s, err
 		}
-		if s.logical, err = ProcCPU(fl.logicalPID); err != nil {
+		if s.floors, err = fl.cpu(); err != nil {
 			return s, err
 		}
-		if s.physical, err = ProcCPU(fl.physicalPID); err != nil {
+		if s.log, err = r.src.logBytes(ctx); err != nil {
 			return s, err
-		}
-		if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&s.lsn); err != nil {
-			return s, fmt.Errorf("reading the WAL position: %w", err)
 		}
 		return s, nil
 	}
@@ -584,12 +541,15 @@ func (r *runner) averageLoad(ctx context.Context) error {
 	wall := s1.u.at.Sub(s0.u.at)
 	perMin := func(d time.Duration) float64 { return d.Seconds() / wall.Minutes() }
 	b := &r.res.Baseline
+	sl := r.src.slots(r.res)
 	b.AverageTPS = (s1.u.m.approvals() - s0.u.m.approvals()) / wall.Seconds()
-	b.RiskwatchWalsenderCPU = perMin(s1.u.wal - s0.u.wal)
+	readerCPU := perMin(s1.u.wal - s0.u.wal)
+	*sl.averageReaderCPU = readerCPU
 	b.RiskwatchOtherCPU = perMin(r.cpuSince(s0.others, s1.others))
-	b.RiskwatchCPU = b.RiskwatchWalsenderCPU + b.RiskwatchOtherCPU
-	b.FloorLogicalCPU = perMin(s1.logical - s0.logical)
-	b.FloorPhysicalCPU = perMin(s1.physical - s0.physical)
-	b.WALBytesPerMin = float64(s1.lsn-s0.lsn) / wall.Minutes()
+	b.RiskwatchCPU = readerCPU + b.RiskwatchOtherCPU
+	for i, f := range sl.streamFloors {
+		*f.cpu = perMin(s1.floors[i] - s0.floors[i])
+	}
+	*sl.logBytesPerMin = float64(s1.log-s0.log) / wall.Minutes()
 	return nil
 }

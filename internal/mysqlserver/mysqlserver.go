@@ -119,13 +119,42 @@ type Options struct {
 	// The server rounds it down to a multiple of 4096; it must lie between
 	// 4096 and 1 GiB.
 	MaxBinlogSize int64
+	// BufferPoolSize and LogFileSize, when > 0, replace storageArgs' small
+	// InnoDB buffer pool and redo log (bytes, multiples of 1 MiB), for a
+	// server that holds a production-sized table, as the benchmark's does.
+	BufferPoolSize, LogFileSize int64
+	// PerformanceSchema turns performance_schema on (off by default, as
+	// it costs every statement a little): the benchmark finds a
+	// connection's OS thread through performance_schema.threads.
+	PerformanceSchema bool
 }
 
 func (o Options) validate() error {
 	if o.MaxBinlogSize < 0 || o.MaxBinlogSize > 0 && (o.MaxBinlogSize < minBinlogSize || o.MaxBinlogSize > maxBinlogSize) {
 		return fmt.Errorf("MaxBinlogSize %d is outside the server's range %d..%d", o.MaxBinlogSize, minBinlogSize, maxBinlogSize)
 	}
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{"BufferPoolSize", o.BufferPoolSize}, {"LogFileSize", o.LogFileSize}} {
+		if f.n < 0 || f.n%(1<<20) != 0 {
+			return fmt.Errorf("%s %d is not a whole number of MiB", f.name, f.n)
+		}
+	}
 	return nil
+}
+
+// sizeArgs are the options' storage sizes as server options; given after
+// storageArgs, they win.
+func (o Options) sizeArgs() []string {
+	var args []string
+	if o.BufferPoolSize > 0 {
+		args = append(args, fmt.Sprintf("--innodb-buffer-pool-size=%dM", o.BufferPoolSize>>20))
+	}
+	if o.LogFileSize > 0 {
+		args = append(args, fmt.Sprintf("--innodb-log-file-size=%dM", o.LogFileSize>>20))
+	}
+	return args
 }
 
 // process is one run of mariadbd, our direct child.
@@ -492,6 +521,17 @@ func (s *Server) running() bool {
 	return s.proc != nil && !s.proc.exited()
 }
 
+// PID is the process id of the running mariadbd (0 when it is not running),
+// whose /proc/PID/task/TID holds each connection's thread.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running() {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
 // Kill sends SIGKILL to the server, a crash: nothing is flushed and no
 // shutdown runs, so the next start does InnoDB and binlog crash recovery.
 // The data directory is kept. Killing a server that is not running does
@@ -736,6 +776,7 @@ func (s *Server) install(ctx context.Context) error {
 		"--skip-name-resolve",
 		"--tmpdir=" + s.Dir,
 	}, storageArgs...)
+	args = append(args, s.opts.sizeArgs()...)
 	cmd := exec.CommandContext(ctx, s.installDB, args...)
 	// The caller's working directory may not be accessible to mysql.
 	cmd.Dir = s.Dir
@@ -777,6 +818,10 @@ func (s *Server) serverArgs() []string {
 		"--default-time-zone=+00:00",
 	}
 	args = append(args, storageArgs...)
+	args = append(args, s.opts.sizeArgs()...)
+	if s.opts.PerformanceSchema {
+		args = append(args, "--performance-schema=ON")
+	}
 	if s.opts.MaxBinlogSize > 0 {
 		args = append(args, "--max-binlog-size="+strconv.FormatInt(s.opts.MaxBinlogSize, 10))
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -345,6 +346,41 @@ func TestOptionsValidate(t *testing.T) {
 		if _, err := Start(ctx(t), Options{MaxBinlogSize: n}); err == nil || !strings.Contains(err.Error(), "MaxBinlogSize") {
 			t.Errorf("MaxBinlogSize %d: %v, want a range error", n, err)
 		}
+	}
+	for _, o := range []Options{{BufferPoolSize: -1 << 20}, {BufferPoolSize: 1<<20 + 1}, {LogFileSize: 1000}} {
+		if _, err := Start(ctx(t), o); err == nil || !strings.Contains(err.Error(), "whole number of MiB") {
+			t.Errorf("%+v: %v, want a size error", o, err)
+		}
+	}
+}
+
+// TestSizesAndPerformanceSchema starts a server as the benchmark does: a
+// larger buffer pool and redo log, performance_schema on, and the server's
+// own threads found under PID.
+func TestSizesAndPerformanceSchema(t *testing.T) {
+	s, err := Start(ctx(t), Options{BufferPoolSize: 192 << 20, LogFileSize: 48 << 20, PerformanceSchema: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got := strings.Join(row(t, s, "", "SELECT @@innodb_buffer_pool_size, @@innodb_log_file_size, @@performance_schema"), " ")
+	if want := fmt.Sprintf("%d %d 1", 192<<20, 48<<20); got != want {
+		t.Errorf("settings = %q, want %q", got, want)
+	}
+	// This connection's OS thread is a task of the server process.
+	tid := row(t, s, "", "SELECT THREAD_OS_ID FROM performance_schema.threads WHERE PROCESSLIST_ID = CONNECTION_ID()")[0]
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(s.PID()), "task", tid)); err != nil {
+		t.Errorf("thread %s of mariadbd %d: %v", tid, s.PID(), err)
+	}
+	// The defaults the tests run with are unchanged.
+	if got := strings.Join(row(t, server, "", "SELECT @@innodb_buffer_pool_size, @@performance_schema"), " "); got != fmt.Sprintf("%d 0", 64<<20) {
+		t.Errorf("default server: %q", got)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if s.PID() != 0 {
+		t.Errorf("PID after Kill = %d, want 0", s.PID())
 	}
 }
 
