@@ -663,7 +663,9 @@ func TestValidateRules(t *testing.T) {
 			"notify.receivers[0].url: required (a template rendering to an absolute http(s) URL)", true},
 		{"template url renders relative", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "{{.Rule}}/x"}} },
 			"notify.receivers[0].url: with a sample firing cancel_rate_spike notification: rendered URL must be an absolute http or https URL", false},
-		{"template method", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Method: "DELETE"}} },
+		{"template method", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Method: "DELETE"}}
+		},
 			`notify.receivers[0].method: must be one of POST|PUT|PATCH|GET, got "DELETE"`, true},
 		{"template GET with body", func(c *Config) {
 			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Method: "get", Body: "{}"}}
@@ -674,9 +676,13 @@ func TestValidateRules(t *testing.T) {
 		{"template header renders a line break", func(c *Config) {
 			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Headers: map[string]string{"X-Who": "{{.MerchantName}}"}}}
 		}, "notify.receivers[0].headers[X-Who]: with a sample firing cancel_rate_spike notification: rendered value contains a line break or NUL", true},
-		{"method without template", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "webhook", URL: "https://h/", Method: "PUT"}} },
+		{"method without template", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "x", Type: "webhook", URL: "https://h/", Method: "PUT"}}
+		},
 			"notify.receivers[0].method: only template receivers take a method", true},
-		{"body without template", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "x", Type: "slack", URL: "https://h/", Body: "{}"}} },
+		{"body without template", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "x", Type: "slack", URL: "https://h/", Body: "{}"}}
+		},
 			"notify.receivers[0].body: only template receivers take a body", true},
 	}
 	for _, tt := range tests {
