@@ -314,16 +314,10 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 // PruneDeadLetters deletes dead letters recorded before before, in batches,
 // and returns how many went.
 func (s *Store) PruneDeadLetters(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id = ANY (ARRAY(
-			SELECT id FROM %[1]s WHERE recorded_at < $1 LIMIT 50000))`, s.db.Table("dead_letters")), before)
-		if err != nil {
-			return total, fmt.Errorf("pruning dead letters before %s: %w", before.Format(time.RFC3339), err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 50000 {
-			return total, nil
-		}
+	n, err := s.db.DeleteBatches(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id = ANY (ARRAY(
+		SELECT id FROM %[1]s WHERE recorded_at < $1 LIMIT $2))`, s.db.Table("dead_letters")), before, 50000)
+	if err != nil {
+		return n, fmt.Errorf("pruning dead letters before %s: %w", before.Format(time.RFC3339), err)
 	}
+	return n, nil
 }

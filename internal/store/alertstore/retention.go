@@ -129,18 +129,7 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error)
 	return n, nil
 }
 
-// deleteBatched runs a DELETE taking (before, limit) until it deletes
-// fewer than a batch, and returns the rows deleted.
+// deleteBatched runs a DELETE taking (before, limit) in batches.
 func (s *Store) deleteBatched(ctx context.Context, sql string, before time.Time) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.db.Pool().Exec(ctx, sql, before, pruneBatch)
-		if err != nil {
-			return total, err
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatch {
-			return total, nil
-		}
-	}
+	return s.db.DeleteBatches(ctx, sql, before, pruneBatch)
 }
