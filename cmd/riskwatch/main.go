@@ -39,6 +39,8 @@ Usage:
   riskwatch silence add    --config FILE --merchant M [--rule R] (--until T | --for D) --reason TEXT --by NAME
   riskwatch silence list   --config FILE
   riskwatch silence expire ID --config FILE
+  riskwatch notify test    --config FILE --receiver NAME
+                                           send one marked test notification through a receiver
   riskwatch sim history    [--config FILE | --dsn DSN] [--days 8] [--payments-per-day N] [--merchants N]
                            [--seed S] [--incidents=true] [--truth FILE] [--reload]
                            [--profile realistic] [--scored-day] [--now T]
@@ -113,6 +115,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return cmdSilence(ctx, rest, stdout, stderr, getenv)
 	case "sim":
 		return cmdSim(ctx, rest, stdout, stderr, getenv)
+	case "notify":
+		if len(rest) == 0 || rest[0] != "test" {
+			return usageError{"notify: only \"notify test\" exists"}
+		}
+		return cmdNotifyTest(ctx, rest[1:], stdout, stderr, getenv)
 	case "version":
 		fs := newFlags("version", stderr)
 		if err := fs.Parse(rest); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +11,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/notify"
 	"github.com/riskwatch/riskwatch/internal/notify/alertmanager"
+	"github.com/riskwatch/riskwatch/internal/notify/httptemplate"
 	"github.com/riskwatch/riskwatch/internal/notify/lognotify"
 	"github.com/riskwatch/riskwatch/internal/notify/pagerduty"
 	"github.com/riskwatch/riskwatch/internal/notify/slack"
@@ -28,7 +30,7 @@ func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg promethe
 	metrics := notify.NewMetrics(reg, names...)
 	var out []*notify.Sender
 	for i, r := range cfg.Notify.Receivers {
-		n, err := newNotifier(r, log)
+		n, err := newNotifier(r, cfg.Location, nil, log)
 		if err != nil {
 			return nil, fmt.Errorf("notify.receivers[%d] (%s): %w", i, r.Name, err)
 		}
@@ -41,20 +43,24 @@ func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg promethe
 	return out, nil
 }
 
-func newNotifier(r config.Receiver, log *slog.Logger) (notify.Notifier, error) {
+// newNotifier builds r's integration; client nil means each integration's
+// default client.
+func newNotifier(r config.Receiver, loc *time.Location, client *http.Client, log *slog.Logger) (notify.Notifier, error) {
 	timeout := r.Timeout.D()
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
 	switch r.Type {
 	case "webhook":
-		return webhook.New(webhook.Config{URL: r.URL, Timeout: timeout, Headers: r.Headers})
+		return webhook.New(webhook.Config{URL: r.URL, Timeout: timeout, Headers: r.Headers, HTTPClient: client})
 	case "slack":
-		return slack.New(slack.Config{URL: r.URL, Timeout: timeout})
+		return slack.New(slack.Config{URL: r.URL, Timeout: timeout, HTTPClient: client})
 	case "pagerduty":
-		return pagerduty.New(pagerduty.Config{URL: r.URL, RoutingKey: r.RoutingKey, Timeout: timeout})
+		return pagerduty.New(pagerduty.Config{URL: r.URL, RoutingKey: r.RoutingKey, Timeout: timeout, HTTPClient: client})
 	case "alertmanager":
-		return alertmanager.New(alertmanager.Config{URL: r.URL, Timeout: timeout})
+		return alertmanager.New(alertmanager.Config{URL: r.URL, Timeout: timeout, HTTPClient: client})
+	case "template":
+		return httptemplate.New(httptemplate.Config{Spec: r.TemplateSpec(), Location: loc, Timeout: timeout, HTTPClient: client})
 	case "log":
 		return lognotify.New(log.With("receiver", r.Name)), nil
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/riskwatch/riskwatch/internal/kafka"
 	"github.com/riskwatch/riskwatch/internal/leader"
 	"github.com/riskwatch/riskwatch/internal/store"
-	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/web"
 )
@@ -146,7 +145,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 			lg.Go(func() error { return runMerchantNames(lctx, cfg, st, log) })
 			lg.Go(func() error {
 				// What every partition has applied is the clock.
-				return engine.Prune(lctx, aggregates.New(st), cfg, log, func(ctx context.Context) (time.Time, error) {
+				return engine.Prune(lctx, st, cfg, log, func(ctx context.Context) (time.Time, error) {
 					return kafka.AppliedThrough(ctx, st, cfg.KafkaTopics())
 				})
 			})

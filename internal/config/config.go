@@ -68,6 +68,15 @@ type Config struct {
 	Notify        Notify         `yaml:"notify"`
 	Kafka         Kafka          `yaml:"kafka"`
 	Log           Log            `yaml:"log"`
+
+	// How long the sink keeps what is not minute aggregates (those follow
+	// Retention); 0 keeps it for ever, anything else is at least 1h
+	// (docs/retention.md).
+	RetentionAlerts      Duration `yaml:"retention_alerts"`       // default 90d: resolved alerts, with their evaluations and notifications; >= alerts.repeat_interval
+	RetentionEvaluations Duration `yaml:"retention_evaluations"`  // default 30d: alert evaluations, by minute
+	RetentionDeliveries  Duration `yaml:"retention_deliveries"`   // default 30d: delivered or rejected deliveries, and notifications left with none
+	RetentionDeadLetters Duration `yaml:"retention_dead_letters"` // default 30d
+	RetentionAudit       Duration `yaml:"retention_audit"`        // default 365d: operator audit rows, when the sink has them
 }
 
 // Kafka configures scale-out: `riskwatch capture` publishes the source's
@@ -174,17 +183,25 @@ type Notify struct {
 type Receiver struct {
 	Name string `yaml:"name"` // unique; [a-z0-9_-]
 	// Type: webhook (generic JSON), slack (incoming webhook), pagerduty
-	// (Events API v2), alertmanager (API v2) or log (the engine's own log).
+	// (Events API v2), alertmanager (API v2), template (an HTTP request
+	// rendered from text/template templates: any chat tool or SMS
+	// gateway; docs/template-receiver.md) or log (the engine's own log).
+	// For template, url and the values of headers are templates too.
 	Type       string            `yaml:"type"`
 	URL        string            `yaml:"url"`         // http(s); for alertmanager the base URL; pagerduty defaults to the public Events API
 	RoutingKey string            `yaml:"routing_key"` // pagerduty only; required there
-	Headers    map[string]string `yaml:"headers"`     // webhook only (e.g. Authorization)
+	Headers    map[string]string `yaml:"headers"`     // webhook and template only (e.g. Authorization)
 	Timeout    Duration          `yaml:"timeout"`     // default 10s per send
 	// Rules, when set, limits the receiver to these rules.
 	Rules []string `yaml:"rules"`
 	// MinPriority: the least urgent priority the receiver takes (P1, P2
 	// or P3; default P3, everything).
 	MinPriority string `yaml:"min_priority"`
+
+	// Method and Body: template only. Method is POST (default), PUT,
+	// PATCH or GET; Body is a template (no body when empty).
+	Method string `yaml:"method"`
+	Body   string `yaml:"body"`
 }
 
 // Source is the PostgreSQL server read through logical replication.
@@ -400,6 +417,12 @@ func Default() *Config {
 		Kafka: Kafka{Topic: "riskwatch.changes", Partitions: 12, ReplicationFactor: -1, Group: "riskwatch-workers", Input: "capture",
 			WatermarkInterval: Duration(250 * time.Millisecond), IdleAfter: Duration(5 * time.Second), SessionTimeout: Duration(10 * time.Second)},
 		Log: Log{Level: "info", Format: "text"},
+
+		RetentionAlerts:      Duration(90 * day),
+		RetentionEvaluations: Duration(30 * day),
+		RetentionDeliveries:  Duration(30 * day),
+		RetentionDeadLetters: Duration(30 * day),
+		RetentionAudit:       Duration(365 * day),
 	}
 }
 

@@ -222,6 +222,11 @@ sink:
   schema: agg
 business_timezone: UTC
 retention: 1d12h
+retention_alerts: 10d
+retention_evaluations: 2d
+retention_deliveries: 3d
+retention_dead_letters: 4d
+retention_audit: 0s
 grace: 0s
 max_future: 90s
 max_amount: 5000000
@@ -257,6 +262,7 @@ notify:
   receivers:
     - {name: hook, type: webhook, url: "https://h.example/x", headers: {Authorization: "Bearer t"}, timeout: 3s, rules: [volume_drop]}
     - {name: pd, type: pagerduty, routing_key: rk, min_priority: P1}
+    - {name: chat, type: template, method: PUT, url: "https://chat.example/{{.Rule}}", headers: {X-Token: "t-{{.AlertID}}"}, body: '{"text": {{json .Summary}}}'}
 kafka:
   brokers: ["k1:9092", "k2:9092"]
   topic: changes
@@ -307,11 +313,18 @@ log:
 		Notify: Notify{BackoffMin: Duration(2 * time.Second), BackoffMax: Duration(time.Minute), Receivers: []Receiver{
 			{Name: "hook", Type: "webhook", URL: "https://h.example/x", Headers: map[string]string{"Authorization": "Bearer t"}, Timeout: Duration(3 * time.Second), Rules: []string{"volume_drop"}},
 			{Name: "pd", Type: "pagerduty", RoutingKey: "rk", MinPriority: "P1"},
+			{Name: "chat", Type: "template", Method: "PUT", URL: "https://chat.example/{{.Rule}}", Headers: map[string]string{"X-Token": "t-{{.AlertID}}"},
+				Body: `{"text": {{json .Summary}}}`},
 		}},
 		Kafka: Kafka{Brokers: []string{"k1:9092", "k2:9092"}, Topic: "changes", Partitions: 24, ReplicationFactor: 3, Group: "g", Input: "debezium",
 			Topics: []string{"srv.public.payments", "srv.public.payment_cancels"}, WatermarkInterval: Duration(500 * time.Millisecond),
 			IdleAfter: Duration(2 * time.Second), SessionTimeout: Duration(4 * time.Second)},
-		Log: Log{Level: "debug", Format: "json"},
+		Log:                  Log{Level: "debug", Format: "json"},
+		RetentionAlerts:      Duration(10 * day),
+		RetentionEvaluations: Duration(2 * day),
+		RetentionDeliveries:  Duration(3 * day),
+		RetentionDeadLetters: Duration(4 * day),
+		RetentionAudit:       0,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse\n got  %+v\n want %+v", got, want)
@@ -627,6 +640,50 @@ func TestValidateRules(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: must be one of debug|info|warn|error, got "verbose"`, true},
 		{"log level case", func(c *Config) { c.Log.Level = "INFO" }, "log.level: must be one of", false},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: must be one of text|json, got "xml"`, true},
+		{"retention alerts short", func(c *Config) { c.RetentionAlerts = Duration(30 * time.Minute) }, "retention_alerts: must be 0 (keep for ever) or at least 1h, got 30m", true},
+		{"retention alerts below repeat", func(c *Config) { c.RetentionAlerts = Duration(3 * time.Hour) },
+			"retention_alerts: must be 0 or at least alerts.repeat_interval (4h): a re-fire within it continues the resolved alert, got 3h", true},
+		{"retention evaluations negative", func(c *Config) { c.RetentionEvaluations = Duration(-time.Hour) }, "retention_evaluations: must be 0 (keep for ever) or at least 1h, got -1h", true},
+		{"retention deliveries", func(c *Config) { c.RetentionDeliveries = Duration(time.Minute) }, "retention_deliveries: must be 0", false},
+		{"retention dead letters", func(c *Config) { c.RetentionDeadLetters = Duration(time.Minute) }, "retention_dead_letters: must be 0", false},
+		{"retention audit", func(c *Config) { c.RetentionAudit = Duration(time.Minute) }, "retention_audit: must be 0", false},
+		{"template body does not parse", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "a", Type: "log"}, {Name: "b", Type: "log"}, {Name: "chat", Type: "template", URL: "https://h/", Body: `{"t": {{json .Summary}`}}
+		}, "notify.receivers[2].body: template: body:1: bad character U+007D '}'", true},
+		{"template unknown field", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Body: `{"t": {{json .Merchnt}}}`}}
+		}, "notify.receivers[0].body: with a sample firing cancel_rate_spike notification: template: body:1:13: executing \"body\" at <.Merchnt>: can't evaluate field Merchnt in type httptemplate.Data", true},
+		{"template unknown function", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Body: `{{shout .Summary}}`}}
+		}, `notify.receivers[0].body: template: body:1: function "shout" not defined`, true},
+		{"template JSON not escaped", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Body: `{"text": "{{.Merchant}}"}`}}
+		}, "notify.receivers[0].body: with a sample firing cancel_rate_spike notification: rendered body is not valid JSON", false},
+		{"template url required", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template"}} },
+			"notify.receivers[0].url: required (a template rendering to an absolute http(s) URL)", true},
+		{"template url renders relative", func(c *Config) { c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "{{.Rule}}/x"}} },
+			"notify.receivers[0].url: with a sample firing cancel_rate_spike notification: rendered URL must be an absolute http or https URL", false},
+		{"template method", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Method: "DELETE"}}
+		},
+			`notify.receivers[0].method: must be one of POST|PUT|PATCH|GET, got "DELETE"`, true},
+		{"template GET with body", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Method: "get", Body: "{}"}}
+		}, "notify.receivers[0].body: a GET request carries no body", false},
+		{"template reserved header", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Headers: map[string]string{"idempotency-key": "x"}}}
+		}, "notify.receivers[0].headers[idempotency-key]: set by riskwatch itself, cannot be configured", true},
+		{"template header renders a line break", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "chat", Type: "template", URL: "https://h/", Headers: map[string]string{"X-Who": "{{.MerchantName}}"}}}
+		}, "notify.receivers[0].headers[X-Who]: with a sample firing cancel_rate_spike notification: rendered value contains a line break or NUL", true},
+		{"method without template", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "x", Type: "webhook", URL: "https://h/", Method: "PUT"}}
+		},
+			"notify.receivers[0].method: only template receivers take a method", true},
+		{"body without template", func(c *Config) {
+			c.Notify.Receivers = []Receiver{{Name: "x", Type: "slack", URL: "https://h/", Body: "{}"}}
+		},
+			"notify.receivers[0].body: only template receivers take a body", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,7 @@ func (c *Config) Validate() error {
 	if c.Retention < Duration(time.Hour) {
 		p.add("retention", "must be at least 1h, got %s", c.Retention)
 	}
+	c.validateRetention(&p)
 	if c.Grace < 0 || c.Grace >= Duration(time.Minute) {
 		p.add("grace", "must be at least 0s and less than 1m, got %s", c.Grace)
 	}
@@ -359,7 +360,7 @@ func leaks(msg, secret string) bool {
 }
 
 var (
-	receiverTypes  = []string{"webhook", "slack", "pagerduty", "alertmanager", "log"}
+	receiverTypes  = []string{"webhook", "slack", "pagerduty", "alertmanager", "template", "log"}
 	ruleNames      = []string{"cancel_rate_spike", "volume_drop"}
 	receiverNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,63}$`)
 )
@@ -462,9 +463,17 @@ func (c *Config) validateNotify(p *problems) {
 			if r.URL != "" {
 				httpURL(p, f+".url", r.URL)
 			}
+		case "template":
+			c.validateTemplate(p, f, r)
 		}
-		if r.Type != "webhook" && len(r.Headers) > 0 {
-			p.add(f+".headers", "only webhook receivers take headers")
+		if r.Type != "webhook" && r.Type != "template" && len(r.Headers) > 0 {
+			p.add(f+".headers", "only webhook and template receivers take headers")
+		}
+		if r.Type != "template" && r.Method != "" {
+			p.add(f+".method", "only template receivers take a method")
+		}
+		if r.Type != "template" && r.Body != "" {
+			p.add(f+".body", "only template receivers take a body")
 		}
 		if r.Timeout < 0 {
 			p.add(f+".timeout", "must not be negative, got %s", r.Timeout)

@@ -33,3 +33,6 @@ func dashboardBase(cfg *config.Config) string {
 	}
 	return strings.TrimRight(base, "/")
 }
+
+// DashboardHome links to the dashboard's front page.
+func DashboardHome(cfg *config.Config) string { return dashboardBase(cfg) + "/" }

@@ -274,28 +274,20 @@ func (n *Node) apply(ctx context.Context, core *Core, cp aggregates.Checkpoint, 
 
 // prune is Prune by the node's own progress.
 func (n *Node) prune(ctx context.Context) error {
-	return Prune(ctx, n.agg, n.cfg, n.log, func(context.Context) (time.Time, error) { return n.Status().Progress, nil })
+	return Prune(ctx, n.o.DB, n.cfg, n.log, func(context.Context) (time.Time, error) { return n.Status().Progress, nil })
 }
 
-// Prune deletes minute aggregates that have left the retention, at once
-// and then hourly, measured from progress (the source commit time the sink
-// holds everything up to; zero: not known yet). It never deletes what the
-// rules still read (7 days and an hour back), whatever the retention, and
-// keeps a day of margin for minutes that late events could still reach.
-// Failures wait for the next hour: pruning is never worth a restart.
-func Prune(ctx context.Context, st *aggregates.Store, cfg *config.Config, log *slog.Logger, progress func(context.Context) (time.Time, error)) error {
-	keep := max(cfg.Retention.D(), (rules.BaselineMinutes+rules.HourMinutes)*time.Minute) + 24*time.Hour
+// Prune applies the retention (PruneOnce) at once and then hourly,
+// measured from progress (the source commit time the sink holds
+// everything up to; zero: not known yet). Failures wait for the next
+// hour: pruning is never worth a restart.
+func Prune(ctx context.Context, db *store.DB, cfg *config.Config, log *slog.Logger, progress func(context.Context) (time.Time, error)) error {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
 		through, err := progress(ctx)
 		if err == nil && through.Unix() > 0 {
-			rows, err := st.PruneMinutes(ctx, through.Add(-keep))
-			if err != nil && ctx.Err() == nil {
-				log.Warn("pruning old minutes failed", "err", err)
-			} else if rows > 0 {
-				log.Info("pruned minutes older than the retention", "rows", rows)
-			}
+			PruneOnce(ctx, db, cfg, log, through)
 		}
 		select {
 		case <-ctx.Done():

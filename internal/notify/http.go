@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -76,22 +77,42 @@ const maxErrorBody = 512
 // else is a rejection. Errors name the target by scheme and host only,
 // because the path or query of a Slack webhook URL is its secret.
 func Post(ctx context.Context, client *http.Client, target string, header http.Header, body []byte) (retry bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	// A copy, so the caller's configured headers are never shared with a
+	// request in flight.
+	h := header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	return Do(ctx, client, http.MethodPost, target, h, body)
+}
+
+// Do is Post for any method and content: header is sent as given (with
+// User-Agent added when absent), body as is (none when empty). The outcome
+// is classified the same way.
+func Do(ctx context.Context, client *http.Client, method, target string, header http.Header, body []byte) (retry bool, err error) {
+	verb := "posting to"
+	if method != http.MethodPost {
+		verb = "sending " + method + " to"
+	}
+	var rd io.Reader
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return false, fmt.Errorf("building request to %s: %w", RedactURL(target), redactErr(err))
 	}
-	if header != nil {
-		// A copy, so the caller's configured headers are never shared with
-		// a request in flight.
-		req.Header = header.Clone()
+	req.Header = header.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
 	}
-	req.Header.Set("Content-Type", "application/json")
 	if req.Header.Get("User-Agent") == "" {
 		req.Header.Set("User-Agent", UserAgent)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("posting to %s: %w", RedactURL(target), redactErr(err))
+		return true, fmt.Errorf("%s %s: %w", verb, RedactURL(target), redactErr(err))
 	}
 	defer func() {
 		// Drain a little so the connection can be reused; a receiver that
@@ -105,7 +126,48 @@ func Post(ctx context.Context, client *http.Client, target string, header http.H
 	he := &HTTPError{StatusCode: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	he.Body = cleanBody(b)
-	return RetryableStatus(resp.StatusCode), fmt.Errorf("posting to %s: %w", RedactURL(target), he)
+	return RetryableStatus(resp.StatusCode), fmt.Errorf("%s %s: %w", verb, RedactURL(target), he)
+}
+
+// StatusRecorder is an http.RoundTripper that remembers the status of the
+// last response it carried, so that a one-off send (riskwatch notify test)
+// can say what the receiver answered even when the integration only reports
+// success.
+type StatusRecorder struct {
+	Next http.RoundTripper // default http.DefaultTransport
+
+	mu     sync.Mutex
+	status int
+}
+
+// RoundTrip sends req through Next and records the response's status.
+func (r *StatusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	next := r.Next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	resp, err := next.RoundTrip(req)
+	if err == nil {
+		r.mu.Lock()
+		r.status = resp.StatusCode
+		r.mu.Unlock()
+	}
+	return resp, err
+}
+
+// Status is the last recorded status; 0 when no response came back.
+func (r *StatusRecorder) Status() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// NewRecordingClient is NewHTTPClient with a StatusRecorder as transport.
+func NewRecordingClient() (*http.Client, *StatusRecorder) {
+	rec := &StatusRecorder{}
+	c := NewHTTPClient()
+	c.Transport = rec
+	return c, rec
 }
 
 // redactErr strips the URL out of net/http's *url.Error (it would repeat the
@@ -204,6 +266,9 @@ func ParseHeaders(h map[string]string) (http.Header, error) {
 	}
 	return out, nil
 }
+
+// IsHeaderName reports whether s may name an HTTP header.
+func IsHeaderName(s string) bool { return isToken(s) }
 
 // isToken reports whether s is an RFC 9110 token, the grammar of header names.
 func isToken(s string) bool {

@@ -310,3 +310,14 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 		}
 	}
 }
+
+// PruneDeadLetters deletes dead letters recorded before before, in batches,
+// and returns how many went.
+func (s *Store) PruneDeadLetters(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.db.DeleteBatches(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id = ANY (ARRAY(
+		SELECT id FROM %[1]s WHERE recorded_at < $1 LIMIT $2))`, s.db.Table("dead_letters")), before, 50000)
+	if err != nil {
+		return n, fmt.Errorf("pruning dead letters before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}

@@ -1,0 +1,135 @@
+package alertstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pruneBatch bounds each pruning statement, so that none holds its locks
+// (or the outbox's) for long on a sink that has piled up months of rows.
+const pruneBatch = 5000
+
+// PruneAlerts deletes resolved alerts resolved before before, with their
+// evaluations, notifications and deliveries, and returns how many alerts
+// went. Open alerts (acknowledged or not) are never touched, nor is an alert
+// with a delivery still pending: a receiver that is down must not lose a
+// notification to retention.
+func (s *Store) PruneAlerts(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := pgx.BeginFunc(ctx, s.db.Pool(), func(tx pgx.Tx) error {
+			// FOR UPDATE: an alert is never changed after it resolves, but
+			// the lock makes that an invariant this code does not rely on.
+			rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT a.id FROM %[1]s a
+				WHERE a.state = 'resolved' AND a.resolved_at < $1
+				AND NOT EXISTS (SELECT 1 FROM %[2]s n JOIN %[3]s d ON d.notification_id = n.id
+					WHERE n.alert_id = a.id AND d.status = 'pending')
+				ORDER BY a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED`,
+				s.db.Table("alerts"), s.db.Table("notifications"), s.db.Table("deliveries")), before, pruneBatch)
+			if err != nil {
+				return err
+			}
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			for _, q := range []string{
+				fmt.Sprintf(`DELETE FROM %s WHERE notification_id IN (SELECT id FROM %s WHERE alert_id = ANY($1))`, s.db.Table("deliveries"), s.db.Table("notifications")),
+				fmt.Sprintf(`DELETE FROM %s WHERE alert_id = ANY($1)`, s.db.Table("notifications")),
+				fmt.Sprintf(`DELETE FROM %s WHERE alert_id = ANY($1)`, s.db.Table("alert_evaluations")),
+			} {
+				if _, err := tx.Exec(ctx, q, ids); err != nil {
+					return err
+				}
+			}
+			tag, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = ANY($1) AND state = 'resolved'`, s.db.Table("alerts")), ids)
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("pruning alerts resolved before %s: %w", before.Format(time.RFC3339), err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// PruneEvaluations deletes alert evaluations of minutes before before,
+// whatever their alert's state: they are the record of each minute, and
+// an open alert's own row keeps its current values.
+func (s *Store) PruneEvaluations(ctx context.Context, before time.Time) (int64, error) {
+	n, err := s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT $2))`, s.db.Table("alert_evaluations")), before)
+	if err != nil {
+		return n, fmt.Errorf("pruning alert evaluations before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
+
+// PruneDeliveries deletes the deliveries of notifications created before
+// before that are delivered or rejected, then those notifications left
+// with no delivery at all. A pending delivery is never deleted, however
+// old: it is a notification a receiver has not had yet. It returns the
+// deliveries and the notifications deleted.
+func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (deliveries, notifications int64, err error) {
+	deliveries, err = s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT d.ctid FROM %[1]s d JOIN %[2]s n ON n.id = d.notification_id
+		WHERE n.created_at < $1 AND d.status IN ('delivered', 'rejected') LIMIT $2))`,
+		s.db.Table("deliveries"), s.db.Table("notifications")), before)
+	if err != nil {
+		return deliveries, 0, fmt.Errorf("pruning deliveries of notifications before %s: %w", before.Format(time.RFC3339), err)
+	}
+	notifications, err = s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id = ANY (ARRAY(
+		SELECT n.id FROM %[1]s n WHERE n.created_at < $1
+		AND NOT EXISTS (SELECT 1 FROM %[2]s d WHERE d.notification_id = n.id) LIMIT $2))`,
+		s.db.Table("notifications"), s.db.Table("deliveries")), before)
+	if err != nil {
+		return deliveries, notifications, fmt.Errorf("pruning notifications before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return deliveries, notifications, nil
+}
+
+// auditTimeColumns are the names an audit table's time column may have,
+// in order of preference.
+var auditTimeColumns = []string{"at", "created_at", "recorded_at", "occurred_at"}
+
+// ErrNoAudit says the sink has no audit table (or none with a time column
+// PruneAudit knows), so there is nothing to prune.
+var ErrNoAudit = errors.New("no audit table with a timestamptz column named at, created_at, recorded_at or occurred_at")
+
+// PruneAudit deletes rows of the sink's operator audit table older than
+// before. The table belongs to the operators' side of the sink and may not
+// exist (ErrNoAudit); its time column is found by name rather than
+// assumed, so a renamed column stops pruning instead of deleting by the
+// wrong clock.
+func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
+	var col string
+	err := s.db.Pool().QueryRow(ctx, `SELECT column_name FROM information_schema.columns
+		WHERE table_schema = $1 AND table_name = 'audit' AND data_type = 'timestamp with time zone'
+		AND column_name::text = ANY($2::text[]) ORDER BY array_position($2::text[], column_name::text) LIMIT 1`,
+		s.db.SchemaName(), auditTimeColumns).Scan(&col)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNoAudit
+	}
+	if err != nil {
+		return 0, fmt.Errorf("looking for the audit table: %w", err)
+	}
+	n, err := s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM %[1]s WHERE %[2]s < $1 LIMIT $2))`, s.db.Table("audit"), pgx.Identifier{col}.Sanitize()), before)
+	if err != nil {
+		return n, fmt.Errorf("pruning audit rows before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
+
+// deleteBatched runs a DELETE taking (before, limit) in batches.
+func (s *Store) deleteBatched(ctx context.Context, sql string, before time.Time) (int64, error) {
+	return s.db.DeleteBatches(ctx, sql, before, pruneBatch)
+}
