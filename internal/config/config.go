@@ -77,6 +77,8 @@ type Config struct {
 	RetentionDeliveries  Duration `yaml:"retention_deliveries"`   // default 30d: delivered or rejected deliveries, and notifications left with none
 	RetentionDeadLetters Duration `yaml:"retention_dead_letters"` // default 30d
 	RetentionAudit       Duration `yaml:"retention_audit"`        // default 365d: operator audit rows, when the sink has them
+	RetentionHours       Duration `yaml:"retention_hours"`        // default 90d: hourly rollups; >= retention and what the rules read
+	RetentionDays        Duration `yaml:"retention_days"`         // default 400d: daily rollups; same floor
 }
 
 // Kafka configures scale-out: `riskwatch capture` publishes the source's
@@ -423,6 +425,8 @@ func Default() *Config {
 		RetentionDeliveries:  Duration(30 * day),
 		RetentionDeadLetters: Duration(30 * day),
 		RetentionAudit:       Duration(365 * day),
+		RetentionHours:       Duration(90 * day),
+		RetentionDays:        Duration(400 * day),
 	}
 }
 

@@ -227,6 +227,8 @@ retention_evaluations: 2d
 retention_deliveries: 3d
 retention_dead_letters: 4d
 retention_audit: 0s
+retention_hours: 20d
+retention_days: 0s
 grace: 0s
 max_future: 90s
 max_amount: 5000000
@@ -325,6 +327,8 @@ log:
 		RetentionDeliveries:  Duration(3 * day),
 		RetentionDeadLetters: Duration(4 * day),
 		RetentionAudit:       0,
+		RetentionHours:       Duration(20 * day),
+		RetentionDays:        0,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse\n got  %+v\n want %+v", got, want)
@@ -647,6 +651,8 @@ func TestValidateRules(t *testing.T) {
 		{"retention deliveries", func(c *Config) { c.RetentionDeliveries = Duration(time.Minute) }, "retention_deliveries: must be 0", false},
 		{"retention dead letters", func(c *Config) { c.RetentionDeadLetters = Duration(time.Minute) }, "retention_dead_letters: must be 0", false},
 		{"retention audit", func(c *Config) { c.RetentionAudit = Duration(time.Minute) }, "retention_audit: must be 0", false},
+		{"retention hours below the rules", func(c *Config) { c.RetentionHours = Duration(8 * day) }, "retention_hours: must be 0 (keep for ever) or at least retention and the rules' 8 days (9d)", false},
+		{"retention days below retention", func(c *Config) { c.Retention = Duration(30 * day); c.RetentionDays = Duration(20 * day) }, "retention_days: must be 0 (keep for ever) or at least retention and the rules' 8 days (30d)", false},
 		{"template body does not parse", func(c *Config) {
 			c.Notify.Receivers = []Receiver{{Name: "a", Type: "log"}, {Name: "b", Type: "log"}, {Name: "chat", Type: "template", URL: "https://h/", Body: `{"t": {{json .Summary}`}}
 		}, "notify.receivers[2].body: template: body:1: bad character U+007D '}'", true},

@@ -51,7 +51,7 @@ func (c *Config) retentionKeys() []struct {
 	}{
 		{"retention_alerts", c.RetentionAlerts}, {"retention_evaluations", c.RetentionEvaluations},
 		{"retention_deliveries", c.RetentionDeliveries}, {"retention_dead_letters", c.RetentionDeadLetters},
-		{"retention_audit", c.RetentionAudit},
+		{"retention_audit", c.RetentionAudit}, {"retention_hours", c.RetentionHours}, {"retention_days", c.RetentionDays},
 	}
 }
 
@@ -68,4 +68,19 @@ func (c *Config) validateRetention(p *problems) {
 		p.add("retention_alerts", "must be 0 or at least alerts.repeat_interval (%s): a re-fire within it continues the resolved alert, got %s",
 			c.Alerts.RepeatInterval, c.RetentionAlerts)
 	}
+	// The rules restore their 7-day baselines from the rollups, and the
+	// dashboard shows the minutes' range from them too.
+	floor := max(c.Retention, Duration(RollupFloor))
+	for _, k := range []struct {
+		field string
+		d     Duration
+	}{{"retention_hours", c.RetentionHours}, {"retention_days", c.RetentionDays}} {
+		if k.d != 0 && k.d < floor {
+			p.add(k.field, "must be 0 (keep for ever) or at least retention and the rules' 8 days (%s), got %s", floor, k.d)
+		}
+	}
 }
+
+// RollupFloor is the least rollup retention: the rules read 7 days and an
+// hour back, and a day of margin covers late events and the business day.
+const RollupFloor = 9 * 24 * time.Hour

@@ -24,7 +24,8 @@ import (
 // everything attached (never an open one, never one still owed a
 // delivery), evaluations, delivered or rejected deliveries and the
 // notifications left without any (never a pending one), dead letters, and
-// the operators' audit rows when the sink has them. A retention of 0 keeps
+// the operators' audit rows when the sink has them, hourly and daily
+// rollups. A retention of 0 keeps
 // its rows for ever. Each step logs its own failure and the others still
 // run.
 func PruneOnce(ctx context.Context, db *store.DB, cfg *config.Config, log *slog.Logger, through time.Time) {
@@ -42,6 +43,19 @@ func PruneOnce(ctx context.Context, db *store.DB, cfg *config.Config, log *slog.
 	report("minutes", rows, err)
 
 	cutoff := func(d config.Duration) (time.Time, bool) { return through.Add(-d.D()), d > 0 }
+	// Rollups: validation keeps both at or above what the rules read.
+	if cfg.RetentionHours > 0 || cfg.RetentionDays > 0 {
+		// Far enough back to delete nothing stands in for "for ever".
+		hours, days := time.Unix(0, 0).UTC(), time.Unix(0, 0).UTC()
+		if before, ok := cutoff(cfg.RetentionHours); ok {
+			hours = before
+		}
+		if before, ok := cutoff(cfg.RetentionDays); ok {
+			days = before.In(cfg.Location)
+		}
+		rows, err := agg.PruneRollups(ctx, hours, days)
+		report("hourly and daily rollups", rows, err)
+	}
 	// Alerts first: an alert takes its own evaluations and notifications
 	// with it, which the steps after then need not look at.
 	if before, ok := cutoff(cfg.RetentionAlerts); ok {

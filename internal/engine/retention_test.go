@@ -50,17 +50,38 @@ func TestPruneOnceFollowsTheConfig(t *testing.T) {
 			VALUES ($1, 'stream', 'public.payments', 'approval', 'null_amount', '', '{}')`, through.Add(-age))
 	}
 	exec(`INSERT INTO rw_sink.minute_agg VALUES (5, $1, 1, 100, 0, 0)`, through.Add(-10*day))
+	// Rollups either side of their cutoffs: retention_hours 90d cuts at
+	// 2026-08-27 06:00 UTC; retention_days 400d at 2025-10-21 15:00 in
+	// Seoul, so business days before 2025-10-21 go.
+	exec(`INSERT INTO rw_sink.hour_agg VALUES (5, '2026-08-27 05:00+00', 1, 100, 0, 0), (5, '2026-08-27 06:00+00', 1, 100, 0, 0)`)
+	exec(`INSERT INTO rw_sink.day_agg VALUES (5, '2025-10-20', 1, 100, 0, 0), (5, '2025-10-21', 1, 100, 0, 0)`)
 
 	cfg := config.Default()
 	cfg.RetentionAlerts = 0 // kept for ever
+	if cfg.Location, err = time.LoadLocation("Asia/Seoul"); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	PruneOnce(ctx, db, cfg, log, through)
 	if a, e, d, m := count("alerts"), count("alert_evaluations"), count("dead_letters"), count("minute_agg"); a != 1 || e != 0 || d != 1 || m != 0 {
 		t.Fatalf("after pruning: %d alerts, %d evaluations, %d dead letters, %d minutes; want 1, 0 (30d), 1 (30d), 0", a, e, d, m)
 	}
+	var hour time.Time
+	var dayKept string
+	if err := db.Pool().QueryRow(ctx, `SELECT (SELECT min(hour) FROM rw_sink.hour_agg), (SELECT min(day)::text FROM rw_sink.day_agg)`).Scan(&hour, &dayKept); err != nil {
+		t.Fatal(err)
+	}
+	if h, d := count("hour_agg"), count("day_agg"); h != 1 || d != 1 || !hour.Equal(time.Date(2026, 8, 27, 6, 0, 0, 0, time.UTC)) || dayKept != "2025-10-21" {
+		t.Fatalf("rollups after pruning: %d hours from %s, %d days from %s; want the 06:00 hour and the 2025-10-21 day", h, hour, d, dayKept)
+	}
 	cfg.RetentionAlerts = config.Duration(90 * day)
+	cfg.RetentionHours, cfg.RetentionDays = 0, 0
+	exec(`INSERT INTO rw_sink.hour_agg VALUES (5, '2020-01-01 00:00+00', 1, 100, 0, 0)`)
 	PruneOnce(ctx, db, cfg, log, through)
 	if a := count("alerts"); a != 0 {
 		t.Fatalf("with retention_alerts 90d a 100-day-old resolved alert is still there")
+	}
+	if h := count("hour_agg"); h != 2 {
+		t.Fatalf("retention_hours 0 pruned hourly rollups: %d left, want 2", h)
 	}
 }

@@ -311,6 +311,25 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 	}
 }
 
+// PruneRollups deletes hourly rollups of hours starting before hoursBefore
+// and daily rollups of business days before daysBefore (the date in the
+// business time zone, as day_agg keys them), in batches, and returns how
+// many rows went.
+func (s *Store) PruneRollups(ctx context.Context, hoursBefore, daysBefore time.Time) (int64, error) {
+	hours, err := s.db.DeleteBatches(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM %[1]s WHERE hour < $1 LIMIT $2))`, s.db.Table("hour_agg")), hoursBefore, 50000)
+	if err != nil {
+		return hours, fmt.Errorf("pruning hourly rollups before %s: %w", hoursBefore.Format(time.RFC3339), err)
+	}
+	day := time.Date(daysBefore.Year(), daysBefore.Month(), daysBefore.Day(), 0, 0, 0, 0, time.UTC)
+	days, err := s.db.DeleteBatches(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM %[1]s WHERE day < $1::date LIMIT $2))`, s.db.Table("day_agg")), day, 50000)
+	if err != nil {
+		return hours + days, fmt.Errorf("pruning daily rollups before %s: %w", day.Format(time.DateOnly), err)
+	}
+	return hours + days, nil
+}
+
 // PruneDeadLetters deletes dead letters recorded before before, in batches,
 // and returns how many went.
 func (s *Store) PruneDeadLetters(ctx context.Context, before time.Time) (int64, error) {
