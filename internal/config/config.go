@@ -409,8 +409,7 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		MaxAmount:        DefaultMaxAmount,
-		HTTP: HTTP{Listen: "127.0.0.1:8080", MaxStreams: 100,
-			Auth: Auth{Proxy: Proxy{Header: DefaultProxyHeader, EmailHeader: DefaultProxyEmailHeader}}},
+		HTTP:             HTTP{Listen: "127.0.0.1:8080", MaxStreams: 100, Auth: Auth{Proxy: Proxy{Header: DefaultProxyHeader, EmailHeader: DefaultProxyEmailHeader}}},
 		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute), FullRefresh: Duration(time.Hour)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},
