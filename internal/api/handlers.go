@@ -44,14 +44,15 @@ type stuckJSON struct {
 	Position string    `json:"position"`
 }
 
-func (s *Server) status(canAck bool) statusJSON {
+// status is the pipeline's status as the caller sees it.
+func (s *Server) status(caller principal) statusJSON {
 	st := s.opts.Engine.Status()
 	cfg := s.opts.Config
 	c, v := cfg.Rules.CancelRateSpike, cfg.Rules.VolumeDrop
 	out := statusJSON{
 		Now: s.now().UTC(), BusinessTimezone: cfg.Location.String(), Ready: st.Ready,
 		LagBytes: st.LagBytes, LagSeconds: st.LagSeconds, Delivery: cfg.Source.Delivery, EventsPerSecond: st.EventsPerSecond,
-		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: canAck,
+		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: caller.level >= levelOperator, Identity: identityOf(caller),
 		Rules: map[string]any{
 			rules.CancelRateSpike: map[string]any{"multiplier": c.Multiplier, "baseline_floor": c.BaselineFloor, "min_cancels": c.MinCancels,
 				"min_approvals": c.MinApprovals, "min_baseline_approvals": c.MinBaselineApprovals},
@@ -69,10 +70,7 @@ func (s *Server) status(canAck bool) statusJSON {
 }
 
 func (s *Server) handleStatus(r *http.Request) (any, error) {
-	p := principalOf(r.Context())
-	st := s.status(p.level >= levelOperator)
-	st.Identity = identityOf(p)
-	return st, nil
+	return s.status(principalOf(r.Context())), nil
 }
 
 // lastClosed is the newest closed minute, or the minute before now when
