@@ -195,7 +195,7 @@ func cmdAck(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		return err
 	}
 	return withStore(ctx, cfg, func(st *store.DB) error {
-		a, err := alertstore.New(st).Ack(ctx, id, *by, *comment, time.Now())
+		a, err := alertstore.New(st).Ack(ctx, id, alertstore.Actor{Name: *by, Via: alertstore.ViaCLI}, *comment, time.Now())
 		if err != nil {
 			if errors.Is(err, alertstore.ErrNotFound) || errors.Is(err, alertstore.ErrNotOpen) {
 				return err
@@ -249,7 +249,8 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return usageError{"silence add: the end is in the past"}
 		}
 		return withStore(ctx, cfg, func(st *store.DB) error {
-			sl, err := alertstore.New(st).AddSilence(ctx, alertstore.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason, CreatedBy: *by})
+			sl, err := alertstore.New(st).AddSilence(ctx, alertstore.Silence{Merchant: *merchant, Rule: *rule, StartsAt: now, EndsAt: ends, Reason: *reason},
+				alertstore.Actor{Name: *by, Via: alertstore.ViaCLI})
 			if err != nil {
 				return err
 			}
@@ -275,6 +276,7 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return nil
 		})
 	case "expire":
+		by := fs.String("by", "", "who expires it, for the audit (default: the operating system user)")
 		pos, err := parseInterspersed(fs, args)
 		if err != nil {
 			return err
@@ -291,7 +293,11 @@ func cmdSilence(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 			return err
 		}
 		return withStore(ctx, cfg, func(st *store.DB) error {
-			if err := alertstore.New(st).ExpireSilence(ctx, id, time.Now()); err != nil {
+			who := strings.TrimSpace(*by)
+			if who == "" {
+				who = osUser(getenv)
+			}
+			if _, err := alertstore.New(st).ExpireSilence(ctx, id, time.Now(), alertstore.Actor{Name: who, Via: alertstore.ViaCLI}); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "silence %d expired\n", id)
@@ -306,4 +312,15 @@ func ruleOrAll(r string) string {
 		return "all rules"
 	}
 	return r
+}
+
+// osUser names who runs the CLI when no --by says so: the audit needs a
+// name, and the login is what the sink's DSN holder has.
+func osUser(getenv func(string) string) string {
+	for _, k := range []string{"USER", "LOGNAME"} {
+		if v := getenv(k); v != "" {
+			return v
+		}
+	}
+	return "unknown"
 }

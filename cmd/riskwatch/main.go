@@ -38,7 +38,7 @@ Usage:
   riskwatch ack ID         --config FILE --by NAME [--comment TEXT]
   riskwatch silence add    --config FILE --merchant M [--rule R] (--until T | --for D) --reason TEXT --by NAME
   riskwatch silence list   --config FILE
-  riskwatch silence expire ID --config FILE
+  riskwatch silence expire ID --config FILE [--by NAME]
   riskwatch notify test    --config FILE --receiver NAME
                                            send one marked test notification through a receiver
   riskwatch sim history    [--config FILE | --dsn DSN] [--days 8] [--payments-per-day N] [--merchants N]

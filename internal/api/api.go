@@ -73,6 +73,7 @@ type Server struct {
 	origins *http.CrossOriginProtection
 	// streams holds a token per open event stream (http.max_streams).
 	streams chan struct{}
+	auth    *auth
 }
 
 // New builds a server.
@@ -98,6 +99,9 @@ func New(opts Options) (*Server, error) {
 		}
 		s.params = p
 		s.streams = make(chan struct{}, opts.Config.HTTP.MaxStreams)
+		if s.auth, err = newAuth(opts.Config.HTTP.Auth, opts.Logger); err != nil {
+			return nil, err
+		}
 		// Behind a reverse proxy the Host the server sees need not be the
 		// one in the browser's address bar; external_url is.
 		if ext := opts.Config.HTTP.ExternalURL; ext != "" {
@@ -182,9 +186,10 @@ func (s *Server) guardChanges(next http.Handler) http.Handler {
 }
 
 func (s *Server) routes(mux *http.ServeMux) {
-	auth := newAuth(s.opts.Config.HTTP.Auth)
+	auth := s.auth
 	read := func(h http.HandlerFunc) http.Handler { return auth.require(levelRead, h) }
 	readJSON := func(h jsonHandler) http.Handler { return read(s.serveJSON(h)) }
+	operate := func(h jsonHandler) http.Handler { return auth.require(levelOperator, s.serveJSON(h)) }
 	mux.Handle("GET /api/status", readJSON(s.handleStatus))
 	mux.Handle("GET /api/platform/minutes", readJSON(s.handlePlatform))
 	mux.Handle("GET /api/merchants", readJSON(s.handleSearch))
@@ -194,14 +199,21 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/merchants/{id}/series", readJSON(s.handleSeries))
 	mux.Handle("GET /api/merchants/{id}/volume", readJSON(s.handleVolume))
 	mux.Handle("GET /api/alerts", readJSON(s.handleAlerts))
-	mux.Handle("POST /api/alerts/{id}/ack", auth.require(levelOperator, s.serveJSON(s.handleAck)))
+	mux.Handle("GET /api/alerts/{id}", readJSON(s.handleAlert))
+	mux.Handle("POST /api/alerts/{id}/ack", operate(s.handleAck))
+	mux.Handle("POST /api/alerts/{id}/comments", operate(s.handleComment))
+	mux.Handle("GET /api/alerts/{id}/audit", readJSON(s.handleAlertAudit))
+	mux.Handle("GET /api/audit", readJSON(s.handleAudit))
+	mux.Handle("GET /api/silences", readJSON(s.handleSilences))
+	mux.Handle("POST /api/silences", operate(s.handleAddSilence))
+	mux.Handle("POST /api/silences/{id}/expire", operate(s.handleExpireSilence))
 	mux.Handle("GET /api/events", read(s.handleEvents))
 	mux.Handle("/api/", read(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 	if s.opts.Assets != nil {
 		page := read(s.handlePage)
-		for _, p := range []string{"GET /{$}", "GET /merchants", "GET /merchants/{id}", "GET /alerts"} {
+		for _, p := range []string{"GET /{$}", "GET /merchants", "GET /merchants/{id}", "GET /alerts", "GET /alerts/{id}"} {
 			mux.Handle(p, page)
 		}
 		assets, err := fs.Sub(s.opts.Assets, "assets")

@@ -109,9 +109,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	sub := s.hub.subscribe()
 	defer s.hub.unsubscribe(sub)
-	canAck := principalOf(r.Context()).level >= levelOperator
+	caller := principalOf(r.Context())
 	// The first status at once, so a page shows health without waiting.
-	first, _ := json.Marshal(s.status(canAck))
+	first, _ := json.Marshal(s.status(caller))
 	if _, err := fmt.Fprintf(w, "retry: 2000\nevent: status\ndata: %s\n\n", first); err != nil {
 		return
 	}
@@ -132,7 +132,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case ev := <-sub.ch:
 			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, ev.data)
 		case <-status.C:
-			b, _ := json.Marshal(s.status(canAck))
+			b, _ := json.Marshal(s.status(caller))
 			_, err = fmt.Fprintf(w, "event: status\ndata: %s\n\n", b)
 		case <-keepalive.C:
 			_, err = fmt.Fprint(w, ": keepalive\n\n")

@@ -1,9 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,19 +17,22 @@ import (
 const maxPoints = 20000
 
 type statusJSON struct {
-	Now              time.Time      `json:"now"`
-	BusinessTimezone string         `json:"business_timezone"`
-	Ready            bool           `json:"ready"`
-	LastClosedMinute *time.Time     `json:"last_closed_minute"`
-	LagBytes         int64          `json:"lag_bytes"`
-	LagSeconds       float64        `json:"lag_seconds"`
-	Delivery         string         `json:"delivery"`
-	EventsPerSecond  float64        `json:"events_per_second"`
-	Version          string         `json:"version"`
-	RetentionSeconds int64          `json:"retention_seconds"`
-	CanAck           bool           `json:"can_ack"`
-	Rules            map[string]any `json:"rules"`
-	Stuck            *stuckJSON     `json:"stuck"`
+	Now              time.Time  `json:"now"`
+	BusinessTimezone string     `json:"business_timezone"`
+	Ready            bool       `json:"ready"`
+	LastClosedMinute *time.Time `json:"last_closed_minute"`
+	LagBytes         int64      `json:"lag_bytes"`
+	LagSeconds       float64    `json:"lag_seconds"`
+	Delivery         string     `json:"delivery"`
+	EventsPerSecond  float64    `json:"events_per_second"`
+	Version          string     `json:"version"`
+	RetentionSeconds int64      `json:"retention_seconds"`
+	CanAck           bool       `json:"can_ack"`
+	// Identity is who the caller is when known (a proxy's user or a
+	// Basic username), which an operator action records.
+	Identity *identityJSON  `json:"identity"`
+	Rules    map[string]any `json:"rules"`
+	Stuck    *stuckJSON     `json:"stuck"`
 }
 
 // stuckJSON is engine.Stuck: the same failure at the same position over
@@ -44,14 +44,15 @@ type stuckJSON struct {
 	Position string    `json:"position"`
 }
 
-func (s *Server) status(canAck bool) statusJSON {
+// status is the pipeline's status as the caller sees it.
+func (s *Server) status(caller principal) statusJSON {
 	st := s.opts.Engine.Status()
 	cfg := s.opts.Config
 	c, v := cfg.Rules.CancelRateSpike, cfg.Rules.VolumeDrop
 	out := statusJSON{
 		Now: s.now().UTC(), BusinessTimezone: cfg.Location.String(), Ready: st.Ready,
 		LagBytes: st.LagBytes, LagSeconds: st.LagSeconds, Delivery: cfg.Source.Delivery, EventsPerSecond: st.EventsPerSecond,
-		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: canAck,
+		Version: s.opts.Version, RetentionSeconds: int64(cfg.Retention.D().Seconds()), CanAck: caller.level >= levelOperator, Identity: identityOf(caller),
 		Rules: map[string]any{
 			rules.CancelRateSpike: map[string]any{"multiplier": c.Multiplier, "baseline_floor": c.BaselineFloor, "min_cancels": c.MinCancels,
 				"min_approvals": c.MinApprovals, "min_baseline_approvals": c.MinBaselineApprovals},
@@ -69,7 +70,7 @@ func (s *Server) status(canAck bool) statusJSON {
 }
 
 func (s *Server) handleStatus(r *http.Request) (any, error) {
-	return s.status(principalOf(r.Context()).level >= levelOperator), nil
+	return s.status(principalOf(r.Context())), nil
 }
 
 // lastClosed is the newest closed minute, or the minute before now when
@@ -445,35 +446,16 @@ func (s *Server) handleAlerts(r *http.Request) (any, error) {
 }
 
 func (s *Server) handleAck(r *http.Request) (any, error) {
-	id, err := parseID(r.PathValue("id"), "alert id")
+	id, who, comment, err := alertAction(r, "acknowledges")
 	if err != nil {
 		return nil, err
 	}
-	var body struct {
-		By      string `json:"by"`
-		Comment string `json:"comment"`
-	}
-	dec := json.NewDecoder(r.Body) // bounded by guardChanges
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-		return nil, badf("body: want JSON {\"by\": \"...\", \"comment\": \"...\"}: %v", err)
-	}
-	body.By = strings.TrimSpace(body.By)
-	if body.By == "" {
-		body.By = principalOf(r.Context()).user
-	}
-	if body.By == "" {
-		return nil, badf("by: who acknowledges is required")
-	}
-	if len(body.By) > 200 || len(body.Comment) > 4000 {
-		return nil, badf("by: at most 200 characters; comment: at most 4000")
-	}
-	a, err := s.alerts.Ack(r.Context(), id, body.By, body.Comment, s.now())
+	a, err := s.alerts.Ack(r.Context(), id, who, comment, s.now())
 	if err != nil {
 		return nil, err
 	}
 	out := s.alertsJSON(r, []*alert.Alert{a})[0]
-	s.log.Info("alert acknowledged", "id", a.ID, "rule", a.Rule, "merchant", a.Merchant, "by", body.By)
+	s.log.Info("alert acknowledged", "id", a.ID, "rule", a.Rule, "merchant", a.Merchant, "by", who.Name, "via", who.Via)
 	pushed := out
 	pushed.Transition = "acknowledged"
 	s.hub.publish("alert", pushed)

@@ -270,7 +270,37 @@ type HTTP struct {
 type Auth struct {
 	Read     Credentials `yaml:"read"`     // every GET of the dashboard and API
 	Operator Credentials `yaml:"operator"` // acknowledging alerts (and read)
+	// Proxy trusts an SSO proxy's identity header (docs/operators.md).
+	Proxy Proxy `yaml:"proxy"`
 }
+
+// Proxy names operators through an SSO reverse proxy (oauth2-proxy and
+// the like), which authenticates people and passes who they are in a
+// header. The header is believed only from the listed proxy addresses:
+// anyone else could send it too.
+type Proxy struct {
+	Enabled bool `yaml:"enabled"` // default false
+	// Header holds the user name; default X-Forwarded-User (what
+	// oauth2-proxy sets upstream; X-Auth-Request-User under nginx's
+	// auth_request).
+	Header string `yaml:"header"`
+	// EmailHeader holds the user's email, recorded beside the name;
+	// default X-Forwarded-Email; "" records none.
+	EmailHeader string `yaml:"email_header"`
+	// Trusted lists the proxy's addresses (IPs or CIDRs) as this server
+	// sees the TCP peer; required when enabled.
+	Trusted []string `yaml:"trusted,omitempty"`
+	// Operators lists the proxied users (names or emails, either matching,
+	// case-insensitively) who may act; the others only read. Empty: every
+	// proxied user operates.
+	Operators []string `yaml:"operators,omitempty"`
+}
+
+// Proxy header defaults: oauth2-proxy's upstream headers.
+const (
+	DefaultProxyHeader      = "X-Forwarded-User"
+	DefaultProxyEmailHeader = "X-Forwarded-Email"
+)
 
 // Credentials accept a bearer token, HTTP Basic, or either.
 type Credentials struct {
@@ -398,7 +428,7 @@ func Default() *Config {
 		Grace:            Duration(time.Second),
 		MaxFuture:        Duration(5 * time.Minute),
 		MaxAmount:        DefaultMaxAmount,
-		HTTP:             HTTP{Listen: "127.0.0.1:8080", MaxStreams: 100},
+		HTTP:             HTTP{Listen: "127.0.0.1:8080", MaxStreams: 100, Auth: Auth{Proxy: Proxy{Header: DefaultProxyHeader, EmailHeader: DefaultProxyEmailHeader}}},
 		MerchantNames:    MerchantNames{Table: "public.merchants", ID: "id", Name: "name", Refresh: Duration(time.Minute), FullRefresh: Duration(time.Hour)},
 		Rules: Rules{
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 100, BaselineFloor: 0.002, MinCancels: 5, Multiplier: 2.0, MinApprovals: 20},

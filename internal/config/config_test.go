@@ -163,8 +163,9 @@ func TestAuthSecretsFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Auth{Read: Credentials{Token: "r-env", Username: "viewer", Password: "rp-env"},
-		Operator: Credentials{Token: "o-env", Username: "oncall", Password: "op-env"}}
-	if cfg.HTTP.Auth != want {
+		Operator: Credentials{Token: "o-env", Username: "oncall", Password: "op-env"},
+		Proxy:    Proxy{Header: DefaultProxyHeader, EmailHeader: DefaultProxyEmailHeader}}
+	if !reflect.DeepEqual(cfg.HTTP.Auth, want) {
 		t.Errorf("auth %+v, want %+v", cfg.HTTP.Auth, want)
 	}
 }
@@ -238,6 +239,7 @@ http:
   auth:
     read: {token: rt, username: viewer, password: vpw}
     operator: {token: ot}
+    proxy: {enabled: true, header: X-Auth-Request-User, email_header: "", trusted: [10.0.3.0/24, "::1"], operators: [kim, lee@example.com]}
 merchant_names: {table: crm.shops, id: shop_id, name: title, refresh: 10m, full_refresh: 2h}
 mapping:
   - table: ledger
@@ -297,6 +299,8 @@ log:
 		HTTP: HTTP{Listen: ":9090", MaxStreams: 7, Auth: Auth{
 			Read:     Credentials{Token: "rt", Username: "viewer", Password: "vpw"},
 			Operator: Credentials{Token: "ot"},
+			Proxy: Proxy{Enabled: true, Header: "X-Auth-Request-User", Trusted: []string{"10.0.3.0/24", "::1"},
+				Operators: []string{"kim", "lee@example.com"}},
 		}},
 		MerchantNames: MerchantNames{Table: "crm.shops", ID: "shop_id", Name: "title", Refresh: Duration(10 * time.Minute), FullRefresh: Duration(2 * time.Hour)},
 		Mapping: []TableMapping{{
@@ -546,6 +550,23 @@ func TestValidateRules(t *testing.T) {
 			"http.auth.operator.username: must not contain ':'", false},
 		{"operator without read", func(c *Config) { c.HTTP.Auth.Operator = Credentials{Token: "t"} },
 			"http.auth.read: must be set when http.auth.operator is", false},
+		{"proxy without trusted", func(c *Config) { c.HTTP.Auth.Proxy.Enabled = true },
+			"http.auth.proxy.trusted: required when the proxy is enabled", false},
+		{"proxy trusted not an address", func(c *Config) {
+			c.HTTP.Auth.Proxy = Proxy{Enabled: true, Header: DefaultProxyHeader, Trusted: []string{"10.0.0.1", "proxy.internal"}}
+		}, `http.auth.proxy.trusted[1]: want an IP address or CIDR such as 10.0.0.5 or 10.0.0.0/24, got "proxy.internal"`, true},
+		{"proxy header empty", func(c *Config) {
+			c.HTTP.Auth.Proxy = Proxy{Enabled: true, Header: "", Trusted: []string{"127.0.0.1"}}
+		}, `http.auth.proxy.header: must be an HTTP header name such as "X-Forwarded-User", got ""`, true},
+		{"proxy email header", func(c *Config) {
+			c.HTTP.Auth.Proxy = Proxy{Enabled: true, Header: "X-User", EmailHeader: "X Email", Trusted: []string{"127.0.0.1"}}
+		}, `http.auth.proxy.email_header: must be an HTTP header name`, false},
+		{"proxy headers the same", func(c *Config) {
+			c.HTTP.Auth.Proxy = Proxy{Enabled: true, Header: "X-User", EmailHeader: "x-user", Trusted: []string{"127.0.0.1"}}
+		}, `http.auth.proxy.email_header: must differ from http.auth.proxy.header ("X-User")`, true},
+		{"proxy empty operator", func(c *Config) {
+			c.HTTP.Auth.Proxy = Proxy{Enabled: true, Header: "X-User", Trusted: []string{"127.0.0.1"}, Operators: []string{"kim", " "}}
+		}, "http.auth.proxy.operators[1]: must not be empty", true},
 		{"merchant names id", func(c *Config) { c.MerchantNames.ID = "" },
 			"merchant_names.id: is required when merchant_names.table is set", true},
 		{"merchant names refresh", func(c *Config) { c.MerchantNames.Refresh = 0 },

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -422,6 +423,7 @@ func (c *Config) validateRules(p *problems) {
 	if c.HTTP.Auth.Operator.Configured() && !c.HTTP.Auth.Read.Configured() {
 		p.add("http.auth.read", "must be set when http.auth.operator is: otherwise anyone could read what only operators may act on")
 	}
+	c.HTTP.Auth.Proxy.validate(p)
 	if mn := c.MerchantNames; mn.Table != "" {
 		if mn.ID == "" {
 			p.add("merchant_names.id", "is required when merchant_names.table is set")
@@ -538,4 +540,66 @@ func (c *Config) KafkaTopics() []string {
 		return c.Kafka.Topics
 	}
 	return []string{c.Kafka.Topic}
+}
+
+// headerNameRE is an HTTP field name (RFC 9110's token).
+var headerNameRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+func (px Proxy) validate(p *problems) {
+	const f = "http.auth.proxy"
+	if !px.Enabled {
+		return
+	}
+	if !headerNameRE.MatchString(px.Header) {
+		p.add(f+".header", "must be an HTTP header name such as %q, got %q", DefaultProxyHeader, px.Header)
+	}
+	if px.EmailHeader != "" && !headerNameRE.MatchString(px.EmailHeader) {
+		p.add(f+".email_header", "must be an HTTP header name such as %q (or empty), got %q", DefaultProxyEmailHeader, px.EmailHeader)
+	}
+	if px.EmailHeader != "" && strings.EqualFold(px.Header, px.EmailHeader) {
+		p.add(f+".email_header", "must differ from http.auth.proxy.header (%q)", px.Header)
+	}
+	if len(px.Trusted) == 0 {
+		p.add(f+".trusted", "required when the proxy is enabled: the addresses the proxy connects from (IPs or CIDRs); from anywhere else the header is ignored")
+	}
+	for i, t := range px.Trusted {
+		if _, err := parseTrusted(t); err != nil {
+			p.add(fmt.Sprintf("%s.trusted[%d]", f, i), "%v", err)
+		}
+	}
+	for i, o := range px.Operators {
+		if strings.TrimSpace(o) == "" {
+			p.add(fmt.Sprintf("%s.operators[%d]", f, i), "must not be empty")
+		}
+	}
+}
+
+// ParseTrusted reads proxy addresses: IPs ("10.0.0.5", "::1") or CIDRs
+// ("10.0.0.0/8"), each as a prefix.
+func ParseTrusted(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		pr, err := parseTrusted(s)
+		if err != nil {
+			return nil, fmt.Errorf("http.auth.proxy.trusted[%d]: %w", i, err)
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+func parseTrusted(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if pr, err := netip.ParsePrefix(s); err == nil {
+		if pr.Addr().Is4In6() {
+			pr = netip.PrefixFrom(pr.Addr().Unmap(), max(pr.Bits()-96, 0))
+		}
+		return pr.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("want an IP address or CIDR such as 10.0.0.5 or 10.0.0.0/24, got %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -77,7 +77,7 @@ func TestAlertsLiveThenBacktest(t *testing.T) {
 	startClosed := r.eng.Status().LastClosed
 	// Merchant 200 is under review: its alerts are recorded, not notified.
 	if _, err := alertstore.New(r.st).AddSilence(context.Background(), alertstore.Silence{Merchant: 200, StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour),
-		Reason: "under review", CreatedBy: "test"}); err != nil {
+		Reason: "under review"}, alertstore.Actor{Name: "test", Via: alertstore.ViaCLI}); err != nil {
 		t.Fatal(err)
 	}
 

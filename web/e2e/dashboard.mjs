@@ -7,11 +7,13 @@
 //   RW_ARTIFACTS (screenshots; default $TMPDIR/riskwatch-e2e), CHROMIUM (default /usr/bin/chromium),
 //   RW_P3_MERCHANT (optional: a merchant whose alert fires at P3 with more
 //   money at stake than RW_ALERT_MERCHANT's, which fires at P1).
-// Test hooks: data-testid (alert-row, open-alerts, alerts-table, ack-*,
+// Test hooks: data-testid (alert-row, alert-link, alert-detail, audit,
+// audit-row, silences, silence-*, comment-*, op-*, open-alerts, alerts-table, ack-*,
 // priority-badge, evidence, money, escalated, continues, filter-*,
 // ranking-risk, ranking-volume, ranking-row, chart-*, merchant-*, lang-switch,
 // pipeline-status, stuck-banner), data-alert-id, data-merchant-id, data-acked,
-// data-state, data-priority (P1|P2|P3|none), data-evidence, data-ready, and on
+// data-state, data-priority (P1|P2|P3|none), data-evidence, data-ready,
+// data-action, data-by and data-silence-id (audit and silence rows), and on
 // chart-rate data-series and data-same-hour-points.
 // Prints progress on stdout, the line SSE-READY when the driver should make
 // RW_SSE_MERCHANT fire, STUCK-READY when it should make every flush of the
@@ -390,6 +392,88 @@ async function main() {
     assert(kept[0] === 'priority' && kept[1] === 'P1', `after a reload the selectors show ${kept}`);
     await expectOrder(page, scope, () => alertsOf('state=firing&order=priority&priority=P1'), 'P1 only after a reload');
     await page.screenshot({ path: path.join(ARTIFACTS, 'alerts-priority.png'), fullPage: true });
+  });
+
+  await step('4c the alert page: silence its merchant and expire it, comment, and see who did what', async () => {
+    const audit = async () => page.locator('[data-testid="audit"] [data-testid="audit-row"]').evaluateAll((trs) => trs.map((tr) => ({
+      action: tr.dataset.action, by: tr.dataset.by, silence: tr.dataset.silenceId ?? null, text: tr.textContent,
+    })));
+    const waitAudit = async (pred, what) => {
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid="audit"] [data-testid="audit-row"]').length >= n, 1, { timeout: 15000 });
+      const deadline = Date.now() + 15000;
+      for (;;) {
+        const rows = await audit();
+        if (pred(rows)) return rows;
+        assert(Date.now() < deadline, `${what}: the audit shows ${JSON.stringify(rows)}`);
+        await page.waitForTimeout(200);
+      }
+    };
+    // Operator actions ask for the operator's credentials when the tab has none.
+    const signInIfAsked = async () => {
+      const user = page.locator('[data-testid="op-user"]');
+      if (await user.isVisible()) {
+        await user.fill(OP_USER);
+        await page.locator('[data-testid="op-password"]').fill(OP_PASSWORD);
+        return true;
+      }
+      return false;
+    };
+    const submit = async (testid) => {
+      await page.locator(`[data-testid="${testid}"]`).click();
+      await page.waitForTimeout(300);
+      if (await signInIfAsked()) await page.locator(`[data-testid="${testid}"]`).click();
+    };
+
+    // From the alerts list, the alert's id leads to its page.
+    await page.goto(`${BASE}/alerts?state=firing`);
+    await page.locator(`[data-testid="alert-row"][data-alert-id="${alertId}"] [data-testid="alert-link"]`).click();
+    await page.waitForURL((u) => new URL(u).pathname === `/alerts/${alertId}`);
+    await page.locator('[data-testid="alert-detail"] [data-testid="alert-row"][data-acked="true"]').waitFor();
+    let rows = await waitAudit((r) => r.some((e) => e.action === 'ack'), 'the acknowledgement');
+    const ack = rows.find((e) => e.action === 'ack');
+    assert(ack.by === OP_USER && ack.text.includes('acknowledged by the browser test') && ack.text.includes('127.0.0.1'),
+      `the ack's audit row: ${JSON.stringify(ack)}, want by ${OP_USER} with its comment and peer`);
+    log(`  ack recorded: ${ack.text}`);
+
+    // Silence the merchant's rule for an hour.
+    await page.locator('[data-testid="silences"] .msg-empty').waitFor();
+    await page.locator('[data-testid="silence-for"]').selectOption('1h');
+    await page.locator('[data-testid="silence-reason"]').fill('merchant under review (browser test)');
+    await submit('silence-submit');
+    const silenceRow = page.locator('[data-testid="silences"] [data-testid="silence-row"]');
+    await silenceRow.first().waitFor({ timeout: 15000 });
+    const silenceId = await silenceRow.first().getAttribute('data-silence-id');
+    const listed = (await apiGet(`/api/silences?merchant=${ALERT_MERCHANT}`)).silences;
+    const made = listed.find((x) => String(x.id) === silenceId);
+    assert(made && made.created_by === OP_USER && made.rule === 'cancel_rate_spike' && made.reason === 'merchant under review (browser test)',
+      `silence ${silenceId} as the API lists it: ${JSON.stringify(listed)}`);
+    const hour = Date.parse(made.ends_at) - Date.parse(made.starts_at);
+    assert(hour === 3600000, `the silence lasts ${hour} ms, want an hour`);
+    rows = await waitAudit((r) => r.some((e) => e.action === 'silence_create' && e.silence === silenceId), 'the silence');
+    log(`  silence ${silenceId} made by ${made.created_by} until ${made.ends_at}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'alert-silenced.png'), fullPage: true });
+
+    // Expire it from the page.
+    await page.locator(`[data-testid="silence-row"][data-silence-id="${silenceId}"] [data-testid="silence-expire"]`).click();
+    await page.waitForTimeout(300);
+    if (await signInIfAsked()) await page.locator(`[data-testid="silence-row"][data-silence-id="${silenceId}"] [data-testid="silence-expire"]`).click();
+    await page.locator(`[data-testid="silence-row"][data-silence-id="${silenceId}"]`).waitFor({ state: 'detached', timeout: 15000 });
+    const left = (await apiGet(`/api/silences?merchant=${ALERT_MERCHANT}`)).silences;
+    assert(!left.some((x) => String(x.id) === silenceId), `silence ${silenceId} is still in force: ${JSON.stringify(left)}`);
+    rows = await waitAudit((r) => r.some((e) => e.action === 'silence_expire' && e.silence === silenceId), 'the expiry');
+
+    // A comment.
+    await page.locator('[data-testid="comment-text"]').fill('refunds match a known batch');
+    await submit('comment-submit');
+    rows = await waitAudit((r) => r.some((e) => e.action === 'comment'), 'the comment');
+    const order = rows.map((e) => e.action).join(',');
+    assert(order === 'ack,silence_create,silence_expire,comment', `the audit lists ${order}, want ack,silence_create,silence_expire,comment`);
+    assert(rows.every((e) => e.by === OP_USER), `the audit names ${rows.map((e) => e.by)}, want ${OP_USER} each time`);
+    const api = (await apiGet(`/api/alerts/${alertId}/audit`)).entries;
+    assert(api.map((e) => e.action).join(',') === order && api.every((e) => e.via === 'basic' && e.peer === '127.0.0.1'),
+      `GET /api/alerts/${alertId}/audit: ${JSON.stringify(api)}`);
+    log(`  audit: ${rows.map((e) => `${e.action} by ${e.by}`).join(' | ')}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'alert.png'), fullPage: true });
   });
 
   await step('5 search renders a hostile merchant name as text', async () => {

@@ -179,7 +179,7 @@ function ackCell(alert) {
 
 // Column renderers; each page picks the columns it needs.
 const COLUMNS = {
-  id: { head: () => t('col.id'), cell: (a) => h('span', { class: 'mono' }, String(a.id)), cls: 'num' },
+  id: { head: () => t('col.id'), cell: (a) => h('a', { class: 'mono', href: `/alerts/${a.id}`, dataset: { testid: 'alert-link' } }, String(a.id)), cls: 'num' },
   priority: { head: () => t('col.priority'), cell: priorityCell },
   evidence: { head: () => t('col.evidence'), help: () => t('evidence.help'), cell: evidenceCell, cls: 'num' },
   money: { head: () => t('col.money'), help: () => t('money.help'), cell: (a) => moneyCell(a.exposure, a.canceled_amount_h), cls: 'num' },
@@ -364,7 +364,17 @@ export class AlertTable {
 }
 
 // ---------------------------------------------------------------------------
-// Acknowledge dialog.
+// Who the viewer is, and operator sign-in.
+
+// identity is /api/status's: who this page's requests are (a proxy's
+// user or a Basic username), or null. Set by main.js on every status.
+let identity = null;
+export function setIdentity(id) {
+  identity = id || null;
+}
+
+/** True when an SSO proxy names the viewer: actions record them, no name is asked. */
+export const proxiedIdentity = () => (identity && identity.via === 'proxy' ? identity : null);
 
 const BY_KEY = 'riskwatch.ackBy';
 const AUTH_KEY = 'riskwatch.operatorAuth';
@@ -386,25 +396,90 @@ function storage(kind) {
 }
 
 /**
+ * The name field of an operator action: the name typed last time, hidden
+ * when a proxy names the viewer (the server records them and ignores a
+ * typed name). value() is what to send as `by`.
+ */
+export function byField(testid) {
+  const input = h('input', {
+    type: 'text', name: 'by', autocomplete: 'name', maxlength: 100,
+    dataset: { testid }, value: storage('local')?.getItem(BY_KEY) || '',
+  });
+  const proxied = proxiedIdentity();
+  const el = proxied
+    ? h('p', { class: 'acting-as', dataset: { testid: `${testid}-identity` } }, t('op.actingAs', { name: proxied.name }))
+    : h('label', null, h('span', null, t('ack.yourName')), input, h('span', { class: 'muted small by-help' }, t('op.nameHelp')));
+  return {
+    el,
+    input: proxied ? null : input,
+    value: () => (proxied ? '' : input.value.trim()),
+    remember: () => {
+      if (!proxied && input.value.trim()) storage('local')?.setItem(BY_KEY, input.value.trim());
+    },
+  };
+}
+
+/**
+ * Operator sign-in: a fieldset that opens when the server answers 401/403
+ * (the page's own credentials may only read). prefix names its testids
+ * (`${prefix}-user`, `${prefix}-password`). run(send, showError) calls
+ * send(headers) with the credentials to use and keeps them for the tab.
+ */
+export function operatorSignIn(prefix) {
+  const userInput = h('input', { type: 'text', name: 'username', autocomplete: 'username', dataset: { testid: `${prefix}-user` } });
+  const passInput = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', dataset: { testid: `${prefix}-password` } });
+  const note = h('p', { class: 'creds-note' }, t('ack.credsRequired'));
+  const el = h('fieldset', { class: 'creds', hidden: true },
+    h('legend', null, t('ack.operator')),
+    note,
+    h('label', null, h('span', null, t('ack.username')), userInput),
+    h('label', null, h('span', null, t('ack.password')), passInput));
+  async function run(send, showError) {
+    let auth = null;
+    if (!el.hidden) {
+      if (!userInput.value) {
+        showError(t('ack.credsRequired'));
+        userInput.focus();
+        return null;
+      }
+      auth = basicAuth(userInput.value, passInput.value);
+    } else {
+      auth = storage('session')?.getItem(AUTH_KEY) || null;
+    }
+    try {
+      const result = await send(auth ? { Authorization: auth } : {});
+      if (auth) storage('session')?.setItem(AUTH_KEY, auth);
+      return result;
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) {
+        storage('session')?.removeItem(AUTH_KEY);
+        const hadCreds = !el.hidden;
+        el.hidden = false;
+        note.textContent = t('ack.credsRequired');
+        // 401: wrong username/password; 403: valid, but not an operator.
+        if (hadCreds) showError(`${t(err.status === 401 ? 'ack.credsWrong' : 'ack.credsRejected')} (${err.message})`);
+        userInput.focus();
+      } else if (err.status === 400 && /^by: /.test(err.message)) {
+        showError(t('ack.nameRequired'));
+      } else {
+        showError(err.message);
+      }
+      return null;
+    }
+  }
+  return { el, run };
+}
+
+/**
  * Opens the dialog for one alert; resolves with the updated alert, or null
  * when cancelled. Asks for operator credentials when the server answers
  * 401/403 and retries with an explicit Authorization header.
  */
 export function openAckDialog(alert) {
   return new Promise((resolve) => {
-    const byInput = h('input', {
-      type: 'text', name: 'by', autocomplete: 'name', maxlength: 100,
-      dataset: { testid: 'ack-by' }, value: storage('local')?.getItem(BY_KEY) || '',
-    });
+    const by = byField('ack-by');
     const commentInput = h('textarea', { name: 'comment', rows: 3, maxlength: 1000, dataset: { testid: 'ack-comment' } });
-    const userInput = h('input', { type: 'text', name: 'username', autocomplete: 'username', dataset: { testid: 'ack-user' } });
-    const passInput = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', dataset: { testid: 'ack-password' } });
-    const credsNote = h('p', { class: 'creds-note' }, t('ack.credsRequired'));
-    const creds = h('fieldset', { class: 'creds', hidden: true },
-      h('legend', null, t('ack.operator')),
-      credsNote,
-      h('label', null, h('span', null, t('ack.username')), userInput),
-      h('label', null, h('span', null, t('ack.password')), passInput));
+    const signIn = operatorSignIn('ack');
     const error = h('div', { class: 'msg msg-error', role: 'alert', hidden: true });
     const submit = h('button', { type: 'submit', class: 'btn btn-primary', dataset: { testid: 'ack-submit' } }, t('ack.submit'));
     const cancel = h('button', { type: 'button', class: 'btn' }, t('ack.cancel'));
@@ -422,9 +497,9 @@ export function openAckDialog(alert) {
         alert.merchant_name || t('merchant.unnamed'), h('span', { class: 'muted mono' }, ` #${alert.merchant_id}`),
         h('br'), h('span', { class: 'muted' }, `${t('col.since')} ${fmtDateTime(alert.active_at)} · ${alertValuesText(alert)}`),
         stakes.length ? [h('br'), h('span', { class: 'muted' }, stakes.join(' · '))] : null),
-      h('label', null, h('span', null, t('ack.yourName')), byInput),
+      by.el,
       h('label', null, h('span', null, t('ack.comment')), commentInput),
-      creds,
+      signIn.el,
       error,
       h('div', { class: 'dialog-actions' }, cancel, submit));
 
@@ -453,40 +528,12 @@ export function openAckDialog(alert) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       showError('');
-      const by = byInput.value.trim();
-      if (!by) {
-        showError(t('ack.nameRequired'));
-        byInput.focus();
-        return;
-      }
-      let auth = null;
-      if (!creds.hidden) {
-        if (!userInput.value) {
-          showError(t('ack.credsRequired'));
-          userInput.focus();
-          return;
-        }
-        auth = basicAuth(userInput.value, passInput.value);
-      } else {
-        auth = storage('session')?.getItem(AUTH_KEY) || null;
-      }
       submit.disabled = true;
       try {
-        const updated = await api.ack(alert.id, { by, comment: commentInput.value.trim() }, auth ? { Authorization: auth } : {});
-        storage('local')?.setItem(BY_KEY, by);
-        if (auth) storage('session')?.setItem(AUTH_KEY, auth);
-        finish(updated);
-      } catch (err) {
-        if (err.status === 401 || err.status === 403) {
-          storage('session')?.removeItem(AUTH_KEY);
-          const hadCreds = !creds.hidden;
-          creds.hidden = false;
-          credsNote.textContent = t('ack.credsRequired');
-          // 401: wrong username/password; 403: valid, but not an operator.
-          if (hadCreds) showError(`${t(err.status === 401 ? 'ack.credsWrong' : 'ack.credsRejected')} (${err.message})`);
-          userInput.focus();
-        } else {
-          showError(err.message);
+        const updated = await signIn.run((headers) => api.ack(alert.id, { by: by.value(), comment: commentInput.value.trim() }, headers), showError);
+        if (updated) {
+          by.remember();
+          finish(updated);
         }
       } finally {
         submit.disabled = false;
@@ -494,6 +541,6 @@ export function openAckDialog(alert) {
     });
 
     dialog.showModal();
-    (byInput.value ? commentInput : byInput).focus();
+    (by.input && !by.input.value ? by.input : commentInput).focus();
   });
 }

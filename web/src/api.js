@@ -61,6 +61,13 @@ export const api = {
   merchantVolume: (id, day, opts) => api.get(`/api/merchants/${encodeURIComponent(id)}/volume`, { day }, opts),
   alerts: (params, opts) => api.get('/api/alerts', params, opts),
   ack: (id, body, headers) => api.post(`/api/alerts/${encodeURIComponent(id)}/ack`, body, { headers }),
+  alert: (id, opts) => api.get(`/api/alerts/${encodeURIComponent(id)}`, null, opts),
+  alertAudit: (id, opts) => api.get(`/api/alerts/${encodeURIComponent(id)}/audit`, null, opts),
+  comment: (id, body, headers) => api.post(`/api/alerts/${encodeURIComponent(id)}/comments`, body, { headers }),
+  audit: (params, opts) => api.get('/api/audit', params, opts),
+  silences: (params, opts) => api.get('/api/silences', params, opts),
+  addSilence: (body, headers) => api.post('/api/silences', body, { headers }),
+  expireSilence: (id, body, headers) => api.post(`/api/silences/${encodeURIComponent(id)}/expire`, body, { headers }),
 };
 
 // ---------------------------------------------------------------------------

@@ -13,12 +13,15 @@ import * as overview from './pages/overview.js';
 import * as merchants from './pages/merchants.js';
 import * as merchant from './pages/merchant.js';
 import * as alerts from './pages/alerts.js';
+import * as alertPage from './pages/alert.js';
+import { setIdentity } from './alerts-ui.js';
 
 const routes = [
   { re: /^\/$/, page: overview, nav: 'overview' },
   { re: /^\/merchants\/?$/, page: merchants, nav: 'merchants' },
   { re: /^\/merchants\/(\d+)\/?$/, page: merchant, nav: 'merchants', params: ['id'] },
   { re: /^\/alerts\/?$/, page: alerts, nav: 'alerts' },
+  { re: /^\/alerts\/(\d+)\/?$/, page: alertPage, nav: 'alerts', params: ['id'] },
 ];
 
 const app = {
@@ -186,6 +189,7 @@ window.addEventListener('popstate', render);
 
 function applyStatus(s) {
   app.status = s;
+  setIdentity(s && s.identity);
   if (s && s.business_timezone) setTimeZone(s.business_timezone);
   renderPill();
   renderStuck();

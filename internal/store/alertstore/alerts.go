@@ -400,21 +400,30 @@ var ErrNotFound = errors.New("not found")
 var ErrNotOpen = errors.New("alert is not open")
 
 // Ack acknowledges an open alert: it stays open but is not notified again.
-func (s *Store) Ack(ctx context.Context, id int64, by, comment string, at time.Time) (*alert.Alert, error) {
-	// The ack covers the priority the alert has now: an escalation past it
-	// is notified again.
-	row := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, ack_priority = priority, updated_at = now()
-		WHERE id = $1 AND state = 'firing' RETURNING %s`, s.db.Table("alerts"), alertColumns), id, by, at, comment)
-	a, err := scanAlert(row)
-	if errors.Is(err, pgx.ErrNoRows) {
-		var state string
-		if err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT state FROM %s WHERE id = $1`, s.db.Table("alerts")), id).Scan(&state); errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("alert %d: %w", id, ErrNotFound)
+// The ack names by.Name and is recorded in the audit.
+func (s *Store) Ack(ctx context.Context, id int64, by Actor, comment string, at time.Time) (*alert.Alert, error) {
+	var a *alert.Alert
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		// The ack covers the priority the alert has now: an escalation past
+		// it is notified again.
+		row := tx.QueryRow(ctx, fmt.Sprintf(`UPDATE %s SET acked_by = $2, acked_at = $3, ack_comment = $4, ack_priority = priority, updated_at = now()
+			WHERE id = $1 AND state = 'firing' RETURNING %s`, s.db.Table("alerts"), alertColumns), id, by.Name, at, comment)
+		var err error
+		a, err = scanAlert(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var state string
+			if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT state FROM %s WHERE id = $1`, s.db.Table("alerts")), id).Scan(&state); errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("alert %d: %w", id, ErrNotFound)
+			}
+			return fmt.Errorf("alert %d: %w", id, ErrNotOpen)
 		}
-		return nil, fmt.Errorf("alert %d: %w", id, ErrNotOpen)
-	}
+		if err != nil {
+			return fmt.Errorf("acknowledging alert %d: %w", id, err)
+		}
+		return s.record(ctx, tx, &AuditEntry{At: at, Actor: by, Action: ActionAck, AlertID: id, Merchant: a.Merchant, Rule: a.Rule, Comment: comment})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("acknowledging alert %d: %w", id, err)
+		return nil, err
 	}
 	return a, nil
 }
@@ -431,46 +440,58 @@ type Silence struct {
 	CreatedBy string
 }
 
+const silenceColumns = `id, merchant_id, coalesce(rule, ''), starts_at, ends_at, reason, created_by`
+
 // Covers reports whether the silence mutes rule for merchant at t.
 func (s Silence) Covers(rule string, merchant int64, t time.Time) bool {
 	return s.Merchant == merchant && (s.Rule == "" || s.Rule == rule) && !t.Before(s.StartsAt) && t.Before(s.EndsAt)
 }
 
-// AddSilence stores a silence and returns it with its ID.
-func (s *Store) AddSilence(ctx context.Context, sl Silence) (Silence, error) {
-	var rule *string
-	if sl.Rule != "" {
-		rule = &sl.Rule
-	}
-	err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (merchant_id, rule, starts_at, ends_at, reason, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, s.db.Table("silences")),
-		sl.Merchant, rule, sl.StartsAt, sl.EndsAt, sl.Reason, sl.CreatedBy).Scan(&sl.ID)
-	if err != nil {
-		return sl, fmt.Errorf("adding silence: %w", err)
-	}
-	return sl, nil
+// AddSilence stores a silence made by by (its CreatedBy is by.Name),
+// records it in the audit, and returns it with its ID.
+func (s *Store) AddSilence(ctx context.Context, sl Silence, by Actor) (Silence, error) {
+	sl.CreatedBy = by.Name
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (merchant_id, rule, starts_at, ends_at, reason, created_by)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`, s.db.Table("silences")),
+			sl.Merchant, nullString(sl.Rule), sl.StartsAt, sl.EndsAt, sl.Reason, sl.CreatedBy).Scan(&sl.ID)
+		if err != nil {
+			return fmt.Errorf("adding silence: %w", err)
+		}
+		return s.record(ctx, tx, &AuditEntry{At: sl.StartsAt, Actor: by, Action: ActionSilenceCreate, SilenceID: sl.ID, Merchant: sl.Merchant, Rule: sl.Rule, Comment: sl.Reason})
+	})
+	return sl, err
 }
 
 // Silences lists silences that have not ended by at.
 func (s *Store) Silences(ctx context.Context, at time.Time) ([]Silence, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT id, merchant_id, coalesce(rule, ''), starts_at, ends_at, reason, created_by
-		FROM %s WHERE ends_at > $1 ORDER BY merchant_id, id`, s.db.Table("silences")), at)
+	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE ends_at > $1 ORDER BY merchant_id, id`, silenceColumns, s.db.Table("silences")), at)
 	if err != nil {
 		return nil, fmt.Errorf("listing silences: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Silence])
 }
 
-// ExpireSilence ends a silence now.
-func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time) error {
-	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET ends_at = greatest(starts_at + interval '1 microsecond', $2) WHERE id = $1 AND ends_at > $2`, s.db.Table("silences")), id, at)
-	if err != nil {
-		return fmt.Errorf("expiring silence %d: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("silence %d: %w (or already ended)", id, ErrNotFound)
-	}
-	return nil
+// ExpireSilence ends a silence at at, by by (recorded in the audit), and
+// returns it as it now is.
+func (s *Store) ExpireSilence(ctx context.Context, id int64, at time.Time, by Actor) (Silence, error) {
+	var sl Silence
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, fmt.Sprintf(`UPDATE %s SET ends_at = greatest(starts_at + interval '1 microsecond', $2) WHERE id = $1 AND ends_at > $2
+			RETURNING %s`, s.db.Table("silences"), silenceColumns), id, at)
+		if err != nil {
+			return fmt.Errorf("expiring silence %d: %w", id, err)
+		}
+		sl, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[Silence])
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("silence %d: %w (or already ended)", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("expiring silence %d: %w", id, err)
+		}
+		return s.record(ctx, tx, &AuditEntry{At: at, Actor: by, Action: ActionSilenceExpire, SilenceID: id, Merchant: sl.Merchant, Rule: sl.Rule})
+	})
+	return sl, err
 }
 
 // SystemAlert is an alert about riskwatch itself (merchant 0), raised and

@@ -773,14 +773,14 @@ func TestAckAndAlertListing(t *testing.T) {
 
 	// Ack an open alert.
 	at := time.Date(2026, 11, 25, 14, 50, 1, 123_000_000, time.UTC)
-	a, err := s.Ack(ctx, a1, "lee", "calling the merchant", at)
+	a, err := s.Ack(ctx, a1, cli("lee"), "calling the merchant", at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ID != a1 || a.State != alert.Firing || a.Ack == nil || a.Ack.By != "lee" || !a.Ack.At.Equal(at) || a.Ack.Comment != "calling the merchant" {
 		t.Fatalf("Ack returned %+v (ack %+v)", a, a.Ack)
 	}
-	if _, err := s.Ack(ctx, a3, "kim", "", at.Add(time.Minute)); err != nil {
+	if _, err := s.Ack(ctx, a3, cli("kim"), "", at.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	acks, err := s.Acks(ctx)
@@ -798,10 +798,10 @@ func TestAckAndAlertListing(t *testing.T) {
 		}
 	}
 	// Resolved and unknown alerts.
-	if _, err := s.Ack(ctx, a2, "lee", "", at); !errors.Is(err, ErrNotOpen) {
+	if _, err := s.Ack(ctx, a2, cli("lee"), "", at); !errors.Is(err, ErrNotOpen) {
 		t.Fatalf("ack of a resolved alert: err = %v, want ErrNotOpen", err)
 	}
-	if _, err := s.Ack(ctx, a5+1000, "lee", "", at); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Ack(ctx, a5+1000, cli("lee"), "", at); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ack of an unknown alert: err = %v, want ErrNotFound", err)
 	}
 	// OpenAlerts: only the firing ones, with their acks.
@@ -880,7 +880,7 @@ func TestSilences(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	add := func(sl Silence) Silence {
 		t.Helper()
-		got, err := s.AddSilence(ctx, sl)
+		got, err := s.AddSilence(ctx, sl, cli(sl.CreatedBy))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -892,7 +892,7 @@ func TestSilences(t *testing.T) {
 	s1 := add(Silence{Merchant: 8, Rule: "cancel_rate_spike", StartsAt: t0.Add(time.Hour), EndsAt: t0.Add(2 * time.Hour), Reason: "review", CreatedBy: "kim"})
 	s2 := add(Silence{Merchant: 7, Rule: "volume_drop", StartsAt: t0, EndsAt: t0.Add(time.Hour), Reason: "promo", CreatedBy: "lee"})
 	s3 := add(Silence{Merchant: 7, StartsAt: t0, EndsAt: t0.Add(10 * time.Minute), Reason: "maintenance", CreatedBy: "park"})
-	if _, err := s.AddSilence(ctx, Silence{Merchant: 1, StartsAt: t0, EndsAt: t0, Reason: "x", CreatedBy: "y"}); err == nil {
+	if _, err := s.AddSilence(ctx, Silence{Merchant: 1, StartsAt: t0, EndsAt: t0, Reason: "x"}, cli("y")); err == nil {
 		t.Fatal("a silence ending when it starts was accepted")
 	}
 	list := func(at time.Time) []Silence {
@@ -937,7 +937,7 @@ func TestSilences(t *testing.T) {
 	}
 
 	// Expire s2 at t0+5m: it ends then.
-	if err := s.ExpireSilence(ctx, s2.ID, t0.Add(5*time.Minute)); err != nil {
+	if _, err := s.ExpireSilence(ctx, s2.ID, t0.Add(5*time.Minute), cli("kim")); err != nil {
 		t.Fatal(err)
 	}
 	if got := ids(list(t0.Add(5 * time.Minute))); !slices.Equal(got, []int64{s3.ID, s1.ID}) {
@@ -946,13 +946,13 @@ func TestSilences(t *testing.T) {
 	if got := list(t0); len(got) != 3 || got[0].ID != s2.ID || !got[0].EndsAt.Equal(t0.Add(5*time.Minute)) {
 		t.Fatalf("expired silence should end at t0+5m: %+v", got)
 	}
-	if err := s.ExpireSilence(ctx, s2.ID, t0.Add(6*time.Minute)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ExpireSilence(ctx, s2.ID, t0.Add(6*time.Minute), cli("kim")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expiring an ended silence: err = %v, want ErrNotFound", err)
 	}
-	if err := s.ExpireSilence(ctx, s3.ID, t0.Add(10*time.Minute)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ExpireSilence(ctx, s3.ID, t0.Add(10*time.Minute), cli("kim")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expiring a silence at its end: err = %v, want ErrNotFound", err)
 	}
-	if err := s.ExpireSilence(ctx, s1.ID+1000, t0); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ExpireSilence(ctx, s1.ID+1000, t0, cli("kim")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("expiring an unknown silence: err = %v, want ErrNotFound", err)
 	}
 }
@@ -1042,7 +1042,7 @@ func TestPriorityListingRoutingAndRecent(t *testing.T) {
 
 	// Ack b1 at P2, then it escalates to P1: the ack keeps the priority
 	// it covered, the escalation is notified with what it left.
-	acked, err := s.Ack(ctx, b1, "kim", "calling", m0.End())
+	acked, err := s.Ack(ctx, b1, cli("kim"), "calling", m0.End())
 	if err != nil || acked.Ack.Priority != rules.P2 {
 		t.Fatalf("ack: %+v %v", acked, err)
 	}
