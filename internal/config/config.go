@@ -76,7 +76,7 @@ type Config struct {
 	RetentionEvaluations Duration `yaml:"retention_evaluations"`  // default 30d: alert evaluations, by minute
 	RetentionDeliveries  Duration `yaml:"retention_deliveries"`   // default 30d: delivered or rejected deliveries, and notifications left with none
 	RetentionDeadLetters Duration `yaml:"retention_dead_letters"` // default 30d
-	RetentionAudit       Duration `yaml:"retention_audit"`        // default 365d: operator audit rows, when the sink has them
+	RetentionAudit       Duration `yaml:"retention_audit"`        // default 365d: operator actions (the audit trail)
 	RetentionHours       Duration `yaml:"retention_hours"`        // default 90d: hourly rollups; >= retention and what the rules read
 	RetentionDays        Duration `yaml:"retention_days"`         // default 400d: daily rollups; same floor
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -24,7 +23,7 @@ import (
 // everything attached (never an open one, never one still owed a
 // delivery), evaluations, delivered or rejected deliveries and the
 // notifications left without any (never a pending one), dead letters, and
-// the operators' audit rows when the sink has them, hourly and daily
+// the operators' audit rows, hourly and daily
 // rollups. A retention of 0 keeps
 // its rows for ever. Each step logs its own failure and the others still
 // run.
@@ -77,9 +76,6 @@ func PruneOnce(ctx context.Context, db *store.DB, cfg *config.Config, log *slog.
 	}
 	if before, ok := cutoff(cfg.RetentionAudit); ok {
 		rows, err := alerts.PruneAudit(ctx, before)
-		if errors.Is(err, alertstore.ErrNoAudit) {
-			err = nil
-		}
-		report("audit rows", rows, err)
+		report("operator actions", rows, err)
 	}
 }

@@ -2,7 +2,6 @@ package alertstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -96,35 +95,14 @@ func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (deliveri
 	return deliveries, notifications, nil
 }
 
-// auditTimeColumns are the names an audit table's time column may have,
-// in order of preference.
-var auditTimeColumns = []string{"at", "created_at", "recorded_at", "occurred_at"}
-
-// ErrNoAudit says the sink has no audit table (or none with a time column
-// PruneAudit knows), so there is nothing to prune.
-var ErrNoAudit = errors.New("no audit table with a timestamptz column named at, created_at, recorded_at or occurred_at")
-
-// PruneAudit deletes rows of the sink's operator audit table older than
-// before. The table belongs to the operators' side of the sink and may not
-// exist (ErrNoAudit); its time column is found by name rather than
-// assumed, so a renamed column stops pruning instead of deleting by the
-// wrong clock.
+// PruneAudit deletes operator actions recorded before before. They point
+// to alerts and silences by id without a foreign key, so they outlive
+// the alerts retention_alerts prunes, for as long as retention_audit says.
 func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	var col string
-	err := s.db.Pool().QueryRow(ctx, `SELECT column_name FROM information_schema.columns
-		WHERE table_schema = $1 AND table_name = 'audit' AND data_type = 'timestamp with time zone'
-		AND column_name::text = ANY($2::text[]) ORDER BY array_position($2::text[], column_name::text) LIMIT 1`,
-		s.db.SchemaName(), auditTimeColumns).Scan(&col)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, ErrNoAudit
-	}
+	n, err := s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE id = ANY (ARRAY(
+		SELECT id FROM %[1]s WHERE at < $1 LIMIT $2))`, s.db.Table("operator_actions")), before)
 	if err != nil {
-		return 0, fmt.Errorf("looking for the audit table: %w", err)
-	}
-	n, err := s.deleteBatched(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
-		SELECT ctid FROM %[1]s WHERE %[2]s < $1 LIMIT $2))`, s.db.Table("audit"), pgx.Identifier{col}.Sanitize()), before)
-	if err != nil {
-		return n, fmt.Errorf("pruning audit rows before %s: %w", before.Format(time.RFC3339), err)
+		return n, fmt.Errorf("pruning operator actions before %s: %w", before.Format(time.RFC3339), err)
 	}
 	return n, nil
 }

@@ -2,7 +2,6 @@ package alertstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -170,16 +169,14 @@ func TestPruneEvaluationsDeliveriesDeadLettersAudit(t *testing.T) {
 		t.Errorf("dead letters left: %v", got)
 	}
 
-	// Audit rows: none to prune without the table, then by its time column.
-	if _, err := s.PruneAudit(ctx, cut); !errors.Is(err, ErrNoAudit) {
-		t.Fatalf("PruneAudit without a table: %v, want ErrNoAudit", err)
-	}
-	sqlExec(t, s, fmt.Sprintf(`CREATE TABLE %s (id int, actor text, at timestamptz NOT NULL)`, s.db.Table("audit")))
-	sqlExec(t, s, fmt.Sprintf(`INSERT INTO %s VALUES (1, 'kim', $1), (2, 'lee', $2), (3, 'park', $3)`, s.db.Table("audit")), cut.Add(-24*time.Hour), cut, cut.Add(time.Hour))
+	// Operator actions: by the time they were recorded.
+	sqlExec(t, s, fmt.Sprintf(`INSERT INTO %s (id, at, actor, via, action, silence_id) VALUES
+		(1, $1, 'kim', 'cli', 'silence_create', 1), (2, $2, 'lee', 'cli', 'silence_create', 1), (3, $3, 'park', 'cli', 'silence_expire', 1)`,
+		s.db.Table("operator_actions")), cut.Add(-24*time.Hour), cut, cut.Add(time.Hour))
 	if n, err := s.PruneAudit(ctx, cut); err != nil || n != 1 {
 		t.Fatalf("PruneAudit = %d, %v; want 1", n, err)
 	}
-	if got := sinkRows(t, s, "audit", "id"); !slices.Equal(got, []string{"2", "3"}) {
-		t.Errorf("audit left: %v", got)
+	if got := sinkRows(t, s, "operator_actions", "id"); !slices.Equal(got, []string{"2", "3"}) {
+		t.Errorf("operator actions left: %v", got)
 	}
 }
