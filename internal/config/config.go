@@ -67,7 +67,25 @@ type Config struct {
 	Alerts        Alerts         `yaml:"alerts"`
 	Notify        Notify         `yaml:"notify"`
 	Kafka         Kafka          `yaml:"kafka"`
+	Standby       Standby        `yaml:"standby"`
 	Log           Log            `yaml:"log"`
+}
+
+// Standby: several `riskwatch run` processes on one sink and source, one
+// active and the others waiting, through a lease in the sink
+// (docs/standby.md).
+type Standby struct {
+	// Lease is how long the active process holds the lease after each
+	// renewal, by the sink's clock; a standby takes over at the latest
+	// this long after the active one stopped renewing (a process that
+	// dies is noticed sooner: its sink session ends).
+	Lease Duration `yaml:"lease"` // default 10s; >= 2 x renew
+	// Renew is how often the active process renews and a standby tries to
+	// take over. The active one stops writing and sending after lease −
+	// renew without a renewal.
+	Renew Duration `yaml:"renew"` // default 2s; > 0
+	// ID names this process in the lease (default host:pid).
+	ID string `yaml:"id"`
 }
 
 // Kafka configures scale-out: `riskwatch capture` publishes the source's
@@ -399,7 +417,8 @@ func Default() *Config {
 		},
 		Kafka: Kafka{Topic: "riskwatch.changes", Partitions: 12, ReplicationFactor: -1, Group: "riskwatch-workers", Input: "capture",
 			WatermarkInterval: Duration(250 * time.Millisecond), IdleAfter: Duration(5 * time.Second), SessionTimeout: Duration(10 * time.Second)},
-		Log: Log{Level: "info", Format: "text"},
+		Standby: Standby{Lease: Duration(10 * time.Second), Renew: Duration(2 * time.Second)},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 
