@@ -84,7 +84,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	// Every write of the pipeline, the senders and the merchant names goes
 	// through the lease's fence; the API's reads and operators' acks do not.
 	wst := st.Fenced(ls)
-	senders, err := newSenders(cfg, wst, log, reg)
+	senders, err := newSenders(cfg, wst, log, reg, ls.Current)
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,10 @@ type Lease struct {
 
 	mu   sync.Mutex
 	seen Info
+	// until is when this term stops by the local clock unless renewed
+	// (the monotonic reading of a time.Now, so a paused process finds it
+	// passed when it resumes).
+	until time.Time
 	// stop ends the current term (Hold found the epoch moved on).
 	stop context.CancelCauseFunc
 
@@ -117,6 +121,27 @@ func (l *Lease) Info() Info {
 
 // Role is this process's role.
 func (l *Lease) Role() string { return l.Info().Role }
+
+// Current reports whether this process is the active one and its lease,
+// by the local clock, still has a renew interval to run. Notifications
+// leave the sink's fence behind (a receiver knows no epoch), so a send
+// asks this just before it goes: a process paused past its lease, which
+// may have read notifications to send before the pause, finds it false as
+// soon as it resumes, before its term is even cancelled.
+func (l *Lease) Current() bool {
+	if l.epoch.Load() == 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.until)
+}
+
+func (l *Lease) setUntil(t time.Time) {
+	l.mu.Lock()
+	l.until = t
+	l.mu.Unlock()
+}
 
 // Run waits as a standby, running standby (when not nil) meanwhile, until
 // it takes the lease; then runs active while it holds it. When the lease
@@ -196,6 +221,7 @@ func (l *Lease) term(ctx context.Context, epoch int64, renewed time.Time, active
 	l.mu.Lock()
 	l.stop = stop
 	l.seen.Role = RoleActive
+	l.until = renewed.Add(l.o.TTL - l.o.Renew)
 	l.mu.Unlock()
 	l.epoch.Store(epoch)
 	l.active.Set(1)
@@ -257,6 +283,7 @@ func (l *Lease) keep(ctx context.Context, epoch int64, renewed time.Time) error 
 			return fmt.Errorf("%w: epoch %d superseded by %s's epoch %d", errLost, epoch, seen.Holder, seen.Epoch)
 		default:
 			renewed = sent
+			l.setUntil(renewed.Add(l.o.TTL - l.o.Renew))
 			giveUp.Reset(time.Until(renewed.Add(l.o.TTL - l.o.Renew)))
 		}
 	}

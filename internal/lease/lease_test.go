@@ -369,6 +369,9 @@ func TestRunStepsDownBeforeTheLeaseExpires(t *testing.T) {
 	waitFor(t, "a to be active", 5*time.Second, func() bool { return a.Role() == RoleActive })
 	go func() { bDone <- b.Run(bctx, bLog.active, nil) }()
 	waitFor(t, "b to see a's lease", 5*time.Second, func() bool { return b.Info().Holder == "a" })
+	if !a.Current() || b.Current() {
+		t.Fatalf("may send: a %v, b %v; want only a", a.Current(), b.Current())
+	}
 	if b.Role() != RoleStandby {
 		t.Fatalf("b is %s while a holds the lease", b.Role())
 	}
@@ -389,6 +392,9 @@ func TestRunStepsDownBeforeTheLeaseExpires(t *testing.T) {
 		t.Fatalf("a stopped at %s, not before its lease expired at %s", ends[0].Format(time.RFC3339Nano), expires.Format(time.RFC3339Nano))
 	}
 	t.Logf("a stopped %s before its lease expired", expires.Sub(ends[0]).Round(time.Millisecond))
+	if a.Current() {
+		t.Fatal("a may still send after it stopped")
+	}
 	waitFor(t, "a to be a standby", time.Second, func() bool { return a.Role() == RoleStandby })
 	if starts, _ := bLog.snapshot(); len(starts) != 0 {
 		t.Fatal("b started while the lease row was locked")
