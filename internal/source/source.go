@@ -270,23 +270,29 @@ func (s *Source) TakeSlot(ctx context.Context) (int32, error) {
 		return 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	// With a timeout the call waits for the backend to be gone, so the
-	// slot is free when it returns.
-	var pid *int32
-	var ended *bool
-	err = conn.QueryRow(ctx, `SELECT active_pid, pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots
-		WHERE slot_name = $1 AND active_pid IS NOT NULL`, s.opts.Slot).Scan(&pid, &ended)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, nil
-	case err != nil:
-		return 0, fmt.Errorf("ending the session that holds slot %s: %w", s.opts.Slot, err)
-	case pid == nil:
-		return 0, nil
-	case ended == nil || !*ended:
-		return *pid, fmt.Errorf("session %d holding slot %s did not end within 5s", *pid, s.opts.Slot)
+	// With a timeout each call waits for the backend to be gone. It is
+	// asked more than once: a walsender whose client stopped reading can
+	// be blocked sending the first signal's error message into a full
+	// socket, and only a second signal makes it exit without sending.
+	var first int32
+	for attempt := 1; ; attempt++ {
+		var pid *int32
+		var ended *bool
+		err := conn.QueryRow(ctx, `SELECT active_pid, pg_terminate_backend(active_pid, 1000) FROM pg_replication_slots
+			WHERE slot_name = $1 AND active_pid IS NOT NULL`, s.opts.Slot).Scan(&pid, &ended)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) || (err == nil && pid == nil):
+			return first, nil
+		case err != nil:
+			return first, fmt.Errorf("ending the session that holds slot %s: %w", s.opts.Slot, err)
+		}
+		if first == 0 {
+			first = *pid
+		}
+		if attempt == 5 {
+			return first, fmt.Errorf("session %d holding slot %s did not end after %d signals", *pid, s.opts.Slot, attempt)
+		}
 	}
-	return *pid, nil
 }
 
 // DropSlot removes the replication slot. It refuses while an engine is
