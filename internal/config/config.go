@@ -80,9 +80,9 @@ type Standby struct {
 	// this long after the active one stopped renewing (a process that
 	// dies is noticed sooner: its sink session ends).
 	Lease Duration `yaml:"lease"` // default 10s; >= 2 x renew
-	// Renew is how often the active process renews and a standby tries to
-	// take over. The active one stops writing and sending after lease −
-	// renew without a renewal.
+	// Renew is how often the active process renews (a standby asks four
+	// times as often whether it may take over). The active one stops
+	// writing and sending after lease − renew without a renewal.
 	Renew Duration `yaml:"renew"` // default 2s; > 0
 	// ID names this process in the lease (default host:pid).
 	ID string `yaml:"id"`

@@ -43,8 +43,8 @@ type Options struct {
 	Holder string
 	// TTL is how long a renewal holds the lease, by the sink's clock.
 	TTL time.Duration
-	// Renew is how often the active process renews and a standby tries to
-	// take over.
+	// Renew is how often the active process renews; a standby asks four
+	// times as often whether it may take over.
 	Renew    time.Duration
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -164,7 +164,7 @@ func (l *Lease) Run(ctx context.Context, active, standby func(ctx context.Contex
 	}
 }
 
-// await tries to take the lease every Renew until it has it. It returns
+// await tries to take the lease every quarter Renew until it has it. It returns
 // the epoch taken and the local time just before the statement that took
 // it was sent (the lease expires no earlier than TTL after that).
 func (l *Lease) await(ctx context.Context, standby func(ctx context.Context) error) (int64, time.Time, error) {
@@ -178,7 +178,10 @@ func (l *Lease) await(ctx context.Context, standby func(ctx context.Context) err
 	var sent time.Time
 	g.Go(func() error {
 		defer stopStandby()
-		t := time.NewTicker(l.o.Renew)
+		// Asking is one short transaction; asking often means a process
+		// restarted after a crash (whose old session the server has just
+		// ended) or a standby whose active one died starts at once.
+		t := time.NewTicker(max(l.o.Renew/4, 10*time.Millisecond))
 		defer t.Stop()
 		var last Info
 		for {
@@ -190,7 +193,7 @@ func (l *Lease) await(ctx context.Context, standby func(ctx context.Context) err
 			case gctx.Err() != nil:
 				return nil
 			case err != nil:
-				l.log.Warn("could not try to take the lease; trying again", "err", err, "in", l.o.Renew)
+				l.log.Warn("could not try to take the lease; trying again", "err", err)
 			case got > 0:
 				epoch = got
 				return nil
