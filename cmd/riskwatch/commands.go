@@ -18,7 +18,9 @@ import (
 	"github.com/riskwatch/riskwatch/internal/binlog"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/lease"
 	"github.com/riskwatch/riskwatch/internal/merchantnames"
+	"github.com/riskwatch/riskwatch/internal/notify"
 	"github.com/riskwatch/riskwatch/internal/source"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
@@ -78,7 +80,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	}
 	defer st.Close()
 	reg := newRegistry()
-	senders, err := newSenders(cfg, st, log, reg)
+	ls := newLease(cfg, st, log, reg)
+	// Every write of the pipeline, the senders and the merchant names goes
+	// through the lease's fence; the API's reads and operators' acks do not.
+	wst := st.Fenced(ls)
+	senders, err := newSenders(cfg, wst, log, reg, ls.Current)
 	if err != nil {
 		return err
 	}
@@ -87,7 +93,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err != nil {
 		return err
 	}
-	eng, err := engine.NewNode(engine.NodeOptions{Config: cfg, DB: st, Source: src, Logger: log, Registry: reg, ProgressOut: stderr,
+	eng, err := engine.NewNode(engine.NodeOptions{Config: cfg, DB: wst, Source: src, Logger: log, Registry: reg, ProgressOut: stderr,
 		OnAlerts: func() {
 			for _, s := range senders {
 				s.Wake()
@@ -99,15 +105,43 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		return err
 	}
 	srv, err = api.New(api.Options{
-		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, DB: st, Engine: eng,
+		Listen: cfg.HTTP.Listen, Gatherer: reg, Logger: log, Config: cfg, DB: st, Engine: eng, Lease: ls,
 		Assets: web.Dist(), Version: version,
 		Ready: func() (bool, any) {
 			s := eng.Status()
-			return readiness(s, map[string]any{"applied_lsn": s.Position, "lag_bytes": s.LagBytes})
+			return readiness(s, map[string]any{"applied_lsn": s.Position, "lag_bytes": s.LagBytes, "role": ls.Role()})
 		},
 	})
 	if err != nil {
 		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return ls.Run(gctx, func(ctx context.Context) error {
+			return runActive(ctx, cfg, wst, src, eng, senders, log)
+		}, eng.Follow)
+	})
+	g.Go(func() error { return srv.Run(gctx, nil) })
+	err = g.Wait()
+	log.Info("riskwatch stopped")
+	return err
+}
+
+// runActive is what the active one of several run processes does while it
+// holds the lease: read the source, write the sink, send notifications.
+func runActive(ctx context.Context, cfg *config.Config, st *store.DB, src engine.Source, eng *engine.Node, senders []*notify.Sender, log *slog.Logger) error {
+	// The previous active process's walsender may outlive it (a network
+	// loss) until the server's wal_sender_timeout; the lease is this
+	// process's now, so that session is a leftover.
+	if t, ok := src.(interface {
+		TakeSlot(ctx context.Context) (int32, error)
+	}); ok {
+		pid, err := t.TakeSlot(ctx)
+		if err != nil {
+			log.Warn("could not end the session holding the replication slot; the pipeline retries until it is free", "err", err)
+		} else if pid != 0 {
+			log.Info("ended the previous active process's walsender", "pid", pid, "slot", cfg.Source.Slot)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runMerchantNames(gctx, cfg, st, log) })
@@ -121,10 +155,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 		}
 		return nil
 	})
-	g.Go(func() error { return srv.Run(gctx, nil) })
-	err = g.Wait()
-	log.Info("riskwatch stopped")
-	return err
+	return g.Wait()
+}
+
+// newLease is the lease that makes one of several run processes on the
+// sink the active one.
+func newLease(cfg *config.Config, st *store.DB, log *slog.Logger, reg prometheus.Registerer) *lease.Lease {
+	holder := cfg.Standby.ID
+	if holder == "" {
+		holder = lease.DefaultHolder()
+	}
+	return lease.New(lease.Options{DB: st, Name: cfg.Source.Slot, Holder: holder, TTL: cfg.Standby.Lease.D(), Renew: cfg.Standby.Renew.D(),
+		Logger: log, Registry: reg})
 }
 
 // readiness answers /readyz from an engine's status: detail and what every

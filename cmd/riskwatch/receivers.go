@@ -21,8 +21,8 @@ import (
 )
 
 // newSenders builds one send loop per configured receiver, all reading the
-// sink's outbox.
-func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg prometheus.Registerer) ([]*notify.Sender, error) {
+// sink's outbox; gate, when not nil, is asked before each send.
+func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg prometheus.Registerer, gate func() bool) ([]*notify.Sender, error) {
 	names := make([]string, len(cfg.Notify.Receivers))
 	for i, r := range cfg.Notify.Receivers {
 		names[i] = r.Name
@@ -37,7 +37,7 @@ func newSenders(cfg *config.Config, st *store.DB, log *slog.Logger, reg promethe
 		out = append(out, notify.NewSender(notify.SenderOptions{
 			Name: r.Name, Notifier: n, Queue: alertstore.New(st).Outbox(), Timeout: r.Timeout.D(),
 			BackoffMin: cfg.Notify.BackoffMin.D(), BackoffMax: cfg.Notify.BackoffMax.D(),
-			Logger: log.With("receiver", r.Name), Metrics: metrics, Jitter: notify.RandomJitter(0.1),
+			Logger: log.With("receiver", r.Name), Metrics: metrics, Jitter: notify.RandomJitter(0.1), Gate: gate,
 		}))
 	}
 	return out, nil

@@ -111,7 +111,7 @@ func cmdWorker(ctx context.Context, args []string, stderr io.Writer, getenv func
 	}
 	defer st.Close()
 	reg := newRegistry()
-	senders, err := newSenders(cfg, st, log, reg)
+	senders, err := newSenders(cfg, st, log, reg, nil)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/engine"
+	"github.com/riskwatch/riskwatch/internal/lease"
 	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
@@ -40,6 +41,11 @@ type Engine interface {
 	Ranking() *rules.Ranking
 }
 
+// Lease is the leadership of run processes sharing a sink.
+type Lease interface {
+	Info() lease.Info
+}
+
 // Options configure the server. Store, Engine and Config are needed for
 // the dashboard; without them only /metrics, /healthz and /readyz exist.
 type Options struct {
@@ -48,9 +54,12 @@ type Options struct {
 	Ready    Readiness
 	Logger   *slog.Logger
 
-	Config  *config.Config
-	DB      *store.DB
-	Engine  Engine
+	Config *config.Config
+	DB     *store.DB
+	Engine Engine
+	// Lease, when set, says whether this process is the active one of
+	// several run processes on the sink or a standby.
+	Lease   Lease
 	Assets  fs.FS // the built dashboard (index.html, assets/); nil: no pages
 	Version string
 	// Now is the clock (time.Now when nil).

@@ -33,6 +33,18 @@ type statusJSON struct {
 	Identity *identityJSON  `json:"identity"`
 	Rules    map[string]any `json:"rules"`
 	Stuck    *stuckJSON     `json:"stuck"`
+	// Role is "active" or "standby" for riskwatch run (absent for a
+	// Kafka worker), Lease the lease as this process last saw it.
+	Role  string     `json:"role,omitempty"`
+	Lease *leaseJSON `json:"lease,omitempty"`
+}
+
+// leaseJSON is lease.Info: who holds the lease of run processes sharing
+// the sink.
+type leaseJSON struct {
+	Holder    string     `json:"holder"`
+	Epoch     int64      `json:"epoch"`
+	ExpiresAt *time.Time `json:"expires_at"`
 }
 
 // stuckJSON is engine.Stuck: the same failure at the same position over
@@ -65,6 +77,14 @@ func (s *Server) status(caller principal) statusJSON {
 	}
 	if k := st.Stuck; k != nil {
 		out.Stuck = &stuckJSON{Since: k.Since.UTC(), Failures: k.Failures, Error: k.Error, Position: k.Position}
+	}
+	if s.opts.Lease != nil {
+		li := s.opts.Lease.Info()
+		out.Role, out.Lease = li.Role, &leaseJSON{Holder: li.Holder, Epoch: li.Epoch}
+		if !li.ExpiresAt.IsZero() {
+			t := li.ExpiresAt.UTC()
+			out.Lease.ExpiresAt = &t
+		}
 	}
 	return out
 }

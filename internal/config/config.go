@@ -67,6 +67,7 @@ type Config struct {
 	Alerts        Alerts         `yaml:"alerts"`
 	Notify        Notify         `yaml:"notify"`
 	Kafka         Kafka          `yaml:"kafka"`
+	Standby       Standby        `yaml:"standby"`
 	Log           Log            `yaml:"log"`
 
 	// How long the sink keeps what is not minute aggregates (those follow
@@ -79,6 +80,23 @@ type Config struct {
 	RetentionAudit       Duration `yaml:"retention_audit"`        // default 365d: operator actions (the audit trail)
 	RetentionHours       Duration `yaml:"retention_hours"`        // default 90d: hourly rollups; >= retention and what the rules read
 	RetentionDays        Duration `yaml:"retention_days"`         // default 400d: daily rollups; same floor
+}
+
+// Standby: several `riskwatch run` processes on one sink and source, one
+// active and the others waiting, through a lease in the sink
+// (docs/standby.md).
+type Standby struct {
+	// Lease is how long the active process holds the lease after each
+	// renewal, by the sink's clock; a standby takes over at the latest
+	// this long after the active one stopped renewing (a process that
+	// dies is noticed sooner: its sink session ends).
+	Lease Duration `yaml:"lease"` // default 10s; >= 2 x renew
+	// Renew is how often the active process renews (a standby asks four
+	// times as often whether it may take over). The active one stops
+	// writing and sending after lease − renew without a renewal.
+	Renew Duration `yaml:"renew"` // default 2s; > 0
+	// ID names this process in the lease (default host:pid).
+	ID string `yaml:"id"`
 }
 
 // Kafka configures scale-out: `riskwatch capture` publishes the source's
@@ -448,7 +466,8 @@ func Default() *Config {
 		},
 		Kafka: Kafka{Topic: "riskwatch.changes", Partitions: 12, ReplicationFactor: -1, Group: "riskwatch-workers", Input: "capture",
 			WatermarkInterval: Duration(250 * time.Millisecond), IdleAfter: Duration(5 * time.Second), SessionTimeout: Duration(10 * time.Second)},
-		Log: Log{Level: "info", Format: "text"},
+		Standby: Standby{Lease: Duration(10 * time.Second), Renew: Duration(2 * time.Second)},
+		Log:     Log{Level: "info", Format: "text"},
 
 		RetentionAlerts:      Duration(90 * day),
 		RetentionEvaluations: Duration(30 * day),

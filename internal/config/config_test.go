@@ -78,6 +78,9 @@ func TestDefault(t *testing.T) {
 		{"max_amount", c.MaxAmount, int64(1_000_000_000_000)},
 		{"http.listen", c.HTTP.Listen, "127.0.0.1:8080"},
 		{"http.max_streams", c.HTTP.MaxStreams, 100},
+		{"standby.lease", c.Standby.Lease.D(), 10 * time.Second},
+		{"standby.renew", c.Standby.Renew.D(), 2 * time.Second},
+		{"standby.id", c.Standby.ID, ""},
 		{"mapping", c.Mapping, DefaultMapping()},
 		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
 		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
@@ -278,6 +281,7 @@ kafka:
   watermark_interval: 500ms
   idle_after: 2s
   session_timeout: 4s
+standby: {lease: 30s, renew: 5s, id: eu-1}
 log:
   level: debug
   format: json
@@ -325,6 +329,7 @@ log:
 		Kafka: Kafka{Brokers: []string{"k1:9092", "k2:9092"}, Topic: "changes", Partitions: 24, ReplicationFactor: 3, Group: "g", Input: "debezium",
 			Topics: []string{"srv.public.payments", "srv.public.payment_cancels"}, WatermarkInterval: Duration(500 * time.Millisecond),
 			IdleAfter: Duration(2 * time.Second), SessionTimeout: Duration(4 * time.Second)},
+		Standby:              Standby{Lease: Duration(30 * time.Second), Renew: Duration(5 * time.Second), ID: "eu-1"},
 		Log:                  Log{Level: "debug", Format: "json"},
 		RetentionAlerts:      Duration(10 * day),
 		RetentionEvaluations: Duration(2 * day),
@@ -582,6 +587,11 @@ func TestValidateRules(t *testing.T) {
 			c.Source.ReconnectMin = Duration(time.Minute)
 			c.Source.ReconnectMax = Duration(30 * time.Second)
 		}, "source.reconnect_max: must be at least source.reconnect_min (1m), got 30s", true},
+		{"standby renew zero", func(c *Config) { c.Standby.Renew = 0 }, "standby.renew: must be greater than 0s, got 0s", true},
+		{"standby lease zero", func(c *Config) { c.Standby.Lease = 0 }, "standby.lease: must be greater than 0s, got 0s", true},
+		{"standby lease below twice renew", func(c *Config) { c.Standby.Lease = Duration(3 * time.Second) },
+			"standby.lease: must be at least twice standby.renew (2s), got 3s", true},
+		{"standby id too long", func(c *Config) { c.Standby.ID = strings.Repeat("x", 201) }, "standby.id: must be at most 200 bytes, got 201", true},
 		{"sink dsn unparsable", func(c *Config) { c.Sink.DSN = "host=h port=x" }, "sink.dsn: cannot parse connection string", false},
 		{"sink dsn empty", func(c *Config) { c.Sink.DSN = "" }, "sink.dsn: required", false},
 		{"baseline floor above 1", func(c *Config) { c.Rules.CancelRateSpike.BaselineFloor = 1.5 }, "rules.cancel_rate_spike.baseline_floor: must be in [0, 1], got 1.5", true},

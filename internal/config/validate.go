@@ -87,11 +87,28 @@ func (c *Config) Validate() error {
 
 	c.validateRules(&p)
 	c.validateNotify(&p)
+	c.validateStandby(&p)
 
 	oneOf(&p, "log.level", c.Log.Level, logLevels)
 	oneOf(&p, "log.format", c.Log.Format, logFormats)
 
 	return errors.Join(p...)
+}
+
+func (c *Config) validateStandby(p *problems) {
+	s := c.Standby
+	positive(p, "standby.renew", s.Renew)
+	switch {
+	case s.Lease <= 0:
+		positive(p, "standby.lease", s.Lease)
+	case s.Renew > 0 && s.Lease < 2*s.Renew:
+		// One renewal may fail without losing the lease, and the active
+		// process has a renew interval to stop before the lease expires.
+		p.add("standby.lease", "must be at least twice standby.renew (%s), got %s", s.Renew, s.Lease)
+	}
+	if len(s.ID) > 200 {
+		p.add("standby.id", "must be at most 200 bytes, got %d", len(s.ID))
+	}
 }
 
 func (c *Config) validateSource(p *problems) {

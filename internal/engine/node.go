@@ -272,6 +272,25 @@ func (n *Node) apply(ctx context.Context, core *Core, cp aggregates.Checkpoint, 
 	}
 }
 
+// Follow shows where the sink stands while another process is the active
+// one (this one a standby): the checkpoint's position, closed minute and
+// progress, read every second, so the dashboard served here stays current.
+// It only reads.
+func (n *Node) Follow(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if cp, err := n.agg.Checkpoint(ctx, n.cfg.Source.Slot); err == nil {
+			n.status.Restored(cp.Position, cp.LastClosed, cp.Progress)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 // prune is Prune by the node's own progress.
 func (n *Node) prune(ctx context.Context) error {
 	return Prune(ctx, n.o.DB, n.cfg, n.log, func(context.Context) (time.Time, error) { return n.Status().Progress, nil })

@@ -33,6 +33,10 @@ type SenderOptions struct {
 	// actually used (e.g. RandomJitter(0.1)); the result is kept within
 	// (0, BackoffMax]. Nil means none, which keeps tests exact.
 	Jitter func(d time.Duration) time.Duration
+	// Gate, when set, is asked just before each send: false holds the
+	// notifications back (a standby, or an active process whose lease ran
+	// out) without counting an attempt.
+	Gate func() bool
 }
 
 // Sender is the send loop of one receiver. It owns no queue of its own: the
@@ -162,6 +166,9 @@ func (s *Sender) deliver(ctx context.Context, ns []Notification) error {
 	switch {
 	case err == nil:
 		return s.delivered(ctx, ns)
+	case errors.Is(err, ErrGateClosed):
+		// Nothing was attempted: the notifications stay due as they are.
+		return err
 	case ctx.Err() != nil:
 		// Shutting down: the attempt says nothing about the receiver, and
 		// the notifications are still due for the next run.
@@ -185,6 +192,8 @@ func (s *Sender) deliver(ctx context.Context, ns []Notification) error {
 			if err := s.delivered(ctx, one); err != nil {
 				return err
 			}
+		case errors.Is(err, ErrGateClosed):
+			return err
 		case ctx.Err() != nil:
 			return nil
 		case retry:
@@ -199,8 +208,14 @@ func (s *Sender) deliver(ctx context.Context, ns []Notification) error {
 	return nil
 }
 
+// ErrGateClosed holds notifications back while SenderOptions.Gate says no.
+var ErrGateClosed = errors.New("not sending: this process may not send now")
+
 // send makes one attempt, bounded by Timeout.
 func (s *Sender) send(ctx context.Context, ns []Notification) (bool, error) {
+	if s.o.Gate != nil && !s.o.Gate() {
+		return false, ErrGateClosed
+	}
 	sctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	start := time.Now()

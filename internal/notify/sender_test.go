@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -776,4 +777,39 @@ func TestMetricsStartAtZero(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSenderGateHoldsBack: while the gate is closed nothing reaches the
+// receiver and no attempt is counted; once it opens, the notification goes
+// out as if nothing had happened.
+func TestSenderGateHoldsBack(t *testing.T) {
+	rcv := newReceiver()
+	url := startServer(t, rcv)
+	synctest.Test(t, func(t *testing.T) {
+		q := newMemQueue(t, "hook")
+		var open atomic.Bool
+		s := notify.NewSender(notify.SenderOptions{Name: "hook", Notifier: webhookNotifier(t, url), Queue: q, Poll: time.Second, Logger: testLogger(t),
+			Gate: open.Load})
+		stop := run(t, s)
+		defer stop()
+		q.add(notification(1, 1, notify.KindFiring, time.Now()))
+		s.Wake()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if requests, _, _ := rcv.state(); len(requests) != 0 {
+			t.Fatalf("receiver saw %v through a closed gate", requests)
+		}
+		if d, _, retries := q.snapshot(); len(d) != 0 || len(retries) != 0 {
+			t.Fatalf("delivered %v, retries %v through a closed gate; want neither", d, retries)
+		}
+		open.Store(true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if d, _, _ := q.snapshot(); !slices.Equal(d, []int64{1}) {
+			t.Fatalf("after the gate opened: delivered %v, want [1]", d)
+		}
+		if requests, _, _ := rcv.state(); len(requests) != 1 {
+			t.Fatalf("receiver saw %d requests, want 1", len(requests))
+		}
+	})
 }

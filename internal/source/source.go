@@ -258,6 +258,43 @@ func (s *Source) Slot(ctx context.Context) (*SlotInfo, error) {
 	return &si, nil
 }
 
+// TakeSlot ends the server session that still streams from the slot, if
+// any, and returns its pid (0: none). A new active engine calls it once its
+// lease is its own: the old one's walsender may outlive its process by up
+// to the server's wal_sender_timeout after a network loss, and the slot
+// takes one reader at a time. Ending another role's backend needs that
+// role, or membership in pg_signal_backend.
+func (s *Source) TakeSlot(ctx context.Context) (int32, error) {
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// With a timeout each call waits for the backend to be gone. It is
+	// asked more than once: a walsender whose client stopped reading can
+	// be blocked sending the first signal's error message into a full
+	// socket, and only a second signal makes it exit without sending.
+	var first int32
+	for attempt := 1; ; attempt++ {
+		var pid *int32
+		var ended *bool
+		err := conn.QueryRow(ctx, `SELECT active_pid, pg_terminate_backend(active_pid, 1000) FROM pg_replication_slots
+			WHERE slot_name = $1 AND active_pid IS NOT NULL`, s.opts.Slot).Scan(&pid, &ended)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) || (err == nil && pid == nil):
+			return first, nil
+		case err != nil:
+			return first, fmt.Errorf("ending the session that holds slot %s: %w", s.opts.Slot, err)
+		}
+		if first == 0 {
+			first = *pid
+		}
+		if attempt == 5 {
+			return first, fmt.Errorf("session %d holding slot %s did not end after %d signals", *pid, s.opts.Slot, attempt)
+		}
+	}
+}
+
 // DropSlot removes the replication slot. It refuses while an engine is
 // streaming from it.
 func (s *Source) DropSlot(ctx context.Context) error {

@@ -296,14 +296,14 @@ func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
 func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		tag, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
 			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.db.Table("minute_agg")), before)
 		if err != nil {
 			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
 		}
 		total += tag.RowsAffected()
 		if tag.RowsAffected() < 50000 {
-			if _, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
+			if _, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
 				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
 			}
 			return total, nil

@@ -415,6 +415,11 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 				ALTER TABLE %s DROP CONSTRAINT hour_agg_pkey; DROP INDEX %s; ALTER TABLE %s DROP CONSTRAINT day_agg_pkey`,
 				s.db.Table("minute_agg"), s.db.Table("minute_agg_minute"), s.db.Table("hour_agg"), s.db.Table("hour_agg_hour"), s.db.Table("day_agg"))},
 			{"sizing index builds", "SET LOCAL maintenance_work_mem = '256MB'"},
+			// A fenced writer's transactions end the session when idle
+			// for a lease (so a lost writer cannot hold up a takeover);
+			// this one waits on the source between its writes for as
+			// long as the snapshot's reads take.
+			{"lifting the idle limit", "SET LOCAL idle_in_transaction_session_timeout TO DEFAULT"},
 		}
 		for _, st := range steps {
 			if _, err := tx.Exec(ctx, st.sql); err != nil {

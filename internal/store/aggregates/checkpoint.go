@@ -39,14 +39,15 @@ type Checkpoint struct {
 var ErrNoCheckpoint = errors.New("no checkpoint")
 
 // ErrFenced means another writer took over the position since this one
-// claimed it: whatever it was about to write belongs to the new writer.
-var ErrFenced = errors.New("fenced: another writer took over")
+// claimed it: whatever it was about to write belongs to the new writer. It
+// is the store's, which a lease's fence returns too.
+var ErrFenced = store.ErrFenced
 
 const checkpointCols = `position, epoch, last_closed, progress, snapshot_position, bootstrapped_at, business_timezone, updated_at`
 
 // Checkpoint reads the slot's checkpoint, or ErrNoCheckpoint.
 func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error) {
-	return s.checkpoint(ctx, "reading", fmt.Sprintf(`SELECT %s FROM %s WHERE slot = $1`, checkpointCols, s.db.Table("checkpoint")), slot)
+	return s.checkpoint(ctx, s.db.Pool(), "reading", fmt.Sprintf(`SELECT %s FROM %s WHERE slot = $1`, checkpointCols, s.db.Table("checkpoint")), slot)
 }
 
 // Claim makes the caller the checkpoint's writer and returns it: its epoch
@@ -54,8 +55,14 @@ func (s *Store) Checkpoint(ctx context.Context, slot string) (Checkpoint, error)
 // lost its connection, a second engine started by mistake) is refused from
 // now on.
 func (s *Store) Claim(ctx context.Context, slot string) (Checkpoint, error) {
-	return s.checkpoint(ctx, "claiming", fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, updated_at = now() WHERE slot = $1 RETURNING %s`,
-		s.db.Table("checkpoint"), checkpointCols), slot)
+	var cp Checkpoint
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		cp, err = s.checkpoint(ctx, tx, "claiming", fmt.Sprintf(`UPDATE %s SET epoch = epoch + 1, updated_at = now() WHERE slot = $1 RETURNING %s`,
+			s.db.Table("checkpoint"), checkpointCols), slot)
+		return err
+	})
+	return cp, err
 }
 
 // ForgetCheckpoint deletes the slot's checkpoint, so that the next start
@@ -63,18 +70,20 @@ func (s *Store) Claim(ctx context.Context, slot string) (Checkpoint, error) {
 // reports whether there was one. A source that keeps nothing for riskwatch
 // on its server (MySQL) has no slot to drop; this is its slot drop.
 func (s *Store) ForgetCheckpoint(ctx context.Context, slot string) (bool, error) {
-	ct, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE slot = $1`, s.db.Table("checkpoint")), slot)
+	ct, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE slot = $1`, s.db.Table("checkpoint")), slot)
 	if err != nil {
 		return false, fmt.Errorf("forgetting checkpoint %s: %w", slot, err)
 	}
 	return ct.RowsAffected() > 0, nil
 }
 
-// checkpoint runs sql, which returns checkpointCols of the slot's row.
-func (s *Store) checkpoint(ctx context.Context, what, sql, slot string) (Checkpoint, error) {
+// checkpoint runs sql on q, which returns checkpointCols of the slot's row.
+func (s *Store) checkpoint(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, what, sql, slot string) (Checkpoint, error) {
 	cp := Checkpoint{Slot: slot}
 	var lastClosed time.Time
-	err := s.db.Pool().QueryRow(ctx, sql, slot).Scan(&cp.Position, &cp.Epoch, &lastClosed, &cp.Progress, &cp.SnapshotPosition,
+	err := q.QueryRow(ctx, sql, slot).Scan(&cp.Position, &cp.Epoch, &lastClosed, &cp.Progress, &cp.SnapshotPosition,
 		&cp.BootstrappedAt, &cp.BusinessTimezone, &cp.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return cp, ErrNoCheckpoint

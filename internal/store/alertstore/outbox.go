@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/riskwatch/riskwatch/internal/notify"
 )
 
@@ -18,41 +20,52 @@ func (s *Store) Outbox() *Outbox { return &Outbox{s: s} }
 var _ notify.Queue = (*Outbox)(nil)
 
 // Due returns the receiver's pending notifications in order, stopping at
-// the first whose next attempt is still in the future.
+// the first whose next attempt is still in the future. It reads in a
+// transaction of the store's, so on a fenced view a process that is no
+// longer the active one cannot even pick notifications to send.
 func (o *Outbox) Due(ctx context.Context, receiver string, now time.Time, limit int) ([]notify.Notification, time.Duration, error) {
-	rows, err := o.s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT n.id, n.payload, n.created_at, d.next_attempt_at, d.attempts
-		FROM %s d JOIN %s n ON n.id = d.notification_id
-		WHERE d.receiver = $1 AND d.status = 'pending'
-		ORDER BY d.notification_id LIMIT $2`, o.s.db.Table("deliveries"), o.s.db.Table("notifications")), receiver, limit)
+	var out []notify.Notification
+	var wait time.Duration
+	err := o.s.db.Tx(ctx, func(tx pgx.Tx) error {
+		out, wait = nil, 0
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT n.id, n.payload, n.created_at, d.next_attempt_at, d.attempts
+			FROM %s d JOIN %s n ON n.id = d.notification_id
+			WHERE d.receiver = $1 AND d.status = 'pending'
+			ORDER BY d.notification_id LIMIT $2`, o.s.db.Table("deliveries"), o.s.db.Table("notifications")), receiver, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var payload []byte
+			var created, next time.Time
+			var attempts int
+			if err := rows.Scan(&id, &payload, &created, &next, &attempts); err != nil {
+				return err
+			}
+			if next.After(now) {
+				wait = next.Sub(now)
+				return rows.Err()
+			}
+			var n notify.Notification
+			if err := json.Unmarshal(payload, &n); err != nil {
+				return fmt.Errorf("decoding notification %d: %w", id, err)
+			}
+			n.ID, n.CreatedAt, n.Attempts = id, created, attempts
+			out = append(out, n)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading outbox for %s: %w", receiver, err)
 	}
-	defer rows.Close()
-	var out []notify.Notification
-	for rows.Next() {
-		var id int64
-		var payload []byte
-		var created, next time.Time
-		var attempts int
-		if err := rows.Scan(&id, &payload, &created, &next, &attempts); err != nil {
-			return nil, 0, fmt.Errorf("reading outbox for %s: %w", receiver, err)
-		}
-		if next.After(now) {
-			return out, next.Sub(now), rows.Err()
-		}
-		var n notify.Notification
-		if err := json.Unmarshal(payload, &n); err != nil {
-			return nil, 0, fmt.Errorf("decoding notification %d: %w", id, err)
-		}
-		n.ID, n.CreatedAt, n.Attempts = id, created, attempts
-		out = append(out, n)
-	}
-	return out, 0, rows.Err()
+	return out, wait, nil
 }
 
 func (o *Outbox) update(ctx context.Context, what, set string, receiver string, ids []int64, args ...any) error {
 	all := append([]any{receiver, ids}, args...)
-	_, err := o.s.db.Pool().Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE receiver = $1 AND notification_id = ANY($2) AND status = 'pending'`,
+	_, err := o.s.db.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE receiver = $1 AND notification_id = ANY($2) AND status = 'pending'`,
 		o.s.db.Table("deliveries"), set), all...)
 	if err != nil {
 		return fmt.Errorf("marking %d notifications %s for %s: %w", len(ids), what, receiver, err)

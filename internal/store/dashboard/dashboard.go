@@ -149,7 +149,7 @@ func (s *Store) UpsertMerchants(ctx context.Context, ms []Merchant) (int64, erro
 	for i, m := range ms {
 		ids[i], names[i] = m.ID, m.Name
 	}
-	tag, err := s.db.Pool().Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (id, name)
+	tag, err := s.db.Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (id, name)
 		SELECT * FROM unnest($1::bigint[], $2::text[])
 		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, synced_at = now() WHERE t.name IS DISTINCT FROM EXCLUDED.name`,
 		s.db.Table("merchants")), ids, names)
