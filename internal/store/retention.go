@@ -12,7 +12,7 @@ import (
 func (d *DB) DeleteBatches(ctx context.Context, sql string, before time.Time, batch int) (int64, error) {
 	var total int64
 	for {
-		tag, err := d.pool.Exec(ctx, sql, before, batch)
+		tag, err := d.Exec(ctx, sql, before, batch)
 		if err != nil {
 			return total, err
 		}

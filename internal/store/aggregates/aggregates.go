@@ -291,8 +291,8 @@ func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
 
 // PruneMinutes deletes minute aggregates older than before, in batches so
 // that no single statement holds locks for long, and returns how many rows
-// went. Hourly and daily rollups are kept: they are small and the dashboard
-// shows long ranges from them.
+// went. Hourly and daily rollups have retentions of their own
+// (PruneRollups): the dashboard shows long ranges from them.
 func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {

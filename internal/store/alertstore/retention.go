@@ -21,7 +21,7 @@ func (s *Store) PruneAlerts(ctx context.Context, before time.Time) (int64, error
 	var total int64
 	for {
 		var n int64
-		err := pgx.BeginFunc(ctx, s.db.Pool(), func(tx pgx.Tx) error {
+		err := s.db.Tx(ctx, func(tx pgx.Tx) error {
 			// FOR UPDATE: an alert is never changed after it resolves, but
 			// the lock makes that an invariant this code does not rely on.
 			rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT a.id FROM %[1]s a
