@@ -139,6 +139,17 @@ PIDS+=($!)
 echo "== live traffic with incidents placed to fire in the next minutes (log: var/sim-live.log;"
 echo "   what should fire and when: var/ground-truth.json)"
 echo "== dashboard: http://$HTTP/   (metrics: http://$HTTP/metrics)"
+# A standby: the same configuration on another HTTP port. Started by hand
+# in a second terminal, it serves the dashboard and takes over within
+# seconds when this engine is killed (docs/standby.md).
+STANDBY_HTTP="${HTTP%:*}:$(( ${HTTP##*:} + 1 ))"
+sed "s|^  listen: .*|  listen: $STANDBY_HTTP|" "$VAR/riskwatch.yaml" > "$VAR/riskwatch-standby.yaml"
+echo "== a standby (second terminal): bin/riskwatch run --config $VAR/riskwatch-standby.yaml"
+echo "   dashboard http://$STANDBY_HTTP/; kill -9 the first engine and it takes over (docs/standby.md)"
+echo "== Grafana: mount $PWD/deploy/grafana/provisioning as /etc/grafana/provisioning, with"
+echo "   RISKWATCH_SINK_HOST=127.0.0.1:$PORT RISKWATCH_SINK_DATABASE=payments RISKWATCH_SINK_SSLMODE=disable"
+echo "   RISKWATCH_GRAFANA_USER=postgres RISKWATCH_PROMETHEUS_URL=<a Prometheus scraping http://$HTTP/metrics>"
+echo "   (docs/grafana.md; deploy/prometheus has the scrape job and alert rules)"
 bin/riskwatch run --config "$VAR/riskwatch.yaml" &
 PIDS+=($!)
 if command -v curl >/dev/null; then
