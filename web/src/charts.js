@@ -66,9 +66,10 @@ function axisFont() {
 const requestedGlyphs = new Set();
 
 /**
- * Canvas text does not make the browser fetch a web font's subsets, and
- * what it drew with a fallback stays drawn: fetch the subsets these labels
- * need and draw the axes again once they are there.
+ * A canvas draws with the fonts there at that moment: labels drawn before
+ * their subset arrived stay drawn with a fallback (empty boxes where the OS
+ * has no Korean font), and no font load redraws a canvas. So fetch the
+ * subsets these labels need and draw the axes again once they are there.
  */
 function withGlyphs(u, font, labels) {
   const text = labels.join('');
