@@ -9,7 +9,8 @@
 // here, and a control (가 and 나 drawn with the system's sans-serif come
 // out the same: an empty box) proves it before anything else is checked.
 //
-// Started by a Go test (or by hand) with:
+// Pages: overview, merchant, alerts and one alert in Korean, the overview
+// in English. Started by a Go test (or by hand) with:
 //   RW_BASE_URL, RW_READ_USER, RW_READ_PASSWORD, RW_ALERT_MERCHANT,
 //   RW_KOREAN_NAME (RW_ALERT_MERCHANT's name, in Hangul),
 //   RW_ARTIFACTS (screenshots ko-overview.png, ko-merchant.png, ko-alerts.png;
@@ -290,6 +291,15 @@ async function main() {
       await page.locator(`[data-testid="alerts-table"] ${alertRow}`).first().waitFor();
     }, 'ko-alerts.png');
     log('ok: alerts');
+    const auth = READ_USER ? { Authorization: `Basic ${Buffer.from(`${READ_USER}:${READ_PASSWORD}`).toString('base64')}` } : {};
+    const res = await fetch(`${BASE}/api/alerts?merchant=${ALERT_MERCHANT}&limit=1`, { headers: { Accept: 'application/json', ...auth } });
+    assert(res.ok, `GET /api/alerts?merchant=${ALERT_MERCHANT}: ${res.status}`);
+    const alertId = (await res.json()).alerts[0].id;
+    await check('alert (ko)', `/alerts/${alertId}`, 'ko', async (page) => {
+      await page.locator(`[data-testid="alert-detail"] ${alertRow}`).first().waitFor();
+      await page.locator('[data-testid="audit"]').waitFor();
+    });
+    log('ok: alert');
     // English: Latin text keeps the system font; only the Hangul it shows
     // (the language switch, Korean merchant names) fetches a subset.
     await check('overview (en)', '/', 'en', async (page) => {
