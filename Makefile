@@ -100,3 +100,11 @@ endif
 
 clean:
 	rm -rf bin
+
+# The Korean screenshots in docs/screenshots (README), taken by the browser
+# test on a Chromium without CJK fonts; commit them when the pages change.
+.PHONY: screenshots
+screenshots:
+	./scripts/ensure-postgres.sh
+	./scripts/ensure-browser.sh
+	$(GO) test -count=1 -run 'TestDashboardInBrowser$$' ./cmd/riskwatch -update-screenshots

@@ -38,7 +38,9 @@ const (
 // HTML-named merchant rendered as text, the language switch, an alert
 // arriving over SSE without a reload, the banner of a stuck pipeline, and
 // on an alert's page a silence created and expired, a comment, and the
-// audit naming the operator for each.
+// audit naming the operator for each; then the Korean pages drawn by the
+// bundled webfont in a Chromium without CJK fonts (web/e2e/fonts.mjs,
+// checkKoreanGlyphs).
 // Screenshots go to artifacts/browser.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
@@ -195,6 +197,7 @@ rules:
 			t.Errorf("alert %d: ack %+v, want the dashboard's own by oncall", a.ID, a.Ack)
 		}
 	}
+	checkKoreanGlyphs(t, c, get, root, node, base, artifacts)
 }
 
 // seedBrowserSource writes eight days of traffic for the pages to draw:

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -227,9 +228,32 @@ func (s *Server) routes(mux *http.ServeMux) {
 		}
 		assets, err := fs.Sub(s.opts.Assets, "assets")
 		if err == nil {
-			mux.Handle("GET /assets/", read(http.StripPrefix("/assets/", http.FileServerFS(assets)).ServeHTTP))
+			mux.Handle("GET /assets/", read(http.StripPrefix("/assets/", assetsHandler(assets)).ServeHTTP))
 		}
 	}
+}
+
+// fontCacheControl: web/build.mjs names each font file after a hash of its
+// content, so a browser may keep it for good (a new font is a new name).
+// The other assets keep their names across releases and are revalidated.
+// Private: the responses answer authenticated requests.
+const fontCacheControl = "private, max-age=31536000, immutable"
+
+// assetsHandler serves the dashboard's assets (paths relative to assets/).
+// Font files get their media type from here, not from the host's
+// mime.types, which may not know .woff2 or may name it differently.
+func assetsHandler(assets fs.FS) http.Handler {
+	files := http.FileServerFS(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		if strings.HasPrefix(name, "fonts/") && path.Ext(name) == ".woff2" {
+			if st, err := fs.Stat(assets, name); err == nil && st.Mode().IsRegular() {
+				w.Header().Set("Content-Type", "font/woff2")
+				w.Header().Set("Cache-Control", fontCacheControl)
+			}
+		}
+		files.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {

@@ -54,15 +54,44 @@ export function thresholdLine(label, fmt) {
   return line(label, ALERT_RED, { width: 2, dash: [8, 5], value: (u, v) => (v == null ? '—' : fmt(v)) });
 }
 
+/**
+ * The axes' canvas font: the page's own stack (--font), so that Korean unit
+ * labels (만, 억) are drawn with the bundled Korean font like the page's text.
+ */
+function axisFont() {
+  const stack = getComputedStyle(document.documentElement).getPropertyValue('--font').trim();
+  return `11px ${stack || 'system-ui, sans-serif'}`;
+}
+
+const requestedGlyphs = new Set();
+
+/**
+ * A canvas draws with the fonts there at that moment: labels drawn before
+ * their subset arrived stay drawn with a fallback (empty boxes where the OS
+ * has no Korean font), and no font load redraws a canvas. So fetch the
+ * subsets these labels need and draw the axes again once they are there.
+ */
+function withGlyphs(u, font, labels) {
+  const text = labels.join('');
+  if (/[^\u0000-\u024f]/.test(text) && !requestedGlyphs.has(text) && !document.fonts.check(font, text)) {
+    requestedGlyphs.add(text);
+    document.fonts.load(font, text).then(() => {
+      if (u.root.isConnected) u.redraw(false, true);
+    }, () => {});
+  }
+  return labels;
+}
+
 /** A y axis whose tick labels are formatted with fmt. */
 export function yAxis(fmt, extra = {}) {
+  const font = axisFont();
   return {
     size: 64,
     gap: 4,
-    values: (u, splits) => splits.map((v) => (v == null ? '' : fmt(v))),
+    values: (u, splits) => withGlyphs(u, font, splits.map((v) => (v == null ? '' : fmt(v)))),
     grid: { stroke: '#eef0f3', width: 1 },
     ticks: { stroke: '#dee2e6', width: 1, size: 4 },
-    font: '11px system-ui, sans-serif',
+    font,
     ...extra,
   };
 }
@@ -75,7 +104,7 @@ function xAxis() {
   return {
     space: 70,
     gap: 4,
-    font: '11px system-ui, sans-serif',
+    font: axisFont(),
     grid: { stroke: '#eef0f3', width: 1 },
     ticks: { stroke: '#dee2e6', width: 1, size: 4 },
     values: (u, splits, axisIdx, foundSpace, foundIncr) => {

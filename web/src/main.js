@@ -3,6 +3,7 @@
 // returning {unmount()}.
 
 import 'uplot/dist/uPlot.min.css';
+import 'riskwatch:korean-font.css'; // the bundled Korean webfont's @font-face rules (build.mjs)
 import './style.css';
 
 import { api, events } from './api.js';
