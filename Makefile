@@ -26,7 +26,7 @@ test: check
 	./scripts/ensure-systemd.sh
 	./scripts/ensure-prometheus.sh
 	$(MAKE) web-check
-	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) ./scripts/go-test.sh
 
 # The dashboard: web/src built with npm into web/dist, which go:embed serves.
 web:

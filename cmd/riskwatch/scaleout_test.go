@@ -183,6 +183,12 @@ func TestScaleOutKafka(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("backtest line %q: %v", sc.Text(), err)
 		}
+		// The alerts table holds when each alert fired and resolved, not
+		// its escalations (only its latest priority): those are what the
+		// workers' transitions are read from below.
+		if l.State != "firing" && l.State != "resolved" {
+			continue
+		}
 		want = append(want, transition{l.Rule, l.MerchantID, l.State, l.Minute})
 		if l.State == "firing" {
 			wantValues[fmt.Sprint(l.Rule, l.MerchantID, l.Minute)] = l.Values
