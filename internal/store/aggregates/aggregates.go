@@ -294,21 +294,15 @@ func (s *Store) RebuildRollups(ctx context.Context, slot string) error {
 // went. Hourly and daily rollups have retentions of their own
 // (PruneRollups): the dashboard shows long ranges from them.
 func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT 50000))`, s.db.Table("minute_agg")), before)
-		if err != nil {
-			return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 50000 {
-			if _, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
-				return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
-			}
-			return total, nil
-		}
+	total, err := s.db.DeleteBatches(ctx, fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM %[1]s WHERE minute < $1 LIMIT $2))`, s.db.Table("minute_agg")), before, 50000)
+	if err != nil {
+		return total, fmt.Errorf("pruning minutes before %s: %w", before.Format(time.RFC3339), err)
 	}
+	if _, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
+		return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return total, nil
 }
 
 // PruneRollups deletes hourly rollups of hours starting before hoursBefore
