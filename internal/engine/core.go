@@ -19,6 +19,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
 	"github.com/riskwatch/riskwatch/internal/window"
@@ -61,6 +62,12 @@ type CoreOptions struct {
 	// OnClose is called after a close of minutes and its alerts were
 	// committed. It runs on the input's goroutine, so it must not block.
 	OnClose func(ctx context.Context, c ClosedMinutes)
+	// SaveRules, when set, stores an image of the rules state that a
+	// restart resumes from (aggregates.SaveRulesResume). It is called
+	// right after a flush numbered seq and the close that followed it, at
+	// the session's first close and then once an hour of minutes; a
+	// failure only means the next start reads the week.
+	SaveRules func(ctx context.Context, seq int64, st *rules.State) error
 }
 
 // Core is the engine for one input session: the window of minutes not yet
@@ -84,6 +91,9 @@ type Core struct {
 	// flush.
 	dirty     bool
 	lastFlush time.Time
+	// saved is the closed minute of the last rules image this session
+	// stored (0: none yet).
+	saved window.Minute
 }
 
 // NewCore starts a session whose minutes through lastClosed are closed and
@@ -200,7 +210,7 @@ func (c *Core) Flush(ctx context.Context, pos Position) error {
 		return nil
 	}
 	started := c.o.Now()
-	b := &aggregates.Batch{Deltas: c.w.Drain(), DeadLetters: c.dead, Position: pos, At: c.Progress()}
+	b := &aggregates.Batch{Deltas: c.w.Drain(), DeadLetters: c.dead, Position: pos, At: c.Progress(), Evaluated: c.evaluated}
 	if err := c.o.Aggregates.Apply(ctx, b); err != nil {
 		return fmt.Errorf("flushing to sink: %w", err)
 	}
@@ -228,9 +238,31 @@ func (c *Core) Flush(ctx context.Context, pos Position) error {
 		if err := c.evaluate(ctx, pos); err != nil {
 			return err
 		}
+		c.saveRules(ctx, b.Seq)
 	}
 	c.o.Status.durable(now, pos.String(), c.evaluated, c.Progress(), events)
 	return nil
+}
+
+// saveRulesEvery is how many closed minutes apart rules images are stored.
+const saveRulesEvery = rules.HourMinutes
+
+// saveRules stores an image of the rules state when one is due. Everything
+// added is flushed (numbered seq) and closed, so the state is exactly what
+// the sink holds. The alerts of the close are already committed and their
+// senders woken, so the write delays the next flush, not a notification.
+func (c *Core) saveRules(ctx context.Context, seq int64) {
+	st := c.ev.State
+	if c.o.SaveRules == nil || st.LastClosed() != c.evaluated || (c.saved != 0 && c.evaluated-c.saved < saveRulesEvery) {
+		return
+	}
+	if err := c.o.SaveRules(ctx, seq, st); err != nil {
+		if ctx.Err() == nil {
+			c.o.Logger.Warn("storing the rules image failed; a restart reads the week instead", "err", err)
+		}
+		return
+	}
+	c.saved = c.evaluated
 }
 
 // evaluate runs the rules for the closed minutes and stores the alerts.

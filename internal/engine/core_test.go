@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
@@ -34,6 +36,7 @@ type coreRig struct {
 	canClose bool
 	closes   []ClosedMinutes
 	wakes    int
+	images   []window.Minute // the rules images stored, by closed minute
 }
 
 func at(t *testing.T, s string) time.Time {
@@ -93,6 +96,13 @@ func newCoreRig(t *testing.T) *coreRig {
 		CanClose: func(context.Context, window.Minute) (bool, error) { return r.canClose, nil },
 		OnAlerts: func() { r.wakes++ },
 		OnClose:  func(_ context.Context, c ClosedMinutes) { r.closes = append(r.closes, c) },
+		SaveRules: func(ctx context.Context, seq int64, st *rules.State) error {
+			_, err := r.agg.SaveRulesResume(ctx, r.cp, seq, ev.Params.ExposureMinutes, st)
+			if err == nil {
+				r.images = append(r.images, st.LastClosed())
+			}
+			return err
+		},
 	}, ev, r.cp.LastClosed, r.cp.Progress)
 	return r
 }
@@ -334,4 +344,80 @@ func TestCoreSumOverflowAndFencing(t *testing.T) {
 	if pos, _ := r.checkpoint(); pos != "p1" {
 		t.Fatalf("a fenced flush moved the checkpoint to %s", pos)
 	}
+}
+
+// TestCoreStoresRulesImages: the core stores an image of the rules state
+// at its first close and then an hour of minutes later; resuming from it
+// after late events, at a later minute, gives the snapshot a full read
+// gives and the state the live core holds.
+func TestCoreStoresRulesImages(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t)
+	c := r.core
+	ctx := context.Background()
+	grace := r.cfg.Grace.D()
+	var out event.Output
+	add := func(kind event.Kind, merchant int64, when string, amounts ...int64) {
+		out.Reset()
+		out.Events = events(kind, merchant, at(t, when), amounts...)
+		c.Add(&out, 0, func() string { return "p" })
+	}
+	closeThrough := func(m string, pos string) {
+		c.Advance(at(t, m).Add(time.Minute + grace).UnixMicro())
+		r.flush(pos)
+	}
+	add(event.Approval, 7, "2026-12-01T03:00:10Z", 1000, 2000, 3000)
+	add(event.Cancel, 8, "2026-12-01T03:00:20Z", 500, 500)
+	closeThrough("2026-12-01T03:00:00Z", "p1")
+	m0300 := window.MinuteOf(at(t, "2026-12-01T03:00:00Z"))
+	if len(r.images) != 1 || r.images[0] != m0300 {
+		t.Fatalf("images %v, want one at the first close, 03:00", r.images)
+	}
+	// Late events into H and into B (02:10 is in B of 03:15), and minutes
+	// closing after the image.
+	add(event.Approval, 7, "2026-12-01T03:00:30Z", 4000)
+	add(event.Cancel, 9, "2026-12-01T02:10:00Z", 900)
+	add(event.Approval, 9, "2026-12-01T02:10:00Z", 1500, 1500)
+	add(event.Approval, 10, "2026-12-01T03:05:00Z", 700)
+	closeThrough("2026-12-01T03:15:00Z", "p2")
+	add(event.Cancel, 7, "2026-12-01T03:01:00Z", 1000)
+	add(event.Cancel, 11, "2026-12-01T03:20:00Z", 100)
+	r.flush("p3")
+	if len(r.images) != 1 {
+		t.Fatalf("images %v: another before an hour of minutes", r.images)
+	}
+	check := func() {
+		t.Helper()
+		l := c.Evaluated()
+		want, err := r.agg.RulesSnapshot(ctx, l, true, c.ev.Params.ExposureMinutes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, resumed, err := r.agg.ResumeRulesSnapshot(ctx, r.cp.Slot, l, c.ev.Params.ExposureMinutes, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil || !resumed {
+			t.Fatalf("at %s: resumed %v, %v", l, resumed, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("at %s: resumed %+v\nread %+v", l, got, want)
+		}
+		weeks := func(st *rules.State) map[int64]rules.MerchantWeek {
+			out := map[int64]rules.MerchantWeek{}
+			for w := range st.Weeks {
+				out[w.Merchant] = *w
+			}
+			return out
+		}
+		if live, resumedState := weeks(c.ev.State), weeks(rules.NewState(got, window.NewCalendar(r.cfg.Location))); !reflect.DeepEqual(live, resumedState) || len(live) < 3 {
+			t.Fatalf("at %s: live state %+v, resumed %+v", l, live, resumedState)
+		}
+	}
+	check()
+	// An hour of minutes later, the next image.
+	closeThrough("2026-12-01T04:01:00Z", "p4")
+	if m := window.MinuteOf(at(t, "2026-12-01T04:01:00Z")); len(r.images) != 2 || r.images[1] != m {
+		t.Fatalf("images %v, want a second at 04:01", r.images)
+	}
+	add(event.Cancel, 9, "2026-12-01T02:10:00Z", 800)
+	r.flush("p5")
+	check()
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -45,22 +46,36 @@ type Scope struct {
 // NewScopedEvaluator is NewEvaluator (with open minutes) for the merchants
 // of scope only.
 func NewScopedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
-	return newEvaluator(ctx, st, cfg, lastClosed, true, open, scope)
+	return newEvaluator(ctx, st, cfg, open, scope, func(expo int) (rules.Snapshot, error) { return st.RulesSnapshot(ctx, lastClosed, true, expo) })
 }
 
 // NewEvaluator restores the rules state after lastClosed from the sink.
 // withOpen includes stored minutes after lastClosed (live: they were
 // flushed but not yet closed); a backtest feeds those minute by minute.
 func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
-	return newEvaluator(ctx, st, cfg, lastClosed, withOpen, open, nil)
+	return newEvaluator(ctx, st, cfg, open, nil, func(expo int) (rules.Snapshot, error) { return st.RulesSnapshot(ctx, lastClosed, withOpen, expo) })
 }
 
-func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
+// NewResumedEvaluator is NewEvaluator with open minutes for the claimed
+// checkpoint cp's writer: from the rules image a previous session stored
+// when it can be used (resumed reports it), else from the week.
+func NewResumedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, cp aggregates.Checkpoint, open []*alert.Alert, log *slog.Logger) (ev *Evaluator, resumed bool, err error) {
+	ev, err = newEvaluator(ctx, st, cfg, open, nil, func(expo int) (rules.Snapshot, error) {
+		var snap rules.Snapshot
+		snap, resumed, err = st.ResumeRulesSnapshot(ctx, cp.Slot, cp.LastClosed, expo, log)
+		return snap, err
+	})
+	return ev, resumed, err
+}
+
+// newEvaluator builds the evaluator from the snapshot read for the
+// configured exposure window.
+func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, open []*alert.Alert, scope *Scope, read func(exposureMinutes int) (rules.Snapshot, error)) (*Evaluator, error) {
 	params, err := cfg.RuleParams()
 	if err != nil {
 		return nil, err
 	}
-	snap, err := st.RulesSnapshot(ctx, lastClosed, withOpen, params.ExposureMinutes)
+	snap, err := read(params.ExposureMinutes)
 	if err != nil {
 		return nil, err
 	}

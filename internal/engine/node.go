@@ -192,19 +192,29 @@ func (n *Node) session(ctx context.Context) error {
 		return err
 	}
 	step("open_alerts")
-	ev, err := NewEvaluator(ctx, n.agg, n.cfg, cp.LastClosed, true, open)
+	ev, resumed, err := NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
 	step("rules_state")
+	took = append(took, "rules_from_image", resumed)
 	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
 		return err
 	}
 	step("recent_alerts")
 	n.log.Info("restored", append([]any{"position", cp.Position}, took...)...)
 	ev.Ranked = n.status.SetRanking
+	saveRules := func(ctx context.Context, seq int64, st *rules.State) error {
+		began := n.now()
+		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params.ExposureMinutes, st)
+		if err == nil {
+			n.log.Info("rules image stored", "last_closed", st.LastClosed().String(), "merchants", st.Merchants(), "bytes", size,
+				"took", n.now().Sub(began).Round(time.Millisecond).String())
+		}
+		return err
+	}
 	core := NewCore(CoreOptions{Config: n.cfg, Aggregates: n.agg, Alerts: n.alerts, Logger: n.log, Metrics: n.m, Status: n.status, Stall: n.stall,
-		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose}, ev, cp.LastClosed, cp.Progress)
+		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose, SaveRules: saveRules}, ev, cp.LastClosed, cp.Progress)
 	txns := make(chan *source.Txn, n.cfg.Pipeline.QueueSize)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -625,3 +625,32 @@ func (s *State) addB(id, approvals, cancels int64, fromH bool) {
 	m.bC += cancels
 	s.evictIfEmpty(i)
 }
+
+// MerchantWeek is what the state holds of one merchant over B and the
+// exposure window: a Snapshot's Baseline, HourOfDay and Exposure rows of
+// that merchant, together.
+type MerchantWeek struct {
+	Merchant, Approvals, Cancels int64
+	// Exposure is the approved amount over the exposure window.
+	Exposure  int64
+	HourOfDay [24][2]int32
+}
+
+// Weeks yields every merchant the state holds, in no order. After a flush
+// of everything added and a close, this is what a Snapshot read from the
+// sink at LastClosed would hold (Recent aside), so a restart can resume
+// from it instead of reading the week again.
+func (s *State) Weeks(yield func(*MerchantWeek) bool) {
+	var w MerchantWeek
+	for i := range s.slab {
+		m := &s.slab[i]
+		if !m.live {
+			continue
+		}
+		e := &s.ext[i]
+		w = MerchantWeek{Merchant: m.id, Approvals: m.bA, Cancels: m.bC, Exposure: e.expo, HourOfDay: e.hod}
+		if !yield(&w) {
+			return
+		}
+	}
+}

@@ -47,6 +47,13 @@ type Batch struct {
 	Position    Position
 	// At is the source commit time the batch reaches.
 	At time.Time
+	// Evaluated is the newest minute whose rules ran before this batch:
+	// deltas of it or older change windows a resumable rules image may
+	// already hold, and are logged for it (late_deltas).
+	Evaluated window.Minute
+	// Seq is set by Apply: the flush's number, which orders it against
+	// the rules image (SaveRulesResume).
+	Seq int64
 	// Refused is set by Apply: deltas it left out of Deltas because a sum
 	// would pass int64, as dead letters (also written).
 	Refused []event.DeadLetter
@@ -60,9 +67,11 @@ type Batch struct {
 func (s *Store) Apply(ctx context.Context, b *Batch) error {
 	kept, refused, err := s.applyChecked(ctx, b.Deltas, b.Position.String(), b.At, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
 		var qb pgx.Batch
+		qb.Queue(fmt.Sprintf(`SELECT nextval('%s')`, s.db.Table("flush_seq"))).QueryRow(func(r pgx.Row) error { return r.Scan(&b.Seq) })
 		if err := s.queueDeltas(&qb, deltas); err != nil {
 			return err
 		}
+		s.queueLate(&qb, deltas, b.Evaluated)
 		b.Position.Queue(&qb, s.db)
 		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
 			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
@@ -301,6 +310,11 @@ func (s *Store) PruneMinutes(ctx context.Context, before time.Time) (int64, erro
 	}
 	if _, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("platform_minute")), before); err != nil {
 		return total, fmt.Errorf("pruning platform minutes before %s: %w", before.Format(time.RFC3339), err)
+	}
+	// Late deltas are deleted once a rules image covers them; a sink that
+	// never stores one (Kafka workers) loses them with their minutes.
+	if _, err := s.db.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE minute < $1`, s.db.Table("late_deltas")), before); err != nil {
+		return total, fmt.Errorf("pruning late deltas before %s: %w", before.Format(time.RFC3339), err)
 	}
 	return total, nil
 }

@@ -406,7 +406,8 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 		steps := []struct {
 			what, sql string
 		}{
-			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s", s.db.Table("minute_agg"), s.db.Table("hour_agg"), s.db.Table("day_agg"), s.db.Table("platform_minute"))},
+			{"clearing aggregates", fmt.Sprintf("TRUNCATE %s, %s, %s, %s, %s, %s", s.db.Table("minute_agg"), s.db.Table("hour_agg"), s.db.Table("day_agg"),
+				s.db.Table("platform_minute"), s.db.Table("late_deltas"), s.db.Table("rules_resume"))},
 			{"creating staging table", "CREATE TEMP TABLE snapshot_dead_letters (source_table text, kind text, reason text, detail text, row jsonb) ON COMMIT DROP"},
 			// Millions of rows arrive in merchant-scattered order: building
 			// the indexes once, sorted, afterwards beats maintaining them

@@ -19,10 +19,16 @@ import (
 // Minutes returns the stored minute aggregates with from <= minute < to,
 // ordered by minute then merchant.
 func (s *Store) Minutes(ctx context.Context, from, to window.Minute) ([]window.Delta, error) {
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount
+	return s.readDeltas(ctx, fmt.Sprintf("reading minutes %s..%s", from, to), fmt.Sprintf(`SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount
 		FROM %s WHERE minute >= $1 AND minute < $2 ORDER BY minute, merchant_id`, s.db.Table("minute_agg")), from.Start(), to.Start())
+}
+
+// readDeltas runs sql, whose rows are (merchant, minute, approvals,
+// approved amount, cancels, canceled amount).
+func (s *Store) readDeltas(ctx context.Context, what, sql string, args ...any) ([]window.Delta, error) {
+	rows, err := s.db.Pool().Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("reading minutes %s..%s: %w", from, to, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	out, err := pgx.AppendRows([]window.Delta(nil), rows, func(r pgx.CollectableRow) (window.Delta, error) {
 		var d window.Delta
@@ -32,7 +38,7 @@ func (s *Store) Minutes(ctx context.Context, from, to window.Minute) ([]window.D
 		return d, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading minutes %s..%s: %w", from, to, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }

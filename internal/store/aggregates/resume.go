@@ -1,0 +1,343 @@
+package aggregates
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// A restart used to rebuild the rules state by reading every hourly row of
+// the week (four million at full scale), which under load took most of the
+// ten seconds a restart may take. Instead, the engine now and then stores
+// an image of the state's week sums (rules.State.Weeks) right after a flush
+// and a close, numbered with that flush; every later flush logs its deltas
+// to minutes already evaluated (late_deltas). Resuming at L from an image
+// taken at X is then
+//
+//	image(X) + late deltas since its flush (minutes of B(X) and E(X))
+//	         + minutes entering B and E between X and L
+//	         − minutes leaving them,
+//
+// all exact integer sums: the same Snapshot a full read gives, from about
+// a hundred thousand image records and a few hours of minutes.
+
+// ResumeWithin is how far behind the checkpoint an image may be and still
+// be used: the minutes it needs are then well within what pruning keeps
+// (7 days and an hour and a day), and reading them is cheaper than the week.
+const ResumeWithin = 12 * 60
+
+// queueLate logs the deltas to minutes at or before evaluated, with the
+// flush's number.
+func (s *Store) queueLate(qb *pgx.Batch, deltas []window.Delta, evaluated window.Minute) {
+	var cols *aggColumns
+	for _, d := range deltas {
+		if d.Minute > evaluated {
+			continue
+		}
+		if cols == nil {
+			cols = columns(8)
+		}
+		cols.add(d.Merchant, d.Minute.Start(), d.Agg)
+	}
+	if cols == nil {
+		return
+	}
+	qb.Queue(fmt.Sprintf(`INSERT INTO %s (seq, merchant_id, minute, approvals, approved_amount, cancels, canceled_amount)
+		SELECT currval('%s'), * FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])`,
+		s.db.Table("late_deltas"), s.db.Table("flush_seq")), cols.args()...)
+}
+
+// SaveRulesResume stores the image of st, taken right after the flush
+// numbered seq (and the close of st.LastClosed() that followed it), as the
+// checkpoint's writer cp: a writer that lost its claim is refused, and an
+// image never replaces a newer one. The late deltas every image now
+// stored has covered are deleted with it.
+func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, exposureMinutes int, st *rules.State) (int, error) {
+	data, n := encodeWeeks(st)
+	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s AS r (slot, last_closed, seq, exposure_minutes, business_timezone, merchants, data)
+			SELECT $1, $3, $4, $5, $6, $7, $8 FROM %[2]s c WHERE c.slot = $1 AND c.epoch = $2
+			ON CONFLICT (slot) DO UPDATE SET last_closed = EXCLUDED.last_closed, seq = EXCLUDED.seq, exposure_minutes = EXCLUDED.exposure_minutes,
+				business_timezone = EXCLUDED.business_timezone, merchants = EXCLUDED.merchants, data = EXCLUDED.data, written_at = now()
+			WHERE r.seq < EXCLUDED.seq`, s.db.Table("rules_resume"), s.db.Table("checkpoint")),
+			cp.Slot, cp.Epoch, st.LastClosed().Start(), seq, exposureMinutes, s.cal.Location().String(), n, data)
+		if err != nil {
+			return err
+		}
+		if ct.RowsAffected() != 1 {
+			return fmt.Errorf("checkpoint for slot %s (epoch %d) is claimed by a newer writer, or a newer image is stored: %w", cp.Slot, cp.Epoch, ErrFenced)
+		}
+		_, err = tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE seq <= (SELECT min(seq) FROM %s)`, s.db.Table("late_deltas"), s.db.Table("rules_resume")))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("storing the rules image at %s: %w", st.LastClosed(), err)
+	}
+	return len(data), nil
+}
+
+// ResumeRulesSnapshot is RulesSnapshot with open minutes, for the
+// checkpoint's writer resuming at lastClosed: from the slot's rules image
+// when one is usable, else (none yet, too old, another exposure window or
+// time zone, unreadable) by reading the week. It reports which it did.
+func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed window.Minute, exposureMinutes int, log *slog.Logger) (rules.Snapshot, bool, error) {
+	snap, err := s.resume(ctx, slot, lastClosed, exposureMinutes)
+	if err == nil {
+		return snap, true, nil
+	}
+	switch {
+	case errors.Is(err, errNoImage):
+		log.Info("reading the week for the rules state", "reason", err)
+	default:
+		log.Warn("the rules image cannot be used; reading the week instead", "err", err)
+	}
+	snap, err = s.RulesSnapshot(ctx, lastClosed, true, exposureMinutes)
+	return snap, false, err
+}
+
+var errNoImage = errors.New("no usable rules image")
+
+func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposureMinutes int) (rules.Snapshot, error) {
+	snap := rules.Snapshot{LastClosed: l, ExposureMinutes: exposureMinutes}
+	var at time.Time
+	var seq int64
+	var expo int
+	var tz string
+	var data []byte
+	err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT last_closed, seq, exposure_minutes, business_timezone, data FROM %s WHERE slot = $1`,
+		s.db.Table("rules_resume")), slot).Scan(&at, &seq, &expo, &tz, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return snap, errNoImage
+	}
+	if err != nil {
+		return snap, fmt.Errorf("reading the rules image: %w", err)
+	}
+	x := window.MinuteOf(at)
+	switch {
+	case x > l || l-x > ResumeWithin:
+		return snap, fmt.Errorf("%w: taken at %s, resuming at %s", errNoImage, x, l)
+	case expo != exposureMinutes:
+		return snap, fmt.Errorf("%w: taken with an exposure window of %d minutes, now %d", errNoImage, expo, exposureMinutes)
+	case tz != s.cal.Location().String():
+		return snap, fmt.Errorf("%w: taken in time zone %s, now %s", errNoImage, tz, s.cal.Location())
+	}
+	w := newWeekSums(nil, nil, s.cal.Location())
+	if err := w.decode(data); err != nil {
+		return snap, fmt.Errorf("decoding the rules image taken at %s: %w", x, err)
+	}
+	data = nil
+
+	// B(m) = [m−10139, m−60]; E(m) = [m−expo+1, m].
+	bx := [2]window.Minute{x - rules.HourMinutes - rules.BaselineMinutes + 1, x - rules.HourMinutes}
+	ex := [2]window.Minute{x - window.Minute(exposureMinutes) + 1, x}
+	in := func(r [2]window.Minute, m window.Minute) bool { return m >= r[0] && m <= r[1] }
+	var late, entering, leavingB, leavingE []window.Delta
+	g, gctx := errgroup.WithContext(ctx)
+	read := func(into *[]window.Delta, from, to window.Minute) {
+		if from >= to {
+			return
+		}
+		g.Go(func() error {
+			var err error
+			*into, err = s.Minutes(gctx, from, to)
+			return err
+		})
+	}
+	g.Go(func() error {
+		var err error
+		snap.Recent, err = s.Minutes(gctx, l-rules.RecentMinutes+1, l+366*24*60)
+		return err
+	})
+	g.Go(func() error {
+		var err error
+		late, err = s.lateSince(gctx, seq, bx[0], x)
+		return err
+	})
+	// Minutes entering B, (x−60, l−60], and E, (x, l]: one read, unless
+	// the recent minutes read anyway hold them all (an image less than two
+	// hours old: after a peak those are the busiest minutes of the day).
+	enterFrom := x - rules.HourMinutes + 1
+	fromRecent := enterFrom >= l-rules.RecentMinutes+1
+	if !fromRecent {
+		read(&entering, enterFrom, l+1)
+	}
+	// Minutes leaving them: B(x) \ B(l) and E(x) \ E(l) (a short exposure
+	// window may have left whole since x).
+	read(&leavingB, bx[0], min(bx[1], l-rules.HourMinutes-rules.BaselineMinutes)+1)
+	if exposureMinutes > 0 {
+		read(&leavingE, ex[0], min(ex[1], l-window.Minute(exposureMinutes))+1)
+	}
+	if err := g.Wait(); err != nil {
+		return snap, err
+	}
+	if fromRecent {
+		entering = snap.Recent // ordered by minute: those after l are open
+		lo, _ := slices.BinarySearchFunc(entering, enterFrom, func(d window.Delta, m window.Minute) int { return cmp.Compare(d.Minute, m) })
+		hi, _ := slices.BinarySearchFunc(entering, l+1, func(d window.Delta, m window.Minute) int { return cmp.Compare(d.Minute, m) })
+		entering = entering[lo:hi]
+	}
+	bl := [2]window.Minute{l - rules.HourMinutes - rules.BaselineMinutes + 1, l - rules.HourMinutes}
+	el := [2]window.Minute{l - window.Minute(exposureMinutes) + 1, l}
+	for _, d := range late {
+		w.addMinute(d, 1, in(bx, d.Minute), exposureMinutes > 0 && in(ex, d.Minute))
+	}
+	for _, d := range entering {
+		w.addMinute(d, 1, d.Minute > bx[1] && in(bl, d.Minute), exposureMinutes > 0 && d.Minute > x && in(el, d.Minute))
+	}
+	for _, d := range leavingB {
+		w.addMinute(d, -1, true, false)
+	}
+	for _, d := range leavingE {
+		w.addMinute(d, -1, false, true)
+	}
+	if err := w.checkNonNegative(); err != nil {
+		return snap, fmt.Errorf("the rules image taken at %s does not add up: %w", x, err)
+	}
+	w.fill(&snap)
+	return snap, nil
+}
+
+// lateSince reads the deltas logged after flush seq to minutes in [from, to].
+func (s *Store) lateSince(ctx context.Context, seq int64, from, to window.Minute) ([]window.Delta, error) {
+	return s.readDeltas(ctx, "reading late deltas", fmt.Sprintf(`SELECT merchant_id, minute, approvals, approved_amount, cancels, canceled_amount
+		FROM %s WHERE seq > $1 AND minute >= $2 AND minute <= $3`, s.db.Table("late_deltas")), seq, from.Start(), to.Start())
+}
+
+// addMinute adds sign × d to merchant d's sums over B (with its hour of
+// the day) when inB, and its approved amount to the exposure when inE.
+func (w *weekSums) addMinute(d window.Delta, sign int64, inB, inE bool) {
+	if !inB && !inE {
+		return
+	}
+	i := w.slot(d.Merchant)
+	a := &w.accs[i]
+	if inB {
+		a.a += sign * d.Approvals
+		a.c += sign * d.Cancels
+		w.addHour(i, d.Minute.Start().In(w.loc).Hour(), sign*d.Approvals, sign*d.Cancels)
+	}
+	if inE {
+		a.expo, _ = window.SatAdd(a.expo, sign*d.ApprovedAmount)
+	}
+}
+
+// checkNonNegative refuses sums below zero: counts and amounts are never
+// negative, so one would mean the image and the sink disagree.
+func (w *weekSums) checkNonNegative() error {
+	for i, a := range w.accs {
+		if a.a < 0 || a.c < 0 || a.expo < 0 {
+			return fmt.Errorf("merchant %d: %d approvals, %d cancels, %d KRW exposure", w.ids[i], a.a, a.c, a.expo)
+		}
+	}
+	for h := range w.hod {
+		for i, v := range w.hod[h] {
+			if v[0] < 0 || v[1] < 0 {
+				return fmt.Errorf("merchant %d at hour %d of the day: %d approvals, %d cancels", w.ids[i], h, v[0], v[1])
+			}
+		}
+	}
+	return nil
+}
+
+// imageVersion leads an encoded image; another value is not read.
+const imageVersion = 1
+
+// encodeWeeks encodes every merchant of st as varints: merchant, B's
+// approvals and cancels, exposure, a 24-bit mask of the hours of the day
+// with sums, then each such hour's approvals and cancels. It returns the
+// bytes and the number of merchants.
+func encodeWeeks(st *rules.State) ([]byte, int) {
+	buf := make([]byte, 0, 64*st.Merchants()+16)
+	buf = append(buf, imageVersion)
+	buf = binary.AppendUvarint(buf, uint64(st.Merchants()))
+	n := 0
+	for w := range st.Weeks {
+		buf = binary.AppendVarint(buf, w.Merchant)
+		buf = binary.AppendVarint(buf, w.Approvals)
+		buf = binary.AppendVarint(buf, w.Cancels)
+		buf = binary.AppendVarint(buf, w.Exposure)
+		var mask uint32
+		for h, v := range w.HourOfDay {
+			if v != ([2]int32{}) {
+				mask |= 1 << h
+			}
+		}
+		buf = binary.AppendUvarint(buf, uint64(mask))
+		for h, v := range w.HourOfDay {
+			if mask&(1<<h) != 0 {
+				buf = binary.AppendVarint(buf, int64(v[0]))
+				buf = binary.AppendVarint(buf, int64(v[1]))
+			}
+		}
+		n++
+	}
+	return buf, n
+}
+
+// decode adds an encoded image's merchants to w.
+func (w *weekSums) decode(data []byte) error {
+	if len(data) == 0 || data[0] != imageVersion {
+		return errors.New("unknown image version")
+	}
+	data = data[1:]
+	var bad bool
+	uv := func() uint64 {
+		v, k := binary.Uvarint(data)
+		if k <= 0 {
+			bad = true
+			return 0
+		}
+		data = data[k:]
+		return v
+	}
+	sv := func() int64 {
+		v, k := binary.Varint(data)
+		if k <= 0 {
+			bad = true
+			return 0
+		}
+		data = data[k:]
+		return v
+	}
+	n := uv()
+	if bad || n > uint64(len(data)) {
+		return errors.New("truncated image")
+	}
+	w.index = newSlots(int(2 * n))
+	for range n {
+		m, a, c, expo := sv(), sv(), sv(), sv()
+		mask := uv()
+		if bad || mask >= 1<<24 {
+			return errors.New("truncated image")
+		}
+		i := w.slot(m)
+		acc := &w.accs[i]
+		acc.a, acc.c = acc.a+a, acc.c+c
+		acc.expo, _ = window.SatAdd(acc.expo, expo)
+		for mask != 0 {
+			h := bits.TrailingZeros64(mask)
+			mask &= mask - 1
+			ha, hc := sv(), sv()
+			if bad {
+				return errors.New("truncated image")
+			}
+			w.addHour(i, h, ha, hc)
+		}
+	}
+	if len(data) != 0 {
+		return errors.New("trailing bytes after the image")
+	}
+	return nil
+}

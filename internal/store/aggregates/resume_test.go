@@ -1,0 +1,234 @@
+package aggregates
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/riskwatch/riskwatch/internal/rules"
+	"github.com/riskwatch/riskwatch/internal/window"
+)
+
+// applyAt writes the points in one batch, as a flush after minute
+// evaluated was evaluated, and returns the flush's number.
+func applyAt(t *testing.T, s *Store, cp Checkpoint, points []window.Delta, evaluated window.Minute) int64 {
+	t.Helper()
+	sum := seeded{}
+	for _, p := range points {
+		sum.add(p.Merchant, p.Minute, p.Agg)
+	}
+	var deltas []window.Delta
+	for k, a := range sum {
+		deltas = append(deltas, window.Delta{Key: k, Agg: a})
+	}
+	slices.SortFunc(deltas, func(x, y window.Delta) int {
+		return cmp.Or(cmp.Compare(x.Minute, y.Minute), cmp.Compare(x.Merchant, y.Merchant))
+	})
+	b := &Batch{Deltas: deltas, Position: cp.At(lsn(uint64(evaluated)), evaluated, evaluated.End()), Evaluated: evaluated}
+	if err := s.Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Seq == 0 {
+		t.Fatal("Apply set no flush number")
+	}
+	return b.Seq
+}
+
+// TestResumeEqualsReadingTheWeek: a state restored from an image taken at
+// x, with everything written after it (late deltas into B(x), E(x) and
+// H(x), minutes entering and leaving both windows, open minutes), is the
+// snapshot a full read of the week gives at every later l — on and off
+// hour boundaries, with and without an exposure window, in a zone whose
+// hours of the day are not UTC's.
+func TestResumeEqualsReadingTheWeek(t *testing.T) {
+	t.Parallel()
+	x := minute(t, "2026-11-20T07:37:00Z")
+	for _, zone := range []string{"Asia/Seoul", "Asia/Kolkata"} {
+		for _, expo := range []int{rules.BaselineMinutes, 150, 0} {
+			t.Run(zone+"/"+time.Duration(expo*int(time.Minute)).String(), func(t *testing.T) {
+				t.Parallel()
+				loc, err := time.LoadLocation(zone)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := openStore(t, loc)
+				cp := bootstrapEmpty(t, s, 1)
+				rng := rand.New(rand.NewPCG(uint64(expo), 3))
+				var points []window.Delta
+				point := func(merchant int64, m window.Minute) {
+					a := window.Agg{Approvals: rng.Int64N(4), Cancels: rng.Int64N(3)}
+					if a.Approvals == 0 && a.Cancels == 0 {
+						a.Cancels = 1
+					}
+					a.ApprovedAmount, a.CanceledAmount = a.Approvals*(1000+rng.Int64N(9000)), a.Cancels*700
+					points = append(points, window.Delta{Key: window.Key{Merchant: merchant, Minute: m}, Agg: a})
+				}
+				lo := x - rules.BaselineMinutes - rules.HourMinutes - 300
+				for range 4000 {
+					point(1+rng.Int64N(30), lo+window.Minute(rng.Int64N(int64(x+20-lo))))
+				}
+				// The history, written before the image as flushes before x
+				// was evaluated.
+				applyAt(t, s, cp, points[:2000], x-500)
+				seq := applyAt(t, s, cp, points[2000:], x-1)
+				before, err := s.RulesSnapshot(context.Background(), x, true, expo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := rules.NewState(before, s.cal)
+				if _, err := s.SaveRulesResume(context.Background(), cp, seq, expo, st); err != nil {
+					t.Fatal(err)
+				}
+
+				// After the image: late deltas at every edge of B(x), E(x)
+				// and H(x), and minutes up to l+10 (entering, open).
+				points = points[:0]
+				for _, off := range []window.Minute{-10200, -10141, -10140, -10139, -10138, -10080, -4000, -151, -150, -149, -61, -60, -59, -1, 0} {
+					for m := int64(1); m <= 4; m++ {
+						point(m*7, x+off)
+					}
+				}
+				point(99, x-10139) // a merchant only in B(x)'s first minute, leaving at once
+				point(98, x-100)   // one whose only minute arrives late
+				for range 1500 {
+					point(1+rng.Int64N(40), x-10300+window.Minute(rng.Int64N(10300+260)))
+				}
+				for i := range points {
+					// As flushes after the minutes between x and x+200 were
+					// evaluated: deltas to minutes before are logged.
+					applyAt(t, s, cp, points[i:i+1], x+window.Minute(i%200))
+				}
+				log := slog.New(slog.NewTextHandler(io.Discard, nil))
+				for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240} {
+					want, err := s.RulesSnapshot(context.Background(), l, true, expo)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, resumed, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, expo, log)
+					if err != nil || !resumed {
+						t.Fatalf("l = x+%d: resumed %v, %v", l-x, resumed, err)
+					}
+					if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
+						t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("l = x+%d: resumed snapshot differs from reading the week:\n baseline %v\n want     %v\n hours %d, want %d\n exposure %v\n want     %v",
+							l-x, got.Baseline, want.Baseline, len(got.HourOfDay), len(want.HourOfDay), got.Exposure, want.Exposure)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestResumeFallsBack: an image that cannot be used (none, too old, taken
+// with another exposure window, stored by a writer that lost its claim,
+// cleared by a new first snapshot) is not used; the week is read instead.
+func TestResumeFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	cp := bootstrapEmpty(t, s, 1)
+	x := minute(t, "2026-11-20T07:37:00Z")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	resumes := func(l window.Minute, expo int) bool {
+		t.Helper()
+		_, resumed, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, expo, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resumed
+	}
+	if resumes(x, 150) {
+		t.Fatal("resumed with no image")
+	}
+	seq := applyAt(t, s, cp, []window.Delta{{Key: window.Key{Merchant: 1, Minute: x - 90}, Agg: window.Agg{Approvals: 2, ApprovedAmount: 9000}}}, x-1)
+	snap, err := s.RulesSnapshot(ctx, x, true, 150)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rules.NewState(snap, s.cal)
+	if _, err := s.SaveRulesResume(ctx, cp, seq, 150, st); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case !resumes(x+ResumeWithin, 150):
+		t.Fatal("not resumed within ResumeWithin")
+	case resumes(x+ResumeWithin+1, 150):
+		t.Fatal("resumed from an image older than ResumeWithin")
+	case resumes(x-1, 150):
+		t.Fatal("resumed before the image's minute")
+	case resumes(x, 60):
+		t.Fatal("resumed with another exposure window")
+	}
+	// An older image never replaces a newer one.
+	if _, err := s.SaveRulesResume(ctx, cp, seq-1, 150, st); !errors.Is(err, ErrFenced) {
+		t.Fatalf("older image stored: %v", err)
+	}
+	stale := cp
+	if cp, err = s.Claim(ctx, cp.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveRulesResume(ctx, stale, seq+1, 150, st); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a writer that lost its claim stored an image: %v", err)
+	}
+	if !resumes(x, 150) {
+		t.Fatal("the refused writes removed the image")
+	}
+	// A corrupt image is reported and the week read.
+	if _, err := s.db.Pool().Exec(ctx, `UPDATE `+s.db.Table("rules_resume")+` SET data = '\x0102'`); err != nil {
+		t.Fatal(err)
+	}
+	if resumes(x, 150) {
+		t.Fatal("resumed from a corrupt image")
+	}
+	cp = bootstrapEmpty(t, s, 2)
+	var n int
+	if err := s.db.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM `+s.db.Table("rules_resume")+`) + (SELECT count(*) FROM `+s.db.Table("late_deltas")+`)`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("after a new first snapshot: %d rows of images and late deltas (%v)", n, err)
+	}
+}
+
+// TestLateDeltasPruned: an image deletes the late deltas it covers; the
+// ones after it stay.
+func TestLateDeltasPruned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, time.UTC)
+	cp := bootstrapEmpty(t, s, 1)
+	x := minute(t, "2026-11-20T07:37:00Z")
+	d := func(m window.Minute) []window.Delta {
+		return []window.Delta{{Key: window.Key{Merchant: 1, Minute: m}, Agg: window.Agg{Cancels: 1, CanceledAmount: 100}}}
+	}
+	applyAt(t, s, cp, d(x-5), x-1) // late: logged
+	applyAt(t, s, cp, d(x+5), x-1) // open: not logged
+	seq := applyAt(t, s, cp, d(x-2), x)
+	applyAt(t, s, cp, d(x-3), x+1) // after the image: kept
+	count := func() (n int) {
+		t.Helper()
+		if err := s.db.Pool().QueryRow(ctx, `SELECT count(*) FROM `+s.db.Table("late_deltas")).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d late deltas logged, want 3", n)
+	}
+	snap, err := s.RulesSnapshot(ctx, x, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SaveRulesResume(ctx, cp, seq, 0, rules.NewState(snap, s.cal)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d late deltas after the image, want 1", n)
+	}
+}
