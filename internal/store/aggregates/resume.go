@@ -133,18 +133,20 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 	case tz != s.cal.Location().String():
 		return snap, fmt.Errorf("%w: taken in time zone %s, now %s", errNoImage, tz, s.cal.Location())
 	}
-	w := newWeekSums(nil, nil, s.cal.Location())
-	if err := w.decode(data); err != nil {
-		return snap, fmt.Errorf("decoding the rules image taken at %s: %w", x, err)
-	}
-	data = nil
-
 	// B(m) = [m−10139, m−60]; E(m) = [m−expo+1, m].
 	bx := [2]window.Minute{x - rules.HourMinutes - rules.BaselineMinutes + 1, x - rules.HourMinutes}
 	ex := [2]window.Minute{x - window.Minute(exposureMinutes) + 1, x}
 	in := func(r [2]window.Minute, m window.Minute) bool { return m >= r[0] && m <= r[1] }
 	var late, entering, leavingB, leavingE []window.Delta
+	w := newWeekSums(nil, nil, s.cal.Location())
 	g, gctx := errgroup.WithContext(ctx)
+	// Decoded while the server answers the reads below.
+	g.Go(func() error {
+		if err := w.decode(data); err != nil {
+			return fmt.Errorf("decoding the rules image taken at %s: %w", x, err)
+		}
+		return nil
+	})
 	read := func(into *[]window.Delta, from, to window.Minute) {
 		if from >= to {
 			return
