@@ -64,10 +64,14 @@ type CoreOptions struct {
 	OnClose func(ctx context.Context, c ClosedMinutes)
 	// SaveRules, when set, stores an image of the rules state that a
 	// restart resumes from (aggregates.SaveRulesResume). It is called
-	// right after a flush numbered seq and the close that followed it, at
-	// the session's first close and then once an hour of minutes; a
-	// failure only means the next start reads the week.
+	// right after a flush numbered seq and the close that followed it,
+	// once an hour of minutes has closed since RulesSavedAt (at the first
+	// close when that is 0); a failure only means the next start reads
+	// the week.
 	SaveRules func(ctx context.Context, seq int64, st *rules.State) error
+	// RulesSavedAt is the closed minute of the image the session resumed
+	// from: a restart does not write a new one while it catches up.
+	RulesSavedAt window.Minute
 }
 
 // Core is the engine for one input session: the window of minutes not yet
@@ -91,8 +95,8 @@ type Core struct {
 	// flush.
 	dirty     bool
 	lastFlush time.Time
-	// saved is the closed minute of the last rules image this session
-	// stored (0: none yet).
+	// saved is the closed minute of the newest rules image (0: none
+	// yet).
 	saved window.Minute
 }
 
@@ -103,7 +107,7 @@ func NewCore(o CoreOptions, ev *Evaluator, lastClosed window.Minute, progress ti
 		o.Now = time.Now
 	}
 	return &Core{o: o, routes: Routes(o.Config), w: window.New(o.Config.Grace.D(), lastClosed), ev: ev,
-		progressUS: progress.UnixMicro(), evaluated: lastClosed, lastFlush: o.Now()}
+		progressUS: progress.UnixMicro(), evaluated: lastClosed, lastFlush: o.Now(), saved: o.RulesSavedAt}
 }
 
 // Evaluated is the newest minute whose rules ran.

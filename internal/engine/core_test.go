@@ -393,9 +393,9 @@ func TestCoreStoresRulesImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, resumed, err := r.agg.ResumeRulesSnapshot(ctx, r.cp.Slot, l, c.ev.Params.ExposureMinutes, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil || !resumed {
-			t.Fatalf("at %s: resumed %v, %v", l, resumed, err)
+		got, imageAt, err := r.agg.ResumeRulesSnapshot(ctx, r.cp.Slot, l, c.ev.Params.ExposureMinutes, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil || imageAt != r.images[len(r.images)-1] {
+			t.Fatalf("at %s: resumed from the image at %s, want the newest of %v (%v)", l, imageAt, r.images, err)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("at %s: resumed %+v\nread %+v", l, got, want)
@@ -420,4 +420,24 @@ func TestCoreStoresRulesImages(t *testing.T) {
 	add(event.Cancel, 9, "2026-12-01T02:10:00Z", 800)
 	r.flush("p5")
 	check()
+}
+
+// TestCoreResumedWaitsAnHourForTheNextImage: a session that resumed from
+// an image does not store another while it catches up, only an hour of
+// minutes after the image it resumed from.
+func TestCoreResumedWaitsAnHourForTheNextImage(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t)
+	r.core.saved = r.cp.LastClosed - 30 // as NewCore does with RulesSavedAt
+	grace := r.cfg.Grace.D()
+	r.core.Advance(at(t, "2026-12-01T03:00:00Z").Add(time.Minute + grace).UnixMicro())
+	r.flush("p1")
+	if len(r.images) != 0 {
+		t.Fatalf("images %v at the first close of a resumed session", r.images)
+	}
+	r.core.Advance(at(t, "2026-12-01T03:29:00Z").Add(time.Minute + grace).UnixMicro())
+	r.flush("p2")
+	if m := window.MinuteOf(at(t, "2026-12-01T03:29:00Z")); len(r.images) != 1 || r.images[0] != m {
+		t.Fatalf("images %v, want one at 03:29, an hour after 02:29", r.images)
+	}
 }

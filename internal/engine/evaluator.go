@@ -58,14 +58,15 @@ func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config,
 
 // NewResumedEvaluator is NewEvaluator with open minutes for the claimed
 // checkpoint cp's writer: from the rules image a previous session stored
-// when it can be used (resumed reports it), else from the week.
-func NewResumedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, cp aggregates.Checkpoint, open []*alert.Alert, log *slog.Logger) (ev *Evaluator, resumed bool, err error) {
+// when it can be used (imageAt is the closed minute it was taken at), else
+// from the week (imageAt 0).
+func NewResumedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, cp aggregates.Checkpoint, open []*alert.Alert, log *slog.Logger) (ev *Evaluator, imageAt window.Minute, err error) {
 	ev, err = newEvaluator(ctx, st, cfg, open, nil, func(expo int) (rules.Snapshot, error) {
 		var snap rules.Snapshot
-		snap, resumed, err = st.ResumeRulesSnapshot(ctx, cp.Slot, cp.LastClosed, expo, log)
+		snap, imageAt, err = st.ResumeRulesSnapshot(ctx, cp.Slot, cp.LastClosed, expo, log)
 		return snap, err
 	})
-	return ev, resumed, err
+	return ev, imageAt, err
 }
 
 // newEvaluator builds the evaluator from the snapshot read for the

@@ -192,12 +192,12 @@ func (n *Node) session(ctx context.Context) error {
 		return err
 	}
 	step("open_alerts")
-	ev, resumed, err := NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
+	ev, imageAt, err := NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
 	step("rules_state")
-	took = append(took, "rules_from_image", resumed)
+	took = append(took, "rules_from_image", imageAt != 0)
 	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func (n *Node) session(ctx context.Context) error {
 		return err
 	}
 	core := NewCore(CoreOptions{Config: n.cfg, Aggregates: n.agg, Alerts: n.alerts, Logger: n.log, Metrics: n.m, Status: n.status, Stall: n.stall,
-		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose, SaveRules: saveRules}, ev, cp.LastClosed, cp.Progress)
+		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose, SaveRules: saveRules, RulesSavedAt: imageAt}, ev, cp.LastClosed, cp.Progress)
 	txns := make(chan *source.Txn, n.cfg.Pipeline.QueueSize)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

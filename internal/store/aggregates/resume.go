@@ -91,11 +91,12 @@ func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, e
 // ResumeRulesSnapshot is RulesSnapshot with open minutes, for the
 // checkpoint's writer resuming at lastClosed: from the slot's rules image
 // when one is usable, else (none yet, too old, another exposure window or
-// time zone, unreadable) by reading the week. It reports which it did.
-func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed window.Minute, exposureMinutes int, log *slog.Logger) (rules.Snapshot, bool, error) {
-	snap, err := s.resume(ctx, slot, lastClosed, exposureMinutes)
+// time zone, unreadable) by reading the week. It returns the closed minute
+// the image was taken at, or 0 when it read the week.
+func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed window.Minute, exposureMinutes int, log *slog.Logger) (rules.Snapshot, window.Minute, error) {
+	snap, x, err := s.resume(ctx, slot, lastClosed, exposureMinutes)
 	if err == nil {
-		return snap, true, nil
+		return snap, x, nil
 	}
 	switch {
 	case errors.Is(err, errNoImage):
@@ -104,12 +105,12 @@ func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed
 		log.Warn("the rules image cannot be used; reading the week instead", "err", err)
 	}
 	snap, err = s.RulesSnapshot(ctx, lastClosed, true, exposureMinutes)
-	return snap, false, err
+	return snap, 0, err
 }
 
 var errNoImage = errors.New("no usable rules image")
 
-func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposureMinutes int) (rules.Snapshot, error) {
+func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposureMinutes int) (rules.Snapshot, window.Minute, error) {
 	snap := rules.Snapshot{LastClosed: l, ExposureMinutes: exposureMinutes}
 	var at time.Time
 	var seq int64
@@ -119,19 +120,19 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 	err := s.db.Pool().QueryRow(ctx, fmt.Sprintf(`SELECT last_closed, seq, exposure_minutes, business_timezone, data FROM %s WHERE slot = $1`,
 		s.db.Table("rules_resume")), slot).Scan(&at, &seq, &expo, &tz, &data)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return snap, errNoImage
+		return snap, 0, errNoImage
 	}
 	if err != nil {
-		return snap, fmt.Errorf("reading the rules image: %w", err)
+		return snap, 0, fmt.Errorf("reading the rules image: %w", err)
 	}
 	x := window.MinuteOf(at)
 	switch {
 	case x > l || l-x > ResumeWithin:
-		return snap, fmt.Errorf("%w: taken at %s, resuming at %s", errNoImage, x, l)
+		return snap, 0, fmt.Errorf("%w: taken at %s, resuming at %s", errNoImage, x, l)
 	case expo != exposureMinutes:
-		return snap, fmt.Errorf("%w: taken with an exposure window of %d minutes, now %d", errNoImage, expo, exposureMinutes)
+		return snap, 0, fmt.Errorf("%w: taken with an exposure window of %d minutes, now %d", errNoImage, expo, exposureMinutes)
 	case tz != s.cal.Location().String():
-		return snap, fmt.Errorf("%w: taken in time zone %s, now %s", errNoImage, tz, s.cal.Location())
+		return snap, 0, fmt.Errorf("%w: taken in time zone %s, now %s", errNoImage, tz, s.cal.Location())
 	}
 	// B(m) = [m−10139, m−60]; E(m) = [m−expo+1, m].
 	bx := [2]window.Minute{x - rules.HourMinutes - rules.BaselineMinutes + 1, x - rules.HourMinutes}
@@ -182,7 +183,7 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 		read(&leavingE, ex[0], min(ex[1], l-window.Minute(exposureMinutes))+1)
 	}
 	if err := g.Wait(); err != nil {
-		return snap, err
+		return snap, 0, err
 	}
 	if fromRecent {
 		entering = snap.Recent // ordered by minute: those after l are open
@@ -205,10 +206,10 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 		w.addMinute(d, -1, false, true)
 	}
 	if err := w.checkNonNegative(); err != nil {
-		return snap, fmt.Errorf("the rules image taken at %s does not add up: %w", x, err)
+		return snap, 0, fmt.Errorf("the rules image taken at %s does not add up: %w", x, err)
 	}
 	w.fill(&snap)
-	return snap, nil
+	return snap, x, nil
 }
 
 // lateSince reads the deltas logged after flush seq to minutes in [from, to].

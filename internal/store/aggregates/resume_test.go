@@ -111,9 +111,9 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, resumed, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, expo, log)
-					if err != nil || !resumed {
-						t.Fatalf("l = x+%d: resumed %v, %v", l-x, resumed, err)
+					got, imageAt, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, expo, log)
+					if err != nil || imageAt != x {
+						t.Fatalf("l = x+%d: resumed from the image at %s (want %s), %v", l-x, imageAt, x, err)
 					}
 					if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
 						t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
@@ -140,11 +140,11 @@ func TestResumeFallsBack(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	resumes := func(l window.Minute, expo int) bool {
 		t.Helper()
-		_, resumed, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, expo, log)
+		_, imageAt, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, expo, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return resumed
+		return imageAt != 0
 	}
 	if resumes(x, 150) {
 		t.Fatal("resumed with no image")
