@@ -26,7 +26,10 @@ type Evaluator struct {
 	// Ranked, when set, receives the ranking of the newest minute of each
 	// Close (the live engine sets it; a backtest has no use for it).
 	Ranked func(*rules.Ranking)
-	scope  *Scope
+	// Log, when set, hears how long loading a business day's volume
+	// curves took: a close waits for it, once a day and after a start.
+	Log   *slog.Logger
+	scope *Scope
 }
 
 // Scope limits an evaluator to some merchants: a worker's, those of the
@@ -138,9 +141,14 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 	var changes []*alert.Change
 	for m := first; m <= last; m++ {
 		if day, need := ev.State.NeedsVolumeDay(m); need {
+			began := time.Now()
 			vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
 			if err != nil {
 				return nil, err
+			}
+			if ev.Log != nil {
+				ev.Log.Info("volume curves loaded", "day", day.Format(time.DateOnly), "large_merchants", len(vd.Curves),
+					"took", time.Since(began).Round(time.Millisecond).String())
 			}
 			if ev.scope != nil {
 				maps.DeleteFunc(vd.Curves, func(id int64, _ *rules.Curve) bool { return !ev.scope.Owns(id) })

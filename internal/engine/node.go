@@ -203,7 +203,7 @@ func (n *Node) session(ctx context.Context) error {
 	}
 	step("recent_alerts")
 	n.log.Info("restored", append([]any{"position", cp.Position}, took...)...)
-	ev.Ranked = n.status.SetRanking
+	ev.Ranked, ev.Log = n.status.SetRanking, n.log
 	saveRules := func(ctx context.Context, seq int64, st *rules.State) error {
 		began := n.now()
 		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params.ExposureMinutes, st)
