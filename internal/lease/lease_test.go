@@ -435,9 +435,8 @@ func TestRunStepsDownBeforeTheLeaseExpires(t *testing.T) {
 	if info := other.Info(); info.Epoch != 3 {
 		t.Fatalf("%s holds %+v, want epoch 3", other.o.Holder, info)
 	}
-	if starts, _ := otherLog.snapshot(); len(starts) == 0 {
-		t.Fatal("the new active process's work did not start")
-	}
+	// The role is set before the work's goroutine records its start.
+	waitFor(t, "the new active process's work to start", time.Second, func() bool { starts, _ := otherLog.snapshot(); return len(starts) > 0 })
 	stopA()
 	stopB()
 	otherDone := aDone
