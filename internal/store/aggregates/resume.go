@@ -160,7 +160,7 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 	}
 	g.Go(func() error {
 		var err error
-		snap.Recent, err = s.Minutes(gctx, l-rules.RecentMinutes+1, l+366*24*60)
+		snap.Recent, err = s.recentMinutes(gctx, l, true)
 		return err
 	})
 	g.Go(func() error {

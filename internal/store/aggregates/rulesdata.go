@@ -61,7 +61,6 @@ func (s *Store) readDeltas(ctx context.Context, what, sql string, args ...any) (
 func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, withOpen bool, exposureMinutes int) (rules.Snapshot, error) {
 	snap := rules.Snapshot{LastClosed: lastClosed, ExposureMinutes: exposureMinutes}
 	hFrom := lastClosed - rules.HourMinutes + 1
-	rFrom := lastClosed - rules.RecentMinutes + 1
 	b := s.span(hFrom-rules.BaselineMinutes, hFrom)
 	var e *span
 	if exposureMinutes > 0 {
@@ -70,13 +69,7 @@ func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, wit
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		var err error
-		if withOpen {
-			// Open minutes can only be as far ahead as max_future allows; a
-			// year is beyond any of them and within PostgreSQL's range.
-			snap.Recent, err = s.Minutes(gctx, rFrom, lastClosed+366*24*60)
-		} else {
-			snap.Recent, err = s.Minutes(gctx, rFrom, lastClosed+1)
-		}
+		snap.Recent, err = s.recentMinutes(gctx, lastClosed, withOpen)
 		return err
 	})
 	parts := s.weekParts(b, e)
@@ -98,6 +91,18 @@ func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, wit
 	}
 	sums[0].fill(&snap)
 	return snap, nil
+}
+
+// recentMinutes reads a Snapshot's Recent: the stored minutes of the three
+// hours ending with lastClosed and, when withOpen, every one after it.
+func (s *Store) recentMinutes(ctx context.Context, lastClosed window.Minute, withOpen bool) ([]window.Delta, error) {
+	to := lastClosed + 1
+	if withOpen {
+		// Open minutes can only be as far ahead as max_future allows; a
+		// year is beyond any of them and within PostgreSQL's range.
+		to = lastClosed + 366*24*60
+	}
+	return s.Minutes(ctx, lastClosed-rules.RecentMinutes+1, to)
 }
 
 // span is a window of minutes [lo, hi) as the sink holds it: the whole
