@@ -65,9 +65,9 @@ type CoreOptions struct {
 	// SaveRules, when set, stores an image of the rules state that a
 	// restart resumes from (aggregates.SaveRulesResume). It is called
 	// right after a flush numbered seq and the close that followed it,
-	// once an hour of minutes has closed since RulesSavedAt (at the first
-	// close when that is 0); a failure only means the next start reads
-	// the week.
+	// once an hour of minutes has closed since RulesSavedAt or a new
+	// business day has begun (at the first close when that is 0); a
+	// failure only means the next start reads the week.
 	SaveRules func(ctx context.Context, seq int64, st *rules.State) error
 	// RulesSavedAt is the closed minute of the image the session resumed
 	// from: a restart does not write a new one while it catches up.
@@ -248,7 +248,9 @@ func (c *Core) Flush(ctx context.Context, pos Position) error {
 	return nil
 }
 
-// saveRulesEvery is how many closed minutes apart rules images are stored.
+// saveRulesEvery is how many closed minutes apart rules images are stored;
+// the first close of a business day stores one too, so that a restart
+// finds the day's volume curves in it.
 const saveRulesEvery = rules.HourMinutes
 
 // saveRules stores an image of the rules state when one is due. Everything
@@ -257,7 +259,10 @@ const saveRulesEvery = rules.HourMinutes
 // senders woken, so the write delays the next flush, not a notification.
 func (c *Core) saveRules(ctx context.Context, seq int64) {
 	st := c.ev.State
-	if c.o.SaveRules == nil || st.LastClosed() != c.evaluated || (c.saved != 0 && c.evaluated-c.saved < saveRulesEvery) {
+	if c.o.SaveRules == nil || st.LastClosed() != c.evaluated {
+		return
+	}
+	if cal := window.NewCalendar(c.o.Config.Location); c.saved != 0 && c.evaluated-c.saved < saveRulesEvery && cal.Day(c.evaluated).Equal(cal.Day(c.saved)) {
 		return
 	}
 	if err := c.o.SaveRules(ctx, seq, st); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"reflect"
 	"testing"
@@ -50,7 +51,7 @@ func at(t *testing.T, s string) time.Time {
 
 // newCoreRig starts a core whose minutes through 02:59 UTC are closed,
 // with progress at 03:00:00.5 and the clock at 03:00:01.
-func newCoreRig(t *testing.T) *coreRig {
+func newCoreRig(t *testing.T, configure ...func(*config.Config)) *coreRig {
 	t.Helper()
 	ctx := context.Background()
 	cfg := config.Default()
@@ -58,6 +59,9 @@ func newCoreRig(t *testing.T) *coreRig {
 	cfg.Source.DSN = cfg.Sink.DSN // never read: the test is the input
 	cfg.Pipeline.MaxBatchEvents = 10
 	cfg.Notify.Receivers = []config.Receiver{{Name: "log", Type: "log"}}
+	for _, f := range configure {
+		f(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +101,7 @@ func newCoreRig(t *testing.T) *coreRig {
 		OnAlerts: func() { r.wakes++ },
 		OnClose:  func(_ context.Context, c ClosedMinutes) { r.closes = append(r.closes, c) },
 		SaveRules: func(ctx context.Context, seq int64, st *rules.State) error {
-			_, err := r.agg.SaveRulesResume(ctx, r.cp, seq, ev.Params.ExposureMinutes, st)
+			_, err := r.agg.SaveRulesResume(ctx, r.cp, seq, ev.Params, st)
 			if err == nil {
 				r.images = append(r.images, st.LastClosed())
 			}
@@ -352,7 +356,9 @@ func TestCoreSumOverflowAndFencing(t *testing.T) {
 // gives and the state the live core holds.
 func TestCoreStoresRulesImages(t *testing.T) {
 	t.Parallel()
-	r := newCoreRig(t)
+	// Any merchant with 7 KRW approved over the 7 days before a business
+	// day is large on it: volume curves for the image to carry.
+	r := newCoreRig(t, func(c *config.Config) { c.Rules.VolumeDrop.LargeDailyAmount = 1 })
 	c := r.core
 	ctx := context.Background()
 	grace := r.cfg.Grace.D()
@@ -368,6 +374,9 @@ func TestCoreStoresRulesImages(t *testing.T) {
 	}
 	add(event.Approval, 7, "2026-12-01T03:00:10Z", 1000, 2000, 3000)
 	add(event.Cancel, 8, "2026-12-01T03:00:20Z", 500, 500)
+	// The 7 days before 1 December KST: merchants 7 and 12 sold on them.
+	add(event.Approval, 7, "2026-11-28T04:00:00Z", 50_000)
+	add(event.Approval, 12, "2026-11-30T14:59:00Z", 90_000, 10_000)
 	closeThrough("2026-12-01T03:00:00Z", "p1")
 	m0300 := window.MinuteOf(at(t, "2026-12-01T03:00:00Z"))
 	if len(r.images) != 1 || r.images[0] != m0300 {
@@ -379,6 +388,7 @@ func TestCoreStoresRulesImages(t *testing.T) {
 	add(event.Cancel, 9, "2026-12-01T02:10:00Z", 900)
 	add(event.Approval, 9, "2026-12-01T02:10:00Z", 1500, 1500)
 	add(event.Approval, 10, "2026-12-01T03:05:00Z", 700)
+	add(event.Approval, 12, "2026-11-25T00:00:00Z", 333) // late, into 12's curve
 	closeThrough("2026-12-01T03:15:00Z", "p2")
 	add(event.Cancel, 7, "2026-12-01T03:01:00Z", 1000)
 	add(event.Cancel, 11, "2026-12-01T03:20:00Z", 100)
@@ -393,10 +403,21 @@ func TestCoreStoresRulesImages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, imageAt, err := r.agg.ResumeRulesSnapshot(ctx, r.cp.Slot, l, c.ev.Params.ExposureMinutes, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		got, imageAt, err := r.agg.ResumeRulesSnapshot(ctx, r.cp.Slot, l, c.ev.Params, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil || imageAt != r.images[len(r.images)-1] {
 			t.Fatalf("at %s: resumed from the image at %s, want the newest of %v (%v)", l, imageAt, r.images, err)
 		}
+		// The volume day: the live state's, which is what reading it gives.
+		live, ok := c.ev.State.Volume()
+		if !ok || got.Volume == nil || len(live.Curves) != 2 || !reflect.DeepEqual(*got.Volume, live) {
+			t.Fatalf("at %s: resumed volume day %+v, live %+v (%v)", l, got.Volume, live, ok)
+		}
+		fresh, err := r.agg.VolumeDay(ctx, live.Day, c.ev.Params.Volume.LargeDailyAmount, l)
+		maps.DeleteFunc(fresh.Today, func(_, v int64) bool { return v == 0 })
+		if err != nil || !reflect.DeepEqual(fresh, live) {
+			t.Fatalf("at %s: the live volume day is not what reading it gives (%v)", l, err)
+		}
+		got.Volume = nil
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("at %s: resumed %+v\nread %+v", l, got, want)
 		}
@@ -424,7 +445,7 @@ func TestCoreStoresRulesImages(t *testing.T) {
 
 // TestCoreResumedWaitsAnHourForTheNextImage: a session that resumed from
 // an image does not store another while it catches up, only an hour of
-// minutes after the image it resumed from.
+// minutes after the image it resumed from, or at a new business day.
 func TestCoreResumedWaitsAnHourForTheNextImage(t *testing.T) {
 	t.Parallel()
 	r := newCoreRig(t)
@@ -439,5 +460,16 @@ func TestCoreResumedWaitsAnHourForTheNextImage(t *testing.T) {
 	r.flush("p2")
 	if m := window.MinuteOf(at(t, "2026-12-01T03:29:00Z")); len(r.images) != 1 || r.images[0] != m {
 		t.Fatalf("images %v, want one at 03:29, an hour after 02:29", r.images)
+	}
+	// 23:59 KST is more than an hour later; 00:00 KST is a minute after
+	// that, but on a new business day (whose curves the image carries).
+	r.core.Advance(at(t, "2026-12-01T14:59:00Z").Add(time.Minute + grace).UnixMicro())
+	r.flush("p3")
+	r.core.Advance(at(t, "2026-12-01T15:00:00Z").Add(time.Minute + grace).UnixMicro())
+	r.flush("p4")
+	r.core.Advance(at(t, "2026-12-01T15:01:00Z").Add(time.Minute + grace).UnixMicro())
+	r.flush("p5")
+	if len(r.images) != 3 || r.images[1] != window.MinuteOf(at(t, "2026-12-01T14:59:00Z")) || r.images[2] != window.MinuteOf(at(t, "2026-12-01T15:00:00Z")) {
+		t.Fatalf("images %v, want the third at 00:00 KST", r.images)
 	}
 }

@@ -49,14 +49,18 @@ type Scope struct {
 // NewScopedEvaluator is NewEvaluator (with open minutes) for the merchants
 // of scope only.
 func NewScopedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, open []*alert.Alert, scope *Scope) (*Evaluator, error) {
-	return newEvaluator(ctx, st, cfg, open, scope, func(expo int) (rules.Snapshot, error) { return st.RulesSnapshot(ctx, lastClosed, true, expo) })
+	return newEvaluator(ctx, st, cfg, open, scope, func(p rules.Params) (rules.Snapshot, error) {
+		return st.RulesSnapshot(ctx, lastClosed, true, p.ExposureMinutes)
+	})
 }
 
 // NewEvaluator restores the rules state after lastClosed from the sink.
 // withOpen includes stored minutes after lastClosed (live: they were
 // flushed but not yet closed); a backtest feeds those minute by minute.
 func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
-	return newEvaluator(ctx, st, cfg, open, nil, func(expo int) (rules.Snapshot, error) { return st.RulesSnapshot(ctx, lastClosed, withOpen, expo) })
+	return newEvaluator(ctx, st, cfg, open, nil, func(p rules.Params) (rules.Snapshot, error) {
+		return st.RulesSnapshot(ctx, lastClosed, withOpen, p.ExposureMinutes)
+	})
 }
 
 // NewResumedEvaluator is NewEvaluator with open minutes for the claimed
@@ -64,22 +68,22 @@ func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config,
 // when it can be used (imageAt is the closed minute it was taken at), else
 // from the week (imageAt 0).
 func NewResumedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, cp aggregates.Checkpoint, open []*alert.Alert, log *slog.Logger) (ev *Evaluator, imageAt window.Minute, err error) {
-	ev, err = newEvaluator(ctx, st, cfg, open, nil, func(expo int) (rules.Snapshot, error) {
+	ev, err = newEvaluator(ctx, st, cfg, open, nil, func(p rules.Params) (rules.Snapshot, error) {
 		var snap rules.Snapshot
-		snap, imageAt, err = st.ResumeRulesSnapshot(ctx, cp.Slot, cp.LastClosed, expo, log)
+		snap, imageAt, err = st.ResumeRulesSnapshot(ctx, cp.Slot, cp.LastClosed, p, log)
 		return snap, err
 	})
 	return ev, imageAt, err
 }
 
 // newEvaluator builds the evaluator from the snapshot read for the
-// configured exposure window.
-func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, open []*alert.Alert, scope *Scope, read func(exposureMinutes int) (rules.Snapshot, error)) (*Evaluator, error) {
+// configured rules.
+func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, open []*alert.Alert, scope *Scope, read func(rules.Params) (rules.Snapshot, error)) (*Evaluator, error) {
 	params, err := cfg.RuleParams()
 	if err != nil {
 		return nil, err
 	}
-	snap, err := read(params.ExposureMinutes)
+	snap, err := read(params)
 	if err != nil {
 		return nil, err
 	}

@@ -197,7 +197,8 @@ func (n *Node) session(ctx context.Context) error {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
 	step("rules_state")
-	took = append(took, "rules_from_image", imageAt != 0)
+	_, needCurves := ev.State.NeedsVolumeDay(cp.LastClosed + 1)
+	took = append(took, "rules_from_image", imageAt != 0, "curves_from_image", !needCurves)
 	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
 		return err
 	}
@@ -206,7 +207,7 @@ func (n *Node) session(ctx context.Context) error {
 	ev.Ranked, ev.Log = n.status.SetRanking, n.log
 	saveRules := func(ctx context.Context, seq int64, st *rules.State) error {
 		began := n.now()
-		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params.ExposureMinutes, st)
+		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params, st)
 		if err == nil {
 			n.log.Info("rules image stored", "last_closed", st.LastClosed().String(), "merchants", st.Merchants(), "bytes", size,
 				"took", n.now().Sub(began).Round(time.Millisecond).String())

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -135,4 +136,85 @@ func checkVolume(t *testing.T, when string, evals []VolumeEval, id int64, want V
 		return
 	}
 	t.Fatalf("%s: merchant %d not evaluated", when, id)
+}
+
+// TestVolumeImage: the loaded day comes back out of the state as it
+// stands, late deltas included, and VolumeDay.Add applied to a copy gives
+// the same day the live state reaches.
+func TestVolumeImage(t *testing.T) {
+	cal := seoul(t)
+	at := func(s string) window.Minute { return minuteAt(t, s) }
+	mar11 := time.Date(2024, 3, 11, 0, 0, 0, 0, time.UTC)
+	flat := func(perMinute int64) *Curve {
+		c := &Curve{Sum7: perMinute * MinutesPerDay}
+		for i := range c.PerMinute7 {
+			c.PerMinute7[i] = perMinute
+		}
+		for k := range c.PerDay {
+			for q := range c.PerDay[k] {
+				c.PerDay[k][q] = perMinute / 7 * 15
+			}
+		}
+		return c
+	}
+	last := at("2024-03-11T00:00:00Z") // 09:00 KST on the 11th
+	load := func() VolumeDay {
+		return VolumeDay{Day: mar11, Curves: map[int64]*Curve{7: flat(7_000_000), 8: flat(14_000_000)}, Today: map[int64]int64{7: 500_000_000}}
+	}
+	s := NewState(Snapshot{LastClosed: last}, cal)
+	if _, ok := s.Volume(); ok {
+		t.Fatal("Volume() reported a day before one was loaded")
+	}
+	s.SetVolumeDay(load())
+	got, ok := s.Volume()
+	if !ok || !reflect.DeepEqual(got, load()) {
+		t.Fatalf("Volume() right after SetVolumeDay = %v, %+v", ok, got.Today)
+	}
+
+	approved := func(m window.Minute, id, amount int64) window.Delta {
+		return window.Delta{Key: window.Key{Merchant: id, Minute: m}, Agg: window.Agg{Approvals: 1, ApprovedAmount: amount}}
+	}
+	late := []struct {
+		name   string
+		m      string
+		id     int64
+		amount int64
+	}{
+		{"D−1 23:30 KST, minute-of-day 1410", "2024-03-10T14:30:00Z", 7, 70_000_000},
+		{"D−7 00:00 KST, minute-of-day 0", "2024-03-03T15:00:00Z", 8, 1_000_000},
+		{"D−8 23:59 KST: before the curves", "2024-03-03T14:59:00Z", 7, 9_000_000},
+		{"today 08:59 KST, closed", "2024-03-10T23:59:00Z", 8, 3_000_000},
+		{"today, a merchant without a curve", "2024-03-10T23:59:00Z", 9, 3_000_000},
+		{"D−3, a merchant without a curve: the large set is fixed", "2024-03-08T03:00:00Z", 9, 90_000_000_000},
+		{"D+1: after the day", "2024-03-11T15:00:00Z", 7, 4_000_000},
+	}
+	want := load()
+	for _, d := range late {
+		s.Add(approved(at(d.m), d.id, d.amount))
+		want.Add(cal, at(d.m), d.id, d.amount)
+	}
+	// By hand: merchant 7 (flat 7e6: 15e6 a quarter each day, Sum7
+	// 10.08e9) gains 70e6 at minute 1410 of D−1 (k = 6, quarter 94):
+	// 77e6, 85e6, 10.15e9. Merchant 8 (flat 14e6: 30e6 a quarter, Sum7
+	// 20.16e9) gains 1e6 at minute 0 of D−7 (k = 0, quarter 0) and 3e6
+	// today.
+	c7, c8 := want.Curves[7], want.Curves[8]
+	if c7.PerMinute7[1410] != 77_000_000 || c7.PerDay[6][94] != 85_000_000 || c7.Sum7 != 10_150_000_000 ||
+		c8.PerMinute7[0] != 15_000_000 || c8.PerDay[0][0] != 31_000_000 || c8.Sum7 != 20_161_000_000 ||
+		want.Today[8] != 3_000_000 || want.Today[7] != 500_000_000 || len(want.Today) != 2 {
+		t.Fatalf("after the late deltas: 7: %d %d %d; 8: %d %d %d; today %v",
+			c7.PerMinute7[1410], c7.PerDay[6][94], c7.Sum7, c8.PerMinute7[0], c8.PerDay[0][0], c8.Sum7, want.Today)
+	}
+	if got, ok := s.Volume(); !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("the live state and Add disagree: today %v, want %v", got.Today, want.Today)
+	}
+
+	// A state built from a snapshot carrying the day holds it; one whose
+	// day is not LastClosed+1's is left for the first close to load.
+	if got, ok := NewState(Snapshot{LastClosed: last, Volume: &want}, cal).Volume(); !ok || !reflect.DeepEqual(got, want) {
+		t.Fatal("NewState did not install the snapshot's volume day")
+	}
+	if _, ok := NewState(Snapshot{LastClosed: at("2024-03-11T15:00:00Z"), Volume: &want}, cal).Volume(); ok {
+		t.Fatal("NewState installed a volume day that is not LastClosed+1's")
+	}
 }

@@ -66,6 +66,10 @@ type Snapshot struct {
 	// with LastClosed, [LastClosed-ExposureMinutes+1, LastClosed].
 	ExposureMinutes int
 	Exposure        []MerchantAmount
+	// Volume, when set, is the business day of LastClosed+1 with its large
+	// merchants' curves and today's amounts through LastClosed (a resume
+	// from an image); otherwise the first close loads the day.
+	Volume *VolumeDay
 }
 
 // merchant holds one merchant's window sums. It lives in State.slab and is
@@ -196,6 +200,9 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 				s.ext[i].expo = satAdd(s.ext[i].expo, e.Amount)
 			}
 		}
+	}
+	if v := snap.Volume; v != nil && v.Day.Equal(cal.Day(s.last+1)) {
+		s.SetVolumeDay(*v)
 	}
 	return s
 }

@@ -222,9 +222,68 @@ func (s *State) volumeLate(m window.Minute, id, amount int64) {
 // wall-clock indexes 0..1439 (a repeated hour adds into the same slots, a
 // skipped one stays empty), which is as close to "the same time of day" as
 // the definition allows. Asia/Seoul has no DST.
-func (s *State) minuteOfDay(m window.Minute) int {
-	t := m.Start().In(s.cal.Location())
+func (s *State) minuteOfDay(m window.Minute) int { return minuteOfDay(s.cal, m) }
+
+func minuteOfDay(cal window.Calendar, m window.Minute) int {
+	t := m.Start().In(cal.Location())
 	return min(max(t.Hour()*60+t.Minute(), 0), MinutesPerDay-1)
+}
+
+// Volume returns the loaded day's curves and today's amounts as they stand
+// (late deltas included), in the form SetVolumeDay takes, so that a restart
+// can install them instead of reading a week of minutes. It reports false
+// when no day is loaded or a sum has saturated (the per-minute amounts then
+// cannot be recovered from the running sums).
+func (s *State) Volume() (VolumeDay, bool) {
+	v := s.vol
+	if v == nil {
+		return VolumeDay{}, false
+	}
+	out := VolumeDay{Day: v.day, Curves: make(map[int64]*Curve, len(v.curves)), Today: map[int64]int64{}}
+	for id, c := range v.curves {
+		if c.sum7 == math.MaxInt64 || c.today == math.MaxInt64 || c.prefix[MinutesPerDay] == math.MaxInt64 {
+			return VolumeDay{}, false
+		}
+		cv := &Curve{Sum7: c.sum7}
+		for i := range cv.PerMinute7 {
+			cv.PerMinute7[i] = c.prefix[i+1] - c.prefix[i]
+		}
+		for k := range cv.PerDay {
+			if c.dayPrefix[k][QuartersPerDay] == math.MaxInt64 {
+				return VolumeDay{}, false
+			}
+			for q := range cv.PerDay[k] {
+				cv.PerDay[k][q] = c.dayPrefix[k][q+1] - c.dayPrefix[k][q]
+			}
+		}
+		out.Curves[id] = cv
+		if c.today != 0 {
+			out.Today[id] = c.today
+		}
+	}
+	return out, true
+}
+
+// Add adds an approved amount of merchant's closed minute m to the day the
+// way the live state takes a late delta: into today's running amount when
+// m is in the day, into the merchant's curve when m is in the 7 days
+// before it. A merchant without a curve stays without one: the day's
+// large merchants are fixed when it is loaded.
+func (v *VolumeDay) Add(cal window.Calendar, m window.Minute, merchant, amount int64) {
+	c := v.Curves[merchant]
+	if c == nil || amount == 0 {
+		return
+	}
+	d := cal.Day(m)
+	switch k := int(d.Sub(v.Day.AddDate(0, 0, -7)) / (24 * time.Hour)); {
+	case d.Equal(v.Day):
+		v.Today[merchant] = satAdd(v.Today[merchant], amount)
+	case d.Before(v.Day) && k >= 0:
+		mod := minuteOfDay(cal, m)
+		c.Sum7 = satAdd(c.Sum7, amount)
+		c.PerMinute7[mod] = satAdd(c.PerMinute7[mod], amount)
+		c.PerDay[k][mod/15] = satAdd(c.PerDay[k][mod/15], amount)
+	}
 }
 
 // satAdd adds amounts without wrapping: the sink never stores a sum past

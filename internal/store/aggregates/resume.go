@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/bits"
 	"slices"
 	"time"
@@ -64,8 +65,9 @@ func (s *Store) queueLate(qb *pgx.Batch, deltas []window.Delta, evaluated window
 // checkpoint's writer cp: a writer that lost its claim is refused, and an
 // image never replaces a newer one. The late deltas every image now
 // stored has covered are deleted with it.
-func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, exposureMinutes int, st *rules.State) (int, error) {
-	data, n := encodeWeeks(st)
+func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, p rules.Params, st *rules.State) (int, error) {
+	exposureMinutes := p.ExposureMinutes
+	data, n := encodeImage(st, p.Volume.LargeDailyAmount)
 	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s AS r (slot, last_closed, seq, exposure_minutes, business_timezone, merchants, data)
 			SELECT $1, $3, $4, $5, $6, $7, $8 FROM %[2]s c WHERE c.slot = $1 AND c.epoch = $2
@@ -93,8 +95,9 @@ func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, e
 // when one is usable, else (none yet, too old, another exposure window or
 // time zone, unreadable) by reading the week. It returns the closed minute
 // the image was taken at, or 0 when it read the week.
-func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed window.Minute, exposureMinutes int, log *slog.Logger) (rules.Snapshot, window.Minute, error) {
-	snap, x, err := s.resume(ctx, slot, lastClosed, exposureMinutes)
+func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed window.Minute, p rules.Params, log *slog.Logger) (rules.Snapshot, window.Minute, error) {
+	exposureMinutes := p.ExposureMinutes
+	snap, x, err := s.resume(ctx, slot, lastClosed, p, log)
 	if err == nil {
 		return snap, x, nil
 	}
@@ -110,7 +113,8 @@ func (s *Store) ResumeRulesSnapshot(ctx context.Context, slot string, lastClosed
 
 var errNoImage = errors.New("no usable rules image")
 
-func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposureMinutes int) (rules.Snapshot, window.Minute, error) {
+func (s *Store) resume(ctx context.Context, slot string, l window.Minute, p rules.Params, log *slog.Logger) (rules.Snapshot, window.Minute, error) {
+	exposureMinutes := p.ExposureMinutes
 	snap := rules.Snapshot{LastClosed: l, ExposureMinutes: exposureMinutes}
 	var at time.Time
 	var seq int64
@@ -139,11 +143,17 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 	ex := [2]window.Minute{x - window.Minute(exposureMinutes) + 1, x}
 	in := func(r [2]window.Minute, m window.Minute) bool { return m >= r[0] && m <= r[1] }
 	var late, entering, leavingB, leavingE []window.Delta
+	var vol *rules.VolumeDay
+	var volLDA int64
 	w := newWeekSums(nil, nil, s.cal.Location())
 	g, gctx := errgroup.WithContext(ctx)
 	// Decoded while the server answers the reads below.
 	g.Go(func() error {
-		if err := w.decode(data); err != nil {
+		rest, err := w.decode(data)
+		if err == nil {
+			vol, volLDA, err = decodeVolume(rest)
+		}
+		if err != nil {
 			return fmt.Errorf("decoding the rules image taken at %s: %w", x, err)
 		}
 		return nil
@@ -163,9 +173,12 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 		snap.Recent, err = s.recentMinutes(gctx, l, true)
 		return err
 	})
+	// Late deltas to B(x) and E(x), and to the 7 days of volume curves
+	// before x's business day (which begin up to a day before B(x)).
+	lateFrom := min(bx[0], window.MinuteOf(s.dayStart(s.cal.Day(x), -7)))
 	g.Go(func() error {
 		var err error
-		late, err = s.lateSince(gctx, seq, bx[0], x)
+		late, err = s.lateSince(gctx, seq, lateFrom, x)
 		return err
 	})
 	// Minutes entering B, (x−60, l−60], and E, (x, l]: one read, unless
@@ -209,7 +222,38 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, exposu
 		return snap, 0, fmt.Errorf("the rules image taken at %s does not add up: %w", x, err)
 	}
 	w.fill(&snap)
+	if vol != nil {
+		if why := s.resumeVolume(vol, volLDA, p.Volume.LargeDailyAmount, x, l, late, entering); why != "" {
+			log.Info("the volume curves are read at the first close", "reason", why)
+		} else {
+			snap.Volume = vol
+		}
+	}
 	return snap, x, nil
+}
+
+// resumeVolume brings the image's volume day, taken at x, to l: the late
+// deltas since the image and the minutes closed since x, added as the live
+// state adds them (the day's large merchants stay those it was loaded
+// with, as they do in a session that did not stop). It returns why the
+// day cannot be used instead (the first close then reads it): l+1 is in
+// another business day, or the large threshold changed.
+func (s *Store) resumeVolume(vol *rules.VolumeDay, imageLDA, lda int64, x, l window.Minute, late, entering []window.Delta) string {
+	switch {
+	case !vol.Day.Equal(s.cal.Day(l + 1)):
+		return fmt.Sprintf("the image holds %s, the next minute is on %s", vol.Day.Format(time.DateOnly), s.cal.Day(l+1).Format(time.DateOnly))
+	case imageLDA != lda:
+		return fmt.Sprintf("large_daily_amount was %d, now %d", imageLDA, lda)
+	}
+	for _, d := range late {
+		vol.Add(s.cal, d.Minute, d.Merchant, d.ApprovedAmount)
+	}
+	for _, d := range entering {
+		if d.Minute > x && d.Minute <= l {
+			vol.Add(s.cal, d.Minute, d.Merchant, d.ApprovedAmount)
+		}
+	}
+	return ""
 }
 
 // lateSince reads the deltas logged after flush seq to minutes in [from, to].
@@ -254,14 +298,16 @@ func (w *weekSums) checkNonNegative() error {
 	return nil
 }
 
-// imageVersion leads an encoded image; another value is not read.
-const imageVersion = 1
+// imageVersion leads an encoded image; another value is not read. Version
+// 1 (the week sums alone) is still read.
+const imageVersion = 2
 
-// encodeWeeks encodes every merchant of st as varints: merchant, B's
+// encodeImage encodes every merchant of st as varints: merchant, B's
 // approvals and cancels, exposure, a 24-bit mask of the hours of the day
-// with sums, then each such hour's approvals and cancels. It returns the
-// bytes and the number of merchants.
-func encodeWeeks(st *rules.State) ([]byte, int) {
+// with sums, then each such hour's approvals and cancels; then the loaded
+// volume day (encodeVolume). It returns the bytes and the number of
+// merchants.
+func encodeImage(st *rules.State, largeDailyAmount int64) ([]byte, int) {
 	buf := make([]byte, 0, 64*st.Merchants()+16)
 	buf = append(buf, imageVersion)
 	buf = binary.AppendUvarint(buf, uint64(st.Merchants()))
@@ -286,44 +332,133 @@ func encodeWeeks(st *rules.State) ([]byte, int) {
 		}
 		n++
 	}
+	if vd, ok := st.Volume(); ok {
+		buf = encodeVolume(buf, vd, largeDailyAmount)
+	} else {
+		buf = binary.AppendUvarint(buf, 0)
+	}
 	return buf, n
 }
 
-// decode adds an encoded image's merchants to w.
-func (w *weekSums) decode(data []byte) error {
-	if len(data) == 0 || data[0] != imageVersion {
-		return errors.New("unknown image version")
+// encodeVolume appends the number of curves (0: none), and when there are
+// any the day (days since 1970-01-01), the large threshold they were
+// chosen with, then per merchant in ascending order: merchant, Sum7,
+// today's amount, the 1440 same-time amounts and the 7 × 96 quarter-hour
+// amounts.
+func encodeVolume(buf []byte, vd rules.VolumeDay, largeDailyAmount int64) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(vd.Curves)))
+	if len(vd.Curves) == 0 {
+		return buf
 	}
-	data = data[1:]
-	var bad bool
-	uv := func() uint64 {
-		v, k := binary.Uvarint(data)
-		if k <= 0 {
-			bad = true
-			return 0
+	buf = binary.AppendVarint(buf, vd.Day.Unix()/86400)
+	buf = binary.AppendVarint(buf, largeDailyAmount)
+	for _, id := range slices.Sorted(maps.Keys(vd.Curves)) {
+		c := vd.Curves[id]
+		buf = binary.AppendVarint(buf, id)
+		buf = binary.AppendVarint(buf, c.Sum7)
+		buf = binary.AppendVarint(buf, vd.Today[id])
+		for _, a := range c.PerMinute7 {
+			buf = binary.AppendVarint(buf, a)
 		}
-		data = data[k:]
-		return v
-	}
-	sv := func() int64 {
-		v, k := binary.Varint(data)
-		if k <= 0 {
-			bad = true
-			return 0
+		for k := range c.PerDay {
+			for _, a := range c.PerDay[k] {
+				buf = binary.AppendVarint(buf, a)
+			}
 		}
-		data = data[k:]
-		return v
 	}
+	return buf
+}
+
+// varints reads varints from the front of data; bad is set once one is
+// missing.
+type varints struct {
+	data []byte
+	bad  bool
+}
+
+func (r *varints) uv() uint64 {
+	v, k := binary.Uvarint(r.data)
+	if k <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.data = r.data[k:]
+	return v
+}
+
+func (r *varints) sv() int64 {
+	v, k := binary.Varint(r.data)
+	if k <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.data = r.data[k:]
+	return v
+}
+
+// decodeVolume reads what encodeVolume wrote (nil: no curves; and nothing
+// at all for a version 1 image), to the end of data.
+func decodeVolume(data []byte) (*rules.VolumeDay, int64, error) {
+	if data == nil {
+		return nil, 0, nil
+	}
+	r := &varints{data: data}
+	n := r.uv()
+	if r.bad || n > uint64(len(r.data)) {
+		return nil, 0, errors.New("truncated volume curves")
+	}
+	if n == 0 {
+		if len(r.data) != 0 {
+			return nil, 0, errors.New("trailing bytes after the image")
+		}
+		return nil, 0, nil
+	}
+	day, lda := r.sv(), r.sv()
+	vd := &rules.VolumeDay{Day: time.Unix(day*86400, 0).UTC(), Curves: make(map[int64]*rules.Curve, n), Today: map[int64]int64{}}
+	for range n {
+		id, c := r.sv(), &rules.Curve{}
+		c.Sum7 = r.sv()
+		if today := r.sv(); today != 0 {
+			vd.Today[id] = today
+		}
+		for i := range c.PerMinute7 {
+			c.PerMinute7[i] = r.sv()
+		}
+		for k := range c.PerDay {
+			for q := range c.PerDay[k] {
+				c.PerDay[k][q] = r.sv()
+			}
+		}
+		if r.bad {
+			return nil, 0, errors.New("truncated volume curves")
+		}
+		vd.Curves[id] = c
+	}
+	if len(r.data) != 0 {
+		return nil, 0, errors.New("trailing bytes after the image")
+	}
+	return vd, lda, nil
+}
+
+// decode adds an encoded image's merchants to w and returns what follows
+// them (nil for a version 1 image).
+func (w *weekSums) decode(data []byte) ([]byte, error) {
+	if len(data) == 0 || data[0] < 1 || data[0] > imageVersion {
+		return nil, errors.New("unknown image version")
+	}
+	version := data[0]
+	r := &varints{data: data[1:]}
+	uv, sv := r.uv, r.sv
 	n := uv()
-	if bad || n > uint64(len(data)) {
-		return errors.New("truncated image")
+	if r.bad || n > uint64(len(r.data)) {
+		return nil, errors.New("truncated image")
 	}
 	w.index = newSlots(int(2 * n))
 	for range n {
 		m, a, c, expo := sv(), sv(), sv(), sv()
 		mask := uv()
-		if bad || mask >= 1<<24 {
-			return errors.New("truncated image")
+		if r.bad || mask >= 1<<24 {
+			return nil, errors.New("truncated image")
 		}
 		i := w.slot(m)
 		acc := &w.accs[i]
@@ -333,14 +468,20 @@ func (w *weekSums) decode(data []byte) error {
 			h := bits.TrailingZeros64(mask)
 			mask &= mask - 1
 			ha, hc := sv(), sv()
-			if bad {
-				return errors.New("truncated image")
+			if r.bad {
+				return nil, errors.New("truncated image")
 			}
 			w.addHour(i, h, ha, hc)
 		}
 	}
-	if len(data) != 0 {
-		return errors.New("trailing bytes after the image")
+	if version == 1 {
+		if len(r.data) != 0 {
+			return nil, errors.New("trailing bytes after the image")
+		}
+		return nil, nil
 	}
-	return nil
+	if len(r.data) == 0 {
+		return nil, errors.New("truncated image")
+	}
+	return r.data, nil
 }

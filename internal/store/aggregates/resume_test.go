@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -82,8 +83,18 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// The state at x holds x's business day of volume curves, as
+				// its close left it. With this threshold (Sum7 ≥ 7 × 85,000)
+				// most of merchants 1…30 are large; 31…40, written only after
+				// the image, are not.
+				p := rules.Params{ExposureMinutes: expo, Volume: rules.VolumeDropParams{LargeDailyAmount: 85_000}}
 				st := rules.NewState(before, s.cal)
-				if _, err := s.SaveRulesResume(context.Background(), cp, seq, expo, st); err != nil {
+				vd, err := s.VolumeDay(context.Background(), s.cal.Day(x), p.Volume.LargeDailyAmount, x)
+				if err != nil || len(vd.Curves) < 10 {
+					t.Fatalf("%d curves at x (%v)", len(vd.Curves), err)
+				}
+				st.SetVolumeDay(vd)
+				if _, err := s.SaveRulesResume(context.Background(), cp, seq, p, st); err != nil {
 					t.Fatal(err)
 				}
 
@@ -106,14 +117,32 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 					applyAt(t, s, cp, points[i:i+1], x+window.Minute(i%200))
 				}
 				log := slog.New(slog.NewTextHandler(io.Discard, nil))
+				withCurves := 0
 				for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240} {
 					want, err := s.RulesSnapshot(context.Background(), l, true, expo)
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, imageAt, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, expo, log)
+					got, imageAt, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, p, log)
 					if err != nil || imageAt != x {
 						t.Fatalf("l = x+%d: resumed from the image at %s (want %s), %v", l-x, imageAt, x, err)
+					}
+					// The day's curves are what reading them at l+1 gives for
+					// the day's large merchants, fixed when it was loaded (a
+					// late sale may have made another one large since).
+					if got.Volume != nil {
+						withCurves++
+						fresh, err := s.VolumeDay(context.Background(), s.cal.Day(l+1), p.Volume.LargeDailyAmount, l)
+						if err != nil {
+							t.Fatal(err)
+						}
+						maps.DeleteFunc(fresh.Curves, func(id int64, _ *rules.Curve) bool { return vd.Curves[id] == nil })
+						maps.DeleteFunc(fresh.Today, func(id, v int64) bool { return v == 0 || vd.Curves[id] == nil })
+						if !reflect.DeepEqual(*got.Volume, fresh) {
+							t.Fatalf("l = x+%d: resumed volume day differs from reading it: %d curves, want %d; today %v, want %v",
+								l-x, len(got.Volume.Curves), len(fresh.Curves), got.Volume.Today, fresh.Today)
+						}
+						got.Volume = nil
 					}
 					if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
 						t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
@@ -122,6 +151,9 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 						t.Fatalf("l = x+%d: resumed snapshot differs from reading the week:\n baseline %v\n want     %v\n hours %d, want %d\n exposure %v\n want     %v",
 							l-x, got.Baseline, want.Baseline, len(got.HourOfDay), len(want.HourOfDay), got.Exposure, want.Exposure)
 					}
+				}
+				if withCurves != 8 {
+					t.Fatalf("%d of 8 resumes used the image's volume curves", withCurves)
 				}
 			})
 		}
@@ -140,7 +172,7 @@ func TestResumeFallsBack(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	resumes := func(l window.Minute, expo int) bool {
 		t.Helper()
-		_, imageAt, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, expo, log)
+		_, imageAt, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, rules.Params{ExposureMinutes: expo}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +187,7 @@ func TestResumeFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := rules.NewState(snap, s.cal)
-	if _, err := s.SaveRulesResume(ctx, cp, seq, 150, st); err != nil {
+	if _, err := s.SaveRulesResume(ctx, cp, seq, rules.Params{ExposureMinutes: 150}, st); err != nil {
 		t.Fatal(err)
 	}
 	switch {
@@ -169,14 +201,14 @@ func TestResumeFallsBack(t *testing.T) {
 		t.Fatal("resumed with another exposure window")
 	}
 	// An older image never replaces a newer one.
-	if _, err := s.SaveRulesResume(ctx, cp, seq-1, 150, st); !errors.Is(err, ErrFenced) {
+	if _, err := s.SaveRulesResume(ctx, cp, seq-1, rules.Params{ExposureMinutes: 150}, st); !errors.Is(err, ErrFenced) {
 		t.Fatalf("older image stored: %v", err)
 	}
 	stale := cp
 	if cp, err = s.Claim(ctx, cp.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SaveRulesResume(ctx, stale, seq+1, 150, st); !errors.Is(err, ErrFenced) {
+	if _, err := s.SaveRulesResume(ctx, stale, seq+1, rules.Params{ExposureMinutes: 150}, st); !errors.Is(err, ErrFenced) {
 		t.Fatalf("a writer that lost its claim stored an image: %v", err)
 	}
 	if !resumes(x, 150) {
@@ -225,10 +257,110 @@ func TestLateDeltasPruned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SaveRulesResume(ctx, cp, seq, 0, rules.NewState(snap, s.cal)); err != nil {
+	if _, err := s.SaveRulesResume(ctx, cp, seq, rules.Params{}, rules.NewState(snap, s.cal)); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("%d late deltas after the image, want 1", n)
+	}
+}
+
+// TestResumeVolumeDay: the image's volume curves are used within their
+// business day and with the same large threshold, brought forward by late
+// deltas and closed minutes, with the day's large merchants as loaded;
+// they are left for the first close to read when the next minute is on
+// another day or the threshold changed. A version 1 image (no curves)
+// still resumes the week sums.
+func TestResumeVolumeDay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	cp := bootstrapEmpty(t, s, 1)
+	x := minute(t, "2026-11-20T07:37:00Z") // 16:37 KST on the 20th
+	approved := func(merchant int64, m window.Minute, amount int64) []window.Delta {
+		return []window.Delta{{Key: window.Key{Merchant: merchant, Minute: m}, Agg: window.Agg{Approvals: 1, ApprovedAmount: amount}}}
+	}
+	// Merchant 1 sold 1,000,000 KRW at 12:00 KST on each of the 14th…19th
+	// (Sum7 6,000,000 ≥ 7 × 100,000: large); merchant 2 sold 10 KRW on
+	// the 18th (not).
+	for d := range 6 {
+		applyAt(t, s, cp, approved(1, minute(t, "2026-11-14T03:00:00Z")+window.Minute(d*1440), 1_000_000), x-1)
+	}
+	applyAt(t, s, cp, approved(2, minute(t, "2026-11-18T03:00:00Z"), 10), x-1)
+	seq := applyAt(t, s, cp, approved(1, x-5, 70_000), x-1) // today
+	p := rules.Params{Volume: rules.VolumeDropParams{LargeDailyAmount: 100_000}}
+	snap, err := s.RulesSnapshot(ctx, x, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rules.NewState(snap, s.cal)
+	vd, err := s.VolumeDay(ctx, s.cal.Day(x), p.Volume.LargeDailyAmount, x)
+	if err != nil || len(vd.Curves) != 1 || vd.Today[1] != 70_000 {
+		t.Fatalf("volume day at x: %d curves, today %v (%v)", len(vd.Curves), vd.Today, err)
+	}
+	st.SetVolumeDay(vd)
+	if _, err := s.SaveRulesResume(ctx, cp, seq, p, st); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	resume := func(l window.Minute, p rules.Params) *rules.VolumeDay {
+		t.Helper()
+		snap, imageAt, err := s.ResumeRulesSnapshot(ctx, cp.Slot, l, p, log)
+		if err != nil || imageAt != x {
+			t.Fatalf("resumed at %s from the image at %s, want %s (%v)", l, imageAt, x, err)
+		}
+		return snap.Volume
+	}
+	// After the image: a late sale of merchant 1 on the 15th, one today,
+	// and minutes closing at 16:40 and (open) 16:50.
+	applyAt(t, s, cp, approved(1, minute(t, "2026-11-15T03:30:00Z"), 5_000), x+1)
+	applyAt(t, s, cp, approved(1, x-1, 300), x+1)
+	applyAt(t, s, cp, approved(1, x+3, 20), x+1)
+	applyAt(t, s, cp, approved(1, x+13, 1), x+1)
+	// By hand at x+10 (16:47): Sum7 6,005,000; 12:00 KST's same-time
+	// amount 6,000,000 and 12:30's 5,000 (the 15th is day k = 2 of the
+	// 13th…19th: quarter 48 holds 1,000,000, quarter 50 holds 5,000);
+	// today 70,000 + 300 + 20 (16:50 is not closed).
+	v := resume(x+10, p)
+	if v == nil {
+		t.Fatal("the image's volume curves were not used within their day")
+	}
+	c := v.Curves[1]
+	if c.Sum7 != 6_005_000 || c.PerMinute7[720] != 6_000_000 || c.PerMinute7[750] != 5_000 ||
+		c.PerDay[2][48] != 1_000_000 || c.PerDay[2][50] != 5_000 || v.Today[1] != 70_320 || len(v.Curves) != 1 {
+		t.Fatalf("resumed curve: Sum7 %d, 12:00 %d, 12:30 %d, day 2 %d/%d, today %v",
+			c.Sum7, c.PerMinute7[720], c.PerMinute7[750], c.PerDay[2][48], c.PerDay[2][50], v.Today)
+	}
+	fresh, err := s.VolumeDay(ctx, s.cal.Day(x+11), p.Volume.LargeDailyAmount, x+10)
+	if err != nil || !reflect.DeepEqual(*v, fresh) {
+		t.Fatalf("resumed volume day differs from reading it (%v)", err)
+	}
+	// 23:59 KST closes: the next minute is on the 21st.
+	if resume(minute(t, "2026-11-20T14:59:00Z"), p) != nil {
+		t.Fatal("the image's curves were used for the next business day")
+	}
+	if resume(x+10, rules.Params{Volume: rules.VolumeDropParams{LargeDailyAmount: 200_000}}) != nil {
+		t.Fatal("the image's curves were used with another large threshold")
+	}
+	// And then 1,000,000: enough to be large, but the day's large
+	// merchants were fixed when it was loaded, as in a session that did
+	// not stop.
+	applyAt(t, s, cp, approved(2, minute(t, "2026-11-17T04:00:00Z"), 1_000_000), x+1)
+	if v := resume(x+10, p); v == nil || len(v.Curves) != 1 || v.Curves[2] != nil || v.Today[2] != 0 {
+		t.Fatalf("after a late sale that would make merchant 2 large: %+v", v)
+	}
+
+	// A version 1 image: the week sums without the curves section.
+	data, _ := encodeImage(st, p.Volume.LargeDailyAmount)
+	weeks, _ := encodeImage(rules.NewState(snap, s.cal), p.Volume.LargeDailyAmount)
+	if len(data) <= len(weeks) || weeks[len(weeks)-1] != 0 {
+		t.Fatalf("image of %d bytes with curves, %d without (ending %d)", len(data), len(weeks), weeks[len(weeks)-1])
+	}
+	v1 := append([]byte{1}, weeks[1:len(weeks)-1]...)
+	if _, err := s.db.Pool().Exec(ctx, `UPDATE `+s.db.Table("rules_resume")+` SET data = $1`, v1); err != nil {
+		t.Fatal(err)
+	}
+	if resume(x+10, p) != nil {
+		t.Fatal("curves from a version 1 image")
 	}
 }
