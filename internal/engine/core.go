@@ -228,7 +228,7 @@ func (c *Core) Flush(ctx context.Context, pos Position) error {
 	events := 0
 	for _, d := range b.Deltas {
 		events += int(d.Approvals + d.Cancels)
-		c.ev.State.Add(d)
+		c.ev.Add(d)
 	}
 	for _, ct := range c.commitTimes {
 		m.commitToAgg.Observe(float64(now.UnixMicro()-ct) / 1e6)

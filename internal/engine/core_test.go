@@ -473,3 +473,62 @@ func TestCoreResumedWaitsAnHourForTheNextImage(t *testing.T) {
 		t.Fatalf("images %v, want the third at 00:00 KST", r.images)
 	}
 }
+
+// TestCoreReadsTheNextDaysCurvesAhead: once a business day's last minute
+// has closed, the next day's volume curves are read in the background;
+// the new day's first close installs them with the approvals flushed in
+// between, and they are what reading them then gives (for the day's large
+// merchants, fixed when the read began).
+func TestCoreReadsTheNextDaysCurvesAhead(t *testing.T) {
+	t.Parallel()
+	r := newCoreRig(t, func(c *config.Config) { c.Rules.VolumeDrop.LargeDailyAmount = 1 })
+	c := r.core
+	c.ev.ReadAhead = true
+	ctx := context.Background()
+	grace := r.cfg.Grace.D()
+	var out event.Output
+	add := func(merchant int64, when string, amounts ...int64) {
+		out.Reset()
+		out.Events = events(event.Approval, merchant, at(t, when), amounts...)
+		c.Add(&out, 0, func() string { return "p" })
+	}
+	closeThrough := func(m string, pos string) {
+		c.Advance(at(t, m).Add(time.Minute + grace).UnixMicro())
+		r.flush(pos)
+	}
+	// In the 7 days before 2 December KST (25 November … 1 December).
+	add(7, "2026-11-28T04:00:00Z", 50_000)
+	add(12, "2026-11-30T14:59:00Z", 90_000)
+	closeThrough("2026-12-01T14:59:00Z", "p1") // 23:59 KST on the 1st
+	dec2 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	if c.ev.next == nil || !c.ev.next.day.Equal(dec2) {
+		t.Fatalf("after 23:59 KST closed, reading ahead: %+v", c.ev.next)
+	}
+	// Flushed while it reads: late sales into the 7 days (one of a
+	// merchant that was not large when the read began), and 00:00 KST.
+	add(12, "2026-11-30T14:59:00Z", 444)
+	add(7, "2026-12-01T10:00:00Z", 3_000)
+	add(13, "2026-11-29T01:00:00Z", 80_000)
+	add(7, "2026-12-01T15:00:20Z", 600)
+	closeThrough("2026-12-01T15:00:00Z", "p2")
+	if c.ev.next != nil {
+		t.Fatal("the curves read ahead were not taken at the new day's first close")
+	}
+	live, ok := c.ev.State.Volume()
+	if !ok || !live.Day.Equal(dec2) || len(live.Curves) != 2 || live.Curves[7] == nil || live.Curves[12] == nil {
+		t.Fatalf("the new day: %v, %+v", ok, live)
+	}
+	// By hand: merchant 12's Sum7 90,444, merchant 7's 53,000 and today 600.
+	if live.Curves[12].Sum7 != 90_444 || live.Curves[7].Sum7 != 53_000 || live.Today[7] != 600 {
+		t.Fatalf("Sum7 %d and %d, today %v", live.Curves[12].Sum7, live.Curves[7].Sum7, live.Today)
+	}
+	fresh, err := r.agg.VolumeDay(ctx, dec2, 1, c.Evaluated())
+	if err != nil || fresh.Curves[13] == nil {
+		t.Fatalf("reading the day now: %v, merchant 13 large: %v", err, fresh.Curves[13] != nil)
+	}
+	maps.DeleteFunc(fresh.Curves, func(id int64, _ *rules.Curve) bool { return live.Curves[id] == nil })
+	maps.DeleteFunc(fresh.Today, func(id, v int64) bool { return v == 0 || live.Curves[id] == nil })
+	if !reflect.DeepEqual(fresh, live) {
+		t.Fatalf("the curves read ahead and brought forward differ from reading them now")
+	}
+}

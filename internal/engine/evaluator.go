@@ -28,8 +28,33 @@ type Evaluator struct {
 	Ranked func(*rules.Ranking)
 	// Log, when set, hears how long loading a business day's volume
 	// curves took: a close waits for it, once a day and after a start.
-	Log   *slog.Logger
-	scope *Scope
+	Log *slog.Logger
+	// ReadAhead, when set, starts reading the next business day's volume
+	// curves as soon as the day's last minute has closed, so that the new
+	// day's first close (a minute later) does not wait seconds for them.
+	// Every delta flushed after that must then go through Add. The live
+	// single-node engine sets it; a backtest has nothing to overlap.
+	ReadAhead bool
+	next      *nextDay
+	scope     *Scope
+}
+
+// nextDay is a business day whose volume curves are being read ahead from
+// a snapshot of the sink; late holds the approvals flushed since into the
+// 7 days [from, to) the curves sum.
+type nextDay struct {
+	day      time.Time
+	from, to window.Minute
+	wait     func() (rules.VolumeDay, error)
+	late     []window.Delta
+}
+
+// Add gives the state a delta that is now in the sink.
+func (ev *Evaluator) Add(d window.Delta) {
+	if n := ev.next; n != nil && d.ApprovedAmount != 0 && d.Minute >= n.from && d.Minute < n.to {
+		n.late = append(n.late, d)
+	}
+	ev.State.Add(d)
 }
 
 // Scope limits an evaluator to some merchants: a worker's, those of the
@@ -145,14 +170,9 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 	var changes []*alert.Change
 	for m := first; m <= last; m++ {
 		if day, need := ev.State.NeedsVolumeDay(m); need {
-			began := time.Now()
-			vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
+			vd, err := ev.volumeDay(ctx, day, m)
 			if err != nil {
 				return nil, err
-			}
-			if ev.Log != nil {
-				ev.Log.Info("volume curves loaded", "day", day.Format(time.DateOnly), "large_merchants", len(vd.Curves),
-					"took", time.Since(began).Round(time.Millisecond).String())
 			}
 			if ev.scope != nil {
 				maps.DeleteFunc(vd.Curves, func(id int64, _ *rules.Curve) bool { return !ev.scope.Owns(id) })
@@ -189,7 +209,64 @@ func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silen
 		}
 		changes = append(changes, ev.evaluate(m, silenced, m == last && ev.Ranked != nil)...)
 	}
+	if day, need := ev.State.NeedsVolumeDay(last + 1); need && ev.ReadAhead && ev.next == nil {
+		ev.readAhead(ctx, day, last)
+	}
 	return changes, nil
+}
+
+// readAhead starts reading day's curves, whose 7 days ended with the
+// closed minute last. Everything given to Add so far is in the sink, and
+// the read's snapshot is taken before this returns, so the approvals Add
+// hears from now on are exactly those it misses.
+func (ev *Evaluator) readAhead(ctx context.Context, day time.Time, last window.Minute) {
+	wait, err := ev.st.PrefetchVolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, last)
+	if err != nil {
+		if ev.Log != nil && ctx.Err() == nil {
+			ev.Log.Warn("the next day's volume curves will be read at its first close", "err", err)
+		}
+		return
+	}
+	from, to := rules.CurveWeek(ev.State.Calendar(), day)
+	ev.next = &nextDay{day: day, from: from, to: to, wait: wait}
+}
+
+// volumeDay is day's curves for the close of m: those read ahead when
+// they are for this day, with the approvals flushed since added, else
+// read now.
+func (ev *Evaluator) volumeDay(ctx context.Context, day time.Time, m window.Minute) (rules.VolumeDay, error) {
+	began := time.Now()
+	logLoaded := func(vd rules.VolumeDay, how string) {
+		if ev.Log != nil {
+			ev.Log.Info("volume curves loaded", "day", day.Format(time.DateOnly), "large_merchants", len(vd.Curves), "read", how,
+				"waited", time.Since(began).Round(time.Millisecond).String())
+		}
+	}
+	if n := ev.next; n != nil {
+		ev.next = nil
+		if n.day.Equal(day) {
+			vd, err := n.wait()
+			if err == nil {
+				for _, d := range n.late {
+					vd.Add(ev.State.Calendar(), d.Minute, d.Merchant, d.ApprovedAmount)
+				}
+				logLoaded(vd, "ahead")
+				return vd, nil
+			}
+			if ctx.Err() != nil {
+				return vd, err
+			}
+			if ev.Log != nil {
+				ev.Log.Warn("reading the volume curves ahead failed; reading them now", "day", day.Format(time.DateOnly), "err", err)
+			}
+		}
+	}
+	vd, err := ev.st.VolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, m-1)
+	if err != nil {
+		return vd, err
+	}
+	logLoaded(vd, "at the close")
+	return vd, nil
 }
 
 // evaluate runs both rules at minute m and feeds the lifecycle.

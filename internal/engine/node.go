@@ -204,7 +204,7 @@ func (n *Node) session(ctx context.Context) error {
 	}
 	step("recent_alerts")
 	n.log.Info("restored", append([]any{"position", cp.Position}, took...)...)
-	ev.Ranked, ev.Log = n.status.SetRanking, n.log
+	ev.Ranked, ev.Log, ev.ReadAhead = n.status.SetRanking, n.log, true
 	saveRules := func(ctx context.Context, seq int64, st *rules.State) error {
 		began := n.now()
 		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params, st)

@@ -207,6 +207,9 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 	return s
 }
 
+// Calendar is the business calendar the state was built with.
+func (s *State) Calendar() window.Calendar { return s.cal }
+
 // SetPriorityParams sets how evidence and money rank firing alerts
 // (DefaultPriorityParams until set).
 func (s *State) SetPriorityParams(p PriorityParams) { s.prio = p }

@@ -76,11 +76,12 @@ func (s *State) NeedsVolumeDay(m window.Minute) (day time.Time, needed bool) {
 func (s *State) SetVolumeDay(v VolumeDay) {
 	loc := s.cal.Location()
 	y, mo, d := v.Day.Date()
+	histStart, start := CurveWeek(s.cal, v.Day)
 	vd := &volumeDay{
 		day:       time.Date(y, mo, d, 0, 0, 0, 0, time.UTC),
-		start:     window.MinuteOf(time.Date(y, mo, d, 0, 0, 0, 0, loc)),
+		start:     start,
 		end:       window.MinuteOf(time.Date(y, mo, d+1, 0, 0, 0, 0, loc)),
-		histStart: window.MinuteOf(time.Date(y, mo, d-7, 0, 0, 0, 0, loc)),
+		histStart: histStart,
 		curves:    make(map[int64]*curveState, len(v.Curves)),
 		ids:       make([]int64, 0, len(v.Curves)),
 	}
@@ -102,6 +103,15 @@ func (s *State) SetVolumeDay(v VolumeDay) {
 	}
 	slices.Sort(vd.ids)
 	s.vol = vd
+}
+
+// CurveWeek is the minutes [from, to) of the 7 business days before day (a
+// window.Calendar.Day), over which its curves are summed: to is the day's
+// first minute.
+func CurveWeek(cal window.Calendar, day time.Time) (from, to window.Minute) {
+	y, mo, d := day.Date()
+	loc := cal.Location()
+	return window.MinuteOf(time.Date(y, mo, d-7, 0, 0, 0, 0, loc)), window.MinuteOf(time.Date(y, mo, d, 0, 0, 0, 0, loc))
 }
 
 // VolumeEval is one merchant's volume_drop evaluation.

@@ -364,3 +364,38 @@ func TestResumeVolumeDay(t *testing.T) {
 		t.Fatal("curves from a version 1 image")
 	}
 }
+
+// TestPrefetchVolumeDayReadsASnapshot: curves read ahead are those of the
+// sink when the read began, whatever is committed while it runs.
+func TestPrefetchVolumeDayReadsASnapshot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openStore(t, seoul(t))
+	cp := bootstrapEmpty(t, s, 1)
+	last := minute(t, "2026-11-20T14:59:00Z") // 23:59 KST on the 20th
+	approved := func(m window.Minute, amount int64) []window.Delta {
+		return []window.Delta{{Key: window.Key{Merchant: 1, Minute: m}, Agg: window.Agg{Approvals: 1, ApprovedAmount: amount}}}
+	}
+	// 1,000,000 KRW at 12:00 KST on each of the 14th…20th: the 7 days
+	// before the 21st, Sum7 7,000,000.
+	for d := range 7 {
+		applyAt(t, s, cp, approved(minute(t, "2026-11-14T03:00:00Z")+window.Minute(d*1440), 1_000_000), last)
+	}
+	day := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
+	wait, err := s.PrefetchVolumeDay(ctx, day, 100_000, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAt(t, s, cp, approved(minute(t, "2026-11-19T03:00:00Z"), 5_000), last) // committed after the call
+	got, err := wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Curves[1]; c == nil || c.Sum7 != 7_000_000 || c.PerMinute7[720] != 7_000_000 || c.PerDay[5][48] != 1_000_000 {
+		t.Fatalf("read ahead: %+v", c)
+	}
+	now, err := s.VolumeDay(ctx, day, 100_000, last)
+	if err != nil || now.Curves[1].Sum7 != 7_005_000 {
+		t.Fatalf("read after: %v (%v)", now.Curves[1], err)
+	}
+}

@@ -421,10 +421,48 @@ func (s *Store) dayStart(day time.Time, offset int) time.Time {
 // over the 7 days before it, and what they approved from the day's start
 // through lastClosed (non-zero after a restart mid-day).
 func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount int64, lastClosed window.Minute) (rules.VolumeDay, error) {
+	return s.volumeDay(ctx, s.db.Pool(), day, largeDailyAmount, lastClosed)
+}
+
+// PrefetchVolumeDay reads VolumeDay in the background, from a snapshot of
+// the sink taken before it returns: what is committed after the call is
+// not in the result, so a caller who hears of every later delta can add
+// those itself. wait returns the result; ctx's end stops the read.
+func (s *Store) PrefetchVolumeDay(ctx context.Context, day time.Time, largeDailyAmount int64, lastClosed window.Minute) (wait func() (rules.VolumeDay, error), err error) {
+	tx, err := s.db.Pool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("reading the volume curves of %s ahead: %w", day.Format(time.DateOnly), err)
+	}
+	// A repeatable-read snapshot is taken at the first statement, not at
+	// BEGIN.
+	if _, err := tx.Exec(ctx, `SELECT 1`); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("reading the volume curves of %s ahead: %w", day.Format(time.DateOnly), err)
+	}
+	var g errgroup.Group
+	var vd rules.VolumeDay
+	g.Go(func() error {
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		var err error
+		vd, err = s.volumeDay(ctx, tx, day, largeDailyAmount, lastClosed)
+		return err
+	})
+	return func() (rules.VolumeDay, error) {
+		err := g.Wait()
+		return vd, err
+	}, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) volumeDay(ctx context.Context, db querier, day time.Time, largeDailyAmount int64, lastClosed window.Minute) (rules.VolumeDay, error) {
 	loc := s.cal.Location()
 	start, weekStart := s.dayStart(day, 0), s.dayStart(day, -7)
 	v := rules.VolumeDay{Day: day, Curves: map[int64]*rules.Curve{}, Today: map[int64]int64{}}
-	rows, err := s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
 		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.db.Table("day_agg")),
 		day.Format(time.DateOnly), largeDailyAmount)
 	if err != nil {
@@ -443,7 +481,7 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 		return v, nil
 	}
 	tz := loc.String()
-	rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id,
+	rows, err = db.Query(ctx, fmt.Sprintf(`SELECT merchant_id,
 			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int,
 			least(sum(approved_amount), %d)::bigint
 		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2`, int64(math.MaxInt64), s.db.Table("minute_agg")),
@@ -460,7 +498,7 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 	}); err != nil {
 		return v, fmt.Errorf("reading same-time curves: %w", err)
 	}
-	rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, ((minute AT TIME ZONE $4)::date - $5::date)::int,
+	rows, err = db.Query(ctx, fmt.Sprintf(`SELECT merchant_id, ((minute AT TIME ZONE $4)::date - $5::date)::int,
 			(extract(hour FROM minute AT TIME ZONE $4) * 60 + extract(minute FROM minute AT TIME ZONE $4))::int / 15,
 			least(sum(approved_amount), %d)::bigint
 		FROM %s WHERE merchant_id = ANY($1) AND minute >= $2 AND minute < $3 GROUP BY 1, 2, 3`, int64(math.MaxInt64), s.db.Table("minute_agg")),
@@ -478,7 +516,7 @@ func (s *Store) VolumeDay(ctx context.Context, day time.Time, largeDailyAmount i
 		return v, fmt.Errorf("reading each day's curve: %w", err)
 	}
 	if lastClosed.End().After(start) {
-		rows, err = s.db.Pool().Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
+		rows, err = db.Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
 			WHERE merchant_id = ANY($1) AND minute >= $2 AND minute <= $3 GROUP BY 1`, int64(math.MaxInt64), s.db.Table("minute_agg")),
 			large, start, lastClosed.Start())
 		if err != nil {
