@@ -187,8 +187,7 @@ func (s *Source) Deliver(ctx context.Context, start string, _ func() string, out
 		// other; its deadline is lifted before the dump starts. The
 		// connection go-mysql opens to KILL the dump thread when it closes
 		// keeps its deadline, so closing never hangs on a silent server.
-		// Reads are coalesced (dialReplication).
-		Dialer: dialReplication,
+		Dialer: dialBounded,
 		Option: func(c *client.Conn) error { return c.SetDeadline(time.Time{}) },
 		Logger: s.log.With("component", "binlog").WithGroup("go-mysql"),
 	})
