@@ -262,7 +262,7 @@ func (c *Core) saveRules(ctx context.Context, seq int64) {
 	if c.o.SaveRules == nil || st.LastClosed() != c.evaluated {
 		return
 	}
-	if cal := window.NewCalendar(c.o.Config.Location); c.saved != 0 && c.evaluated-c.saved < saveRulesEvery && cal.Day(c.evaluated).Equal(cal.Day(c.saved)) {
+	if cal := st.Calendar(); c.saved != 0 && c.evaluated-c.saved < saveRulesEvery && cal.Day(c.evaluated).Equal(cal.Day(c.saved)) {
 		return
 	}
 	if err := c.o.SaveRules(ctx, seq, st); err != nil {

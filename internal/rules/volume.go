@@ -46,7 +46,6 @@ type VolumeDay struct {
 type volumeDay struct {
 	day        time.Time
 	start, end window.Minute // [00:00 of D, 00:00 of D+1)
-	histStart  window.Minute // 00:00 of D−7
 	curves     map[int64]*curveState
 	ids        []int64 // ascending
 }
@@ -76,14 +75,13 @@ func (s *State) NeedsVolumeDay(m window.Minute) (day time.Time, needed bool) {
 func (s *State) SetVolumeDay(v VolumeDay) {
 	loc := s.cal.Location()
 	y, mo, d := v.Day.Date()
-	histStart, start := CurveWeek(s.cal, v.Day)
+	_, start := CurveWeek(s.cal, v.Day)
 	vd := &volumeDay{
-		day:       time.Date(y, mo, d, 0, 0, 0, 0, time.UTC),
-		start:     start,
-		end:       window.MinuteOf(time.Date(y, mo, d+1, 0, 0, 0, 0, loc)),
-		histStart: histStart,
-		curves:    make(map[int64]*curveState, len(v.Curves)),
-		ids:       make([]int64, 0, len(v.Curves)),
+		day:    time.Date(y, mo, d, 0, 0, 0, 0, time.UTC),
+		start:  start,
+		end:    window.MinuteOf(time.Date(y, mo, d+1, 0, 0, 0, 0, loc)),
+		curves: make(map[int64]*curveState, len(v.Curves)),
+		ids:    make([]int64, 0, len(v.Curves)),
 	}
 	for id, c := range v.Curves {
 		if c == nil {
@@ -208,22 +206,30 @@ func (s *State) volumeLate(m window.Minute, id, amount int64) {
 	if c == nil {
 		return
 	}
-	switch {
-	case m >= v.start && m < v.end:
+	switch k := curveDay(s.cal, v.day, m); {
+	case k == 7:
 		c.today = satAdd(c.today, amount)
-	case m >= v.histStart && m < v.start:
+	case k >= 0:
 		c.sum7 = satAdd(c.sum7, amount)
 		mod := s.minuteOfDay(m)
 		for i := mod + 1; i <= MinutesPerDay; i++ {
 			c.prefix[i] = satAdd(c.prefix[i], amount)
 		}
-		k := int(s.cal.Day(m).Sub(v.day.AddDate(0, 0, -7)) / (24 * time.Hour))
-		if k >= 0 && k < len(c.dayPrefix) {
-			for q := mod/15 + 1; q <= QuartersPerDay; q++ {
-				c.dayPrefix[k][q] = satAdd(c.dayPrefix[k][q], amount)
-			}
+		for q := mod/15 + 1; q <= QuartersPerDay; q++ {
+			c.dayPrefix[k][q] = satAdd(c.dayPrefix[k][q], amount)
 		}
 	}
+}
+
+// curveDay is which of the 8 business days a volume day spans minute m is
+// in: 0…6 for the 7 days before day (a window.Calendar.Day) whose curves it
+// holds, 7 for day itself, −1 for any other.
+func curveDay(cal window.Calendar, day time.Time, m window.Minute) int {
+	k := int(cal.Day(m).Sub(day.AddDate(0, 0, -7)) / (24 * time.Hour))
+	if k < 0 || k > 7 {
+		return -1
+	}
+	return k
 }
 
 // minuteOfDay is the wall-clock minute of the day of m's start in the
@@ -284,11 +290,10 @@ func (v *VolumeDay) Add(cal window.Calendar, m window.Minute, merchant, amount i
 	if c == nil || amount == 0 {
 		return
 	}
-	d := cal.Day(m)
-	switch k := int(d.Sub(v.Day.AddDate(0, 0, -7)) / (24 * time.Hour)); {
-	case d.Equal(v.Day):
+	switch k := curveDay(cal, v.Day, m); {
+	case k == 7:
 		v.Today[merchant] = satAdd(v.Today[merchant], amount)
-	case d.Before(v.Day) && k >= 0:
+	case k >= 0:
 		mod := minuteOfDay(cal, m)
 		c.Sum7 = satAdd(c.Sum7, amount)
 		c.PerMinute7[mod] = satAdd(c.PerMinute7[mod], amount)

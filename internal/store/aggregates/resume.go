@@ -175,7 +175,8 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, p rule
 	})
 	// Late deltas to B(x) and E(x), and to the 7 days of volume curves
 	// before x's business day (which begin up to a day before B(x)).
-	lateFrom := min(bx[0], window.MinuteOf(s.dayStart(s.cal.Day(x), -7)))
+	curvesFrom, _ := rules.CurveWeek(s.cal, s.cal.Day(x))
+	lateFrom := min(bx[0], curvesFrom)
 	g.Go(func() error {
 		var err error
 		late, err = s.lateSince(gctx, seq, lateFrom, x)

@@ -411,12 +411,6 @@ func (s *Store) wholeHours(lo, hi window.Minute) (time.Time, time.Time) {
 	return h1, h2
 }
 
-// dayStart is the start of the business day offset days after day (a
-// window.Calendar.Day).
-func (s *Store) dayStart(day time.Time, offset int) time.Time {
-	return time.Date(day.Year(), day.Month(), day.Day()+offset, 0, 0, 0, 0, s.cal.Location())
-}
-
 // VolumeDay reads the large merchants of a business day and their curves
 // over the 7 days before it, and what they approved from the day's start
 // through lastClosed (non-zero after a restart mid-day).
@@ -460,7 +454,8 @@ type querier interface {
 
 func (s *Store) volumeDay(ctx context.Context, db querier, day time.Time, largeDailyAmount int64, lastClosed window.Minute) (rules.VolumeDay, error) {
 	loc := s.cal.Location()
-	start, weekStart := s.dayStart(day, 0), s.dayStart(day, -7)
+	weekFrom, dayFrom := rules.CurveWeek(s.cal, day)
+	weekStart, start := weekFrom.Start(), dayFrom.Start()
 	v := rules.VolumeDay{Day: day, Curves: map[int64]*rules.Curve{}, Today: map[int64]int64{}}
 	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT merchant_id, least(sum(approved_amount), %d)::bigint FROM %s
 		WHERE day >= $1::date - 7 AND day < $1::date GROUP BY 1 HAVING sum(approved_amount) >= 7 * $2::numeric`, int64(math.MaxInt64), s.db.Table("day_agg")),
