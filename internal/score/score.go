@@ -101,8 +101,9 @@ type alertLife struct {
 	rule      string
 	merchant  int64
 	start     time.Time
-	steps     []step // firing first, then escalations
-	continued bool   // its firing was notified as a continuation
+	end       time.Time // the minute it resolved (zero: open at the end)
+	steps     []step    // firing first, then escalations
+	continued bool      // its firing was notified as a continuation
 }
 
 // reached is the first minute the alert was at least as urgent as tier.
@@ -113,6 +114,21 @@ func (a *alertLife) reached(tier int) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// reachedFrom is the first minute at or after from that the alert was at
+// least as urgent as tier: from itself when it already was.
+func (a *alertLife) reachedFrom(tier int, from time.Time) (time.Time, bool) {
+	at, ok := a.reached(tier)
+	if ok && at.Before(from) {
+		at = from
+	}
+	return at, ok
+}
+
+// openAt reports whether the alert was firing in minute m.
+func (a *alertLife) openAt(m time.Time) bool {
+	return !a.start.After(m) && (a.end.IsZero() || a.end.After(m))
 }
 
 // Tier is one row of the report: the alerts at least as urgent as it.
@@ -213,12 +229,17 @@ func Score(truth []Truth, trs []Transition, from, to time.Time) (*Report, error)
 			from = t.From
 		}
 		in := Incident{Merchant: t.Merchant, Scenario: t.Scenario, Rule: t.Rule, Factor: t.Factor, DailyPayments: t.DailyPayments, Start: t.Start, From: from}
+		// Its alerts: those that started with it or after, and one
+		// already open when it began (an ordinary hour's alert that the
+		// incident then escalates: the literal rule fires from the
+		// incident's first minute, and its escalations are its pages).
+		start := t.Start.Truncate(time.Minute)
 		for _, a := range alerts {
-			if a.rule != t.Rule || a.merchant != t.Merchant || a.start.Before(t.Start.Truncate(time.Minute)) {
+			if a.rule != t.Rule || a.merchant != t.Merchant || (a.start.Before(start) && !a.openAt(start)) {
 				continue
 			}
 			for tier, dst := range map[int]**time.Time{3: &in.FirstLiteral, 2: &in.FirstP2, 1: &in.FirstP1} {
-				if at, ok := a.reached(tier); ok && (*dst == nil || at.Before(**dst)) {
+				if at, ok := a.reachedFrom(tier, start); ok && (*dst == nil || at.Before(**dst)) {
 					*dst = &at
 				}
 			}
@@ -354,6 +375,9 @@ func lives(trs []Transition) ([]*alertLife, []note, error) {
 				a.steps = append(a.steps, step{at, rank(t.Priority)})
 			}
 		case "resolved":
+			if a := open[k]; a != nil {
+				a.end = at
+			}
 			delete(open, k)
 		default:
 			return nil, nil, fmt.Errorf("transition %d: unknown state %q", i+1, t.State)

@@ -155,3 +155,35 @@ func TestScoreErrors(t *testing.T) {
 		t.Error("broken truth accepted")
 	}
 }
+
+// An alert already open when an incident begins is the incident's from its
+// first minute: its escalations are the incident's pages. One that
+// resolved before is not.
+func TestScoreAlertOpenBeforeTheIncident(t *testing.T) {
+	truth := []Truth{
+		{Scenario: "bust_out", Merchant: 11, Rule: spike, ShouldFire: true, From: tp(at(14, 30)), Factor: 0.6, Start: at(14, 30), DailyPayments: 20000},
+		{Scenario: "bust_out", Merchant: 12, Rule: spike, ShouldFire: true, From: tp(at(14, 30)), Factor: 0.6, Start: at(14, 30), DailyPayments: 20000},
+	}
+	trs := []Transition{
+		line(spike, 11, "firing", at(14, 0), "P3", "firing", "P3"),
+		line(spike, 12, "firing", at(14, 0), "P3", "firing", "P3"),
+		line(spike, 12, "resolved", at(14, 30), "P3", "resolved", "P3"),
+		line(spike, 11, "escalated", at(14, 31), "P2", "escalated", "P2"),
+		line(spike, 11, "escalated", at(14, 32), "P1", "escalated", "P1"),
+	}
+	r, err := Score(truth, trs, day, day.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]Incident{}
+	for _, in := range r.Incidents {
+		got[in.Merchant] = in
+	}
+	if in := got[11]; in.FirstLiteral == nil || !in.FirstLiteral.Equal(at(14, 30)) || in.FirstP2 == nil || !in.FirstP2.Equal(at(14, 31)) ||
+		in.FirstP1 == nil || !in.FirstP1.Equal(at(14, 32)) || in.Best != "P1" {
+		t.Errorf("open before the incident: %+v, want literal 14:30, P2 14:31, P1 14:32", in)
+	}
+	if in := got[12]; in.FirstLiteral != nil || in.Best != "" {
+		t.Errorf("resolved as the incident began: %+v, want never fired", in)
+	}
+}
