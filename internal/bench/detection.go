@@ -26,6 +26,9 @@ type Setting struct {
 	P1MinExposure     int64   `json:"p1_min_exposure,omitempty"`
 	CancelDispersion  float64 `json:"cancel_dispersion,omitempty"`
 	CancelBatchWeight float64 `json:"cancel_batch_weight,omitempty"`
+	// CancelTodayWeight: a negative value is written as 0 (off), which
+	// omitempty could not carry.
+	CancelTodayWeight float64 `json:"cancel_today_weight,omitempty"`
 	VolumeMinSpread   float64 `json:"volume_min_spread,omitempty"`
 }
 
@@ -37,9 +40,9 @@ func (s Setting) yaml() string {
 		v   float64
 	}{{"cancel_p1_evidence", s.CancelP1Evidence}, {"cancel_p2_evidence", s.CancelP2Evidence}, {"volume_p1_evidence", s.VolumeP1Evidence},
 		{"volume_p2_evidence", s.VolumeP2Evidence}, {"p1_min_exposure", float64(s.P1MinExposure)}, {"cancel_dispersion", s.CancelDispersion},
-		{"cancel_batch_weight", s.CancelBatchWeight}, {"volume_min_spread", s.VolumeMinSpread}} {
+		{"cancel_batch_weight", s.CancelBatchWeight}, {"volume_min_spread", s.VolumeMinSpread}, {"cancel_today_weight", s.CancelTodayWeight}} {
 		if kv.v != 0 {
-			fmt.Fprintf(&b, "    %s: %g\n", kv.key, kv.v)
+			fmt.Fprintf(&b, "    %s: %g\n", kv.key, max(kv.v, 0))
 		}
 	}
 	if b.Len() == 0 {

@@ -155,9 +155,10 @@ type Rules struct {
 type Priority struct {
 	CancelDispersion  float64 `yaml:"cancel_dispersion"`   // default 0.1; 0..10: day-to-day variance of a merchant's cancel rate (squared coefficient of variation)
 	CancelBatchWeight float64 `yaml:"cancel_batch_weight"` // default 1; 0..1: how far a batch of cancels in one minute counts as one event
+	CancelTodayWeight float64 `yaml:"cancel_today_weight"` // default 1; 0..1: how far today's cancels before the hour count as evidence of today's level
 	VolumeMinSpread   float64 `yaml:"volume_min_spread"`   // default 0.05; 0..1: least day-to-day spread of the same-time amount credited
 	CancelP1Evidence  float64 `yaml:"cancel_p1_evidence"`  // default 5
-	CancelP2Evidence  float64 `yaml:"cancel_p2_evidence"`  // default 2.5; <= cancel_p1_evidence
+	CancelP2Evidence  float64 `yaml:"cancel_p2_evidence"`  // default 3; <= cancel_p1_evidence
 	VolumeP1Evidence  float64 `yaml:"volume_p1_evidence"`  // default 1.6
 	VolumeP2Evidence  float64 `yaml:"volume_p2_evidence"`  // default 1.6 (no P2 band: see docs/design.md); <= volume_p1_evidence
 	P1MinExposure     int64   `yaml:"p1_min_exposure"`     // default 3,000,000 KRW; >= 0: less at stake never pages
@@ -182,7 +183,7 @@ type VolumeDrop struct {
 // DefaultPriority is rules.priority's defaults (rules.DefaultPriorityParams).
 func DefaultPriority() Priority {
 	d := rules.DefaultPriorityParams()
-	return Priority{CancelDispersion: d.CancelDispersion, CancelBatchWeight: d.CancelBatchWeight, VolumeMinSpread: d.VolumeMinSpread, CancelP1Evidence: d.CancelP1Evidence,
+	return Priority{CancelDispersion: d.CancelDispersion, CancelBatchWeight: d.CancelBatchWeight, CancelTodayWeight: d.CancelTodayWeight, VolumeMinSpread: d.VolumeMinSpread, CancelP1Evidence: d.CancelP1Evidence,
 		CancelP2Evidence: d.CancelP2Evidence, VolumeP1Evidence: d.VolumeP1Evidence, VolumeP2Evidence: d.VolumeP2Evidence, P1MinExposure: d.P1MinExposure}
 }
 

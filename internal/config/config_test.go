@@ -261,7 +261,7 @@ rules:
   cancel_rate_spike: {min_baseline_approvals: 50, baseline_floor: 0.001, min_cancels: 3, multiplier: 2.5, min_approvals: 10}
   volume_drop: {large_daily_amount: 500000000, min_expected_fraction: 0.1, drop_ratio: 0.8}
   exposure_window: 72h
-  priority: {cancel_dispersion: 0.2, cancel_batch_weight: 0.5, volume_min_spread: 0.1, cancel_p1_evidence: 9, cancel_p2_evidence: 3, volume_p1_evidence: 4, volume_p2_evidence: 2, p1_min_exposure: 10000000}
+  priority: {cancel_dispersion: 0.2, cancel_batch_weight: 0.5, cancel_today_weight: 0.25, volume_min_spread: 0.1, cancel_p1_evidence: 9, cancel_p2_evidence: 3, volume_p1_evidence: 4, volume_p2_evidence: 2, p1_min_exposure: 10000000}
 alerts: {repeat_interval: 1h, resolve_after: 3}
 notify:
   backoff_min: 2s
@@ -316,7 +316,7 @@ log:
 			CancelRateSpike: CancelRateSpike{MinBaselineApprovals: 50, BaselineFloor: 0.001, MinCancels: 3, Multiplier: 2.5, MinApprovals: 10},
 			VolumeDrop:      VolumeDrop{LargeDailyAmount: 500_000_000, MinExpectedFraction: 0.1, DropRatio: 0.8},
 			ExposureWindow:  Duration(72 * time.Hour),
-			Priority: Priority{CancelDispersion: 0.2, CancelBatchWeight: 0.5, VolumeMinSpread: 0.1, CancelP1Evidence: 9, CancelP2Evidence: 3,
+			Priority: Priority{CancelDispersion: 0.2, CancelBatchWeight: 0.5, CancelTodayWeight: 0.25, VolumeMinSpread: 0.1, CancelP1Evidence: 9, CancelP2Evidence: 3,
 				VolumeP1Evidence: 4, VolumeP2Evidence: 2, P1MinExposure: 10_000_000},
 		},
 		Alerts: Alerts{RepeatInterval: Duration(time.Hour), ResolveAfter: 3},

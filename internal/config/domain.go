@@ -23,7 +23,7 @@ func (c *Config) RuleParams() (rules.Params, error) {
 	p := rules.Params{
 		Cancel: rules.CancelRateParams{MinBaselineApprovals: cr.MinBaselineApprovals, MinCancels: cr.MinCancels, MinApprovals: cr.MinApprovals},
 		Volume: rules.VolumeDropParams{LargeDailyAmount: v.LargeDailyAmount},
-		Priority: rules.PriorityParams{CancelDispersion: pr.CancelDispersion, CancelBatchWeight: pr.CancelBatchWeight, VolumeMinSpread: pr.VolumeMinSpread,
+		Priority: rules.PriorityParams{CancelDispersion: pr.CancelDispersion, CancelBatchWeight: pr.CancelBatchWeight, CancelTodayWeight: pr.CancelTodayWeight, VolumeMinSpread: pr.VolumeMinSpread,
 			CancelP1Evidence: pr.CancelP1Evidence, CancelP2Evidence: pr.CancelP2Evidence,
 			VolumeP1Evidence: pr.VolumeP1Evidence, VolumeP2Evidence: pr.VolumeP2Evidence, P1MinExposure: pr.P1MinExposure},
 		ExposureMinutes: int(c.Rules.ExposureWindow.D() / time.Minute),

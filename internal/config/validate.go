@@ -410,6 +410,7 @@ func (c *Config) validateRules(p *problems) {
 	pr := c.Rules.Priority
 	fraction(p, "rules.priority.cancel_dispersion", pr.CancelDispersion, 0, false, 10)
 	fraction(p, "rules.priority.cancel_batch_weight", pr.CancelBatchWeight, 0, false, 1)
+	fraction(p, "rules.priority.cancel_today_weight", pr.CancelTodayWeight, 0, false, 1)
 	fraction(p, "rules.priority.volume_min_spread", pr.VolumeMinSpread, 0, false, 1)
 	for _, e := range []struct {
 		field string

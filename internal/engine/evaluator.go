@@ -116,6 +116,7 @@ func newEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config,
 		snap.Recent = slices.DeleteFunc(snap.Recent, func(d window.Delta) bool { return !scope.Owns(d.Merchant) })
 		snap.Baseline = slices.DeleteFunc(snap.Baseline, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
 		snap.HourOfDay = slices.DeleteFunc(snap.HourOfDay, func(m rules.HourOfDaySums) bool { return !scope.Owns(m.Merchant) })
+		snap.Today = slices.DeleteFunc(snap.Today, func(m rules.MerchantSums) bool { return !scope.Owns(m.Merchant) })
 		snap.Exposure = slices.DeleteFunc(snap.Exposure, func(m rules.MerchantAmount) bool { return !scope.Owns(m.Merchant) })
 		open = slices.DeleteFunc(slices.Clone(open), func(a *alert.Alert) bool { return !scope.Owns(a.Merchant) })
 	}

@@ -49,8 +49,14 @@ type PriorityParams struct {
 	CancelDispersion float64
 	// CancelBatchWeight (0…1) is how much a batch of cancels in one minute
 	// counts as one event: the hour is judged at c/b^w against μ/b^w,
-	// b = Σc²/Σc. 1: a batch of n is one event; 0: batches count in full.
+	// b the index of dispersion of the hour's per-minute cancels
+	// (batchFactor). 1: a batch of n is one event; 0: batches count in
+	// full.
 	CancelBatchWeight float64
+	// CancelTodayWeight (0…1) is how far today's cancels before the hour
+	// count as evidence of today's own level (Today): 0 judges the hour
+	// against the 7 days alone, as if today had just begun.
+	CancelTodayWeight float64
 	// VolumeMinSpread is the least day-to-day spread (coefficient of
 	// variation of the same-time amount) a merchant is credited with: seven
 	// days that happened to agree do not prove it never varies.
@@ -69,8 +75,8 @@ type PriorityParams struct {
 // DefaultPriorityParams are the measured defaults.
 func DefaultPriorityParams() PriorityParams {
 	return PriorityParams{
-		CancelDispersion: 0.1, CancelBatchWeight: 1, VolumeMinSpread: 0.05,
-		CancelP1Evidence: 5, CancelP2Evidence: 2.5,
+		CancelDispersion: 0.1, CancelBatchWeight: 1, CancelTodayWeight: 1, VolumeMinSpread: 0.05,
+		CancelP1Evidence: 5, CancelP2Evidence: 3,
 		VolumeP1Evidence: 1.6, VolumeP2Evidence: 1.6,
 		P1MinExposure: 3_000_000,
 	}
@@ -92,25 +98,54 @@ func DefaultPriorityParams() PriorityParams {
 // Evidence is the least of them: an hour is only as alarming as its most
 // ordinary explanation allows, which is the one expecting the most. Cancels
 // that come in batches (many in one minute) count as fewer independent
-// events, by Batch. Evidence is computed for a firing hour only (it is what
-// its priority needs; the tail probabilities cost microseconds and 60,000
-// merchants are evaluated every minute); Tails gives each explanation's.
+// events, by Batch.
+//
+// Days differ: each explanation's count is a gamma mixture of Poissons
+// whose day level has mean 1 and squared coefficient of variation
+// CancelDispersion, which caps what a busy merchant's hour can prove. The
+// cancels the merchant had earlier today (Today) measure today's level:
+// the level's gamma distribution is updated with them (shape k + c_T,
+// rate k + E_T, k = 1/dispersion), so a merchant whose morning ran as
+// usual has a narrow day level and an hour twice as high proves much,
+// while one whose whole day runs high has that level expected. The level
+// is never taken below 1 (TodayRate, TodayUsual): a quiet morning does not
+// make an ordinary afternoon alarming.
+//
+// Evidence is computed for a firing hour only (it is what its priority
+// needs; the tail probabilities cost microseconds and 60,000 merchants are
+// evaluated every minute); Tails gives each explanation's.
 type CancelEvidence struct {
 	Evidence float64
 	// ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual are the
 	// explanations' expected cancels in the hour.
 	ExpectedHour, ExpectedSameHour, ExpectedRecent, ExpectedUsual float64
-	// Batch is Σc²/Σc over the hour's minutes: 1 when no minute holds more
-	// than one cancel, the batch size when they all come at once.
+	// Batch is the index of dispersion of the hour's per-minute cancels,
+	// Σc²/Σc − Σc/60 (batchFactor): 1 when they arrive independently at
+	// any rate, about the batch size when they come in batches.
 	Batch float64
 	// CanceledAmount is what was canceled in the hour (KRW); Exposure what
 	// the merchant had approved within the exposure window (KRW): what the
 	// gateway has paid out or will, and may have to claw back.
 	CanceledAmount, Exposure int64
-	Priority                 Priority
+	// TodayCancels are the merchant's cancels earlier today (before the
+	// hour); TodayRate and TodayUsual the day levels the explanations'
+	// expected counts are multiplied by: the rate-based ones (7d, same
+	// hour, recent) and the usual cancels (both at least 1).
+	TodayCancels          int64
+	TodayRate, TodayUsual float64
+	Priority              Priority
 	// bw and cv2 are the batch divisor and the dispersion the tails are
 	// taken with (bw 0: no evidence, the hour had too few cancels).
 	bw, cv2 float64
+}
+
+// Today is what a merchant's business day before the hour says of its
+// level: its cancels, and the cancels the rate-based explanations (the
+// 7-day rate × today's approvals) and the usual one (the same hours of
+// the day over the 7 days) expected of it.
+type Today struct {
+	Cancels                     int64
+	ExpectedRate, ExpectedUsual float64
 }
 
 // Tails returns each explanation's evidence for an hour of c cancels, and
@@ -119,22 +154,56 @@ func (ev *CancelEvidence) Tails(c int64) (hour, sameHour, recent, usual, least f
 	if ev.bw == 0 {
 		return 0, 0, 0, 0, 0
 	}
-	hour = cancelSurprise(c, ev.ExpectedHour, ev.bw, ev.cv2)
-	sameHour = cancelSurprise(c, ev.ExpectedSameHour, ev.bw, ev.cv2)
-	recent = cancelSurprise(c, ev.ExpectedRecent, ev.bw, ev.cv2)
-	usual = cancelSurprise(c, ev.ExpectedUsual, ev.bw, ev.cv2)
+	hour = cancelSurprise(c, ev.ExpectedHour*ev.TodayRate, ev.bw, ev.cv2)
+	sameHour = cancelSurprise(c, ev.ExpectedSameHour*ev.TodayRate, ev.bw, ev.cv2)
+	recent = cancelSurprise(c, ev.ExpectedRecent*ev.TodayRate, ev.bw, ev.cv2)
+	usual = cancelSurprise(c, ev.ExpectedUsual*ev.TodayUsual, ev.bw, ev.cv2)
 	return hour, sameHour, recent, usual, min(hour, sameHour, recent, usual)
 }
 
-// judge sets the expected counts' evidence and priority: the tail under the
-// explanation expecting the most, the least surprising one.
-func (ev *CancelEvidence) judge(p PriorityParams, c int64, fires bool, bw float64) {
-	ev.bw, ev.cv2 = bw, p.CancelDispersion
+// judge sets the day levels, and the evidence and priority: the tail under
+// the explanation expecting the most, the least surprising one.
+func (ev *CancelEvidence) judge(p PriorityParams, c int64, fires bool, bw float64, today Today) {
+	ev.bw = bw
+	ev.TodayCancels = today.Cancels
+	ev.TodayRate, ev.TodayUsual, ev.cv2 = dayLevels(p, bw, today)
 	if !fires {
 		return
 	}
-	ev.Evidence = cancelSurprise(c, max(ev.ExpectedHour, ev.ExpectedSameHour, ev.ExpectedRecent, ev.ExpectedUsual), bw, p.CancelDispersion)
+	ev.Evidence = cancelSurprise(c, max(ev.TodayRate*max(ev.ExpectedHour, ev.ExpectedSameHour, ev.ExpectedRecent), ev.TodayUsual*ev.ExpectedUsual), bw, ev.cv2)
 	ev.Priority = cancelPriority(p, fires, ev)
+}
+
+// dayLevels are the means of today's level under the rate-based and the
+// usual explanations, at least 1, and the squared coefficient of variation
+// left of it, after today's cancels (weighted by CancelTodayWeight, counted
+// in batches of bw like the hour's) updated the 7 days' gamma prior.
+func dayLevels(p PriorityParams, bw float64, t Today) (rate, usual, cv2 float64) {
+	if p.CancelDispersion <= 1e-9 || bw <= 0 {
+		return 1, 1, p.CancelDispersion
+	}
+	k := 1 / p.CancelDispersion
+	w := p.CancelTodayWeight / bw
+	shape := k + w*float64(max(t.Cancels, 0))
+	return max(1, shape/(k+w*max(t.ExpectedRate, 0))), max(1, shape/(k+w*max(t.ExpectedUsual, 0))), 1 / shape
+}
+
+// TodayUsualCancels is the cancels per day over B of the part of the
+// business day before the hour (hours 0…hour−1 of the day and minute
+// minutes of hour): what the usual explanation expects of today's cancels
+// before the hour. Hours are the clock's, so a day with a clock change
+// counts its hours as they read.
+func TodayUsualCancels(hod func(h int) (approvals, cancels int64), hour, minute int) float64 {
+	var c float64
+	for h := range min(hour, 24) {
+		_, ch := hod(h)
+		c += float64(ch)
+	}
+	if hour < 24 {
+		_, ch := hod(hour)
+		c += float64(minute) / 60 * float64(ch)
+	}
+	return c / (BaselineMinutes / MinutesPerDay)
 }
 
 // SameHourRate is the cancel rate of the same 60 minutes of the day over B:
@@ -179,6 +248,19 @@ func cancelSurprise(c int64, mu, batch, cv2 float64) float64 {
 		return maxEvidence
 	}
 	return min(maxEvidence, max(0, -ln/math.Ln10))
+}
+
+// batchFactor is the index of dispersion (variance over mean) of the
+// cancels of the hour's 60 minutes, sq = Σc² and sum = Σc, at least 1.
+// Independent cancels at a steady rate λ a minute have Σc²/Σc ≈ 1 + λ: a
+// busy merchant's every hour would look batched without the −Σc/60, and
+// its evidence divided by its own rate. A batch of n in one minute gives
+// about n.
+func batchFactor(sq, sum int64) float64 {
+	if sum <= 0 {
+		return 1
+	}
+	return max(1, float64(sq)/float64(sum)-float64(sum)/HourMinutes)
 }
 
 // maxEvidence caps the figure where it stops meaning anything (and keeps

@@ -160,3 +160,103 @@ func TestPriorityNames(t *testing.T) {
 		t.Error("P1 must be the most urgent and 0 no priority")
 	}
 }
+
+func TestDayLevels(t *testing.T) {
+	p := DefaultPriorityParams()
+	p.CancelDispersion, p.CancelTodayWeight = 0.1, 1 // prior shape k = 10
+	half := p
+	half.CancelTodayWeight = 0.5
+	off := p
+	off.CancelTodayWeight = 0
+	poisson := p
+	poisson.CancelDispersion = 0
+	for _, c := range []struct {
+		name             string
+		p                PriorityParams
+		bw               float64
+		today            Today
+		rate, usual, cv2 float64
+	}{
+		// Shape 10 + 30 = 40; rate level 40/(10+20), usual 40/(10+40) < 1.
+		{"a high day by the rate, calm by the usual", p, 1, Today{30, 20, 40}, 4.0 / 3, 1, 1.0 / 40},
+		// In batches of 2 today's cancels are 15 events: shape 25,
+		// levels 25/(10+10) and 25/(10+20).
+		{"batches", p, 2, Today{30, 20, 40}, 1.25, 1, 1.0 / 25},
+		// Weight ½: the same as batches of 2.
+		{"half weight", half, 1, Today{30, 20, 40}, 1.25, 1, 1.0 / 25},
+		{"weight 0: the 7 days alone", off, 1, Today{30, 20, 40}, 1, 1, 0.1},
+		{"nothing today yet", p, 1, Today{}, 1, 1, 0.1},
+		// 90 where 45 were expected: level (10+90)/(10+45).
+		{"a whole day running high", p, 1, Today{90, 45, 45}, 100.0 / 55, 100.0 / 55, 0.01},
+		{"no dispersion: Poisson, nothing to learn", poisson, 1, Today{30, 20, 40}, 1, 1, 0},
+	} {
+		rate, usual, cv2 := dayLevels(c.p, c.bw, c.today)
+		if math.Abs(rate-c.rate) > 1e-12 || math.Abs(usual-c.usual) > 1e-12 || math.Abs(cv2-c.cv2) > 1e-12 {
+			t.Errorf("%s: dayLevels = %.6f, %.6f, %.6f; want %.6f, %.6f, %.6f", c.name, rate, usual, cv2, c.rate, c.usual, c.cv2)
+		}
+	}
+}
+
+func TestEvidenceOnTodaysLevel(t *testing.T) {
+	p := DefaultPriorityParams()
+	p.CancelDispersion, p.CancelTodayWeight, p.CancelBatchWeight = 0.1, 1, 1
+	// 20 cancels in the hour. The tails below are negative binomial upper
+	// tails summed term by term (size = the day level's shape, mean = the
+	// largest expected count times its level).
+	for _, c := range []struct {
+		name  string
+		usual float64
+		today Today
+		want  float64
+	}{
+		// No day yet: size 10, mean max(6, 5, 4, 5) = 6.
+		{"the 7 days alone", 5, Today{}, 3.233512},
+		// Levels 4/3 (rate) and 1 (usual), size 40: the rate-based 6 × 4/3
+		// = 8 expects the most.
+		{"a day running a third high", 7, Today{30, 20, 40}, 3.012193},
+		// The usual 9 expects more than 8: size 40, mean 9.
+		{"the usual explains more", 9, Today{30, 20, 40}, 2.487964},
+	} {
+		ev := CancelEvidence{ExpectedHour: 6, ExpectedSameHour: 5, ExpectedRecent: 4, ExpectedUsual: c.usual, Exposure: 1 << 40}
+		ev.judge(p, 20, true, 1, c.today)
+		if math.Abs(ev.Evidence-c.want) > 1e-5 {
+			t.Errorf("%s: evidence %.6f, want %.6f", c.name, ev.Evidence, c.want)
+		}
+		if _, _, _, _, least := ev.Tails(20); math.Abs(least-ev.Evidence) > 1e-9 {
+			t.Errorf("%s: the least of the tails is %.6f, the evidence %.6f", c.name, least, ev.Evidence)
+		}
+	}
+	// A calm morning makes the same afternoon far stronger evidence than
+	// the 7 days alone can: 40 where 20 were expected.
+	calm := CancelEvidence{ExpectedHour: 20, ExpectedSameHour: 20, ExpectedRecent: 20, ExpectedUsual: 20}
+	calm.judge(p, 40, true, 1, Today{200, 200, 200})
+	prior := CancelEvidence{ExpectedHour: 20, ExpectedSameHour: 20, ExpectedRecent: 20, ExpectedUsual: 20}
+	prior.judge(p, 40, true, 1, Today{})
+	if !(calm.Evidence > prior.Evidence+2) {
+		t.Errorf("40 of 20 after a calm day: %.2f, with no day yet %.2f: want the day to prove more", calm.Evidence, prior.Evidence)
+	}
+}
+
+func TestBatchFactor(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		sq, sum int64
+		want    float64
+	}{
+		{"no cancels", 0, 0, 1},
+		{"one cancel", 1, 1, 1},
+		// Two a minute, every minute: variance 0, so no batches at all,
+		// though Σc²/Σc alone would say 2.
+		{"steady, busy", 60 * 4, 60 * 2, 1},
+		// Minutes of 3 and 1 alternating: mean 2, variance 1, index ½.
+		{"less varied than Poisson", 30*9 + 30*1, 120, 1},
+		// One minute of 10: mean 1/6, variance 100/60 − 1/36.
+		{"one batch of ten", 100, 10, 10 - 10.0/60},
+		// 50 single cancels and a batch of 20.
+		{"a batch among singles", 50 + 400, 70, 450.0/70 - 70.0/60},
+	} {
+		if got := batchFactor(c.sq, c.sum); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%s: batchFactor(%d, %d) = %.6f, want %.6f", c.name, c.sq, c.sum, got, c.want)
+		}
+	}
+}

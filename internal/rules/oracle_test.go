@@ -66,6 +66,7 @@ func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
 	s := Snapshot{LastClosed: lc, ExposureMinutes: exposureMinutes}
 	base := map[int64]*MerchantSums{}
 	hod := map[[2]int64]*HourOfDaySums{}
+	today := map[int64]*MerchantSums{}
 	expo := map[int64]int64{}
 	for k, a := range f.rows {
 		if k.Minute <= lc && k.Minute > lc-window.Minute(exposureMinutes) {
@@ -91,10 +92,22 @@ func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
 			}
 			h.Approvals += a.Approvals
 			h.Cancels += a.Cancels
+			if f.placeOf(k.Minute).day.Equal(f.placeOf(lc).day) {
+				t := today[k.Merchant]
+				if t == nil {
+					t = &MerchantSums{Merchant: k.Merchant}
+					today[k.Merchant] = t
+				}
+				t.Approvals += a.Approvals
+				t.Cancels += a.Cancels
+			}
 		}
 	}
 	for _, b := range base {
 		s.Baseline = append(s.Baseline, *b)
+	}
+	for _, t := range today {
+		s.Today = append(s.Today, *t)
 	}
 	for _, h := range hod {
 		s.HourOfDay = append(s.HourOfDay, *h)
@@ -146,6 +159,7 @@ func (f *fakeSink) volumeDay(d time.Time, lastClosed window.Minute, large int64)
 type oracleExtra struct {
 	hCAmt, pA, expo int64
 	sum, sq         int64 // Σc and Σc² over H's minutes
+	tA, tC          int64 // approvals and cancels of m's business day before H
 	hod             [24][2]int64
 }
 
@@ -190,6 +204,10 @@ func (f *fakeSink) cancelEvals(p CancelRateParams, prio PriorityParams, expoMinu
 			if k.Minute >= m-179 {
 				e.pA += a.Approvals
 			}
+			if f.placeOf(k.Minute).day.Equal(f.placeOf(m).day) {
+				e.tA += a.Approvals
+				e.tC += a.Cancels
+			}
 		}
 	}
 	var ids []int64
@@ -225,9 +243,11 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 	if r.CH < max(p.MinCancels, 1) {
 		return
 	}
+	// The index of dispersion of the 60 minutes' counts: with mean Σc/60,
+	// variance/mean = (Σc²/60 − (Σc/60)²)/(Σc/60).
 	ev.Batch = 1
 	if e.sum > 0 {
-		ev.Batch = max(1, float64(e.sq)/float64(e.sum))
+		ev.Batch = max(1, float64(e.sq)/float64(e.sum)-float64(e.sum)/60)
 	}
 	denom := func(a float64) float64 { return max(a, float64(p.MinApprovals)) }
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
@@ -241,6 +261,19 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
 	ev.ExpectedUsual = SameHourCancels(hod, h1, pm.mod/60, pm.mod%60)
 	ev.bw, ev.cv2 = math.Pow(ev.Batch, prio.CancelBatchWeight), prio.CancelDispersion
+	// Today's level: the gamma prior of the day level (shape = rate =
+	// 1/dispersion) updated with today's cancels before H, counted in
+	// the hour's batches and weighted; its mean at least 1.
+	ev.TodayRate, ev.TodayUsual, ev.TodayCancels = 1, 1, e.tC
+	if hf := f.placeOf(m - 59); hf.day.Equal(pm.day) && hf.mod > 0 && prio.CancelDispersion > 1e-9 {
+		usualT := TodayUsualCancels(hod, hf.mod/60, hf.mod%60)
+		k, w := 1/prio.CancelDispersion, prio.CancelTodayWeight/ev.bw
+		ev.TodayRate = max(1, (k+w*float64(e.tC))/(k+w*r.Effective*float64(e.tA)))
+		ev.TodayUsual = max(1, (k+w*float64(e.tC))/(k+w*usualT))
+		ev.cv2 = 1 / (k + w*float64(e.tC))
+	} else if prio.CancelDispersion > 1e-9 {
+		ev.cv2 = prio.CancelDispersion
+	}
 	if r.Fires {
 		// The least of the four tails, each taken in full.
 		_, _, _, _, ev.Evidence = ev.Tails(r.CH)

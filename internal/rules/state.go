@@ -61,6 +61,9 @@ type Snapshot struct {
 	Baseline []MerchantSums
 	// HourOfDay: the same sums over B by hour of the business day.
 	HourOfDay []HourOfDaySums
+	// Today: per-merchant sums over the minutes of LastClosed's business
+	// day before H, [DayStart(LastClosed), LastClosed-60] (part of B).
+	Today []MerchantSums
 	// ExposureMinutes is the exposure window's length (0: none), and
 	// Exposure each merchant's approved amount over its minutes ending
 	// with LastClosed, [LastClosed-ExposureMinutes+1, LastClosed].
@@ -130,6 +133,9 @@ type State struct {
 
 	vol *volumeDay
 
+	// todayFrom is the first minute of LastClosed's business day.
+	todayFrom window.Minute
+
 	// ext holds what the evidence needs beside the rule's sums, at the same
 	// index as slab: kept apart so the rule's loop over every merchant
 	// stays on small records.
@@ -143,7 +149,10 @@ type merchantExt struct {
 	hCAmt int64 // canceled amount in H
 	hC2   int64 // Σ over H's minutes of the minute's cancels squared (batches)
 	pA    int64 // approvals in the two hours before H
-	expo  int64 // approved amount in the exposure window
+	// tA, tC: approvals and cancels of the business day before H
+	// (State.todayFrom through H's start): today's own level.
+	tA, tC int64
+	expo   int64 // approved amount in the exposure window
 	// hod: approvals and cancels over B by hour of the business day. Seven
 	// days of one hour of one merchant stay far below 2^31.
 	hod [24][2]int32
@@ -164,6 +173,7 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		minutes:     make(map[window.Minute]bucket, RecentMinutes+8),
 		expoMinutes: window.Minute(min(max(snap.ExposureMinutes, 0), MaxExposureMinutes)),
 		prio:        DefaultPriorityParams(),
+		todayFrom:   cal.DayStart(snap.LastClosed),
 	}
 	for _, b := range snap.Baseline {
 		s.addB(b.Merchant, b.Approvals, b.Cancels, false)
@@ -171,6 +181,12 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 	for _, h := range snap.HourOfDay {
 		if i, ok := s.index[h.Merchant]; ok && h.Hour >= 0 && h.Hour < 24 {
 			s.ext[i].addHour(h.Hour, h.Approvals, h.Cancels)
+		}
+	}
+	for _, t := range snap.Today {
+		if i, ok := s.index[t.Merchant]; ok {
+			s.ext[i].tA += t.Approvals
+			s.ext[i].tC += t.Cancels
 		}
 	}
 	for _, d := range snap.Recent {
@@ -279,9 +295,14 @@ func (s *State) Add(d window.Delta) {
 		// The hour and the recent sum first: adding to B cannot evict.
 		s.addB(d.Merchant, d.Approvals, d.Cancels, false)
 		if i, ok := s.index[d.Merchant]; ok {
-			s.ext[i].addHour(s.hourOfDay(m), d.Approvals, d.Cancels)
+			e := &s.ext[i]
+			e.addHour(s.hourOfDay(m), d.Approvals, d.Cancels)
 			if m > s.last-RecentMinutes {
-				s.ext[i].pA += d.Approvals
+				e.pA += d.Approvals
+			}
+			if m >= s.todayFrom {
+				e.tA += d.Approvals
+				e.tC += d.Cancels
 			}
 		}
 	}
@@ -322,6 +343,13 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 			m, v.day.Format(time.DateOnly), s.cal.Day(m).Format(time.DateOnly))
 	}
 
+	if ds := s.cal.DayStart(m); ds != s.todayFrom {
+		// A new business day: today's level starts again from nothing.
+		s.todayFrom = ds
+		for i := range s.ext {
+			s.ext[i].tA, s.ext[i].tC = 0, 0
+		}
+	}
 	for id, a := range s.minutes[m] {
 		s.addH(id, a.Approvals, a.Cancels)
 		if i, ok := s.index[id]; ok {
@@ -340,6 +368,7 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 	}
 	if b, ok := s.minutes[m-HourMinutes]; ok {
 		h := s.hourOfDay(m - HourMinutes)
+		today := m-HourMinutes >= s.todayFrom
 		for id, a := range b {
 			s.addB(id, a.Approvals, a.Cancels, true)
 			if i, ok := s.index[id]; ok {
@@ -348,6 +377,10 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 				e.hC2 -= a.Cancels * a.Cancels
 				e.pA += a.Approvals
 				e.addHour(h, a.Approvals, a.Cancels)
+				if today {
+					e.tA += a.Approvals
+					e.tC += a.Cancels
+				}
 			}
 		}
 	}
@@ -441,10 +474,7 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 		return
 	}
 	// Cancels that came in batches are fewer independent events.
-	ev.Batch = 1
-	if r.CH > 0 {
-		ev.Batch = max(1, float64(e.hC2)/float64(r.CH))
-	}
+	ev.Batch = batchFactor(e.hC2, r.CH)
 	denom := func(approvals float64) float64 { return max(approvals, float64(p.MinApprovals)) }
 	ev.ExpectedHour = r.Effective * denom(float64(r.AH))
 	lt := s.last.Start().In(s.cal.Location())
@@ -456,7 +486,12 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
 	ev.ExpectedUsual = SameHourCancels(hod, h1, lt.Hour(), lt.Minute())
-	ev.judge(s.prio, r.CH, r.Fires, math.Pow(ev.Batch, s.prio.CancelBatchWeight))
+	var today Today
+	if hFrom := s.last - HourMinutes + 1; hFrom > s.todayFrom {
+		ft := hFrom.Start().In(s.cal.Location())
+		today = Today{Cancels: e.tC, ExpectedRate: r.Effective * float64(e.tA), ExpectedUsual: TodayUsualCancels(hod, ft.Hour(), ft.Minute())}
+	}
+	ev.judge(s.prio, r.CH, r.Fires, math.Pow(ev.Batch, s.prio.CancelBatchWeight), today)
 }
 
 // PlatformBaseline returns the platform-wide approvals and cancels over B.
@@ -637,13 +672,15 @@ func (s *State) addB(id, approvals, cancels int64, fromH bool) {
 }
 
 // MerchantWeek is what the state holds of one merchant over B and the
-// exposure window: a Snapshot's Baseline, HourOfDay and Exposure rows of
-// that merchant, together.
+// exposure window: a Snapshot's Baseline, HourOfDay, Today and Exposure
+// rows of that merchant, together.
 type MerchantWeek struct {
 	Merchant, Approvals, Cancels int64
 	// Exposure is the approved amount over the exposure window.
 	Exposure  int64
 	HourOfDay [24][2]int32
+	// TodayApprovals, TodayCancels are a Snapshot's Today row.
+	TodayApprovals, TodayCancels int64
 }
 
 // Weeks yields every merchant the state holds, in no order. After a flush
@@ -658,7 +695,8 @@ func (s *State) Weeks(yield func(*MerchantWeek) bool) {
 			continue
 		}
 		e := &s.ext[i]
-		w = MerchantWeek{Merchant: m.id, Approvals: m.bA, Cancels: m.bC, Exposure: e.expo, HourOfDay: e.hod}
+		w = MerchantWeek{Merchant: m.id, Approvals: m.bA, Cancels: m.bC, Exposure: e.expo, HourOfDay: e.hod,
+			TodayApprovals: e.tA, TodayCancels: e.tC}
 		if !yield(&w) {
 			return
 		}

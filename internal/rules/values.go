@@ -24,6 +24,7 @@ func (r CancelResult) Values() map[string]any {
 		"expected_7d": round3(r.ExpectedHour), "expected_same_hour": round3(r.ExpectedSameHour), "expected_recent": round3(r.ExpectedRecent),
 		"evidence_usual": round3(usual), "expected_usual": round3(r.ExpectedUsual),
 		"batch_factor": round3(r.Batch), "canceled_amount_h": r.CanceledAmount, "exposure": r.Exposure,
+		"today_cancels": r.TodayCancels, "today_level": round3(r.TodayRate), "today_level_usual": round3(r.TodayUsual),
 	}
 }
 

@@ -187,6 +187,14 @@ func (c Calendar) Hour(m Minute) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, c.loc)
 }
 
+// DayStart returns the first minute of the business day holding m: its
+// midnight in the business time zone (or the first minute after it, where
+// a clock change skips midnight).
+func (c Calendar) DayStart(m Minute) Minute {
+	t := m.Start().In(c.loc)
+	return MinuteOf(time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, c.loc))
+}
+
 // Day returns the business day holding m as a date at 00:00 UTC (the sink
 // stores it as a DATE, which has no zone).
 func (c Calendar) Day(m Minute) time.Time {

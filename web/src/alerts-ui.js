@@ -98,8 +98,15 @@ function evidenceTitle(alert) {
       e7: fmtEvidence(v.evidence_7d), x7: x(v.expected_7d),
       es: fmtEvidence(v.evidence_same_hour), xs: x(v.expected_same_hour),
       er: fmtEvidence(v.evidence_recent), xr: x(v.expected_recent),
+      eu: fmtEvidence(v.evidence_usual), xu: x(v.expected_usual),
       b: fmtDecimal(num(v.batch_factor), 2),
     }));
+    if (v.today_level != null) {
+      lines.push(t('evidence.today', {
+        l: fmtDecimal(Math.max(num(v.today_level), num(v.today_level_usual ?? 1)), 2),
+        c: fmtInt(num(v.today_cancels)),
+      }));
+    }
   }
   if (alert.rule === 'volume_drop' && v.spread != null) lines.push(t('evidence.volume', { s: fmtPct(num(v.spread), 1) }));
   return lines.join('\n');

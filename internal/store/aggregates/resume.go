@@ -145,7 +145,7 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, p rule
 	var late, entering, leavingB, leavingE []window.Delta
 	var vol *rules.VolumeDay
 	var volLDA int64
-	w := newWeekSums(nil, nil, s.cal.Location())
+	w := newWeekSums(nil, nil, s.cal.Location(), 0)
 	g, gctx := errgroup.WithContext(ctx)
 	// Decoded while the server answers the reads below.
 	g.Go(func() error {
@@ -207,17 +207,27 @@ func (s *Store) resume(ctx context.Context, slot string, l window.Minute, p rule
 	}
 	bl := [2]window.Minute{l - rules.HourMinutes - rules.BaselineMinutes + 1, l - rules.HourMinutes}
 	el := [2]window.Minute{l - window.Minute(exposureMinutes) + 1, l}
+	// Today before H: the image's, when l is on x's business day (then
+	// the minutes entering B are today's too); else only those entering.
+	today := s.cal.DayStart(l)
+	if today != s.cal.DayStart(x) {
+		for i := range w.accs {
+			w.accs[i].ta, w.accs[i].tc = 0, 0
+		}
+	}
 	for _, d := range late {
-		w.addMinute(d, 1, in(bx, d.Minute), exposureMinutes > 0 && in(ex, d.Minute))
+		inB := in(bx, d.Minute)
+		w.addMinute(d, 1, inB, inB && d.Minute >= today, exposureMinutes > 0 && in(ex, d.Minute))
 	}
 	for _, d := range entering {
-		w.addMinute(d, 1, d.Minute > bx[1] && in(bl, d.Minute), exposureMinutes > 0 && d.Minute > x && in(el, d.Minute))
+		inB := d.Minute > bx[1] && in(bl, d.Minute)
+		w.addMinute(d, 1, inB, inB && d.Minute >= today, exposureMinutes > 0 && d.Minute > x && in(el, d.Minute))
 	}
 	for _, d := range leavingB {
-		w.addMinute(d, -1, true, false)
+		w.addMinute(d, -1, true, false, false)
 	}
 	for _, d := range leavingE {
-		w.addMinute(d, -1, false, true)
+		w.addMinute(d, -1, false, false, true)
 	}
 	if err := w.checkNonNegative(); err != nil {
 		return snap, 0, fmt.Errorf("the rules image taken at %s does not add up: %w", x, err)
@@ -264,8 +274,9 @@ func (s *Store) lateSince(ctx context.Context, seq int64, from, to window.Minute
 }
 
 // addMinute adds sign × d to merchant d's sums over B (with its hour of
-// the day) when inB, and its approved amount to the exposure when inE.
-func (w *weekSums) addMinute(d window.Delta, sign int64, inB, inE bool) {
+// the day) when inB, to today's when inT, and its approved amount to the
+// exposure when inE.
+func (w *weekSums) addMinute(d window.Delta, sign int64, inB, inT, inE bool) {
 	if !inB && !inE {
 		return
 	}
@@ -276,6 +287,10 @@ func (w *weekSums) addMinute(d window.Delta, sign int64, inB, inE bool) {
 		a.c += sign * d.Cancels
 		w.addHour(i, d.Minute.Start().In(w.loc).Hour(), sign*d.Approvals, sign*d.Cancels)
 	}
+	if inT {
+		a.ta += sign * d.Approvals
+		a.tc += sign * d.Cancels
+	}
 	if inE {
 		a.expo, _ = window.SatAdd(a.expo, sign*d.ApprovedAmount)
 	}
@@ -285,8 +300,8 @@ func (w *weekSums) addMinute(d window.Delta, sign int64, inB, inE bool) {
 // negative, so one would mean the image and the sink disagree.
 func (w *weekSums) checkNonNegative() error {
 	for i, a := range w.accs {
-		if a.a < 0 || a.c < 0 || a.expo < 0 {
-			return fmt.Errorf("merchant %d: %d approvals, %d cancels, %d KRW exposure", w.ids[i], a.a, a.c, a.expo)
+		if a.a < 0 || a.c < 0 || a.expo < 0 || a.ta < 0 || a.tc < 0 || a.ta > a.a || a.tc > a.c {
+			return fmt.Errorf("merchant %d: %d approvals (%d today), %d cancels (%d today), %d KRW exposure", w.ids[i], a.a, a.ta, a.c, a.tc, a.expo)
 		}
 	}
 	for h := range w.hod {
@@ -299,12 +314,14 @@ func (w *weekSums) checkNonNegative() error {
 	return nil
 }
 
-// imageVersion leads an encoded image; another value is not read. Version
-// 1 (the week sums alone) is still read.
-const imageVersion = 2
+// imageVersion leads an encoded image; another value is not read. Images
+// before version 3 hold no sums of today and are not used: the first
+// restart after the upgrade reads the week.
+const imageVersion = 3
 
 // encodeImage encodes every merchant of st as varints: merchant, B's
-// approvals and cancels, exposure, a 24-bit mask of the hours of the day
+// approvals and cancels, exposure, today's approvals and cancels before H,
+// a 24-bit mask of the hours of the day
 // with sums, then each such hour's approvals and cancels; then the loaded
 // volume day (encodeVolume). It returns the bytes and the number of
 // merchants.
@@ -318,6 +335,8 @@ func encodeImage(st *rules.State, largeDailyAmount int64) ([]byte, int) {
 		buf = binary.AppendVarint(buf, w.Approvals)
 		buf = binary.AppendVarint(buf, w.Cancels)
 		buf = binary.AppendVarint(buf, w.Exposure)
+		buf = binary.AppendVarint(buf, w.TodayApprovals)
+		buf = binary.AppendVarint(buf, w.TodayCancels)
 		var mask uint32
 		for h, v := range w.HourOfDay {
 			if v != ([2]int32{}) {
@@ -442,12 +461,14 @@ func decodeVolume(data []byte) (*rules.VolumeDay, int64, error) {
 }
 
 // decode adds an encoded image's merchants to w and returns what follows
-// them (nil for a version 1 image).
+// them.
 func (w *weekSums) decode(data []byte) ([]byte, error) {
-	if len(data) == 0 || data[0] < 1 || data[0] > imageVersion {
+	switch {
+	case len(data) == 0 || data[0] < 1 || data[0] > imageVersion:
 		return nil, errors.New("unknown image version")
+	case data[0] < imageVersion:
+		return nil, fmt.Errorf("image version %d holds no sums of today", data[0])
 	}
-	version := data[0]
 	r := &varints{data: data[1:]}
 	uv, sv := r.uv, r.sv
 	n := uv()
@@ -456,7 +477,7 @@ func (w *weekSums) decode(data []byte) ([]byte, error) {
 	}
 	w.index = newSlots(int(2 * n))
 	for range n {
-		m, a, c, expo := sv(), sv(), sv(), sv()
+		m, a, c, expo, ta, tc := sv(), sv(), sv(), sv(), sv(), sv()
 		mask := uv()
 		if r.bad || mask >= 1<<24 {
 			return nil, errors.New("truncated image")
@@ -465,6 +486,7 @@ func (w *weekSums) decode(data []byte) ([]byte, error) {
 		acc := &w.accs[i]
 		acc.a, acc.c = acc.a+a, acc.c+c
 		acc.expo, _ = window.SatAdd(acc.expo, expo)
+		acc.ta, acc.tc = acc.ta+ta, acc.tc+tc
 		for mask != 0 {
 			h := bits.TrailingZeros64(mask)
 			mask &= mask - 1
@@ -474,12 +496,6 @@ func (w *weekSums) decode(data []byte) ([]byte, error) {
 			}
 			w.addHour(i, h, ha, hc)
 		}
-	}
-	if version == 1 {
-		if len(r.data) != 0 {
-			return nil, errors.New("trailing bytes after the image")
-		}
-		return nil, nil
 	}
 	if len(r.data) == 0 {
 		return nil, errors.New("truncated image")

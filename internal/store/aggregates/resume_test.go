@@ -117,8 +117,13 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 					applyAt(t, s, cp, points[i:i+1], x+window.Minute(i%200))
 				}
 				log := slog.New(slog.NewTextHandler(io.Discard, nil))
-				withCurves := 0
-				for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240} {
+				withCurves, wantCurves, withToday := 0, 0, 0
+				// x+480 is past midnight in Seoul (the image's sums of
+				// today are another day's there), not in Kolkata.
+				for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240, x + 480} {
+					if s.cal.Day(l + 1).Equal(s.cal.Day(x + 1)) {
+						wantCurves++
+					}
 					want, err := s.RulesSnapshot(context.Background(), l, true, expo)
 					if err != nil {
 						t.Fatal(err)
@@ -144,6 +149,9 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 						}
 						got.Volume = nil
 					}
+					if len(want.Today) > 0 {
+						withToday++
+					}
 					if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
 						t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
 					}
@@ -152,8 +160,8 @@ func TestResumeEqualsReadingTheWeek(t *testing.T) {
 							l-x, got.Baseline, want.Baseline, len(got.HourOfDay), len(want.HourOfDay), got.Exposure, want.Exposure)
 					}
 				}
-				if withCurves != 8 {
-					t.Fatalf("%d of 8 resumes used the image's volume curves", withCurves)
+				if withCurves != wantCurves || withToday < 8 {
+					t.Fatalf("%d of %d resumes used the image's volume curves; %d had sums of today", withCurves, wantCurves, withToday)
 				}
 			})
 		}
@@ -350,18 +358,25 @@ func TestResumeVolumeDay(t *testing.T) {
 		t.Fatalf("after a late sale that would make merchant 2 large: %+v", v)
 	}
 
-	// A version 1 image: the week sums without the curves section.
+	// Images from before the sums of today (versions 1 and 2) are not
+	// used: the week is read instead, and gives the same snapshot.
 	data, _ := encodeImage(st, p.Volume.LargeDailyAmount)
 	weeks, _ := encodeImage(rules.NewState(snap, s.cal), p.Volume.LargeDailyAmount)
 	if len(data) <= len(weeks) || weeks[len(weeks)-1] != 0 {
 		t.Fatalf("image of %d bytes with curves, %d without (ending %d)", len(data), len(weeks), weeks[len(weeks)-1])
 	}
-	v1 := append([]byte{1}, weeks[1:len(weeks)-1]...)
-	if _, err := s.db.Pool().Exec(ctx, `UPDATE `+s.db.Table("rules_resume")+` SET data = $1`, v1); err != nil {
-		t.Fatal(err)
-	}
-	if resume(x+10, p) != nil {
-		t.Fatal("curves from a version 1 image")
+	for _, old := range [][]byte{append([]byte{1}, weeks[1:len(weeks)-1]...), append([]byte{2}, data[1:]...)} {
+		if _, err := s.db.Pool().Exec(ctx, `UPDATE `+s.db.Table("rules_resume")+` SET data = $1`, old); err != nil {
+			t.Fatal(err)
+		}
+		got, imageAt, err := s.ResumeRulesSnapshot(ctx, cp.Slot, x+10, p, log)
+		if err != nil || imageAt != 0 {
+			t.Fatalf("a version %d image was used (taken at %s, %v)", old[0], imageAt, err)
+		}
+		want, err := s.RulesSnapshot(ctx, x+10, true, 0)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("after a version %d image: the snapshot differs from reading the week (%v)", old[0], err)
+		}
 	}
 }
 

@@ -74,9 +74,10 @@ func (s *Store) RulesSnapshot(ctx context.Context, lastClosed window.Minute, wit
 	})
 	parts := s.weekParts(b, e)
 	sums := make([]*weekSums, len(parts))
+	today := s.cal.DayStart(lastClosed).Start().UnixMicro()
 	for i, q := range parts {
 		g.Go(func() error {
-			sums[i] = newWeekSums(b, e, s.cal.Location())
+			sums[i] = newWeekSums(b, e, s.cal.Location(), today)
 			if err := sums[i].read(gctx, s.db.Pool(), q); err != nil {
 				return fmt.Errorf("reading 7-day sums: %w", err)
 			}
@@ -190,10 +191,12 @@ func (s *Store) weekParts(b, e *span) []weekQuery {
 	return []weekQuery{{sql: hours, args: []any{lo, mid}}, second}
 }
 
-// weekAcc is one merchant's sums over B and the exposure window.
+// weekAcc is one merchant's sums over B, over the part of B in the last
+// closed minute's business day (ta, tc), and over the exposure window.
 type weekAcc struct {
-	a, c int64
-	expo int64
+	a, c   int64
+	ta, tc int64
+	expo   int64
 }
 
 // weekSums sums rows of the week per merchant. The rows are summed here,
@@ -209,16 +212,19 @@ type weekAcc struct {
 // hour of the day of one merchant stay far below 2^31 (the rules state keeps
 // them in 32 bits too); they saturate rather than wrap.
 type weekSums struct {
-	b, e  *span
-	loc   *time.Location
-	index slots
-	ids   []int64
-	accs  []weekAcc
-	hod   [24][][2]int32
+	b, e *span
+	loc  *time.Location
+	// todayUS: rows of B at or after it (Unix microseconds, a business
+	// day's start and so a whole hour) are today's too.
+	todayUS int64
+	index   slots
+	ids     []int64
+	accs    []weekAcc
+	hod     [24][][2]int32
 }
 
-func newWeekSums(b, e *span, loc *time.Location) *weekSums {
-	return &weekSums{b: b, e: e, loc: loc, index: newSlots(1 << 17)}
+func newWeekSums(b, e *span, loc *time.Location, todayUS int64) *weekSums {
+	return &weekSums{b: b, e: e, loc: loc, todayUS: todayUS, index: newSlots(1 << 17)}
 }
 
 func (w *weekSums) slot(m int64) int32 {
@@ -337,6 +343,10 @@ func (w *weekSums) read(ctx context.Context, pool *pgxpool.Pool, q weekQuery) er
 				lastUS, lastHour = us, at.In(w.loc).Hour()
 			}
 			w.addHour(i, lastHour, approvals, cancels)
+			if us >= w.todayUS {
+				a.ta += approvals
+				a.tc += cancels
+			}
 		}
 		if inE {
 			a.expo, _ = window.SatAdd(a.expo, amount)
@@ -353,6 +363,8 @@ func (w *weekSums) merge(o *weekSums) {
 		a, x := &w.accs[i], &o.accs[j]
 		a.a += x.a
 		a.c += x.c
+		a.ta += x.ta
+		a.tc += x.tc
 		a.expo, _ = window.SatAdd(a.expo, x.expo)
 		for h := range o.hod {
 			if v := o.hourOf(j, h); v != ([2]int32{}) {
@@ -362,7 +374,8 @@ func (w *weekSums) merge(o *weekSums) {
 	}
 }
 
-// fill sets the snapshot's Baseline, HourOfDay and Exposure, by merchant.
+// fill sets the snapshot's Baseline, HourOfDay, Today and Exposure, by
+// merchant.
 func (w *weekSums) fill(snap *rules.Snapshot) {
 	slices.Sort(w.ids)
 	hours := 0
@@ -380,6 +393,9 @@ func (w *weekSums) fill(snap *rules.Snapshot) {
 		a := &w.accs[i]
 		if a.a != 0 || a.c != 0 {
 			snap.Baseline = append(snap.Baseline, rules.MerchantSums{Merchant: m, Approvals: a.a, Cancels: a.c})
+			if a.ta != 0 || a.tc != 0 {
+				snap.Today = append(snap.Today, rules.MerchantSums{Merchant: m, Approvals: a.ta, Cancels: a.tc})
+			}
 			for h := range w.hod {
 				if v := w.hourOf(int(i), h); v != ([2]int32{}) {
 					snap.HourOfDay = append(snap.HourOfDay, rules.HourOfDaySums{Merchant: m, Hour: h, Approvals: int64(v[0]), Cancels: int64(v[1])})

@@ -62,6 +62,10 @@ func TestRulesSnapshot(t *testing.T) {
 		at("2026-11-20T07:37:00Z"),
 		at("2026-11-20T07:58:00Z"),
 		at("2026-11-20T08:30:00Z"),
+		// Just after a Seoul midnight: today before H is empty, then an
+		// half hour long (Kolkata's is a whole day).
+		at("2026-11-20T15:59:00Z"),
+		at("2026-11-20T16:30:00Z"),
 	}
 	rng := rand.New(rand.NewPCG(7, 11))
 	var points []window.Delta
@@ -89,6 +93,13 @@ func TestRulesSnapshot(t *testing.T) {
 		h := window.MinuteOf(bLo.Start().Truncate(time.Hour))
 		for _, off := range []window.Minute{-1, 0, 59, 60, 61, 119, 120} {
 			point(6, h+off)
+		}
+	}
+	// Today's first and last minutes: midnight in Seoul (15:00Z) and in
+	// Kolkata (18:30Z).
+	for _, mid := range []string{"2026-11-19T15:00:00Z", "2026-11-20T15:00:00Z", "2026-11-19T18:30:00Z"} {
+		for _, off := range []window.Minute{-1, 0, 1} {
+			point(7, at(mid)+off)
 		}
 	}
 	// Merchant 9 only just before the earliest B, and merchant 10 only
@@ -130,6 +141,8 @@ func checkSnapshot(t *testing.T, s *Store, loc *time.Location, brute seeded, l w
 	var wantRecent []window.Delta
 	base := map[int64]rules.MerchantSums{}
 	hod := map[[2]int64]rules.HourOfDaySums{}
+	today := map[int64]rules.MerchantSums{}
+	ly, lm, ld := l.Start().In(loc).Date()
 	expo := map[int64]int64{}
 	for k, a := range brute {
 		if k.Minute > l-window.Minute(exposure) && k.Minute <= l {
@@ -150,7 +163,22 @@ func checkSnapshot(t *testing.T, s *Store, loc *time.Location, brute seeded, l w
 			x.Approvals += a.Approvals
 			x.Cancels += a.Cancels
 			hod[[2]int64{k.Merchant, int64(h)}] = x
+			if y, m, d := k.Minute.Start().In(loc).Date(); y == ly && m == lm && d == ld {
+				t := today[k.Merchant]
+				t.Merchant = k.Merchant
+				t.Approvals += a.Approvals
+				t.Cancels += a.Cancels
+				today[k.Merchant] = t
+			}
 		}
+	}
+	gotToday := map[int64]rules.MerchantSums{}
+	for _, x := range snap.Today {
+		gotToday[x.Merchant] = x
+	}
+	maps.DeleteFunc(today, func(_ int64, v rules.MerchantSums) bool { return v.Approvals == 0 && v.Cancels == 0 })
+	if !maps.Equal(gotToday, today) || len(snap.Today) != len(today) {
+		t.Errorf("L=%s: Today\n got %v\nwant %v", l, snap.Today, today)
 	}
 	if snap.ExposureMinutes != exposure {
 		t.Errorf("L=%s: ExposureMinutes = %d, want %d", l, snap.ExposureMinutes, exposure)
