@@ -153,18 +153,18 @@ func TestBacktestCommand(t *testing.T) {
 		"a_h": 30.0, "c_h": 12.0, "rate_h": 0.4, "a_b": 2000.0, "c_b": 20.0,
 		"baseline": 0.01, "baseline_source": "merchant", "effective_baseline": 0.01, "ratio": 40.0,
 	})
-	// The evidence: 12 cancels in one minute are one batch of 12 (Σc²/Σc),
-	// so one event against 0.01 × max(30, 20) / 12 = 0.025 expected; a
-	// negative binomial with cv² 0.1 (r = 10) gives P(X ≥ 1) =
-	// 1 − (10 / 10.025)^10. The same hours of the day have too few
-	// approvals (about 2,000 / 24) for a rate of their own, and the last
-	// three hours' approvals (30) explain less. Money: 12 × 10,000
-	// canceled; 2,030 approvals of 10,000 within the 7 days.
-	// Values carry three decimals.
+	// The evidence: 12 cancels in one minute of the hour's 60 are a batch,
+	// index of dispersion b = 144/12 − 12/60 = 11.8, so 12/11.8 events
+	// against 0.01 × max(30, 20) / 11.8 expected, judged as a negative
+	// binomial with cv² 0.1 (negBinUpper). The same hours of the day have
+	// too few approvals (about 2,000 / 24) for a rate of their own, and the
+	// last three hours' approvals (30) explain less; nothing was canceled
+	// earlier that day. Money: 12 × 10,000 canceled; 2,030 approvals of
+	// 10,000 within the 7 days. Values carry three decimals.
 	r3 := func(v float64) float64 { return math.Round(v*1000) / 1000 }
-	ev100 := r3(-math.Log10(1 - math.Pow(10/10.025, 10)))
+	ev100 := r3(-math.Log10(negBinUpper(12/11.8, 0.3/11.8, 0.1)))
 	checkValues(t, "100 firing evidence", got[0].Values, map[string]any{
-		"evidence": ev100, "evidence_7d": ev100, "evidence_same_hour": ev100, "batch_factor": 12.0,
+		"evidence": ev100, "evidence_7d": ev100, "evidence_same_hour": ev100, "batch_factor": 11.8,
 		"expected_7d": 0.3, "canceled_amount_h": 120000.0, "exposure": 20300000.0,
 	})
 	// Merchant 200: nothing but 10 cancels; no history of its own, so the
@@ -173,11 +173,12 @@ func TestBacktestCommand(t *testing.T) {
 		"a_h": 0.0, "c_h": 10.0, "rate_h": nil, "a_b": 0.0, "c_b": 0.0,
 		"baseline": platform, "baseline_source": "platform", "effective_baseline": math.Max(platform, 0.002), "ratio": nil,
 	})
-	// One batch of 10 against 2 × platform × 20 / 10 expected; nothing
-	// approved, nothing at stake.
-	mu200 := math.Max(platform, 0.002) * 20 / 10
+	// One batch of 10 (b = 100/10 − 10/60) against 2 × platform × 20
+	// expected; nothing approved, nothing at stake.
+	b200 := 10 - 10.0/60
+	mu200 := math.Max(platform, 0.002) * 20
 	checkValues(t, "200 firing evidence", got[1].Values, map[string]any{
-		"evidence": r3(-math.Log10(1 - math.Pow(10/(10+mu200), 10))), "batch_factor": 10.0, "canceled_amount_h": 500000.0, "exposure": 0.0,
+		"evidence": r3(-math.Log10(negBinUpper(10/b200, mu200/b200, 0.1))), "batch_factor": r3(b200), "canceled_amount_h": 500000.0, "exposure": 0.0,
 	})
 	// At the resolving minutes the hour is empty and the burst is in B:
 	// merchant 100 has 2,030 approvals and 32 cancels there; merchant 200
@@ -373,4 +374,31 @@ func TestAckCommandErrors(t *testing.T) {
 	if err == nil || isUsage(err) || !strings.Contains(err.Error(), "not found") || !errors.Is(err, alertstore.ErrNotFound) {
 		t.Fatalf("ack of an unknown alert: err = %v, want not found", err)
 	}
+}
+
+// negBinUpper is P(X ≥ x) for a negative binomial count with mean mu and
+// squared coefficient of variation cv2, extended to real x as the
+// regularized incomplete beta I_p(x, k), p = mu/(mu+k), k = 1/cv2 —
+// integrated here with Simpson's rule after u = t^x (which makes the
+// integrand smooth), independently of the continued fraction the rules
+// use.
+func negBinUpper(x, mu, cv2 float64) float64 {
+	k := 1 / cv2
+	p := mu / (mu + k)
+	f := func(u float64) float64 { return math.Pow(1-math.Pow(u, 1/x), k-1) }
+	const n = 20000
+	hi := math.Pow(p, x)
+	h := hi / n
+	sum := f(0) + f(hi)
+	for i := 1; i < n; i++ {
+		w := 2.0
+		if i%2 == 1 {
+			w = 4
+		}
+		sum += w * f(float64(i)*h)
+	}
+	lx, _ := math.Lgamma(x)
+	lk, _ := math.Lgamma(k)
+	lxk, _ := math.Lgamma(x + k)
+	return sum * h / 3 / x / math.Exp(lx+lk-lxk)
 }
