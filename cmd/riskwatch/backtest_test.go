@@ -130,12 +130,13 @@ func TestBacktestCommand(t *testing.T) {
 	}
 	// Each stays true while its events are in H (M … M+59), is false from
 	// M+60 and resolves at the fifth false evaluation, M+64.
-	// Both are P3: each hour's cancels came in one minute, one batch (see
-	// the evidence below), and nothing ever escalates them.
+	// Each hour's cancels came in one minute, a batch (see the evidence
+	// below): merchant 100's is still evidence enough for P2, merchant
+	// 200's (no history of its own) is P3, and nothing escalates them.
 	want := []backtestLine{
-		{Rule: "cancel_rate_spike", MerchantID: 100, State: "firing", Minute: mBurst, Priority: "P3"},
+		{Rule: "cancel_rate_spike", MerchantID: 100, State: "firing", Minute: mBurst, Priority: "P2"},
 		{Rule: "cancel_rate_spike", MerchantID: 200, State: "firing", Minute: mBust, Priority: "P3"},
-		{Rule: "cancel_rate_spike", MerchantID: 100, State: "resolved", Minute: addMinutes(t, mBurst, 64), Priority: "P3"},
+		{Rule: "cancel_rate_spike", MerchantID: 100, State: "resolved", Minute: addMinutes(t, mBurst, 64), Priority: "P2"},
 		{Rule: "cancel_rate_spike", MerchantID: 200, State: "resolved", Minute: addMinutes(t, mBust, 64), Priority: "P3"},
 	}
 	if len(got) != len(want) {
@@ -154,15 +155,17 @@ func TestBacktestCommand(t *testing.T) {
 		"baseline": 0.01, "baseline_source": "merchant", "effective_baseline": 0.01, "ratio": 40.0,
 	})
 	// The evidence: 12 cancels in one minute of the hour's 60 are a batch,
-	// index of dispersion b = 144/12 − 12/60 = 11.8, so 12/11.8 events
-	// against 0.01 × max(30, 20) / 11.8 expected, judged as a negative
-	// binomial with cv² 0.1 (negBinUpper). The same hours of the day have
+	// index of dispersion b = 144/12 − 12/60 = 11.8, counted as √b-sized
+	// (cancel_batch_weight 0.5): 12/√11.8 events against
+	// 0.01 × max(30, 20) / √11.8 expected, judged as a negative binomial
+	// with cv² 0.1 (negBinUpper): about 4.6, P2 (3 ≤ 4.6 < 5). The same hours of the day have
 	// too few approvals (about 2,000 / 24) for a rate of their own, and the
 	// last three hours' approvals (30) explain less; nothing was canceled
 	// earlier that day. Money: 12 × 10,000 canceled; 2,030 approvals of
 	// 10,000 within the 7 days. Values carry three decimals.
 	r3 := func(v float64) float64 { return math.Round(v*1000) / 1000 }
-	ev100 := r3(-math.Log10(negBinUpper(12/11.8, 0.3/11.8, 0.1)))
+	bw100 := math.Sqrt(11.8)
+	ev100 := r3(-math.Log10(negBinUpper(12/bw100, 0.3/bw100, 0.1)))
 	checkValues(t, "100 firing evidence", got[0].Values, map[string]any{
 		"evidence": ev100, "evidence_7d": ev100, "evidence_same_hour": ev100, "batch_factor": 11.8,
 		"expected_7d": 0.3, "canceled_amount_h": 120000.0, "exposure": 20300000.0,
@@ -173,12 +176,12 @@ func TestBacktestCommand(t *testing.T) {
 		"a_h": 0.0, "c_h": 10.0, "rate_h": nil, "a_b": 0.0, "c_b": 0.0,
 		"baseline": platform, "baseline_source": "platform", "effective_baseline": math.Max(platform, 0.002), "ratio": nil,
 	})
-	// One batch of 10 (b = 100/10 − 10/60) against 2 × platform × 20
-	// expected; nothing approved, nothing at stake.
+	// One batch of 10 (b = 100/10 − 10/60, counted at √b) against
+	// platform × 20 expected; nothing approved, nothing at stake: P3.
 	b200 := 10 - 10.0/60
 	mu200 := math.Max(platform, 0.002) * 20
 	checkValues(t, "200 firing evidence", got[1].Values, map[string]any{
-		"evidence": r3(-math.Log10(negBinUpper(10/b200, mu200/b200, 0.1))), "batch_factor": r3(b200), "canceled_amount_h": 500000.0, "exposure": 0.0,
+		"evidence": r3(-math.Log10(negBinUpper(10/math.Sqrt(b200), mu200/math.Sqrt(b200), 0.1))), "batch_factor": r3(b200), "canceled_amount_h": 500000.0, "exposure": 0.0,
 	})
 	// At the resolving minutes the hour is empty and the burst is in B:
 	// merchant 100 has 2,030 approvals and 32 cancels there; merchant 200

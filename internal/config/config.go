@@ -154,8 +154,8 @@ type Rules struct {
 // under the least alarming explanation from the merchant's own history.
 type Priority struct {
 	CancelDispersion  float64 `yaml:"cancel_dispersion"`   // default 0.1; 0..10: day-to-day variance of a merchant's cancel rate (squared coefficient of variation)
-	CancelBatchWeight float64 `yaml:"cancel_batch_weight"` // default 1; 0..1: how far a batch of cancels in one minute counts as one event
-	CancelTodayWeight float64 `yaml:"cancel_today_weight"` // default 1; 0..1: how far today's cancels before the hour count as evidence of today's level
+	CancelBatchWeight float64 `yaml:"cancel_batch_weight"` // default 0.5; 0..1: how far a batch of cancels in one minute counts as one event
+	CancelTodayWeight float64 `yaml:"cancel_today_weight"` // default 0 (off); 0..1: how far today's cancels before the hour count as evidence of today's level
 	VolumeMinSpread   float64 `yaml:"volume_min_spread"`   // default 0.05; 0..1: least day-to-day spread of the same-time amount credited
 	CancelP1Evidence  float64 `yaml:"cancel_p1_evidence"`  // default 5
 	CancelP2Evidence  float64 `yaml:"cancel_p2_evidence"`  // default 3; <= cancel_p1_evidence

@@ -75,7 +75,7 @@ type PriorityParams struct {
 // DefaultPriorityParams are the measured defaults.
 func DefaultPriorityParams() PriorityParams {
 	return PriorityParams{
-		CancelDispersion: 0.1, CancelBatchWeight: 1, CancelTodayWeight: 1, VolumeMinSpread: 0.05,
+		CancelDispersion: 0.1, CancelBatchWeight: 0.5, CancelTodayWeight: 0, VolumeMinSpread: 0.05,
 		CancelP1Evidence: 5, CancelP2Evidence: 3,
 		VolumeP1Evidence: 1.6, VolumeP2Evidence: 1.6,
 		P1MinExposure: 3_000_000,
@@ -91,9 +91,10 @@ func DefaultPriorityParams() PriorityParams {
 //     night's cancels of the day's payments are normal at night);
 //   - Recent: the 7-day rate applied to the last three hours' approvals per
 //     hour (the cancels of a sale that just ended are normal after it);
-//   - Usual: the cancels the same 60 minutes of the day had per day over
-//     the last 7 days, whatever today's sales (cancels are of payments made
-//     days ago: a merchant whose sales fell today still gets yesterday's).
+//   - Usual: the cancels the same hours of the day had per day over the
+//     last 7 days, whatever today's sales (cancels are of payments made
+//     days ago: a merchant whose sales fell today still gets yesterday's;
+//     UsualCancels).
 //
 // Evidence is the least of them: an hour is only as alarming as its most
 // ordinary explanation allows, which is the one expecting the most. Cancels
@@ -225,13 +226,17 @@ func SameHourRate(p CancelRateParams, hod func(h int) (approvals, cancels int64)
 	return max(c/a, p.BaselineFloor.Float64()), true
 }
 
-// SameHourCancels is the cancels per day of the same 60 minutes of the day
-// over B (the hours weighted as in SameHourRate).
-func SameHourCancels(hod func(h int) (approvals, cancels int64), h1, h2, minuteOfHour int) float64 {
-	w2 := float64(minuteOfHour+1) / 60
+// UsualCancels is what the usual explanation expects of H: the cancels
+// per day over B of the clock hours of the day H overlaps (h1, h2), the
+// larger of the two. The hour-of-day sums do not say where within its hour
+// the cancels came, and the least alarming reading is that H held a whole
+// hour's worth: a merchant that refunds in a batch at 10:00 every day has
+// the 10 o'clock hour's cancels in its first minute, which spreading them
+// over the hour would expect a sixtieth of.
+func UsualCancels(hod func(h int) (approvals, cancels int64), h1, h2 int) float64 {
 	_, c1 := hod(h1)
 	_, c2 := hod(h2)
-	return ((1-w2)*float64(c1) + w2*float64(c2)) / (BaselineMinutes / MinutesPerDay)
+	return float64(max(c1, c2)) / (BaselineMinutes / MinutesPerDay)
 }
 
 // cancelSurprise is −log10 P(X ≥ c/batch) for a negative binomial X with

@@ -260,3 +260,28 @@ func TestBatchFactor(t *testing.T) {
 		}
 	}
 }
+
+func TestUsualCancels(t *testing.T) {
+	// Seven days of a merchant that refunds in a batch at 10:00 every day:
+	// 7 cancels at 9 o'clock, 280 at 10 (in its first minute).
+	hod := func(h int) (int64, int64) {
+		return 0, map[int]int64{9: 7, 10: 280, 11: 14}[h]
+	}
+	for _, c := range []struct {
+		name   string
+		h1, h2 int
+		want   float64
+	}{
+		// H = 09:01…10:00 holds the batch minute: a whole 10 o'clock hour
+		// a day is expected of it, not a sixtieth.
+		{"the hour ending with the batch minute", 9, 10, 40},
+		{"the batch hour itself", 10, 10, 40},
+		{"after it", 10, 11, 40},
+		{"the hours around neither", 11, 12, 2},
+		{"nothing at that time", 3, 4, 0},
+	} {
+		if got := UsualCancels(hod, c.h1, c.h2); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%s: UsualCancels(%d, %d) = %g, want %g", c.name, c.h1, c.h2, got, c.want)
+		}
+	}
+}

@@ -259,7 +259,8 @@ func (f *fakeSink) cancelEvidence(p CancelRateParams, prio PriorityParams, m win
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.ExpectedUsual = SameHourCancels(hod, h1, pm.mod/60, pm.mod%60)
+	// The larger of the two clock hours' cancels per day over B.
+	ev.ExpectedUsual = float64(max(e.hod[h1][1], e.hod[pm.mod/60][1])) / 7
 	ev.bw, ev.cv2 = math.Pow(ev.Batch, prio.CancelBatchWeight), prio.CancelDispersion
 	// Today's level: the gamma prior of the day level (shape = rate =
 	// 1/dispersion) updated with today's cancels before H, counted in

@@ -485,7 +485,7 @@ func (s *State) cancelEvidence(p CancelRateParams, id int64, i int32, r *CancelR
 		ev.ExpectedSameHour = rate * denom(float64(r.AH))
 	}
 	ev.ExpectedRecent = r.Effective * denom(float64(e.pA+r.AH)/3)
-	ev.ExpectedUsual = SameHourCancels(hod, h1, lt.Hour(), lt.Minute())
+	ev.ExpectedUsual = UsualCancels(hod, h1, lt.Hour())
 	var today Today
 	if hFrom := s.last - HourMinutes + 1; hFrom > s.todayFrom {
 		ft := hFrom.Start().In(s.cal.Location())
