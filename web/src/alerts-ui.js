@@ -101,11 +101,11 @@ function evidenceTitle(alert) {
       eu: fmtEvidence(v.evidence_usual), xu: x(v.expected_usual),
       b: fmtDecimal(num(v.batch_factor), 2),
     }));
-    if (v.today_level != null) {
-      lines.push(t('evidence.today', {
-        l: fmtDecimal(Math.max(num(v.today_level), num(v.today_level_usual ?? 1)), 2),
-        c: fmtInt(num(v.today_cancels)),
-      }));
+    // Only when today's level raised what was expected (it is off by
+    // default, and then always 1).
+    const level = Math.max(num(v.today_level ?? 1), num(v.today_level_usual ?? 1));
+    if (level > 1) {
+      lines.push(t('evidence.today', { l: fmtDecimal(level, 2), c: fmtInt(num(v.today_cancels)) }));
     }
   }
   if (alert.rule === 'volume_drop' && v.spread != null) lines.push(t('evidence.volume', { s: fmtPct(num(v.spread), 1) }));
