@@ -176,10 +176,11 @@ notify:
 		t.Fatalf("hook saw %d requests, want the two 503s and the success", requests)
 	}
 	item := bodies[0]["notifications"].([]any)[0].(map[string]any)
-	// Ten cancels in one minute with no sales of its own: one batch, and
-	// nothing at stake — P3, so its severity is info.
+	// Ten cancels in one minute with no sales of its own, against the
+	// platform's 0.2%: a batch counted at √n is still evidence enough for
+	// P2, and with nothing at stake never P1 — severity warning.
 	if item["rule"] != "cancel_rate_spike" || item["merchant_id"] != float64(555) || item["kind"] != "firing" ||
-		item["dashboard_url"] != "https://risk.example.com/merchants/555" || item["severity"] != "info" || item["priority"] != "P3" {
+		item["dashboard_url"] != "https://risk.example.com/merchants/555" || item["severity"] != "warning" || item["priority"] != "P2" {
 		t.Fatalf("webhook item = %v", item)
 	}
 	if v := item["values"].(map[string]any); v["c_h"] != float64(10) || v["a_h"] != float64(0) || v["rate_h"] != nil {
@@ -192,7 +193,7 @@ notify:
 	}
 	a := amBodies[0][0]
 	labels := a["labels"].(map[string]any)
-	if labels["alertname"] != "cancel_rate_spike" || labels["rule"] != "cancel_rate_spike" || labels["merchant_id"] != "555" || labels["severity"] != "info" || labels["priority"] != "P3" {
+	if labels["alertname"] != "cancel_rate_spike" || labels["rule"] != "cancel_rate_spike" || labels["merchant_id"] != "555" || labels["severity"] != "warning" || labels["priority"] != "P2" {
 		t.Fatalf("alertmanager labels = %v", labels)
 	}
 	if a["generatorURL"] != "https://risk.example.com/merchants/555" || a["startsAt"] == nil {
