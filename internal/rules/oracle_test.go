@@ -68,6 +68,15 @@ func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
 	hod := map[[2]int64]*HourOfDaySums{}
 	today := map[int64]*MerchantSums{}
 	expo := map[int64]int64{}
+	add := func(sums map[int64]*MerchantSums, id int64, a window.Agg) {
+		b := sums[id]
+		if b == nil {
+			b = &MerchantSums{Merchant: id}
+			sums[id] = b
+		}
+		b.Approvals += a.Approvals
+		b.Cancels += a.Cancels
+	}
 	for k, a := range f.rows {
 		if k.Minute <= lc && k.Minute > lc-window.Minute(exposureMinutes) {
 			expo[k.Merchant] += a.ApprovedAmount
@@ -77,13 +86,7 @@ func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
 			s.Recent = append(s.Recent, window.Delta{Key: k, Agg: a})
 		}
 		if k.Minute < lc-59 && k.Minute >= lc-10139 {
-			b := base[k.Merchant]
-			if b == nil {
-				b = &MerchantSums{Merchant: k.Merchant}
-				base[k.Merchant] = b
-			}
-			b.Approvals += a.Approvals
-			b.Cancels += a.Cancels
+			add(base, k.Merchant, a)
 			hk := [2]int64{k.Merchant, int64(f.placeOf(k.Minute).mod / 60)}
 			h := hod[hk]
 			if h == nil {
@@ -93,13 +96,7 @@ func (f *fakeSink) snapshot(lc window.Minute, exposureMinutes int) Snapshot {
 			h.Approvals += a.Approvals
 			h.Cancels += a.Cancels
 			if f.placeOf(k.Minute).day.Equal(f.placeOf(lc).day) {
-				t := today[k.Merchant]
-				if t == nil {
-					t = &MerchantSums{Merchant: k.Merchant}
-					today[k.Merchant] = t
-				}
-				t.Approvals += a.Approvals
-				t.Cancels += a.Cancels
+				add(today, k.Merchant, a)
 			}
 		}
 	}

@@ -416,12 +416,9 @@ func (r *varints) sv() int64 {
 	return v
 }
 
-// decodeVolume reads what encodeVolume wrote (nil: no curves; and nothing
-// at all for a version 1 image), to the end of data.
+// decodeVolume reads what encodeVolume wrote (nil: no curves), to the end
+// of data.
 func decodeVolume(data []byte) (*rules.VolumeDay, int64, error) {
-	if data == nil {
-		return nil, 0, nil
-	}
 	r := &varints{data: data}
 	n := r.uv()
 	if r.bad || n > uint64(len(r.data)) {
