@@ -181,3 +181,11 @@ func TestInstant(t *testing.T) {
 		}
 	}
 }
+
+func TestMariadbGTIDText(t *testing.T) {
+	for _, g := range []mysql.MariadbGTID{{}, {DomainID: 1, ServerID: 2, SequenceNumber: 3}, {DomainID: 4294967295, ServerID: 4294967295, SequenceNumber: 18446744073709551615}} {
+		if got, want := mariadbGTID(g), g.String(); got != want {
+			t.Errorf("mariadbGTID(%+v) = %q, want %q", g, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 // tracker shares what the stream and the heartbeat saw with the engine.
 type tracker struct {
 	lastTxn atomic.Int64 // engine clock, Unix microseconds
+	txns    atomic.Int64 // transactions delivered
 	mu      sync.Mutex
 	files   []logFile
 	// serverUS is the server's clock when heardAt (engine clock) was.
@@ -58,11 +60,12 @@ func (s *Source) Lag(now time.Time, applied string) (int64, time.Time, bool) {
 }
 
 // Heartbeat writes this engine's heartbeat row every heartbeat interval
-// and just after each minute's end + grace, and reads the server's binlog
-// files and clock about once a second for the lag. Unlike PostgreSQL's,
-// it writes whether or not the tables are quiet: see below.
+// (a quarter of it while the stream is busy, see busyTPS) and just after
+// each minute's end + grace, and reads the server's binlog files and
+// clock about once a second for the lag. Unlike PostgreSQL's, it writes
+// whether or not the tables are quiet: see below.
 func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) error {
-	t := time.NewTicker(s.opts.HeartbeatInterval)
+	t := time.NewTicker(max(s.opts.HeartbeatInterval/busyBeats, time.Millisecond))
 	defer t.Stop()
 	boundary := time.NewTimer(s.untilBoundary())
 	defer boundary.Stop()
@@ -87,6 +90,13 @@ func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) erro
 			lastLog = s.now()
 		}
 	}
+	// One statement, not a prepared one (three round trips), since it
+	// runs up to twenty times a second.
+	slot := strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s.opts.Slot)
+	beat := fmt.Sprintf("INSERT INTO %s (slot, at_us) VALUES ('%s', CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)) ON DUPLICATE KEY UPDATE at_us = VALUES(at_us)",
+		quote(HeartbeatTable), slot)
+	ticks, busy := 0, false
+	var polledTxns int64
 	for {
 		write := false
 		select {
@@ -95,9 +105,9 @@ func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) erro
 		case <-t.C:
 			// Under load too: the binlog gives MariaDB's commit times in
 			// whole seconds, and each heartbeat's microsecond server clock
-			// is a tighter lower bound for every commit after it (five
-			// one-row writes a second; quiet or not, the cost is the same).
-			write = true
+			// is a tighter lower bound for every commit after it.
+			ticks++
+			write = busy || ticks%busyBeats == 0
 		case <-boundary.C:
 			boundary.Reset(s.untilBoundary())
 			write = true
@@ -114,8 +124,7 @@ func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) erro
 			}
 		}
 		if write {
-			if _, err := conn.Execute(fmt.Sprintf("INSERT INTO %s (slot, at_us) VALUES (?, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)) ON DUPLICATE KEY UPDATE at_us = VALUES(at_us)",
-				quote(HeartbeatTable)), s.opts.Slot); err != nil {
+			if _, err := conn.Execute(beat); err != nil {
 				fail(fmt.Errorf("writing the heartbeat row: %w", err))
 				continue
 			}
@@ -132,11 +141,25 @@ func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) erro
 				fail(err)
 				continue
 			}
-			lastPoll = s.now()
+			at, n := s.now(), s.tracker.txns.Load()
+			busy = !lastPoll.IsZero() && float64(n-polledTxns) >= busyTPS*at.Sub(lastPoll).Seconds()
+			lastPoll, polledTxns = at, n
 			s.tracker.polled(files, now, lastPoll)
 		}
 	}
 }
+
+// While more than busyTPS transactions a second stream in, the heartbeat
+// is written busyBeats times as often. Each commit's time is known only
+// to the newest heartbeat before it (the binlog's own is a whole second),
+// so between two heartbeats the commit → aggregate latency reads up to a
+// heartbeat interval too long and the minute clock trails by as much;
+// under load four more one-row writes a second are lost among the
+// thousands, while on a quiet source they would be most of its writes.
+const (
+	busyTPS   = 100
+	busyBeats = 4
+)
 
 // untilBoundary is how long until the next minute's end + grace (and 5 ms)
 // on the engine's clock.
@@ -187,7 +210,8 @@ func (s *Source) Deliver(ctx context.Context, start string, _ func() string, out
 		// other; its deadline is lifted before the dump starts. The
 		// connection go-mysql opens to KILL the dump thread when it closes
 		// keeps its deadline, so closing never hangs on a silent server.
-		Dialer: dialBounded,
+		// Reads gather events (see gatherReads).
+		Dialer: dialGathering,
 		Option: func(c *client.Conn) error { return c.SetDeadline(time.Time{}) },
 		Logger: s.log.With("component", "binlog").WithGroup("go-mysql"),
 	})
@@ -256,6 +280,7 @@ func (s *Source) Deliver(ctx context.Context, start string, _ func() string, out
 		}
 		if txn != nil {
 			s.tracker.lastTxn.Store(s.now().UnixMicro())
+			s.tracker.txns.Add(1)
 			select {
 			case out <- txn:
 			case <-ctx.Done():
@@ -324,7 +349,7 @@ func (st *streamState) handle(ev *replication.BinlogEvent) (*source.Txn, error) 
 		st.file, st.pos = string(e.NextLogName), uint32(e.Position)
 	case *replication.MariadbGTIDEvent:
 		st.begin()
-		st.pendingGTID = e.GTID.String()
+		st.pendingGTID = mariadbGTID(e.GTID)
 		if e.IsStandalone() {
 			// A DDL: one query, no COMMIT of its own.
 			st.cur.CommitUS = int64(h.Timestamp) * 1e6
@@ -388,6 +413,21 @@ func (st *streamState) end(h *replication.EventHeader, gset mysql.GTIDSet) *sour
 		txn.DeadLetters[i].CommitTime = time.UnixMicro(txn.CommitUS).UTC()
 	}
 	return txn
+}
+
+// mariadbGTID is g as domain-server-sequence, as MariadbGTID.String
+// writes it but without fmt (once per transaction).
+func mariadbGTID(g mysql.MariadbGTID) string {
+	if g == (mysql.MariadbGTID{}) {
+		return ""
+	}
+	b := make([]byte, 0, 32)
+	b = strconv.AppendUint(b, uint64(g.DomainID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, uint64(g.ServerID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, g.SequenceNumber, 10)
+	return string(b)
 }
 
 // mariadbDomains splits a MariaDB GTID position by domain.
