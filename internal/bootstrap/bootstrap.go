@@ -80,6 +80,9 @@ type Options struct {
 	// Hook runs inside the first snapshot before the history is read
 	// (tests commit rows there).
 	Hook func(ctx context.Context) error
+	// Loaded, when set, is called when Start took a new snapshot (not
+	// when it found a checkpoint to resume from).
+	Loaded func()
 }
 
 // Start returns the sink's checkpoint for the source, taking the first
@@ -119,6 +122,9 @@ func Start(ctx context.Context, src Source, st *aggregates.Store, o Options) (ag
 	// (measured at full scale: 259 MiB resident during the peak that
 	// followed, 168 MiB with this).
 	debug.FreeOSMemory()
+	if o.Loaded != nil {
+		o.Loaded()
+	}
 	return st.Checkpoint(ctx, o.Slot)
 }
 

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/riskwatch/riskwatch/internal/alert"
 	"github.com/riskwatch/riskwatch/internal/config"
 	"github.com/riskwatch/riskwatch/internal/event"
@@ -315,16 +317,21 @@ func (c *Core) evaluate(ctx context.Context, pos Position) error {
 // It returns the transitions and the notifications enqueued.
 func (c *Core) closeAndStore(ctx context.Context, first, last window.Minute, pos Position) (ClosedMinutes, int, error) {
 	closed := ClosedMinutes{First: first, Last: last}
-	acks, err := c.o.Alerts.Acks(ctx)
-	if err != nil {
+	// Three reads of the sink, independent of each other: side by side,
+	// the close waits for the slowest instead of their sum (the stream
+	// waits with it).
+	var acks map[int64]alert.Ack
+	var silences []alertstore.Silence
+	var leaving Leaving
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { acks, err = c.o.Alerts.Acks(gctx); return err })
+	g.Go(func() (err error) { silences, err = c.o.Alerts.Silences(gctx, first.Start()); return err })
+	g.Go(func() (err error) { leaving, err = c.ev.Leaving(gctx, first, last); return err })
+	if err := g.Wait(); err != nil {
 		return closed, 0, err
 	}
 	c.ev.Lifecycle.SetAcks(acks)
-	silences, err := c.o.Alerts.Silences(ctx, first.Start())
-	if err != nil {
-		return closed, 0, err
-	}
-	changes, err := c.ev.Close(ctx, first, last, func(rule string, merchant int64, at time.Time) bool {
+	changes, err := c.ev.CloseWith(ctx, first, last, leaving, func(rule string, merchant int64, at time.Time) bool {
 		return slices.ContainsFunc(silences, func(s alertstore.Silence) bool { return s.Covers(rule, merchant, at) })
 	})
 	if err != nil {

@@ -152,18 +152,38 @@ func (ev *Evaluator) RestoreRecent(ctx context.Context, st *alertstore.Store, la
 // returns every alert change in order. silenced tells whether an
 // operator's silence covers a rule for a merchant at a time.
 func (ev *Evaluator) Close(ctx context.Context, first, last window.Minute, silenced func(rule string, merchant int64, at time.Time) bool) ([]*alert.Change, error) {
-	leaving, err := ev.st.Minutes(ctx, rules.LeavingMinute(first), rules.LeavingMinute(last)+1)
+	l, err := ev.Leaving(ctx, first, last)
 	if err != nil {
 		return nil, err
 	}
-	// The minutes leaving the exposure window, beside those leaving B.
-	var leavingExpo []window.Delta
+	return ev.CloseWith(ctx, first, last, l, silenced)
+}
+
+// Leaving is what closing first..last takes out of the state, read from
+// the sink: the minutes leaving the 7-day window and those leaving the
+// exposure window. Everything given to Add must be in the sink.
+type Leaving struct{ baseline, exposure []window.Delta }
+
+// Leaving reads the minutes that closing first..last takes out of the
+// state; it only reads, so it may run beside other reads of the close.
+func (ev *Evaluator) Leaving(ctx context.Context, first, last window.Minute) (Leaving, error) {
+	var l Leaving
+	var err error
+	if l.baseline, err = ev.st.Minutes(ctx, rules.LeavingMinute(first), rules.LeavingMinute(last)+1); err != nil {
+		return l, err
+	}
 	if lf, ok := ev.State.ExposureLeavingMinute(first); ok {
 		ll, _ := ev.State.ExposureLeavingMinute(last)
-		if leavingExpo, err = ev.st.Minutes(ctx, lf, ll+1); err != nil {
-			return nil, err
+		if l.exposure, err = ev.st.Minutes(ctx, lf, ll+1); err != nil {
+			return l, err
 		}
 	}
+	return l, nil
+}
+
+// CloseWith is Close with the leaving minutes already read.
+func (ev *Evaluator) CloseWith(ctx context.Context, first, last window.Minute, l Leaving, silenced func(rule string, merchant int64, at time.Time) bool) ([]*alert.Change, error) {
+	leaving, leavingExpo := l.baseline, l.exposure
 	if ev.scope != nil {
 		leaving = slices.DeleteFunc(leaving, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
 		leavingExpo = slices.DeleteFunc(leavingExpo, func(d window.Delta) bool { return !ev.scope.Owns(d.Merchant) })
@@ -228,6 +248,16 @@ func (ev *Evaluator) readAhead(ctx context.Context, day time.Time, last window.M
 		}
 		return
 	}
+	from, to := rules.CurveWeek(ev.State.Calendar(), day)
+	ev.next = &nextDay{day: day, from: from, to: to, wait: wait}
+}
+
+// UseAhead makes a read of day's curves that the caller started
+// (aggregates.Store.PrefetchVolumeDay, with nothing added to the sink
+// since its snapshot) the one the close of the day's first minute takes,
+// as if read ahead by Close; the approvals Add hears from now on are
+// added to them.
+func (ev *Evaluator) UseAhead(day time.Time, wait func() (rules.VolumeDay, error)) {
 	from, to := rules.CurveWeek(ev.State.Calendar(), day)
 	ev.next = &nextDay{day: day, from: from, to: to, wait: wait}
 }

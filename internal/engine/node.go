@@ -20,6 +20,7 @@ import (
 	"github.com/riskwatch/riskwatch/internal/store"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/store/alertstore"
+	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // Source is a transaction database a Node reads through change data
@@ -166,8 +167,9 @@ func (n *Node) session(ctx context.Context) error {
 		return fmt.Errorf("preparing source: %w", err)
 	}
 	step("prepare")
+	loaded := false
 	cp, err := bootstrap.Start(ctx, src, n.agg, bootstrap.Options{Slot: n.cfg.Source.Slot, Location: n.cfg.Location, Grace: n.cfg.Grace.D(),
-		Logger: n.log, ProgressOut: n.o.ProgressOut, Now: n.now, Hook: n.o.SnapshotHook})
+		Logger: n.log, ProgressOut: n.o.ProgressOut, Now: n.now, Hook: n.o.SnapshotHook, Loaded: func() { loaded = true }})
 	if err != nil {
 		return err
 	}
@@ -192,9 +194,26 @@ func (n *Node) session(ctx context.Context) error {
 		return err
 	}
 	step("open_alerts")
+	// After a first snapshot there is no rules image: the state is read
+	// from the week, and the first close would then wait seconds for the
+	// day's volume curves (the minutes the snapshot took are closed at
+	// once). They are read beside the state instead; nothing is added to
+	// the sink until the stream starts, after the read's snapshot.
+	var curves func() (rules.VolumeDay, error)
+	curvesDay := window.NewCalendar(n.cfg.Location).Day(cp.LastClosed + 1)
+	if loaded {
+		if params, err := n.cfg.RuleParams(); err == nil {
+			if curves, err = n.agg.PrefetchVolumeDay(ctx, curvesDay, params.Volume.LargeDailyAmount, cp.LastClosed); err != nil {
+				n.log.Warn("the volume curves will be read at the first close", "err", err)
+			}
+		}
+	}
 	ev, imageAt, err := NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
+	}
+	if _, need := ev.State.NeedsVolumeDay(cp.LastClosed + 1); curves != nil && need {
+		ev.UseAhead(curvesDay, curves)
 	}
 	step("rules_state")
 	_, needCurves := ev.State.NeedsVolumeDay(cp.LastClosed + 1)
