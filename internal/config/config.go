@@ -380,8 +380,8 @@ func (m TableMapping) SchemaTable() (schema, table string) {
 // Pipeline sizes the receiver -> applier path.
 type Pipeline struct {
 	FlushInterval  Duration `yaml:"flush_interval"`   // default 100ms; > 0
-	MaxBatchEvents int      `yaml:"max_batch_events"` // default 50000; > 0
-	QueueSize      int      `yaml:"queue_size"`       // default 256 (transactions batches buffered between receiver and applier); > 0
+	MaxBatchEvents int      `yaml:"max_batch_events"` // default 500000; > 0
+	QueueSize      int      `yaml:"queue_size"`       // default 16384 (transactions buffered between receiver and applier); > 0
 	// StuckAfter: this many identical failures in a row at the same source
 	// position mark the pipeline stuck (/readyz 503, riskwatch_pipeline_stuck,
 	// the dashboard's banner).
@@ -459,9 +459,16 @@ func Default() *Config {
 		Notify:  Notify{BackoffMin: Duration(time.Second), BackoffMax: Duration(5 * time.Minute)},
 		Mapping: DefaultMapping(),
 		Pipeline: Pipeline{
-			FlushInterval:    Duration(100 * time.Millisecond),
-			MaxBatchEvents:   50000,
-			QueueSize:        256,
+			FlushInterval: Duration(100 * time.Millisecond),
+			// Both matter only behind a backlog, where they let the
+			// receiver read on while the sink writes and let batches
+			// grow: the sink's cost is per merchant-minute row, and
+			// the larger the batch, the more events share a row
+			// (measured on MariaDB, 5M changes: 40% less time to
+			// catch up than with 256 and 50,000). Live, a flush
+			// interval holds a few hundred events.
+			MaxBatchEvents:   500000,
+			QueueSize:        16384,
 			StuckAfter:       3,
 			StuckNotifyAfter: Duration(time.Minute),
 		},

@@ -83,8 +83,8 @@ func TestDefault(t *testing.T) {
 		{"standby.id", c.Standby.ID, ""},
 		{"mapping", c.Mapping, DefaultMapping()},
 		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
-		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
-		{"pipeline.queue_size", c.Pipeline.QueueSize, 256},
+		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 500000},
+		{"pipeline.queue_size", c.Pipeline.QueueSize, 16384},
 		{"pipeline.stuck_after", c.Pipeline.StuckAfter, 3},
 		{"pipeline.stuck_notify_after", c.Pipeline.StuckNotifyAfter.D(), time.Minute},
 		{"log.level", c.Log.Level, "info"},
@@ -364,7 +364,7 @@ func TestPartialSectionKeepsOtherDefaults(t *testing.T) {
 	if c.Source.Slot != "other" || c.Source.Publication != "riskwatch" || c.Source.ReconnectMax.D() != 30*time.Second {
 		t.Errorf("source = %+v", c.Source)
 	}
-	if c.Pipeline.QueueSize != 4 || c.Pipeline.MaxBatchEvents != 50000 {
+	if c.Pipeline.QueueSize != 4 || c.Pipeline.MaxBatchEvents != 500000 {
 		t.Errorf("pipeline = %+v", c.Pipeline)
 	}
 }
