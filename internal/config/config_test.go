@@ -83,8 +83,8 @@ func TestDefault(t *testing.T) {
 		{"standby.id", c.Standby.ID, ""},
 		{"mapping", c.Mapping, DefaultMapping()},
 		{"pipeline.flush_interval", c.Pipeline.FlushInterval.D(), 100 * time.Millisecond},
-		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 500000},
-		{"pipeline.queue_size", c.Pipeline.QueueSize, 16384},
+		{"pipeline.max_batch_events", c.Pipeline.MaxBatchEvents, 50000},
+		{"pipeline.queue_size", c.Pipeline.QueueSize, 256},
 		{"pipeline.stuck_after", c.Pipeline.StuckAfter, 3},
 		{"pipeline.stuck_notify_after", c.Pipeline.StuckNotifyAfter.D(), time.Minute},
 		{"log.level", c.Log.Level, "info"},
@@ -364,7 +364,7 @@ func TestPartialSectionKeepsOtherDefaults(t *testing.T) {
 	if c.Source.Slot != "other" || c.Source.Publication != "riskwatch" || c.Source.ReconnectMax.D() != 30*time.Second {
 		t.Errorf("source = %+v", c.Source)
 	}
-	if c.Pipeline.QueueSize != 4 || c.Pipeline.MaxBatchEvents != 500000 {
+	if c.Pipeline.QueueSize != 4 || c.Pipeline.MaxBatchEvents != 50000 {
 		t.Errorf("pipeline = %+v", c.Pipeline)
 	}
 }
@@ -1134,5 +1134,32 @@ func TestMySQLSource(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), `source.time_zone: unknown time zone "Mars/Olympus"`) {
 		t.Fatalf("bad time zone: %v", err)
+	}
+}
+
+// A MySQL source's pipeline defaults are deeper; what the file sets stays,
+// and a PostgreSQL source keeps the generic ones.
+func TestMySQLPipelineDefaults(t *testing.T) {
+	mysql := env(EnvSourceDSN, "mysql://rw:pw@db:3306/shop", EnvSinkDSN, "postgres://rw@sink/rw")
+	for _, tc := range []struct {
+		name, yml       string
+		getenv          func(string) string
+		queue, maxBatch int
+	}{
+		{"mysql, unset", "", mysql, MySQLQueueSize, MySQLMaxBatchEvents},
+		{"mysql, null", "pipeline:\n  queue_size:\n", mysql, MySQLQueueSize, MySQLMaxBatchEvents},
+		{"mysql, queue set", "pipeline:\n  queue_size: 256\n", mysql, 256, MySQLMaxBatchEvents},
+		{"mysql, batch set", "pipeline:\n  max_batch_events: 1000\n", mysql, MySQLQueueSize, 1000},
+		{"postgres, unset", "", withSource(), 256, 50000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yml), tc.getenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Pipeline.QueueSize != tc.queue || c.Pipeline.MaxBatchEvents != tc.maxBatch {
+				t.Errorf("queue_size %d, max_batch_events %d; want %d, %d", c.Pipeline.QueueSize, c.Pipeline.MaxBatchEvents, tc.queue, tc.maxBatch)
+			}
+		})
 	}
 }
