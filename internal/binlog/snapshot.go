@@ -104,9 +104,7 @@ func (s *Source) Snapshot(ctx context.Context, load func(ctx context.Context, sn
 		// A read ahead that load never collected (it failed) stops
 		// before the connection closes.
 		cancel()
-		if snap.ahead != nil {
-			<-snap.ahead.done
-		}
+		snap.waitAhead()
 	}()
 	if err := snap.describe(); err != nil {
 		return err
@@ -414,6 +412,15 @@ func (snap *Snapshot) readAhead(c bootstrap.Chunk) {
 	}()
 }
 
+// waitAhead waits for a read ahead that nothing collected, which frees
+// the connection.
+func (snap *Snapshot) waitAhead() {
+	if r := snap.ahead; r != nil {
+		snap.ahead = nil
+		<-r.done
+	}
+}
+
 func (snap *Snapshot) spareSums() *chunkSums {
 	cs := snap.spare
 	snap.spare = nil
@@ -572,11 +579,8 @@ func fieldValue(v *mysql.FieldValue, isTime bool, k timeKind, loc *time.Location
 // rows whose time lies outside every chunk or is NULL, and the rows of the
 // merchant-minutes whose sums did not fit.
 func (snap *Snapshot) Leftovers(ctx context.Context, overflow []window.Key, each func(*event.Output) error) error {
-	if r := snap.ahead; r != nil {
-		// Not collected by Aggregate: its connection is needed here.
-		snap.ahead = nil
-		<-r.done
-	}
+	// Not collected by Aggregate: its connection is needed here.
+	snap.waitAhead()
 	var out event.Output
 	for len(snap.dead) > 0 || len(snap.spilled) > 0 {
 		n := min(len(snap.dead), 4096)

@@ -248,8 +248,7 @@ func (ev *Evaluator) readAhead(ctx context.Context, day time.Time, last window.M
 		}
 		return
 	}
-	from, to := rules.CurveWeek(ev.State.Calendar(), day)
-	ev.next = &nextDay{day: day, from: from, to: to, wait: wait}
+	ev.UseAhead(day, wait)
 }
 
 // UseAhead makes a read of day's curves that the caller started

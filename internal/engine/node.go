@@ -212,11 +212,11 @@ func (n *Node) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}
-	if _, need := ev.State.NeedsVolumeDay(cp.LastClosed + 1); curves != nil && need {
+	_, needCurves := ev.State.NeedsVolumeDay(cp.LastClosed + 1)
+	if curves != nil && needCurves {
 		ev.UseAhead(curvesDay, curves)
 	}
 	step("rules_state")
-	_, needCurves := ev.State.NeedsVolumeDay(cp.LastClosed + 1)
 	took = append(took, "rules_from_image", imageAt != 0, "curves_from_image", !needCurves)
 	if err := ev.RestoreRecent(ctx, n.alerts, cp.LastClosed, n.cfg.Alerts.RepeatInterval.D()); err != nil {
 		return err
