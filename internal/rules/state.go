@@ -97,8 +97,8 @@ type slot struct {
 	idx int32
 }
 
-// bucket is one minute's aggregates per merchant, kept for minutes in H (to
-// move them into B an hour later) and for open minutes (until they close).
+// bucket is an open minute's aggregates per merchant, kept until it
+// closes; then it is packed (closedMinute) for the recent hours.
 type bucket = map[int64]window.Agg
 
 // State is the windowed state of both rules. It is not safe for concurrent
@@ -116,8 +116,9 @@ type State struct {
 	slab  []merchant
 	free  []int32
 
-	minutes map[window.Minute]bucket
-	spare   []bucket // emptied buckets, reused so a steady state allocates no maps
+	open   map[window.Minute]bucket
+	spare  []bucket // emptied buckets, reused so a steady state allocates no maps
+	closed map[window.Minute]*closedMinute
 
 	platA, platC int64 // B sums over all merchants
 	// platform, when set, replaces platA/platC: a worker's state holds
@@ -170,7 +171,8 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		index:       make(map[int64]int32, len(snap.Baseline)),
 		slab:        make([]merchant, 0, len(snap.Baseline)),
 		ext:         make([]merchantExt, 0, len(snap.Baseline)),
-		minutes:     make(map[window.Minute]bucket, RecentMinutes+8),
+		open:        make(map[window.Minute]bucket, 4),
+		closed:      make(map[window.Minute]*closedMinute, RecentMinutes+8),
 		expoMinutes: window.Minute(min(max(snap.ExposureMinutes, 0), MaxExposureMinutes)),
 		prio:        DefaultPriorityParams(),
 		todayFrom:   cal.DayStart(snap.LastClosed),
@@ -193,10 +195,12 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 		if d.Agg.IsZero() || d.Minute <= s.last-RecentMinutes {
 			continue
 		}
-		before := s.minutes[d.Minute][d.Merchant].Cancels
-		s.bucketAdd(d.Minute, d.Merchant, d.Agg)
+		if d.Minute > s.last {
+			s.bucketAdd(d.Minute, d.Merchant, d.Agg)
+			continue
+		}
+		before := s.closedAdd(d.Minute, d.Merchant, d.Agg)
 		switch {
-		case d.Minute > s.last:
 		case d.Minute > s.last-HourMinutes:
 			s.addH(d.Merchant, d.Approvals, d.Cancels)
 			if i, ok := s.index[d.Merchant]; ok {
@@ -207,6 +211,9 @@ func NewState(snap Snapshot, cal window.Calendar) *State {
 				s.ext[i].pA += d.Approvals
 			}
 		}
+	}
+	for _, c := range s.closed {
+		c.compact()
 	}
 	// After H: a merchant new within the hour has nothing in B, and its
 	// money at stake would otherwise be dropped with no one to hold it.
@@ -281,16 +288,15 @@ func (s *State) Add(d window.Delta) {
 		s.bucketAdd(m, d.Merchant, d.Agg)
 		return // counted for volume_drop when it closes
 	case m > s.last-HourMinutes:
-		before := s.minutes[m][d.Merchant].Cancels
-		s.bucketAdd(m, d.Merchant, d.Agg)
+		before := s.closedAdd(m, d.Merchant, d.Agg)
 		s.addH(d.Merchant, d.Approvals, d.Cancels)
 		if i, ok := s.index[d.Merchant]; ok {
 			s.ext[i].addHCancels(before, d.Cancels, d.CanceledAmount)
 		}
 	case m > s.last-HourMinutes-BaselineMinutes:
 		if m > s.last-RecentMinutes {
-			// Its bucket leaves the recent hours later, late share included.
-			s.bucketAdd(m, d.Merchant, d.Agg)
+			// It leaves the recent hours later, late share included.
+			s.closedAdd(m, d.Merchant, d.Agg)
 		}
 		// The hour and the recent sum first: adding to B cannot evict.
 		s.addB(d.Merchant, d.Approvals, d.Cancels, false)
@@ -350,7 +356,8 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 			s.ext[i].tA, s.ext[i].tC = 0, 0
 		}
 	}
-	for id, a := range s.minutes[m] {
+	open := s.open[m]
+	for id, a := range open {
 		s.addH(id, a.Approvals, a.Cancels)
 		if i, ok := s.index[id]; ok {
 			e := &s.ext[i]
@@ -366,33 +373,49 @@ func (s *State) Close(m window.Minute, leaving []window.Delta) error {
 			}
 		}
 	}
-	if b, ok := s.minutes[m-HourMinutes]; ok {
+	if open != nil {
+		delete(s.open, m)
+		s.closed[m] = packMinute(open)
+		clear(open)
+		s.spare = append(s.spare, open)
+	}
+	if c, ok := s.closed[m-HourMinutes]; ok {
+		// Approvals and cancels move apart: every step is a sum, and a
+		// merchant keeps approvals in B after its approvals moved, so
+		// neither move can forget it.
 		h := s.hourOfDay(m - HourMinutes)
 		today := m-HourMinutes >= s.todayFrom
-		for id, a := range b {
-			s.addB(id, a.Approvals, a.Cancels, true)
+		c.eachApprovals(func(id, n int64) {
+			s.addB(id, n, 0, true)
 			if i, ok := s.index[id]; ok {
 				e := &s.ext[i]
-				e.hCAmt -= a.CanceledAmount
-				e.hC2 -= a.Cancels * a.Cancels
-				e.pA += a.Approvals
-				e.addHour(h, a.Approvals, a.Cancels)
+				e.pA += n
+				e.addHour(h, n, 0)
 				if today {
-					e.tA += a.Approvals
-					e.tC += a.Cancels
+					e.tA += n
+				}
+			}
+		})
+		for id, x := range c.cancels {
+			s.addB(id, 0, x.n, true)
+			if i, ok := s.index[id]; ok {
+				e := &s.ext[i]
+				e.hCAmt -= x.amount
+				e.hC2 -= x.n * x.n
+				e.addHour(h, 0, x.n)
+				if today {
+					e.tC += x.n
 				}
 			}
 		}
 	}
-	if b, ok := s.minutes[m-RecentMinutes]; ok {
-		for id, a := range b {
+	if c, ok := s.closed[m-RecentMinutes]; ok {
+		c.eachApprovals(func(id, n int64) {
 			if i, ok := s.index[id]; ok {
-				s.ext[i].pA -= a.Approvals
+				s.ext[i].pA -= n
 			}
-		}
-		delete(s.minutes, m-RecentMinutes)
-		clear(b)
-		s.spare = append(s.spare, b)
+		})
+		delete(s.closed, m-RecentMinutes)
 	}
 	hl := s.hourOfDay(lm)
 	for _, d := range leaving {
@@ -588,15 +611,26 @@ func mergeSorted(a, b []int64) []int64 {
 	return out
 }
 
+// closedAdd adds a delta to closed minute m (in the recent hours) and
+// returns the merchant's cancels in m before it.
+func (s *State) closedAdd(m window.Minute, id int64, a window.Agg) int64 {
+	c := s.closed[m]
+	if c == nil {
+		c = &closedMinute{}
+		s.closed[m] = c
+	}
+	return c.add(id, a)
+}
+
 func (s *State) bucketAdd(m window.Minute, id int64, a window.Agg) {
-	b, ok := s.minutes[m]
+	b, ok := s.open[m]
 	if !ok {
 		if n := len(s.spare); n > 0 {
 			b, s.spare = s.spare[n-1], s.spare[:n-1]
 		} else {
 			b = make(bucket)
 		}
-		s.minutes[m] = b
+		s.open[m] = b
 	}
 	cur := b[id]
 	cur.Add(a)

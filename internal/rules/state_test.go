@@ -307,8 +307,8 @@ func TestStateFullBaselineSpan(t *testing.T) {
 	if a, c := r.state.PlatformBaseline(); a != 0 || c != 0 {
 		t.Fatalf("platform baseline %d/%d after everything left B", a, c)
 	}
-	if len(r.state.minutes) > 6 { // only open-minute buckets may remain
-		t.Fatalf("%d minute buckets kept", len(r.state.minutes))
+	if n := len(r.state.open) + len(r.state.closed); n > 6 { // only open-minute buckets may remain
+		t.Fatalf("%d minute buckets kept", n)
 	}
 	t.Logf("cancel fires %d quiet %d; volume large %d fires %d; day loads %d", r.cancelFires, r.cancelQuiet, r.volLarge, r.volFires, r.dayChanges)
 	if r.cancelFires == 0 || r.volFires == 0 || r.dayChanges < 8 {
