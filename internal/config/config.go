@@ -558,9 +558,17 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 // hundred events and neither limit matters. A full PostgreSQL run with
 // them was worse at the alert latency p99 and the restart, unattributed
 // in one run, so the PostgreSQL source keeps the smaller ones.
+//
+// Its flush interval is shorter, for the binlog source's commit →
+// aggregate target (p99 ≤ 250 ms): at 5,000 TPS on MariaDB, 60 ms instead
+// of 100 took the p99 from 412–449 ms to 223–369 ms with the engine's CPU
+// and the sink's total time unchanged (smaller transactions, each
+// quicker). Not measured against the PostgreSQL source's targets, which
+// keeps 100 ms.
 const (
 	MySQLQueueSize      = 16384
 	MySQLMaxBatchEvents = 500000
+	MySQLFlushInterval  = Duration(60 * time.Millisecond)
 )
 
 // mysqlPipeline applies the binlog source's defaults to what data leaves
@@ -568,8 +576,9 @@ const (
 func mysqlPipeline(data []byte, p *Pipeline) {
 	var given struct {
 		Pipeline struct {
-			QueueSize      *int `yaml:"queue_size"`
-			MaxBatchEvents *int `yaml:"max_batch_events"`
+			QueueSize      *int    `yaml:"queue_size"`
+			MaxBatchEvents *int    `yaml:"max_batch_events"`
+			FlushInterval  *string `yaml:"flush_interval"`
 		} `yaml:"pipeline"`
 	}
 	_ = yaml.Unmarshal(data, &given)
@@ -578,6 +587,9 @@ func mysqlPipeline(data []byte, p *Pipeline) {
 	}
 	if given.Pipeline.MaxBatchEvents == nil {
 		p.MaxBatchEvents = MySQLMaxBatchEvents
+	}
+	if given.Pipeline.FlushInterval == nil {
+		p.FlushInterval = MySQLFlushInterval
 	}
 }
 

@@ -1145,20 +1145,23 @@ func TestMySQLPipelineDefaults(t *testing.T) {
 		name, yml       string
 		getenv          func(string) string
 		queue, maxBatch int
+		flush           time.Duration
 	}{
-		{"mysql, unset", "", mysql, MySQLQueueSize, MySQLMaxBatchEvents},
-		{"mysql, null", "pipeline:\n  queue_size:\n", mysql, MySQLQueueSize, MySQLMaxBatchEvents},
-		{"mysql, queue set", "pipeline:\n  queue_size: 256\n", mysql, 256, MySQLMaxBatchEvents},
-		{"mysql, batch set", "pipeline:\n  max_batch_events: 1000\n", mysql, MySQLQueueSize, 1000},
-		{"postgres, unset", "", withSource(), 256, 50000},
+		{"mysql, unset", "", mysql, MySQLQueueSize, MySQLMaxBatchEvents, 60 * time.Millisecond},
+		{"mysql, null", "pipeline:\n  queue_size:\n  flush_interval:\n", mysql, MySQLQueueSize, MySQLMaxBatchEvents, 60 * time.Millisecond},
+		{"mysql, queue set", "pipeline:\n  queue_size: 256\n", mysql, 256, MySQLMaxBatchEvents, 60 * time.Millisecond},
+		{"mysql, batch set", "pipeline:\n  max_batch_events: 1000\n", mysql, MySQLQueueSize, 1000, 60 * time.Millisecond},
+		{"mysql, flush set", "pipeline:\n  flush_interval: 100ms\n", mysql, MySQLQueueSize, MySQLMaxBatchEvents, 100 * time.Millisecond},
+		{"postgres, unset", "", withSource(), 256, 50000, 100 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse([]byte(tc.yml), tc.getenv)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Pipeline.QueueSize != tc.queue || c.Pipeline.MaxBatchEvents != tc.maxBatch {
-				t.Errorf("queue_size %d, max_batch_events %d; want %d, %d", c.Pipeline.QueueSize, c.Pipeline.MaxBatchEvents, tc.queue, tc.maxBatch)
+			if c.Pipeline.QueueSize != tc.queue || c.Pipeline.MaxBatchEvents != tc.maxBatch || c.Pipeline.FlushInterval.D() != tc.flush {
+				t.Errorf("queue_size %d, max_batch_events %d, flush_interval %s; want %d, %d, %s",
+					c.Pipeline.QueueSize, c.Pipeline.MaxBatchEvents, c.Pipeline.FlushInterval.D(), tc.queue, tc.maxBatch, tc.flush)
 			}
 		})
 	}
