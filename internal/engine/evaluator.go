@@ -313,20 +313,26 @@ func (ev *Evaluator) evaluate(m window.Minute, silenced func(string, int64, time
 		}
 	}
 	ev.Lifecycle.Forget(end)
-	cancel := ev.State.CancelEvals(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike))
-	for i := range cancel {
+	var ranker *rules.Ranker
+	if ranked {
+		ranker = rules.NewRanker(ev.Params.Cancel)
+	}
+	ev.State.EachCancelEval(ev.Params.Cancel, ev.Lifecycle.OpenMerchants(rules.CancelRateSpike), func(e *rules.CancelEval) {
 		// Values only for what the lifecycle keeps: most of the 60,000
 		// merchants evaluated every minute neither fire nor have an alert.
-		if e := &cancel[i]; e.Fires || ev.Lifecycle.IsOpen(rules.CancelRateSpike, e.Merchant) {
+		if e.Fires || ev.Lifecycle.IsOpen(rules.CancelRateSpike, e.Merchant) {
 			record(rules.CancelRateSpike, e.Merchant, e.Fires, e.Priority, e.CancelResult.Values)
 		}
-	}
+		if ranker != nil {
+			ranker.Offer(e)
+		}
+	})
 	volume := ev.State.VolumeEvals(ev.Params.Volume, ev.Lifecycle.OpenMerchants(rules.VolumeDrop))
 	for _, e := range volume {
 		record(rules.VolumeDrop, e.Merchant, e.Fires, e.VolumeResult.Priority, e.VolumeResult.Values)
 	}
-	if ranked {
-		ev.Ranked(rules.Rank(m, ev.Params.Cancel, cancel, volume))
+	if ranker != nil {
+		ev.Ranked(ranker.Ranking(m, volume))
 	}
 	return out
 }

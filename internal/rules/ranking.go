@@ -33,6 +33,10 @@ type Ranking struct {
 type RiskEntry struct {
 	CancelEval
 	Score float64
+	// rate and ratio hold what RateH and Ratio point to once the entry
+	// is kept by a Ranker (the evaluation's own floats are reused).
+	rate, ratio       float64
+	ownRate, ownRatio bool
 }
 
 // Score computes RiskEntry.Score; floats are fine here, it only orders a
@@ -50,10 +54,72 @@ func Score(p CancelRateParams, r CancelResult) float64 {
 
 // Rank is the ranking of minute m's evaluations.
 func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []VolumeEval) *Ranking {
-	risk := make([]RiskEntry, 0, len(cancel))
-	for _, e := range cancel {
-		if e.CH > 0 {
-			risk = append(risk, RiskEntry{CancelEval: e, Score: Score(p, e.CancelResult)})
+	r := NewRanker(p)
+	for i := range cancel {
+		r.Offer(&cancel[i])
+	}
+	return r.Ranking(m, volume)
+}
+
+// Ranker builds a Ranking from evaluations offered one at a time
+// (State.EachCancelEval), copying only those that may make the list: at
+// a peak most of 100,000 merchants have cancels in the hour, and a copy of
+// each (230 bytes) to sort them all cost as much as evaluating them.
+type Ranker struct {
+	p    CancelRateParams
+	kept []RiskEntry // in no order past the floor; cut at 2 × RankLimit
+	// floor, once full, is the RankLimit-th riskiest so far: an entry
+	// that does not come before it cannot make the list.
+	floor RiskEntry
+	full  bool
+}
+
+// NewRanker starts a ranking with the rule's parameters (Score).
+func NewRanker(p CancelRateParams) *Ranker {
+	return &Ranker{p: p}
+}
+
+// Offer considers one evaluation; it keeps a copy if it may make the list.
+func (r *Ranker) Offer(e *CancelEval) {
+	if e.CH <= 0 {
+		return
+	}
+	x := RiskEntry{CancelEval: *e, Score: Score(r.p, e.CancelResult)}
+	if r.full && compareRisk(&x, &r.floor) >= 0 {
+		return
+	}
+	if x.RateH != nil {
+		x.rate, x.RateH = *x.RateH, nil
+	}
+	if x.Ratio != nil {
+		x.ratio, x.Ratio = *x.Ratio, nil
+	}
+	x.ownRate, x.ownRatio = e.RateH != nil, e.Ratio != nil
+	r.kept = append(r.kept, x)
+	if len(r.kept) >= 2*RankLimit {
+		r.cut()
+	}
+}
+
+func (r *Ranker) cut() {
+	slices.SortFunc(r.kept, func(a, b RiskEntry) int { return compareRisk(&a, &b) })
+	if len(r.kept) >= RankLimit {
+		r.kept = r.kept[:RankLimit]
+		r.floor, r.full = r.kept[RankLimit-1], true
+	}
+}
+
+// Ranking is the ranking of minute m with the large merchants' volume
+// evaluations.
+func (r *Ranker) Ranking(m window.Minute, volume []VolumeEval) *Ranking {
+	r.cut()
+	risk := slices.Clone(r.kept)
+	for i := range risk {
+		if risk[i].ownRate {
+			risk[i].RateH = &risk[i].rate
+		}
+		if risk[i].ownRatio {
+			risk[i].Ratio = &risk[i].ratio
 		}
 	}
 	vol := make([]VolumeEval, 0, len(volume))
@@ -66,15 +132,17 @@ func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []Vol
 	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
 }
 
+// compareRisk orders the risk list: by evidence first, as alerts are
+// prioritised; merchants below min_cancels have none (it is not computed
+// for them) and follow by how near the line they are.
+func compareRisk(a, b *RiskEntry) int {
+	return cmp.Or(cmp.Compare(b.Evidence, a.Evidence), cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
+}
+
 // order sorts both lists the way the dashboard shows them and keeps the
 // RankLimit riskiest.
 func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
-	// By evidence first, as alerts are prioritised; merchants below
-	// min_cancels have none (it is not computed for them) and follow by
-	// how near the line they are.
-	slices.SortFunc(risk, func(a, b RiskEntry) int {
-		return cmp.Or(cmp.Compare(b.Evidence, a.Evidence), cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
-	})
+	slices.SortFunc(risk, func(a, b RiskEntry) int { return compareRisk(&a, &b) })
 	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
 	slices.SortFunc(vol, func(a, b VolumeEval) int {
 		switch {
