@@ -39,17 +39,23 @@ type cancelSum struct{ n, amount int64 }
 func packMinute(b bucket) *closedMinute {
 	c := &closedMinute{ids: make([]int64, 0, len(b)), approvals: make([]int32, 0, len(b))}
 	for id, a := range b {
-		if a.Approvals >= math.MinInt32 && a.Approvals <= math.MaxInt32 {
-			if a.Approvals != 0 {
-				c.ids = append(c.ids, id)
-				c.approvals = append(c.approvals, int32(a.Approvals))
-			}
-		} else {
-			c.late = append(c.late, idCount{id, a.Approvals})
+		if a.Approvals != 0 {
+			c.pack(id, a.Approvals)
 		}
 		c.addCancels(id, a)
 	}
 	return c
+}
+
+// pack adds n approvals of merchant id to the packed ones, or to late
+// when n does not fit int32.
+func (c *closedMinute) pack(id, n int64) {
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		c.late = append(c.late, idCount{id, n})
+		return
+	}
+	c.ids = append(c.ids, id)
+	c.approvals = append(c.approvals, int32(n))
 }
 
 // add adds a late delta of merchant id and returns the merchant's cancels
@@ -74,26 +80,17 @@ func (c *closedMinute) addCancels(id int64, a window.Agg) (before int64) {
 }
 
 // compact moves the late approvals that fit int32 into the packed ones,
-// sized exactly: a state built from a snapshot adds every closed minute's
+// sized to hold them: a state built from a snapshot adds every closed minute's
 // rows as late ones.
 func (c *closedMinute) compact() {
-	n := len(c.ids)
-	for _, l := range c.late {
-		if l.n >= math.MinInt32 && l.n <= math.MaxInt32 {
-			n++
-		}
+	n := len(c.ids) + len(c.late)
+	late := c.late
+	c.ids = append(make([]int64, 0, n), c.ids...)
+	c.approvals = append(make([]int32, 0, n), c.approvals...)
+	c.late = nil
+	for _, l := range late {
+		c.pack(l.id, l.n)
 	}
-	ids, approvals := make([]int64, 0, n), make([]int32, 0, n)
-	ids, approvals = append(ids, c.ids...), append(approvals, c.approvals...)
-	var rest []idCount
-	for _, l := range c.late {
-		if l.n >= math.MinInt32 && l.n <= math.MaxInt32 {
-			ids, approvals = append(ids, l.id), append(approvals, int32(l.n))
-		} else {
-			rest = append(rest, l)
-		}
-	}
-	c.ids, c.approvals, c.late = ids, approvals, rest
 }
 
 // eachApprovals calls f for every merchant's approvals in the minute, a

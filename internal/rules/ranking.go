@@ -52,15 +52,6 @@ func Score(p CancelRateParams, r CancelResult) float64 {
 	return float64(r.CH) / den
 }
 
-// Rank is the ranking of minute m's evaluations.
-func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []VolumeEval) *Ranking {
-	r := NewRanker(p)
-	for i := range cancel {
-		r.Offer(&cancel[i])
-	}
-	return r.Ranking(m, volume)
-}
-
 // Ranker builds a Ranking from evaluations offered one at a time
 // (State.EachCancelEval), copying only those that may make the list: at
 // a peak most of 100,000 merchants have cancels in the hour, and a copy of
@@ -89,20 +80,20 @@ func (r *Ranker) Offer(e *CancelEval) {
 		return
 	}
 	if x.RateH != nil {
-		x.rate, x.RateH = *x.RateH, nil
+		x.rate, x.ownRate, x.RateH = *x.RateH, true, nil
 	}
 	if x.Ratio != nil {
-		x.ratio, x.Ratio = *x.Ratio, nil
+		x.ratio, x.ownRatio, x.Ratio = *x.Ratio, true, nil
 	}
-	x.ownRate, x.ownRatio = e.RateH != nil, e.Ratio != nil
 	r.kept = append(r.kept, x)
 	if len(r.kept) >= 2*RankLimit {
 		r.cut()
 	}
 }
 
+// cut sorts what is kept and keeps the RankLimit riskiest.
 func (r *Ranker) cut() {
-	slices.SortFunc(r.kept, func(a, b RiskEntry) int { return compareRisk(&a, &b) })
+	sortRisk(r.kept)
 	if len(r.kept) >= RankLimit {
 		r.kept = r.kept[:RankLimit]
 		r.floor, r.full = r.kept[RankLimit-1], true
@@ -114,6 +105,7 @@ func (r *Ranker) cut() {
 func (r *Ranker) Ranking(m window.Minute, volume []VolumeEval) *Ranking {
 	r.cut()
 	risk := slices.Clone(r.kept)
+	// Sorted for good: the pointers are taken after the last move.
 	for i := range risk {
 		if risk[i].ownRate {
 			risk[i].RateH = &risk[i].rate
@@ -128,7 +120,7 @@ func (r *Ranker) Ranking(m window.Minute, volume []VolumeEval) *Ranking {
 			vol = append(vol, e)
 		}
 	}
-	risk, vol = order(risk, vol)
+	sortVolume(vol)
 	return &Ranking{AsOf: m, Risk: risk, Volume: vol}
 }
 
@@ -139,11 +131,13 @@ func compareRisk(a, b *RiskEntry) int {
 	return cmp.Or(cmp.Compare(b.Evidence, a.Evidence), cmp.Compare(b.Score, a.Score), cmp.Compare(b.CH, a.CH), cmp.Compare(a.Merchant, b.Merchant))
 }
 
-// order sorts both lists the way the dashboard shows them and keeps the
-// RankLimit riskiest.
-func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
+func sortRisk(risk []RiskEntry) {
 	slices.SortFunc(risk, func(a, b RiskEntry) int { return compareRisk(&a, &b) })
-	risk = slices.Clip(risk[:min(len(risk), RankLimit)])
+}
+
+// sortVolume orders the large merchants the way the dashboard shows them:
+// largest drop first, no drop last.
+func sortVolume(vol []VolumeEval) {
 	slices.SortFunc(vol, func(a, b VolumeEval) int {
 		switch {
 		case a.Drop == nil && b.Drop == nil:
@@ -158,7 +152,6 @@ func order(risk []RiskEntry, vol []VolumeEval) ([]RiskEntry, []VolumeEval) {
 		}
 		return cmp.Compare(a.Merchant, b.Merchant)
 	})
-	return risk, vol
 }
 
 // MergeRankings combines rankings of disjoint sets of merchants (workers')
@@ -173,6 +166,8 @@ func MergeRankings(rs []*Ranking) *Ranking {
 		out.Risk = append(out.Risk, r.Risk...)
 		out.Volume = append(out.Volume, r.Volume...)
 	}
-	out.Risk, out.Volume = order(out.Risk, out.Volume)
+	sortRisk(out.Risk)
+	out.Risk = slices.Clip(out.Risk[:min(len(out.Risk), RankLimit)])
+	sortVolume(out.Volume)
 	return out
 }

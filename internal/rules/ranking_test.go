@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 // TestRankKeepsTheRiskiest: the ranking of any number of evaluations, in
@@ -62,4 +64,14 @@ func TestRankKeepsTheRiskiest(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Rank offers every evaluation to a Ranker, as the engine does while it
+// evaluates.
+func Rank(m window.Minute, p CancelRateParams, cancel []CancelEval, volume []VolumeEval) *Ranking {
+	r := NewRanker(p)
+	for i := range cancel {
+		r.Offer(&cancel[i])
+	}
+	return r.Ranking(m, volume)
 }

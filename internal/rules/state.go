@@ -441,31 +441,15 @@ type CancelEval struct {
 	CancelResult
 }
 
-// CancelEvals evaluates SPEC §5 at LastClosed() for every merchant with at
-// least one approval or cancel in H, plus every merchant in also (merchants
-// with an open alert; duplicates and unknown merchants are fine), in
-// ascending merchant order.
-func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
-	out := make([]CancelEval, 0, len(s.listed)+len(also))
-	s.EachCancelEval(p, also, func(e *CancelEval) {
-		c := *e
-		if c.RateH != nil {
-			c.RateH = new(*c.RateH)
-		}
-		if c.Ratio != nil {
-			c.Ratio = new(*c.Ratio)
-		}
-		out = append(out, c)
-	})
-	return out
-}
-
-// EachCancelEval is CancelEvals calling f with each evaluation, in the
-// same order, instead of returning them: the evaluation and the floats it
-// points to are reused for the next one, so f copies what it keeps
-// (Ranker does). At a peak every merchant is active in H, and the slice
-// of 100,000 evaluations of 230 bytes each close allocated, zeroed and
-// dropped was half of the close's CPU, which the stream waits for.
+// EachCancelEval evaluates SPEC §5 at LastClosed() for every merchant with
+// at least one approval or cancel in H, plus every merchant in also
+// (merchants with an open alert; duplicates and unknown merchants are
+// fine), in ascending merchant order, and calls f with each evaluation.
+// The evaluation and the floats it points to are reused for the next one,
+// so f copies what it keeps (Ranker does). At a peak every merchant is
+// active in H, and a slice of 100,000 evaluations of 230 bytes, allocated,
+// zeroed and dropped at every close, was half of the close's CPU, which
+// the stream waits for.
 func (s *State) EachCancelEval(p CancelRateParams, also []int64, f func(*CancelEval)) {
 	s.refreshListed()
 	extra := sortedUnique(also)

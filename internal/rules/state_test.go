@@ -529,3 +529,20 @@ func TestSetPlatformBaseline(t *testing.T) {
 		t.Fatalf("given platform sums: %s", dumpCancel([]CancelEval{e}))
 	}
 }
+
+// CancelEvals collects EachCancelEval's evaluations, each with its own
+// floats, for the tests to compare.
+func (s *State) CancelEvals(p CancelRateParams, also []int64) []CancelEval {
+	out := make([]CancelEval, 0, len(s.listed)+len(also))
+	s.EachCancelEval(p, also, func(e *CancelEval) {
+		c := *e
+		if c.RateH != nil {
+			c.RateH = new(*c.RateH)
+		}
+		if c.Ratio != nil {
+			c.Ratio = new(*c.Ratio)
+		}
+		out = append(out, c)
+	})
+	return out
+}
