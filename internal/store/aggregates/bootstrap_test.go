@@ -207,10 +207,10 @@ func TestTeeParserLeavesOutOverflow(t *testing.T) {
 		if fmt.Sprint(roll.overflow) != fmt.Sprint(wantOver) {
 			t.Errorf("writes of %d bytes: overflow %v, want %v", size, roll.overflow, wantOver)
 		}
-		if got := roll.platform[ten.Unix()]; got != (window.Agg{Approvals: 1, ApprovedAmount: 100}) {
+		if got := roll.platform.find(ten.Unix()); got == nil || *got != (window.Agg{Approvals: 1, ApprovedAmount: 100}) {
 			t.Errorf("platform 10:00 = %+v, want merchant 1's row alone", got)
 		}
-		if got := roll.days[bucketKey{4, time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).Unix()}]; got.ApprovedAmount != math.MaxInt64 || got.Approvals != 1 {
+		if got := roll.days[time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).Unix()].find(4); got == nil || got.ApprovedAmount != math.MaxInt64 || got.Approvals != 1 {
 			t.Errorf("merchant 4's day = %+v, want the one row that fits", got)
 		}
 	}
