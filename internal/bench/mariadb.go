@@ -227,8 +227,9 @@ const snapshotSpan = "BETWEEN UTC_TIMESTAMP(6) - INTERVAL 8 DAY AND UTC_TIMESTAM
 // consistent snapshot as the engine's first start reads it:
 //   - the snapshot's SELECTs of the mapped rows (and the primary key),
 //     one per business day of Asia/Seoul and table as the engine runs
-//     them, read by a client that throws each row away: what reading the
-//     history costs before riskwatch maps or sums a row;
+//     them (the day's key range from the time index, then that range of
+//     the table), read by a client that throws each row away: what
+//     reading the history costs before riskwatch maps or sums a row;
 //   - the same per-merchant-minute GROUP BY PostgreSQL's floor runs, done
 //     by the server in one statement, its rows read and thrown away.
 func (s *mariaSource) bootstrapFloors(ctx context.Context, res *Results) error {
@@ -253,9 +254,19 @@ func (s *mariaSource) bootstrapFloors(ctx context.Context, res *Results) error {
 	t0 := time.Now()
 	for _, d := range businessDays(now.Add(-8*24*time.Hour), now.Add(5*time.Minute), loc) {
 		for _, t := range snapshotTables {
+			span := fmt.Sprintf("%s >= '%s' AND %s < '%s'", t.at, d[0].Format(myDatetime), t.at, d[1].Format(myDatetime))
+			keys, err := c.Execute(fmt.Sprintf("SELECT MIN(id), MAX(id) FROM %s WHERE %s", t.table, span))
+			if err != nil {
+				return fmt.Errorf("the snapshot's key range: %w", err)
+			}
+			if v, _ := keys.GetValue(0, 0); v == nil {
+				continue
+			}
+			lo, _ := keys.GetInt(0, 0)
+			hi, _ := keys.GetInt(0, 1)
 			var r mysql.Result
-			q := fmt.Sprintf("SELECT id, %s, %s, %s FROM %s WHERE %s >= '%s' AND %s < '%s'", t.merchant, t.amount, t.at, t.table,
-				t.at, d[0].Format(myDatetime), t.at, d[1].Format(myDatetime))
+			q := fmt.Sprintf("SELECT id, %s, %s, %s FROM %s FORCE INDEX (PRIMARY) WHERE id BETWEEN %d AND %d AND %s", t.merchant, t.amount, t.at, t.table,
+				lo, hi, span)
 			if err := c.ExecuteSelectStreaming(q, &r, discard, nil); err != nil {
 				return fmt.Errorf("the snapshot's SELECT: %w", err)
 			}

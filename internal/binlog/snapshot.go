@@ -1,7 +1,6 @@
 package binlog
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -244,6 +243,10 @@ type snapSpec struct {
 	// kind of the time column; which selected column is which.
 	kind   timeKind
 	timeAt int
+	// key is the table's primary key when it is one integer column and
+	// an index leads with the time column: a chunk is then read as a
+	// range of the key (see keyRange).
+	key string
 }
 
 // Position is where the stream starts.
@@ -252,7 +255,9 @@ func (snap *Snapshot) Position() string { return snap.pos.String() }
 // Time is the source's clock just before the snapshot.
 func (snap *Snapshot) Time() time.Time { return snap.at }
 
-// Width is 1: one connection reads the snapshot.
+// Width is 1: one connection reads the snapshot. (A second connection on
+// the same snapshot, reading another day beside it, was tried: no faster
+// on two cores shared with both servers, and twice the memory.)
 func (snap *Snapshot) Width() int { return 1 }
 
 // describe binds each mapped table: its mapped columns and primary key
@@ -265,8 +270,9 @@ func (snap *Snapshot) describe() error {
 		if err != nil {
 			return fmt.Errorf("reading the columns of %s: %w", sp.QualifiedTable(), err)
 		}
-		var cols []string
+		var cols, pri []string
 		var kind timeKind
+		intKey := false
 		for i := range r.RowNumber() {
 			name, _ := r.GetString(i, 0)
 			tp, _ := r.GetString(i, 1)
@@ -275,6 +281,15 @@ func (snap *Snapshot) describe() error {
 				(sp.FilterColumn != "" && strings.EqualFold(name, sp.FilterColumn))
 			if mapped || key == "PRI" {
 				cols = append(cols, name)
+			}
+			if key == "PRI" {
+				pri = append(pri, name)
+				switch strings.ToLower(tp) {
+				case "tinyint", "smallint", "mediumint", "int", "bigint":
+					intKey = true
+				default:
+					intKey = false
+				}
 			}
 			if strings.EqualFold(name, sp.Time) {
 				kind = wall
@@ -291,9 +306,62 @@ func (snap *Snapshot) describe() error {
 		if err != nil {
 			return permanent("%w", err)
 		}
-		snap.specs = append(snap.specs, snapSpec{spec: sp, cols: cols, table: t, kind: kind, timeAt: slices.Index(cols, sp.Time)})
+		ss := snapSpec{spec: sp, cols: cols, table: t, kind: kind, timeAt: slices.Index(cols, sp.Time)}
+		if len(pri) == 1 && intKey {
+			n, err := queryString(snap.conn, `SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = ? AND table_name = ? AND seq_in_index = 1 AND column_name = ?`,
+				sp.Schema, sp.Table, sp.Time)
+			if err != nil {
+				return fmt.Errorf("reading the indexes of %s: %w", sp.QualifiedTable(), err)
+			}
+			if n != "0" {
+				ss.key = pri[0]
+			}
+		}
+		if ss.key != "" {
+			snap.src.log.Info("the snapshot reads each day as a range of the key", "table", sp.QualifiedTable(), "key", ss.key)
+		} else {
+			snap.src.log.Info("the snapshot reads each day by its time column: with no single integer key and no index leading with the time column, each day's read may scan the whole table",
+				"table", sp.QualifiedTable(), "time_column", sp.Time)
+		}
+		snap.specs = append(snap.specs, ss)
 	}
 	return nil
+}
+
+// keyRange is the least and greatest primary key of the table's rows in
+// [from, to), read from the time column's index alone (it holds the key).
+// The chunk's rows are then read as that range of the clustered index:
+// a range of the time index alone makes InnoDB look each row up by its
+// key, which its optimizer prices above scanning the whole table, so
+// every day's SELECT read every row (measured on 23 M payments: 9.6 s a
+// day; the key range 1.3 s). Where keys grow with time, as
+// auto-increment ids do, the range holds little but the day; where they
+// do not, it is no worse than the scan it replaces. ok is false when the
+// table has no rows in the chunk.
+func (snap *Snapshot) keyRange(ss *snapSpec, from, to string) (lo, hi string, ok bool, err error) {
+	k := quote(ss.key)
+	tc := quote(ss.spec.Time)
+	r, err := snap.conn.Execute(fmt.Sprintf("SELECT CAST(MIN(%s) AS CHAR), CAST(MAX(%s) AS CHAR) FROM %s WHERE %s >= %s AND %s < %s",
+		k, k, tableName(ss.spec.Schema, ss.spec.Table), tc, from, tc, to))
+	if err != nil {
+		return "", "", false, fmt.Errorf("reading the key range of %s: %w", ss.spec.QualifiedTable(), err)
+	}
+	if r.RowNumber() == 0 {
+		return "", "", false, nil
+	}
+	if v, _ := r.GetValue(0, 0); v == nil {
+		return "", "", false, nil
+	}
+	lo, _ = r.GetString(0, 0)
+	hi, _ = r.GetString(0, 1)
+	for _, s := range []string{lo, hi} {
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			if _, err := strconv.ParseUint(s, 10, 64); err != nil {
+				return "", "", false, fmt.Errorf("the key range of %s: %q is not an integer", ss.spec.QualifiedTable(), s)
+			}
+		}
+	}
+	return lo, hi, true, nil
 }
 
 // Days splits the retention into business days of loc, as the PostgreSQL
@@ -358,7 +426,7 @@ func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w
 		if i := slices.Index(snap.days, c); i >= 0 && i+1 < len(snap.days) {
 			snap.readAhead(snap.days[i+1])
 		}
-		err = writeSums(w, cs.acc)
+		err = cs.write(w)
 		snap.spare = cs
 		if err != nil {
 			return err
@@ -368,14 +436,67 @@ func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w
 	return nil
 }
 
-// chunkSums is one chunk's sums, dead letters and spilled events. The map
-// numbers the keys and the slice holds them, so that writing them out
-// needs no lookups; both are reused from chunk to chunk.
+// chunkSums is one chunk's sums, dead letters and spilled events. The
+// sums are kept a table per minute of the chunk, each numbering its
+// merchants: a table of one minute's merchants stays in the processor's
+// cache while the rows of that minute arrive together, where one table of
+// the whole day's merchant-minutes missed it on nearly every row
+// (measured: map lookups were a quarter of a first start's CPU). All of
+// it is reused from chunk to chunk.
 type chunkSums struct {
-	index   map[window.Key]int32
-	acc     []sums
+	base    window.Minute
+	minutes []minuteSums
 	dead    []event.DeadLetter
 	spilled []event.Event
+}
+
+// minuteSums is one minute's sums, the map numbering the merchants and
+// the slice holding them, so that writing them out needs no lookups.
+type minuteSums struct {
+	index map[int64]int32
+	acc   []sums
+}
+
+// add counts ev, which lies in the chunk cs was reset to.
+func (cs *chunkSums) add(ev *event.Event) {
+	m := window.MinuteOfMicros(ev.TimeUS)
+	i := int(m - cs.base)
+	if i >= len(cs.minutes) {
+		cs.minutes = slices.Grow(cs.minutes, i+1-len(cs.minutes))[:i+1]
+	}
+	ms := &cs.minutes[i]
+	if ms.index == nil {
+		ms.index = make(map[int64]int32)
+	}
+	j, ok := ms.index[ev.Merchant]
+	if !ok {
+		j = int32(len(ms.acc))
+		ms.index[ev.Merchant] = j
+		ms.acc = append(ms.acc, sums{key: window.Key{Merchant: ev.Merchant, Minute: m}})
+	}
+	x := &ms.acc[j]
+	var carry uint64
+	if ev.Kind == event.Approval {
+		x.a++
+		x.aaLo, carry = bits.Add64(x.aaLo, uint64(ev.Amount), 0)
+		x.aaHi += carry
+	} else {
+		x.c++
+		x.caLo, carry = bits.Add64(x.caLo, uint64(ev.Amount), 0)
+		x.caHi += carry
+	}
+}
+
+// reset empties cs for the chunk starting at from, keeping what it
+// allocated.
+func (cs *chunkSums) reset(from time.Time) {
+	cs.base = window.MinuteOf(from)
+	for i := range cs.minutes {
+		clear(cs.minutes[i].index)
+		cs.minutes[i].acc = cs.minutes[i].acc[:0]
+	}
+	cs.minutes = cs.minutes[:0]
+	cs.dead, cs.spilled = nil, nil
 }
 
 // chunkRead is a chunk being read ahead.
@@ -397,14 +518,14 @@ func (snap *Snapshot) take(ctx context.Context, c bootstrap.Chunk) (*chunkSums, 
 		}
 		snap.spare = r.sums
 	}
-	cs := snap.spareSums()
+	cs := snap.spareSums(c)
 	return cs, snap.readChunk(ctx, c, cs)
 }
 
 // readAhead starts reading c on the snapshot's connection, which nothing
 // else uses until take collects it (or Snapshot ends and waits for it).
 func (snap *Snapshot) readAhead(c bootstrap.Chunk) {
-	r := &chunkRead{chunk: c, done: make(chan struct{}), sums: snap.spareSums()}
+	r := &chunkRead{chunk: c, done: make(chan struct{}), sums: snap.spareSums(c)}
 	snap.ahead = r
 	go func() {
 		defer close(r.done)
@@ -421,14 +542,14 @@ func (snap *Snapshot) waitAhead() {
 	}
 }
 
-func (snap *Snapshot) spareSums() *chunkSums {
+// spareSums is a chunkSums reset for c.
+func (snap *Snapshot) spareSums(c bootstrap.Chunk) *chunkSums {
 	cs := snap.spare
 	snap.spare = nil
 	if cs == nil {
-		return &chunkSums{index: map[window.Key]int32{}}
+		cs = &chunkSums{}
 	}
-	clear(cs.index)
-	cs.acc, cs.dead, cs.spilled = cs.acc[:0], nil, nil
+	cs.reset(c.From)
 	return cs
 }
 
@@ -437,32 +558,28 @@ func (snap *Snapshot) readChunk(ctx context.Context, c bootstrap.Chunk, cs *chun
 	from, to := c.From.UnixMicro(), c.To.UnixMicro()
 	for i := range snap.specs {
 		ss := &snap.specs[i]
+		a, b := snap.literal(c.From, ss.kind), snap.literal(c.To, ss.kind)
 		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s >= %s AND %s < %s", selectList(ss.cols), tableName(ss.spec.Schema, ss.spec.Table),
-			quote(ss.spec.Time), snap.literal(c.From, ss.kind), quote(ss.spec.Time), snap.literal(c.To, ss.kind))
+			quote(ss.spec.Time), a, quote(ss.spec.Time), b)
+		if ss.key != "" {
+			lo, hi, ok, err := snap.keyRange(ss, a, b)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			q = fmt.Sprintf("SELECT %s FROM %s FORCE INDEX (PRIMARY) WHERE %s BETWEEN %s AND %s AND %s >= %s AND %s < %s", selectList(ss.cols),
+				tableName(ss.spec.Schema, ss.spec.Table), quote(ss.key), lo, hi, quote(ss.spec.Time), a, quote(ss.spec.Time), b)
+		}
 		err := snap.mapRows(ctx, ss, q, func(out *event.Output) {
-			for _, ev := range out.Events {
+			for i := range out.Events {
+				ev := &out.Events[i]
 				if ev.TimeUS < from || ev.TimeUS >= to {
-					cs.spilled = append(cs.spilled, ev)
+					cs.spilled = append(cs.spilled, *ev)
 					continue
 				}
-				k := window.Key{Merchant: ev.Merchant, Minute: window.MinuteOf(ev.Time())}
-				j, ok := cs.index[k]
-				if !ok {
-					j = int32(len(cs.acc))
-					cs.index[k] = j
-					cs.acc = append(cs.acc, sums{key: k})
-				}
-				x := &cs.acc[j]
-				var carry uint64
-				if ev.Kind == event.Approval {
-					x.a++
-					x.aaLo, carry = bits.Add64(x.aaLo, uint64(ev.Amount), 0)
-					x.aaHi += carry
-				} else {
-					x.c++
-					x.caLo, carry = bits.Add64(x.caLo, uint64(ev.Amount), 0)
-					x.caHi += carry
-				}
+				cs.add(ev)
 			}
 			cs.dead = append(cs.dead, out.DeadLetters...)
 		})
@@ -473,35 +590,37 @@ func (snap *Snapshot) readChunk(ctx context.Context, c bootstrap.Chunk, cs *chun
 	return nil
 }
 
-// writeSums writes COPY text rows, ordered so that the sink's pages fill
-// in order.
-func writeSums(w io.Writer, acc []sums) error {
-	slices.SortFunc(acc, func(a, b sums) int {
-		if a.key.Minute != b.key.Minute {
-			return int(a.key.Minute - b.key.Minute)
+// write writes the sums as COPY text rows, minute by minute, so that a
+// minute's rows share the sink's pages as the live stream's do. Within a
+// minute they stay in the order their merchants came: the sink indexes
+// the table by sorting it afterwards either way.
+func (cs *chunkSums) write(w io.Writer) error {
+	var buf, ts []byte
+	for _, ms := range cs.minutes {
+		if len(ms.acc) == 0 {
+			continue
 		}
-		return cmp.Compare(a.key.Merchant, b.key.Merchant)
-	})
-	var buf []byte
-	for i := range acc {
-		x := &acc[i]
-		buf = strconv.AppendInt(buf, x.key.Merchant, 10)
-		buf = append(buf, '\t')
-		buf = x.key.Minute.Start().AppendFormat(buf, "2006-01-02 15:04:05+00")
-		buf = append(buf, '\t')
-		buf = strconv.AppendInt(buf, x.a, 10)
-		buf = append(buf, '\t')
-		buf = appendWide(buf, x.aaHi, x.aaLo)
-		buf = append(buf, '\t')
-		buf = strconv.AppendInt(buf, x.c, 10)
-		buf = append(buf, '\t')
-		buf = appendWide(buf, x.caHi, x.caLo)
-		buf = append(buf, '\n')
-		if len(buf) >= 64<<10 {
-			if _, err := w.Write(buf); err != nil {
-				return err
+		ts = ms.acc[0].key.Minute.Start().AppendFormat(ts[:0], "2006-01-02 15:04:05+00")
+		for i := range ms.acc {
+			x := &ms.acc[i]
+			buf = strconv.AppendInt(buf, x.key.Merchant, 10)
+			buf = append(buf, '\t')
+			buf = append(buf, ts...)
+			buf = append(buf, '\t')
+			buf = strconv.AppendInt(buf, x.a, 10)
+			buf = append(buf, '\t')
+			buf = appendWide(buf, x.aaHi, x.aaLo)
+			buf = append(buf, '\t')
+			buf = strconv.AppendInt(buf, x.c, 10)
+			buf = append(buf, '\t')
+			buf = appendWide(buf, x.caHi, x.caLo)
+			buf = append(buf, '\n')
+			if len(buf) >= 64<<10 {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
 			}
-			buf = buf[:0]
 		}
 	}
 	_, err := w.Write(buf)
