@@ -401,10 +401,11 @@ func (snap *Snapshot) literal(t time.Time, k timeKind) string {
 	return "'" + t.Format("2006-01-02 15:04:05.000000") + "'"
 }
 
-// sums is one merchant-minute's: counts, and amounts wide enough that no
-// sum of valid amounts wraps (the loader leaves out what does not fit).
+// sums is one merchant's in a minute (its minuteSums says which):
+// counts, and amounts wide enough that no sum of valid amounts wraps (the
+// loader leaves out what does not fit).
 type sums struct {
-	key        window.Key
+	merchant   int64
 	a, c       int64
 	aaHi, aaLo uint64
 	caHi, caLo uint64
@@ -472,7 +473,7 @@ func (cs *chunkSums) add(ev *event.Event) {
 	if !ok {
 		j = int32(len(ms.acc))
 		ms.index[ev.Merchant] = j
-		ms.acc = append(ms.acc, sums{key: window.Key{Merchant: ev.Merchant, Minute: m}})
+		ms.acc = append(ms.acc, sums{merchant: ev.Merchant})
 	}
 	x := &ms.acc[j]
 	var carry uint64
@@ -596,14 +597,14 @@ func (snap *Snapshot) readChunk(ctx context.Context, c bootstrap.Chunk, cs *chun
 // the table by sorting it afterwards either way.
 func (cs *chunkSums) write(w io.Writer) error {
 	var buf, ts []byte
-	for _, ms := range cs.minutes {
+	for i, ms := range cs.minutes {
 		if len(ms.acc) == 0 {
 			continue
 		}
-		ts = ms.acc[0].key.Minute.Start().AppendFormat(ts[:0], "2006-01-02 15:04:05+00")
-		for i := range ms.acc {
-			x := &ms.acc[i]
-			buf = strconv.AppendInt(buf, x.key.Merchant, 10)
+		ts = (cs.base + window.Minute(i)).Start().AppendFormat(ts[:0], "2006-01-02 15:04:05+00")
+		for j := range ms.acc {
+			x := &ms.acc[j]
+			buf = strconv.AppendInt(buf, x.merchant, 10)
 			buf = append(buf, '\t')
 			buf = append(buf, ts...)
 			buf = append(buf, '\t')
