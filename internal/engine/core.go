@@ -64,12 +64,13 @@ type CoreOptions struct {
 	// OnClose is called after a close of minutes and its alerts were
 	// committed. It runs on the input's goroutine, so it must not block.
 	OnClose func(ctx context.Context, c ClosedMinutes)
-	// SaveRules, when set, stores an image of the rules state that a
-	// restart resumes from (aggregates.SaveRulesResume). It is called
-	// right after a flush numbered seq and the close that followed it,
-	// once an hour of minutes has closed since RulesSavedAt or a new
-	// business day has begun (at the first close when that is 0); a
-	// failure only means the next start reads the week.
+	// SaveRules, when set, takes an image of the rules state that a
+	// restart resumes from (aggregates.EncodeRulesImage) and has it
+	// stored. It is called right after a flush numbered seq and the close
+	// that followed it, once an hour of minutes has closed since
+	// RulesSavedAt or a new business day has begun (at the first close
+	// when that is 0); it must be done with st when it returns. A failure
+	// only means the next start reads the week.
 	SaveRules func(ctx context.Context, seq int64, st *rules.State) error
 	// RulesSavedAt is the closed minute of the image the session resumed
 	// from: a restart does not write a new one while it catches up.
@@ -258,7 +259,8 @@ const saveRulesEvery = rules.HourMinutes
 // saveRules stores an image of the rules state when one is due. Everything
 // added is flushed (numbered seq) and closed, so the state is exactly what
 // the sink holds. The alerts of the close are already committed and their
-// senders woken, so the write delays the next flush, not a notification.
+// senders woken, so taking the image delays the next flush, not a
+// notification.
 func (c *Core) saveRules(ctx context.Context, seq int64) {
 	st := c.ev.State
 	if c.o.SaveRules == nil || st.LastClosed() != c.evaluated {

@@ -532,3 +532,41 @@ func TestCoreReadsTheNextDaysCurvesAhead(t *testing.T) {
 		t.Fatalf("the curves read ahead and brought forward differ from reading them now")
 	}
 }
+
+// TestImagesStoredOffTheFlushPath: an image taken at a close is the state
+// of that moment, stored by the writer goroutine while the state moves on;
+// a second image while the first is pending is refused, not queued.
+func TestImagesStoredOffTheFlushPath(t *testing.T) {
+	r := newCoreRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := r.core.ev.State
+	img := r.agg.EncodeRulesImage(7, r.core.ev.Params, st)
+	images := make(chan aggregates.RulesImage, 1)
+	images <- img
+	select {
+	case images <- img:
+		t.Fatal("a second image was queued behind a pending one")
+	default:
+	}
+	n := &Node{agg: r.agg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	done := make(chan struct{})
+	go func() { defer close(done); n.storeImages(ctx, r.cp, images) }()
+	var seq int64
+	var closed time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := r.db.Pool().QueryRow(ctx, `SELECT seq, last_closed FROM `+r.db.Table("rules_resume")+` WHERE slot = $1`, r.cp.Slot).Scan(&seq, &closed)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no image stored: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if seq != 7 || !closed.Equal(st.LastClosed().Start()) {
+		t.Errorf("stored image seq %d at %s, want 7 at %s", seq, closed, st.LastClosed().Start())
+	}
+	cancel()
+	<-done
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -224,14 +225,17 @@ func (n *Node) session(ctx context.Context) error {
 	step("recent_alerts")
 	n.log.Info("restored", append([]any{"position", cp.Position}, took...)...)
 	ev.Ranked, ev.Log, ev.ReadAhead = n.status.SetRanking, n.log, true
+	// The image is encoded on the input's goroutine, where the state is
+	// exactly what the sink holds, and written on another: the write took
+	// 50 ms to 0.9 s at 5,000 TPS, and the flushes waited for it.
+	images := make(chan aggregates.RulesImage, 1)
 	saveRules := func(ctx context.Context, seq int64, st *rules.State) error {
-		began := n.now()
-		size, err := n.agg.SaveRulesResume(ctx, cp, seq, ev.Params, st)
-		if err == nil {
-			n.log.Info("rules image stored", "last_closed", st.LastClosed().String(), "merchants", st.Merchants(), "bytes", size,
-				"took", n.now().Sub(began).Round(time.Millisecond).String())
+		select {
+		case images <- n.agg.EncodeRulesImage(seq, ev.Params, st):
+			return nil
+		default:
+			return errors.New("the previous rules image is still being written")
 		}
-		return err
 	}
 	core := NewCore(CoreOptions{Config: n.cfg, Aggregates: n.agg, Alerts: n.alerts, Logger: n.log, Metrics: n.m, Status: n.status, Stall: n.stall,
 		Now: n.now, OnAlerts: n.o.OnAlerts, OnClose: n.o.OnClose, SaveRules: saveRules, RulesSavedAt: imageAt}, ev, cp.LastClosed, cp.Progress)
@@ -244,9 +248,32 @@ func (n *Node) session(ctx context.Context) error {
 		return src.Heartbeat(gctx, func(d time.Duration) bool { return src.Quiet(n.now(), d) })
 	})
 	g.Go(func() error { return n.apply(gctx, core, cp, txns) })
+	g.Go(func() error { n.storeImages(gctx, cp, images); return nil })
 	g.Go(func() error { return n.catchUpProgress(gctx) })
 	g.Go(func() error { return n.prune(gctx) })
 	return g.Wait()
+}
+
+// storeImages writes the rules images handed to it until ctx ends. A
+// failed write is only logged: a restart reads the older image or the
+// week, and the next image comes an hour of minutes later.
+func (n *Node) storeImages(ctx context.Context, cp aggregates.Checkpoint, images <-chan aggregates.RulesImage) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case img := <-images:
+			began := n.now()
+			size, err := n.agg.StoreRulesImage(ctx, cp, img)
+			switch {
+			case err == nil:
+				n.log.Info("rules image stored", "last_closed", img.LastClosed.String(), "merchants", img.Merchants, "bytes", size,
+					"took", n.now().Sub(began).Round(time.Millisecond).String())
+			case ctx.Err() == nil:
+				n.log.Warn("storing the rules image failed; a restart reads an older image or the week instead", "err", err)
+			}
+		}
+	}
 }
 
 // apply is the session's input side: each transaction into the core, a

@@ -62,19 +62,41 @@ func (s *Store) queueLate(qb *pgx.Batch, deltas []window.Delta, evaluated window
 
 // SaveRulesResume stores the image of st, taken right after the flush
 // numbered seq (and the close of st.LastClosed() that followed it), as the
-// checkpoint's writer cp: a writer that lost its claim is refused, and an
-// image never replaces a newer one. The late deltas every image now
-// stored has covered are deleted with it.
+// checkpoint's writer cp: EncodeRulesImage, then StoreRulesImage.
 func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, p rules.Params, st *rules.State) (int, error) {
-	exposureMinutes := p.ExposureMinutes
+	return s.StoreRulesImage(ctx, cp, s.EncodeRulesImage(seq, p, st))
+}
+
+// RulesImage is a rules state encoded for rules_resume.
+type RulesImage struct {
+	LastClosed window.Minute
+	// Seq numbers the flush the image was taken right after.
+	Seq       int64
+	Merchants int
+	exposure  int
+	data      []byte
+}
+
+// EncodeRulesImage encodes st, taken right after the flush numbered seq
+// (and the close of st.LastClosed() that followed it). It only reads st:
+// the caller must not change st meanwhile, and may store the image later.
+func (s *Store) EncodeRulesImage(seq int64, p rules.Params, st *rules.State) RulesImage {
 	data, n := encodeImage(st, p.Volume.LargeDailyAmount)
+	return RulesImage{LastClosed: st.LastClosed(), Seq: seq, Merchants: n, exposure: p.ExposureMinutes, data: data}
+}
+
+// StoreRulesImage stores img as the checkpoint's writer cp: a writer that
+// lost its claim is refused, and an image never replaces a newer one. The
+// late deltas every image now stored has covered are deleted with it. It
+// returns the image's size in bytes.
+func (s *Store) StoreRulesImage(ctx context.Context, cp Checkpoint, img RulesImage) (int, error) {
 	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %[1]s AS r (slot, last_closed, seq, exposure_minutes, business_timezone, merchants, data)
 			SELECT $1, $3, $4, $5, $6, $7, $8 FROM %[2]s c WHERE c.slot = $1 AND c.epoch = $2
 			ON CONFLICT (slot) DO UPDATE SET last_closed = EXCLUDED.last_closed, seq = EXCLUDED.seq, exposure_minutes = EXCLUDED.exposure_minutes,
 				business_timezone = EXCLUDED.business_timezone, merchants = EXCLUDED.merchants, data = EXCLUDED.data, written_at = now()
 			WHERE r.seq < EXCLUDED.seq`, s.db.Table("rules_resume"), s.db.Table("checkpoint")),
-			cp.Slot, cp.Epoch, st.LastClosed().Start(), seq, exposureMinutes, s.cal.Location().String(), n, data)
+			cp.Slot, cp.Epoch, img.LastClosed.Start(), img.Seq, img.exposure, s.cal.Location().String(), img.Merchants, img.data)
 		if err != nil {
 			return err
 		}
@@ -85,9 +107,9 @@ func (s *Store) SaveRulesResume(ctx context.Context, cp Checkpoint, seq int64, p
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("storing the rules image at %s: %w", st.LastClosed(), err)
+		return 0, fmt.Errorf("storing the rules image at %s: %w", img.LastClosed, err)
 	}
-	return len(data), nil
+	return len(img.data), nil
 }
 
 // ResumeRulesSnapshot is RulesSnapshot with open minutes, for the
