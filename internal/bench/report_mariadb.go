@@ -49,7 +49,8 @@ func writeMariaDBMarkdown(path string, res *Results, plotDir string) error {
 	row("1 peak", fmt.Sprintf("achieved payments/s over %.0f s (events/s incl. cancels)", p.Seconds), fmt.Sprintf("%.0f (%.0f)", p.PaymentsPerS, p.EventsPerS), "", "", fmt.Sprintf("%.0f TPS", p.TargetTPS))
 	row("1 peak", "engine CPU (cores), sink writes included", fmt.Sprintf("%.3f", p.EngineCores), fmt.Sprintf("binlog dump thread serving it %.3f", my.DumpThreadCores), x(p.CPURatio),
 		fmt.Sprintf("≤ %.2f core: %s", t.PeakCPU, check(p.EngineCores > 0 && p.EngineCores <= t.PeakCPU)))
-	row("1 peak", fmt.Sprintf("commit → aggregate p50 / p99 (%d events)", p.CommitToAggregate.Count), ms(p.CommitToAggregate.P50)+" / "+ms(p.CommitToAggregate.P99),
+	row("1 peak", fmt.Sprintf("commit → aggregate p50 / p99 (%d events after the generator's %.0f s warm-up; whole run %s / %s)", p.CommitToAggregate.Count, p.WarmUp,
+		ms(p.CommitToAggregateWholeRun.P50), ms(p.CommitToAggregateWholeRun.P99)), ms(p.CommitToAggregate.P50)+" / "+ms(p.CommitToAggregate.P99),
 		fmt.Sprintf("flush interval + sink transaction p99: %s", ms(p.C2AFloor)), x(p.C2AP50Ratio)+" / "+x(p.C2ARatio),
 		fmt.Sprintf("p99 ≤ %s: %s", ms(t.CommitToAggregateP99), check(p.CommitToAggregate.Count > 0 && p.CommitToAggregate.P99 <= t.CommitToAggregateP99)))
 	row("1 peak", fmt.Sprintf("alert latency p50 / p99, minute end → webhook (%d alerts of minutes wholly within the peak)", p.AlertLatency.Count), ms(p.AlertLatency.P50)+" / "+ms(p.AlertLatency.P99),

@@ -72,8 +72,13 @@ type Peak struct {
 	EngineMaxRSS  int64   `json:"engine_max_rss_bytes"`
 	WalsenderCore float64 `json:"walsender_cores"`
 	// CommitToAggregate comes from the engine's histogram (bucket bounds
-	// interpolated, as Prometheus' histogram_quantile does).
-	CommitToAggregate Quantiles `json:"commit_to_aggregate_seconds"`
+	// interpolated, as Prometheus' histogram_quantile does), from the end
+	// of the generator's warm-up (WarmUp seconds after it started) to the
+	// end; C2ABuckets and SinkFlush are over the same events.
+	// CommitToAggregateWholeRun includes the warm-up.
+	CommitToAggregate         Quantiles `json:"commit_to_aggregate_seconds"`
+	CommitToAggregateWholeRun Quantiles `json:"commit_to_aggregate_whole_run_seconds"`
+	WarmUp                    float64   `json:"warm_up_seconds"`
 	// AlertLatency is from the end of the alert's minute to the webhook
 	// receiving it, per firing notification.
 	AlertLatency Quantiles    `json:"alert_latency_seconds"`

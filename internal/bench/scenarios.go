@@ -165,6 +165,10 @@ func (r *runner) peak(ctx context.Context) error {
 	go func() { defer close(injected); lastInjected = r.injectBustOuts(ctx, stopInject, t0) }()
 	var lagS, lagB []float64
 	var series [][2]float64
+	// The latencies are read from the end of the generator's warm-up (see
+	// warmUp); CPU, rates and alerts from the start.
+	var mw metrics
+	simStarted := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 loop:
@@ -180,11 +184,21 @@ loop:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			if mw == nil && time.Since(simStarted) >= r.sc.warmUp() {
+				m, err := r.scrape(ctx)
+				if err != nil {
+					return fmt.Errorf("reading the engine's metrics after the warm-up: %w", err)
+				}
+				mw = m
+			}
 			if s, err := r.status(ctx); err == nil {
 				lagS, lagB = append(lagS, s.LagSeconds), append(lagB, float64(s.LagBytes))
 				series = append(series, [2]float64{time.Since(t0).Seconds(), s.LagSeconds})
 			}
 		}
+	}
+	if mw == nil {
+		return fmt.Errorf("sim live ended within the %s warm-up", r.sc.warmUp())
 	}
 	wall := time.Since(t0)
 	// The last injected bust-outs fire when their minute closes.
@@ -205,15 +219,13 @@ loop:
 	readerCores := (u1.wal - u0.wal).Seconds() / cpuWall.Seconds()
 	*r.src.slots(r.res).peakReaderCores = readerCores
 	p.EngineMaxRSS = rss.maxRSS()
-	b := diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), m0.histogram("riskwatch_commit_to_aggregate_seconds"))
-	if len(b) > 0 {
-		p.CommitToAggregate = Quantiles{Count: int64(b[len(b)-1].Count), P50: histQuantile(0.5, b), P99: histQuantile(0.99, b)}
-	}
+	p.WarmUp = r.sc.warmUp().Seconds()
+	p.CommitToAggregateWholeRun = histQuantiles(diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), m0.histogram("riskwatch_commit_to_aggregate_seconds")))
+	b := diffBuckets(m1.histogram("riskwatch_commit_to_aggregate_seconds"), mw.histogram("riskwatch_commit_to_aggregate_seconds"))
+	p.CommitToAggregate = histQuantiles(b)
 	// JSON has no +Inf; the last bucket's count is the total above.
 	p.C2ABuckets = slices.DeleteFunc(b, func(x Bucket) bool { return math.IsInf(x.LE, 1) })
-	if fb := diffBuckets(m1.histogram("riskwatch_sink_flush_seconds"), m0.histogram("riskwatch_sink_flush_seconds")); len(fb) > 0 {
-		p.SinkFlush = Quantiles{Count: int64(fb[len(fb)-1].Count), P50: histQuantile(0.5, fb), P99: histQuantile(0.99, fb)}
-	}
+	p.SinkFlush = histQuantiles(diffBuckets(m1.histogram("riskwatch_sink_flush_seconds"), mw.histogram("riskwatch_sink_flush_seconds")))
 	// The least commit → aggregate can be: a flush interval's wait for
 	// the next flush, and the sink's transaction.
 	p.C2AFloor = config.Default().Pipeline.FlushInterval.D().Seconds() + p.SinkFlush.P99
@@ -238,6 +250,14 @@ loop:
 	p.LagSeconds, p.LagBytes, p.LagSeries = quantiles(lagS), quantiles(lagB), series
 	r.res.Baseline.RiskwatchPeakCPU = (u1.wal - u0.wal).Seconds() / cpuWall.Minutes()
 	return nil
+}
+
+// histQuantiles are a histogram's count, p50 and p99 (none when empty).
+func histQuantiles(b []Bucket) Quantiles {
+	if len(b) == 0 || b[len(b)-1].Count == 0 {
+		return Quantiles{}
+	}
+	return Quantiles{Count: int64(b[len(b)-1].Count), P50: histQuantile(0.5, b), P99: histQuantile(0.99, b)}
 }
 
 func quantiles(xs []float64) Quantiles {
