@@ -191,19 +191,19 @@ func TestMariadbGTIDText(t *testing.T) {
 }
 
 func TestBusyTick(t *testing.T) {
-	// 200 ms beats 10 times as often under load: a tick is 20 ms, and
-	// 100 transactions a second are 2 in it.
+	// 200 ms beats 4 times as often under load: a tick is 50 ms, and
+	// 100 transactions a second are 5 in it.
 	for _, c := range []struct {
 		txns     int64
 		interval time.Duration
 		want     bool
 	}{
 		{0, 200 * time.Millisecond, false},
-		{1, 200 * time.Millisecond, false},
-		{2, 200 * time.Millisecond, true},
+		{4, 200 * time.Millisecond, false},
+		{5, 200 * time.Millisecond, true},
 		{100, 200 * time.Millisecond, true},
-		{19, 2 * time.Second, false}, // a 200 ms tick: 20 make 100 a second
-		{20, 2 * time.Second, true},
+		{49, 2 * time.Second, false}, // a 500 ms tick: 50 make 100 a second
+		{50, 2 * time.Second, true},
 	} {
 		if got := busyTick(c.txns, c.interval); got != c.want {
 			t.Errorf("busyTick(%d, %s) = %v, want %v", c.txns, c.interval, got, c.want)
