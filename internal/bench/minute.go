@@ -151,9 +151,7 @@ func (s *pgSource) minuteLoad(ctx context.Context, r *runner) error {
 	md.DrainCPU = (s1.reaped - s0.reaped).Seconds() / n
 	md.OtherCPU = r.cpuSince(s0.others, s1.others).Seconds() / n
 	md.CPU = md.DrainCPU + md.OtherCPU
-	if b := diffBuckets(s1.m.histogram("riskwatch_drain_seconds"), s0.m.histogram("riskwatch_drain_seconds")); len(b) > 0 {
-		md.DrainSeconds = Quantiles{Count: int64(b[len(b)-1].Count), P50: histQuantile(0.5, b), P99: histQuantile(0.99, b)}
-	}
+	md.DrainSeconds = histQuantiles(diffBuckets(s1.m.histogram("riskwatch_drain_seconds"), s0.m.histogram("riskwatch_drain_seconds")))
 	for _, n := range r.hook.since(s0.at) {
 		if n.Kind == "firing" && !n.Minute.Add(time.Minute).After(s1.at) {
 			md.AlertSamples = append(md.AlertSamples, n.At.Sub(n.Minute.Add(time.Minute)).Seconds())

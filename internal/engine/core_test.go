@@ -533,23 +533,23 @@ func TestCoreReadsTheNextDaysCurvesAhead(t *testing.T) {
 	}
 }
 
-// TestImagesStoredOffTheFlushPath: an image taken at a close is the state
-// of that moment, stored by the writer goroutine while the state moves on;
-// a second image while the first is pending is refused, not queued.
+// TestImagesStoredOffTheFlushPath: the core's SaveRules hands the image
+// over and returns; the writer goroutine stores it. A second image while
+// the first is still pending is refused, not queued.
 func TestImagesStoredOffTheFlushPath(t *testing.T) {
 	r := newCoreRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	st := r.core.ev.State
-	img := r.agg.EncodeRulesImage(7, r.core.ev.Params, st)
-	images := make(chan aggregates.RulesImage, 1)
-	images <- img
-	select {
-	case images <- img:
-		t.Fatal("a second image was queued behind a pending one")
-	default:
-	}
 	n := &Node{agg: r.agg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	images := make(chan aggregates.RulesImage, 1)
+	save := n.queueImage(images, r.core.ev.Params)
+	if err := save(ctx, 7, st); err != nil {
+		t.Fatalf("first image refused: %v", err)
+	}
+	if err := save(ctx, 8, st); err == nil {
+		t.Fatal("a second image was queued behind a pending one")
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); n.storeImages(ctx, r.cp, images) }()
 	var seq int64
