@@ -65,7 +65,8 @@ func (s *Source) Lag(now time.Time, applied string) (int64, time.Time, bool) {
 // clock about once a second for the lag. Unlike PostgreSQL's, it writes
 // whether or not the tables are quiet: see below.
 func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) error {
-	t := time.NewTicker(max(s.opts.HeartbeatInterval/busyBeats, time.Millisecond))
+	tick := max(s.opts.HeartbeatInterval/busyBeats, time.Millisecond)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	boundary := time.NewTimer(s.untilBoundary())
 	defer boundary.Stop()
@@ -110,7 +111,7 @@ func (s *Source) Heartbeat(ctx context.Context, _ func(time.Duration) bool) erro
 			// after a quiet spell are bounded as tightly as the rest.
 			ticks++
 			n := s.tracker.txns.Load()
-			write = busyTick(n-tickTxns, s.opts.HeartbeatInterval) || ticks%busyBeats == 0
+			write = busyTick(n-tickTxns, tick) || ticks%busyBeats == 0
 			tickTxns = n
 		case <-boundary.C:
 			boundary.Reset(s.untilBoundary())
@@ -168,10 +169,9 @@ const (
 
 // busyTick reports whether txns transactions of the gateway's own (the
 // heartbeat's are not counted: they would keep it busy) read in one tick
-// of a heartbeat beating busyBeats times per interval are more than
-// busyTPS a second.
-func busyTick(txns int64, interval time.Duration) bool {
-	return float64(txns) >= busyTPS*(interval/busyBeats).Seconds()
+// are more than busyTPS a second.
+func busyTick(txns int64, tick time.Duration) bool {
+	return float64(txns) >= busyTPS*tick.Seconds()
 }
 
 // untilBoundary is how long until the next minute's end + grace (and 5 ms)
