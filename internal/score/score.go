@@ -194,7 +194,8 @@ type Report struct {
 	Days      float64    `json:"days"`
 	Tiers     []Tier     `json:"tiers"`
 	Incidents []Incident `json:"incidents"`
-	// ControlsAbove lists the controls that reached P2 or P1.
+	// ControlsAbove lists the controls that reached P2 or P1, once per
+	// merchant and rule.
 	ControlsAbove []Incident `json:"controls_above_p3"`
 	Targets       []Target   `json:"targets"`
 }
@@ -313,22 +314,33 @@ func Score(truth []Truth, trs []Transition, from, to time.Time) (*Report, error)
 		r.Tiers = append(r.Tiers, tier)
 	}
 
-	// Controls above P3.
+	// Controls above P3: one entry per control and rule, however many of
+	// its alerts rose (a flapping control counts once), with the first
+	// minutes it was at P2 and P1.
+	above := map[[2]any]int{}
 	for _, a := range alerts {
 		if !control[a.merchant] {
 			continue
 		}
-		if at, ok := a.reached(2); ok {
-			c := Incident{Merchant: a.merchant, Rule: a.rule, Start: a.start, FirstP2: &at, Best: "P2"}
-			if p1, ok := a.reached(1); ok {
-				c.FirstP1, c.Best = &p1, "P1"
-			}
+		p2, ok := a.reached(2)
+		if !ok {
+			continue
+		}
+		k := [2]any{a.merchant, a.rule}
+		i, seen := above[k]
+		if !seen {
+			c := Incident{Merchant: a.merchant, Rule: a.rule, Start: a.start, FirstP2: &p2, Best: "P2"}
 			for _, t := range truth {
 				if t.Merchant == a.merchant {
 					c.Scenario, c.Factor, c.DailyPayments = t.Scenario, t.Factor, t.DailyPayments
 				}
 			}
+			i = len(r.ControlsAbove)
+			above[k] = i
 			r.ControlsAbove = append(r.ControlsAbove, c)
+		}
+		if p1, ok := a.reached(1); ok && r.ControlsAbove[i].FirstP1 == nil {
+			r.ControlsAbove[i].FirstP1, r.ControlsAbove[i].Best = &p1, "P1"
 		}
 	}
 	r.Targets = targets(r)

@@ -187,3 +187,33 @@ func TestScoreAlertOpenBeforeTheIncident(t *testing.T) {
 		t.Errorf("resolved as the incident began: %+v, want never fired", in)
 	}
 }
+
+// A control that rises above P3 again and again is one control above P3,
+// at the most urgent priority any of its alerts reached and from the first
+// minute one reached P2.
+func TestControlAboveP3CountsOnce(t *testing.T) {
+	no := false
+	truth := []Truth{{Scenario: "flash_sale", Merchant: 5, Rule: spike, Incident: &no, Start: at(9, 0)}}
+	trs := []Transition{
+		line(spike, 5, "firing", at(9, 10), "P2", "firing", "P2"),
+		line(spike, 5, "resolved", at(9, 20), "P2", "resolved", "P2"),
+		line(spike, 5, "firing", at(11, 0), "P3", "firing", "P3"),
+		line(spike, 5, "escalated", at(11, 3), "P1", "escalated", "P1"),
+		line(spike, 5, "resolved", at(11, 30), "P1", "resolved", "P1"),
+		line(drop, 5, "firing", at(12, 0), "P2", "firing", "P2"),
+	}
+	r, err := Score(truth, trs, day, day.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.ControlsAbove) != 2 {
+		t.Fatalf("controls above P3: %+v, want merchant 5 once per rule", r.ControlsAbove)
+	}
+	c := r.ControlsAbove[0]
+	if c.Merchant != 5 || c.Rule != spike || c.Best != "P1" || !c.FirstP2.Equal(at(9, 10)) || !c.FirstP1.Equal(at(11, 3)) || c.Scenario != "flash_sale" {
+		t.Errorf("cancel_rate_spike entry %+v (P2 %v, P1 %v): want P1, first P2 09:10, first P1 11:03", c, c.FirstP2, c.FirstP1)
+	}
+	if d := r.ControlsAbove[1]; d.Rule != drop || d.Best != "P2" || d.FirstP1 != nil {
+		t.Errorf("volume_drop entry %+v: want P2 only", d)
+	}
+}
