@@ -129,3 +129,42 @@ func migrateOnly(t *testing.T, db *DB, names ...string) {
 		}
 	}
 }
+
+// TestAggregatesAnalyzedLess: the aggregate tables, rewritten by every
+// flush, are re-analyzed after twice their rows changed rather than a
+// tenth (autovacuum's default), and their vacuum keeps the defaults.
+func TestAggregatesAnalyzedLess(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, cluster.NewDB(t), "rw_sink", time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.pool.Query(ctx, `SELECT c.relname, coalesce(array_to_string(c.reloptions, ','), '') FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY c.relname`, db.schemaName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var name, opts string
+		if err := rows.Scan(&name, &opts); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = opts
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"minute_agg", "hour_agg", "day_agg"} {
+		if got[table] != "autovacuum_analyze_scale_factor=2" {
+			t.Errorf("%s: reloptions %q, want autovacuum_analyze_scale_factor=2 alone", table, got[table])
+		}
+	}
+	if got["alerts"] != "" || got["checkpoint"] != "" {
+		t.Errorf("other tables changed: alerts %q, checkpoint %q", got["alerts"], got["checkpoint"])
+	}
+}
