@@ -96,6 +96,12 @@ type step struct {
 	rank int
 }
 
+// alertKey names the alerts of one rule and merchant.
+type alertKey struct {
+	rule     string
+	merchant int64
+}
+
 // alertLife is one alert as the backtest lists it.
 type alertLife struct {
 	rule      string
@@ -317,7 +323,7 @@ func Score(truth []Truth, trs []Transition, from, to time.Time) (*Report, error)
 	// Controls above P3: one entry per control and rule, however many of
 	// its alerts rose (a flapping control counts once), with the first
 	// minutes it was at P2 and P1.
-	above := map[[2]any]int{}
+	above := map[alertKey]int{}
 	for _, a := range alerts {
 		if !control[a.merchant] {
 			continue
@@ -326,7 +332,7 @@ func Score(truth []Truth, trs []Transition, from, to time.Time) (*Report, error)
 		if !ok {
 			continue
 		}
-		k := [2]any{a.merchant, a.rule}
+		k := alertKey{a.rule, a.merchant}
 		i, seen := above[k]
 		if !seen {
 			c := Incident{Merchant: a.merchant, Rule: a.rule, Start: a.start, FirstP2: &p2, Best: "P2"}
@@ -364,11 +370,7 @@ type note struct {
 // lives rebuilds the alerts from the transitions (in minute order, as the
 // backtest lists them).
 func lives(trs []Transition) ([]*alertLife, []note, error) {
-	type key struct {
-		rule     string
-		merchant int64
-	}
-	open := map[key]*alertLife{}
+	open := map[alertKey]*alertLife{}
 	var all []*alertLife
 	var notes []note
 	for i, t := range trs {
@@ -376,7 +378,7 @@ func lives(trs []Transition) ([]*alertLife, []note, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("transition %d: minute %q: %w", i+1, t.Minute, err)
 		}
-		k := key{t.Rule, t.MerchantID}
+		k := alertKey{t.Rule, t.MerchantID}
 		switch t.State {
 		case "firing":
 			a := &alertLife{rule: t.Rule, merchant: t.MerchantID, start: at, steps: []step{{at, rank(t.Priority)}}, continued: t.Notify == "continued"}
