@@ -294,11 +294,29 @@ func (v *VolumeDay) Add(cal window.Calendar, m window.Minute, merchant, amount i
 	case k == 7:
 		v.Today[merchant] = satAdd(v.Today[merchant], amount)
 	case k >= 0:
-		mod := minuteOfDay(cal, m)
 		c.Sum7 = satAdd(c.Sum7, amount)
-		c.PerMinute7[mod] = satAdd(c.PerMinute7[mod], amount)
-		c.PerDay[k][mod/15] = satAdd(c.PerDay[k][mod/15], amount)
+		c.addMinute(cal, k, m, amount)
 	}
+}
+
+// AddCurve adds an approved amount of merchant's minute m to its per-minute
+// and per-day curves when m is in the 7 days before the day, and leaves
+// Sum7 alone: a reader of the week's stored minutes takes Sum7 from the
+// day totals it chose the large merchants by.
+func (v *VolumeDay) AddCurve(cal window.Calendar, m window.Minute, merchant, amount int64) {
+	c := v.Curves[merchant]
+	if c == nil || amount == 0 {
+		return
+	}
+	if k := curveDay(cal, v.Day, m); k >= 0 && k < 7 {
+		c.addMinute(cal, k, m, amount)
+	}
+}
+
+func (c *Curve) addMinute(cal window.Calendar, k int, m window.Minute, amount int64) {
+	mod := minuteOfDay(cal, m)
+	c.PerMinute7[mod] = satAdd(c.PerMinute7[mod], amount)
+	c.PerDay[k][mod/15] = satAdd(c.PerDay[k][mod/15], amount)
 }
 
 // satAdd adds amounts without wrapping: the sink never stores a sum past
