@@ -221,32 +221,49 @@ async function main() {
           controlled = true;
         }
 
-        const s = await page.evaluate(survey, FAMILY);
-        assert(s.faces.length >= 100, `${name}: ${s.faces.length} bundled faces in the stylesheet, want ~120`);
-        assert(!s.outside.length, `${name}: Hangul outside every bundled face's unicode-range: ${s.outside.join('')}`);
-        const notLoaded = s.needed.filter((i) => s.faces[i].status !== 'loaded');
-        assert(!notLoaded.length, `${name}: faces for the Hangul shown are not loaded: ${notLoaded.map((i) => `${s.faces[i].url} (${s.faces[i].status})`).join(', ')}`);
+        // The page is live (SSE, polling): an element surveyed can be
+        // replaced before Chromium is asked about it. Then survey again.
+        const unprobe = () => page.evaluate(() => document.querySelectorAll('[data-glyph-probe]').forEach((el) => el.removeAttribute('data-glyph-probe')));
+        const probeFonts = async () => {
+          const s = await page.evaluate(survey, FAMILY);
+          assert(s.faces.length >= 100, `${name}: ${s.faces.length} bundled faces in the stylesheet, want ~120`);
+          assert(!s.outside.length, `${name}: Hangul outside every bundled face's unicode-range: ${s.outside.join('')}`);
+          const notLoaded = s.needed.filter((i) => s.faces[i].status !== 'loaded');
+          assert(!notLoaded.length, `${name}: faces for the Hangul shown are not loaded: ${notLoaded.map((i) => `${s.faces[i].url} (${s.faces[i].status})`).join(', ')}`);
 
-        // Chromium's own account of the fonts that drew each element.
-        const cdp = await context.newCDPSession(page);
-        await cdp.send('DOM.enable');
-        await cdp.send('CSS.enable');
-        const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
-        const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector: '[data-glyph-probe]' });
-        assert(nodeIds.length === s.probes.length, `${name}: ${nodeIds.length} probe nodes, ${s.probes.length} probes`);
-        let glyphs = 0;
-        let cjkChars = 0;
-        for (const nodeId of nodeIds) {
-          const { attributes } = await cdp.send('DOM.getAttributes', { nodeId });
-          const probe = s.probes[Number(attributes[attributes.indexOf('data-glyph-probe') + 1])];
-          const { fonts } = await cdp.send('CSS.getPlatformFontsForNode', { nodeId });
-          const bundled = fonts.filter((f) => f.isCustomFont && f.familyName.startsWith('Noto Sans KR')).reduce((n, f) => n + f.glyphCount, 0);
-          assert(bundled >= probe.cjk,
-            `${name}: <${probe.tag}> ${JSON.stringify(probe.text)} shows ${probe.cjk} CJK characters, the bundled font drew ${bundled} glyphs: ${JSON.stringify(fonts)}`);
-          glyphs += bundled;
-          cjkChars += probe.cjk;
+          // Chromium's own account of the fonts that drew each element.
+          const cdp = await context.newCDPSession(page);
+          await cdp.send('DOM.enable');
+          await cdp.send('CSS.enable');
+          const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
+          const { nodeIds } = await cdp.send('DOM.querySelectorAll', { nodeId: root.nodeId, selector: '[data-glyph-probe]' });
+          assert(nodeIds.length === s.probes.length, `${name}: ${nodeIds.length} probe nodes, ${s.probes.length} probes`);
+          let glyphs = 0;
+          let cjkChars = 0;
+          for (const nodeId of nodeIds) {
+            const { attributes } = await cdp.send('DOM.getAttributes', { nodeId });
+            const probe = s.probes[Number(attributes[attributes.indexOf('data-glyph-probe') + 1])];
+            const { fonts } = await cdp.send('CSS.getPlatformFontsForNode', { nodeId });
+            const bundled = fonts.filter((f) => f.isCustomFont && f.familyName.startsWith('Noto Sans KR')).reduce((n, f) => n + f.glyphCount, 0);
+            assert(bundled >= probe.cjk,
+              `${name}: <${probe.tag}> ${JSON.stringify(probe.text)} shows ${probe.cjk} CJK characters, the bundled font drew ${bundled} glyphs: ${JSON.stringify(fonts)}`);
+            glyphs += bundled;
+            cjkChars += probe.cjk;
+          }
+          return { s, glyphs, cjkChars };
+        };
+        let s, glyphs, cjkChars;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            ({ s, glyphs, cjkChars } = await probeFonts());
+            break;
+          } catch (e) {
+            if (attempt >= 3 || !/Could not find node|probe nodes/.test(String(e && e.message))) throw e;
+            log(`  ${name}: the page changed during the font probe (${e.message}); probing again`);
+          } finally {
+            await unprobe();
+          }
         }
-        await page.evaluate(() => document.querySelectorAll('[data-glyph-probe]').forEach((el) => el.removeAttribute('data-glyph-probe')));
 
         // Fetched: only faces with a character of the page, as fonts, kept for good.
         const index = new Map(s.faces.map((f, i) => [f.url, i]));
