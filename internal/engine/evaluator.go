@@ -236,18 +236,12 @@ func (ev *Evaluator) CloseWith(ctx context.Context, first, last window.Minute, l
 	return changes, nil
 }
 
-// readAheadSpread is how long reading the next day's curves ahead is
-// spread over: most of the minute before the new day's first close, which
-// takes whatever is left at once. Read at full speed, the week's minutes
-// held the sink's flushes back for seconds at every midnight.
-const readAheadSpread = 45 * time.Second
-
 // readAhead starts reading day's curves, whose 7 days ended with the
 // closed minute last. Everything given to Add so far is in the sink, and
 // the read's snapshot is taken before this returns, so the approvals Add
 // hears from now on are exactly those it misses.
 func (ev *Evaluator) readAhead(ctx context.Context, day time.Time, last window.Minute) {
-	wait, err := ev.st.PrefetchVolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, last, readAheadSpread)
+	wait, err := ev.st.PrefetchVolumeDay(ctx, day, ev.Params.Volume.LargeDailyAmount, last)
 	if err != nil {
 		if ev.Log != nil && ctx.Err() == nil {
 			ev.Log.Warn("the next day's volume curves will be read at its first close", "err", err)

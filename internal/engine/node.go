@@ -204,7 +204,7 @@ func (n *Node) session(ctx context.Context) error {
 	curvesDay := window.NewCalendar(n.cfg.Location).Day(cp.LastClosed + 1)
 	if loaded {
 		if params, err := n.cfg.RuleParams(); err == nil {
-			if curves, err = n.agg.PrefetchVolumeDay(ctx, curvesDay, params.Volume.LargeDailyAmount, cp.LastClosed, 0); err != nil {
+			if curves, err = n.agg.PrefetchVolumeDay(ctx, curvesDay, params.Volume.LargeDailyAmount, cp.LastClosed); err != nil {
 				n.log.Warn("the volume curves will be read at the first close", "err", err)
 			}
 		}

@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"slices"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/riskwatch/riskwatch/internal/rules"
@@ -398,7 +397,7 @@ func TestPrefetchVolumeDayReadsASnapshot(t *testing.T) {
 		applyAt(t, s, cp, approved(minute(t, "2026-11-14T03:00:00Z")+window.Minute(d*1440), 1_000_000), last)
 	}
 	day := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
-	wait, err := s.PrefetchVolumeDay(ctx, day, 100_000, last, 0)
+	wait, err := s.PrefetchVolumeDay(ctx, day, 100_000, last)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,104 +413,4 @@ func TestPrefetchVolumeDayReadsASnapshot(t *testing.T) {
 	if err != nil || now.Curves[1].Sum7 != 7_005_000 {
 		t.Fatalf("read after: %v (%v)", now.Curves[1], err)
 	}
-}
-
-// TestPacedPrefetchVolumeDay: a read paced over an hour, in chunks of
-// merchants, is still the one snapshot of the sink, gives what reading the
-// day at once gives, and stops pacing as soon as someone waits for it.
-func TestPacedPrefetchVolumeDay(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s := openStore(t, seoul(t))
-	cp := bootstrapEmpty(t, s, 1)
-	last := minute(t, "2026-11-20T14:59:00Z") // 23:59 KST on the 20th
-	// 2*curveChunk+5 large merchants, so three chunks: merchant i sells
-	// 1,000,000+i KRW on each of the 14th…20th KST at minute 10*i of the
-	// day, and i KRW more at 23:59 on the 17th.
-	n := 2*curveChunk + 5
-	var ds []window.Delta
-	for i := 1; i <= n; i++ {
-		for d := range 7 {
-			at := minute(t, "2026-11-13T15:00:00Z") + window.Minute(d*1440+10*i)
-			ds = append(ds, window.Delta{Key: window.Key{Merchant: int64(i), Minute: at}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 1_000_000 + int64(i)}})
-		}
-		ds = append(ds, window.Delta{Key: window.Key{Merchant: int64(i), Minute: minute(t, "2026-11-17T14:59:00Z")}, Agg: window.Agg{Approvals: 1, ApprovedAmount: int64(i)}})
-	}
-	applyAt(t, s, cp, ds, last)
-	day := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
-	before, err := s.VolumeDay(ctx, day, 100_000, last)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// By hand, for merchant 7: Sum7 7*1,000,007+7, 7,000,049 at minute 70
-	// of the day, 7 at 1439, and day 3 (the 17th) 1,000,007 in quarter
-	// 4 and 7 in the last.
-	if c := before.Curves[7]; len(before.Curves) != n || c == nil || c.Sum7 != 7_000_056 || c.PerMinute7[70] != 7_000_049 || c.PerMinute7[1439] != 7 ||
-		c.PerDay[3][4] != 1_000_007 || c.PerDay[3][95] != 7 {
-		t.Fatalf("read at once: %d large, merchant 7 %+v", len(before.Curves), before.Curves[7])
-	}
-	wait, err := s.PrefetchVolumeDay(ctx, day, 100_000, last, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Committed after the call, for a merchant of the last chunk.
-	applyAt(t, s, cp, []window.Delta{{Key: window.Key{Merchant: int64(n), Minute: minute(t, "2026-11-19T03:00:00Z")}, Agg: window.Agg{Approvals: 1, ApprovedAmount: 5_000}}}, last)
-	type result struct {
-		v   rules.VolumeDay
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := wait()
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil || !reflect.DeepEqual(r.v, before) {
-			t.Fatalf("the paced read differs from reading the day before the later commit (%v)", r.err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("waiting for a read paced over an hour did not end its pacing")
-	}
-}
-
-// TestPace: each part of a paced read waits for its share of the span;
-// being waited for, or the context's end, stops the waiting.
-func TestPace(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p := &pace{began: time.Now(), over: 40 * time.Second, hurry: make(chan struct{})}
-		p.after(t.Context(), 1, 4)
-		if got := time.Since(p.began); got != 10*time.Second {
-			t.Fatalf("after the first of 4 parts of 40 s: %s, want 10s", got)
-		}
-		time.Sleep(15 * time.Second) // the second part took long: no wait
-		p.after(t.Context(), 2, 4)
-		if got := time.Since(p.began); got != 25*time.Second {
-			t.Fatalf("after a late second part: %s, want 25s", got)
-		}
-		go func() {
-			time.Sleep(2 * time.Second)
-			close(p.hurry)
-		}()
-		p.after(t.Context(), 3, 4)
-		if got := time.Since(p.began); got != 27*time.Second {
-			t.Fatalf("hurried during the third wait: %s, want 27s", got)
-		}
-		p.after(t.Context(), 4, 4)
-		if got := time.Since(p.began); got != 27*time.Second {
-			t.Fatalf("after being hurried, the last part waited until %s", got)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		q := &pace{began: time.Now(), over: time.Hour, hurry: make(chan struct{})}
-		go func() {
-			time.Sleep(time.Second)
-			cancel()
-		}()
-		q.after(ctx, 1, 2)
-		if got := time.Since(q.began); got != time.Second {
-			t.Fatalf("a cancelled read waited %s", got)
-		}
-		var none *pace
-		none.after(t.Context(), 1, 2) // an unpaced read never waits
-	})
 }
