@@ -305,13 +305,48 @@ func (l *Lease) keep(ctx context.Context, epoch int64, renewed time.Time) error 
 // session when idle for a lease: a writer cut off mid-transaction cannot
 // hold up a takeover for longer.
 func (l *Lease) Hold(ctx context.Context, tx pgx.Tx) error {
+	epoch, err := l.held()
+	if err != nil {
+		return err
+	}
+	sql, args := l.holdSQL()
+	return l.check(epoch, tx.QueryRow(ctx, sql, args...))
+}
+
+// Queue is Hold for a batch (store.DB.BatchTx): the row is read and
+// locked in the batch, and its check's error fails the batch before it
+// commits.
+func (l *Lease) Queue(qb *pgx.Batch) error {
+	epoch, err := l.held()
+	if err != nil {
+		return err
+	}
+	sql, args := l.holdSQL()
+	qb.Queue(sql, args...).QueryRow(func(row pgx.Row) error { return l.check(epoch, row) })
+	return nil
+}
+
+// held is the epoch this process writes in, or ErrFenced for a standby.
+func (l *Lease) held() (int64, error) {
 	epoch := l.epoch.Load()
 	if epoch == 0 {
-		return fmt.Errorf("lease %s: this process is a standby: %w", l.o.Name, store.ErrFenced)
+		return 0, fmt.Errorf("lease %s: this process is a standby: %w", l.o.Name, store.ErrFenced)
 	}
+	return epoch, nil
+}
+
+// holdSQL reads the lease's epoch FOR KEY SHARE and bounds the writing
+// transaction's idle time (see Hold).
+func (l *Lease) holdSQL() (string, []any) {
+	return fmt.Sprintf(`SELECT epoch, set_config('idle_in_transaction_session_timeout', $2, true) FROM %s WHERE name = $1 FOR KEY SHARE`,
+		l.o.DB.Table("lease")), []any{l.o.Name, strconv.FormatInt(l.o.TTL.Milliseconds(), 10)}
+}
+
+// check refuses the write unless row (holdSQL's) holds epoch; a refusal
+// also stops this term.
+func (l *Lease) check(epoch int64, row pgx.Row) error {
 	var current int64
-	err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT epoch, set_config('idle_in_transaction_session_timeout', $2, true) FROM %s WHERE name = $1 FOR KEY SHARE`,
-		l.o.DB.Table("lease")), l.o.Name, strconv.FormatInt(l.o.TTL.Milliseconds(), 10)).Scan(&current, nil)
+	err := row.Scan(&current, nil)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("checking lease %s: %w", l.o.Name, err)
 	}

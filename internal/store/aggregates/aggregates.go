@@ -65,21 +65,17 @@ type Batch struct {
 // the input resumes after the stored position. A position refused (another
 // writer took over) refuses the whole batch.
 func (s *Store) Apply(ctx context.Context, b *Batch) error {
-	kept, refused, err := s.applyChecked(ctx, b.Deltas, b.Position.String(), b.At, func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, refused []event.DeadLetter) error {
-		var qb pgx.Batch
+	kept, refused, err := s.applyChecked(ctx, b.Deltas, b.DeadLetters, b.Position.String(), b.At, func(qb *pgx.Batch, deltas []window.Delta) error {
 		qb.Queue(fmt.Sprintf(`SELECT nextval('%s')`, s.db.Table("flush_seq"))).QueryRow(func(r pgx.Row) error { return r.Scan(&b.Seq) })
-		if err := s.queueDeltas(&qb, deltas); err != nil {
+		if err := s.queueDeltas(qb, deltas); err != nil {
 			return err
 		}
-		s.queueLate(&qb, deltas, b.Evaluated)
-		b.Position.Queue(&qb, s.db)
-		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
-			return fmt.Errorf("applying %d deltas: %w", len(deltas), err)
-		}
-		return s.insertDeadLetters(ctx, tx, "stream", append(refused, b.DeadLetters...))
+		s.queueLate(qb, deltas, b.Evaluated)
+		b.Position.Queue(qb, s.db)
+		return nil
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("applying %d deltas: %w", len(b.Deltas), err)
 	}
 	b.Deltas, b.Refused = kept, refused
 	return nil

@@ -26,32 +26,44 @@ func overflowed(err error) bool {
 	return errors.Is(err, errSumOverflow) || (errors.As(err, &pe) && pe.Code == "22003")
 }
 
-// applyChecked runs apply, which writes deltas in one transaction, and
-// when a sum would pass int64 runs it again with the deltas checked against
-// the stored sums under lock: a delta that would take its merchant's minute,
-// hour or day or the platform's minute past int64 is not written but
-// becomes a dead letter (at pos and commit). It takes some 9.2 million rows
-// at max_amount in one bucket, so the check costs nothing until then. It
-// returns the deltas written and the dead letters it added.
-func (s *Store) applyChecked(ctx context.Context, deltas []window.Delta, pos string, commit time.Time,
-	apply func(ctx context.Context, tx pgx.Tx, deltas []window.Delta, dead []event.DeadLetter) error) ([]window.Delta, []event.DeadLetter, error) {
-	err := s.db.Tx(ctx, func(tx pgx.Tx) error { return apply(ctx, tx, deltas, nil) })
+// applyChecked writes deltas (queue queues their statements) and the dead
+// letters dead in one transaction, and when a sum would pass int64 writes
+// them again with the deltas checked against the stored sums under lock: a
+// delta that would take its merchant's minute, hour or day or the
+// platform's minute past int64 is not written but becomes a dead letter
+// (at pos and commit). It takes some 9.2 million rows at max_amount in one
+// bucket, so the check costs nothing until then. It returns the deltas
+// written and the dead letters it added.
+func (s *Store) applyChecked(ctx context.Context, deltas []window.Delta, dead []event.DeadLetter, pos string, commit time.Time,
+	queue func(qb *pgx.Batch, deltas []window.Delta) error) ([]window.Delta, []event.DeadLetter, error) {
+	var then func(tx pgx.Tx) error
+	if len(dead) > 0 {
+		then = func(tx pgx.Tx) error { return s.insertDeadLetters(ctx, tx, "stream", dead) }
+	}
+	err := s.db.BatchTx(ctx, func(qb *pgx.Batch) error { return queue(qb, deltas) }, then)
 	if !overflowed(err) {
 		return deltas, nil, err
 	}
 	var kept []window.Delta
-	var dead []event.DeadLetter
+	var refused []event.DeadLetter
 	err = s.db.Tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if kept, dead, err = s.fitDeltas(ctx, tx, deltas, pos, commit); err != nil {
+		if kept, refused, err = s.fitDeltas(ctx, tx, deltas, pos, commit); err != nil {
 			return err
 		}
-		return apply(ctx, tx, kept, dead)
+		var qb pgx.Batch
+		if err := queue(&qb, kept); err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+			return err
+		}
+		return s.insertDeadLetters(ctx, tx, "stream", append(refused, dead...))
 	})
 	if err != nil {
 		return deltas, nil, err
 	}
-	return kept, dead, nil
+	return kept, refused, nil
 }
 
 // overflowDeadLetter is the dead letter of a delta left out because the sum of
