@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -227,8 +228,13 @@ loop:
 	p.C2ABuckets = slices.DeleteFunc(b, func(x Bucket) bool { return math.IsInf(x.LE, 1) })
 	p.SinkFlush = histQuantiles(diffBuckets(m1.histogram("riskwatch_sink_flush_seconds"), mw.histogram("riskwatch_sink_flush_seconds")))
 	// The least commit → aggregate can be: a flush interval's wait for
-	// the next flush, and the sink's transaction.
-	p.C2AFloor = config.Default().Pipeline.FlushInterval.D().Seconds() + p.SinkFlush.P99
+	// the next flush, and the sink's transaction. The interval is the one
+	// the engine ran with (a MySQL source has a shorter default).
+	cfg, err := config.Load(r.cfgPath, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("reading the engine's configuration: %w", err)
+	}
+	p.C2AFloor = cfg.Pipeline.FlushInterval.D().Seconds() + p.SinkFlush.P99
 	if p.C2AFloor > 0 {
 		p.C2ARatio = p.CommitToAggregate.P99 / p.C2AFloor
 		p.C2AP50Ratio = p.CommitToAggregate.P50 / p.C2AFloor
