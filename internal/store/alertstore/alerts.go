@@ -86,42 +86,27 @@ type AlertBatch struct {
 // and marks the minutes evaluated, in one transaction: after a crash either
 // the minute's alerts and notifications exist, or the minute is evaluated
 // again. It returns the number of notifications enqueued.
+//
+// The close of a minute waits for it, and so does the stream, so it is
+// sent in rounds, one batch each (it took three round trips per change): a
+// change of an alert that this batch stores new needs the new row's ID
+// (RETURNING), known once the round that inserts it has run. A close takes
+// two rounds and the commit; a catch-up's batch of many minutes one more
+// for each time an alert resolves and fires again within it.
 func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
-	enqueued := 0
-	err := s.db.Tx(ctx, func(tx pgx.Tx) error {
-		enqueued = 0
-		ids := map[alert.Key]int64{}
-		for i := range b.Changes {
-			c := &b.Changes[i]
-			id, err := s.storeAlert(ctx, tx, c, ids)
-			if err != nil {
+	var w *alertWriter
+	err := s.db.BatchTx(ctx, func(qb *pgx.Batch) error {
+		w = &alertWriter{db: s.db, b: b, created: map[alert.Key]int{}}
+		return w.round(qb)
+	}, func(tx pgx.Tx) error {
+		for !w.done {
+			var qb pgx.Batch
+			if err := w.round(&qb); err != nil {
 				return err
 			}
-			vals, err := json.Marshal(c.Values)
-			if err != nil {
-				return fmt.Errorf("encoding evaluation values: %w", err)
+			if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+				return fmt.Errorf("storing alerts through %s: %w", b.LastClosed, err)
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, minute, fires, "values") VALUES ($1, $2, $3, $4)
-				ON CONFLICT (alert_id, minute) DO UPDATE SET fires = EXCLUDED.fires, "values" = EXCLUDED."values"`, s.db.Table("alert_evaluations")),
-				id, c.Minute.Start(), c.Fires, vals); err != nil {
-				return fmt.Errorf("storing evaluation: %w", err)
-			}
-			if c.Notify == "" {
-				continue
-			}
-			n, err := s.enqueue(ctx, tx, c, id, b.Routes)
-			if err != nil {
-				return err
-			}
-			enqueued += n
-		}
-		var qb pgx.Batch
-		if enqueued > 0 {
-			qb.Queue("SELECT pg_notify($1, '')", OutboxChannel)
-		}
-		b.Closed.QueueClosed(&qb, s.db, b.LastClosed)
-		if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
-			return fmt.Errorf("marking minutes through %s evaluated: %w", b.LastClosed, err)
 		}
 		return nil
 	})
@@ -134,48 +119,138 @@ func (s *Store) ApplyAlerts(ctx context.Context, b *AlertBatch) (int, error) {
 			c.Live.ID = c.Snap.ID
 		}
 	}
-	return enqueued, nil
+	return w.enqueued, nil
 }
 
-func (s *Store) storeAlert(ctx context.Context, tx pgx.Tx, c *AlertChange, ids map[alert.Key]int64) (int64, error) {
-	a := &c.Snap
-	// A new alert is always a new row: in one batch an alert can resolve
-	// and the same rule fire again for the merchant, and the second must
-	// not take over the first's row. Later changes of an alert stored
-	// earlier in this batch find its ID by key.
-	if a.ID == 0 && !c.New {
-		a.ID = ids[a.Key()]
-		if a.ID == 0 && c.Live != nil {
-			a.ID = c.Live.ID
+// alertWriter queues an AlertBatch's statements round by round.
+type alertWriter struct {
+	db *store.DB
+	b  *AlertBatch
+	// next is the first change not queued yet.
+	next int
+	// created is, by alert key, the change that stores the key's newest
+	// new row in this batch.
+	created map[alert.Key]int
+	// pending are changes stored new by the round just sent, whose
+	// evaluations and notifications wait for their IDs.
+	pending  []int
+	enqueued int
+	done     bool
+}
+
+// round queues the evaluations and notifications of the alerts the
+// previous round stored new, then the changes in order up to the first one
+// of an alert this round stores new; the last round also marks the minutes
+// evaluated.
+func (w *alertWriter) round(qb *pgx.Batch) error {
+	for _, i := range w.pending {
+		if err := w.queueOutcome(qb, i); err != nil {
+			return err
 		}
 	}
+	w.pending = w.pending[:0]
+	inserted := map[int]bool{}
+	for ; w.next < len(w.b.Changes); w.next++ {
+		i := w.next
+		c := &w.b.Changes[i]
+		a := &c.Snap
+		// A new alert is always a new row: in one batch an alert can
+		// resolve and the same rule fire again for the merchant, and the
+		// second must not take over the first's row. Later changes of an
+		// alert stored earlier in this batch find its ID by key.
+		if a.ID == 0 && !c.New {
+			if k, ok := w.created[a.Key()]; ok {
+				if inserted[k] {
+					return nil
+				}
+				a.ID = w.b.Changes[k].Snap.ID
+			} else if c.Live != nil {
+				a.ID = c.Live.ID
+			}
+		}
+		if err := queueAlert(qb, w.db, c); err != nil {
+			return err
+		}
+		if a.ID == 0 {
+			w.created[a.Key()] = i
+			inserted[i] = true
+			w.pending = append(w.pending, i)
+			continue
+		}
+		if err := w.queueOutcome(qb, i); err != nil {
+			return err
+		}
+	}
+	if len(w.pending) > 0 {
+		return nil
+	}
+	if w.enqueued > 0 {
+		qb.Queue("SELECT pg_notify($1, '')", OutboxChannel)
+	}
+	w.b.Closed.QueueClosed(qb, w.db, w.b.LastClosed)
+	w.done = true
+	return nil
+}
+
+// queueOutcome queues change i's evaluation and notification, its alert's
+// ID known.
+func (w *alertWriter) queueOutcome(qb *pgx.Batch, i int) error {
+	c := &w.b.Changes[i]
+	vals, err := json.Marshal(c.Values)
+	if err != nil {
+		return fmt.Errorf("encoding evaluation values: %w", err)
+	}
+	queueExec(qb, "storing evaluation", fmt.Sprintf(`INSERT INTO %s (alert_id, minute, fires, "values") VALUES ($1, $2, $3, $4)
+		ON CONFLICT (alert_id, minute) DO UPDATE SET fires = EXCLUDED.fires, "values" = EXCLUDED."values"`, w.db.Table("alert_evaluations")),
+		c.Snap.ID, c.Minute.Start(), c.Fires, vals)
+	if c.Notify == "" {
+		return nil
+	}
+	n, err := queueNotification(qb, w.db, c, w.b.Routes)
+	w.enqueued += n
+	return err
+}
+
+// queueExec queues a statement whose error, if it fails, says what failed.
+func queueExec(qb *pgx.Batch, what, sql string, args ...any) {
+	qb.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+}
+
+// queueAlert queues the statement that stores the change's alert: a new
+// row when it has no ID yet (which it gets when the batch runs), else an
+// update of its row.
+func queueAlert(qb *pgx.Batch, db *store.DB, c *AlertChange) error {
+	a := &c.Snap
 	vals, err := json.Marshal(a.Values)
 	if err != nil {
-		return 0, fmt.Errorf("encoding alert values: %w", err)
+		return fmt.Errorf("encoding alert values: %w", err)
 	}
 	if a.ID == 0 {
 		if !c.New {
-			return 0, fmt.Errorf("alert %s/%d changed before it was stored", a.Rule, a.Merchant)
+			return fmt.Errorf("alert %s/%d changed before it was stored", a.Rule, a.Merchant)
 		}
-		err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values",
+		qb.Queue(fmt.Sprintf(`INSERT INTO %s (rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values",
 				priority, notified_priority, continues, continues_notified)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`, s.db.Table("alerts")),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`, db.Table("alerts")),
 			a.Rule, a.Merchant, a.State.String(), a.ActiveAt, nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals,
-			nullPriority(a.Priority), nullPriority(a.Notified), nullID(a.Continues), nullPriority(a.ContinuesNotified)).Scan(&a.ID)
-		if err != nil {
-			return 0, fmt.Errorf("storing new alert %s/%d: %w", a.Rule, a.Merchant, err)
-		}
-		ids[a.Key()] = a.ID
-		return a.ID, nil
+			nullPriority(a.Priority), nullPriority(a.Notified), nullID(a.Continues), nullPriority(a.ContinuesNotified)).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&a.ID); err != nil {
+				return fmt.Errorf("storing new alert %s/%d: %w", a.Rule, a.Merchant, err)
+			}
+			return nil
+		})
+		return nil
 	}
-	_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET state = $2, resolved_at = $3, last_eval_at = $4, last_sent_at = $5, false_count = $6,
-		"values" = $7, priority = $8, notified_priority = $9, updated_at = now() WHERE id = $1`, s.db.Table("alerts")),
+	queueExec(qb, fmt.Sprintf("updating alert %d", a.ID), fmt.Sprintf(`UPDATE %s SET state = $2, resolved_at = $3, last_eval_at = $4, last_sent_at = $5, false_count = $6,
+		"values" = $7, priority = $8, notified_priority = $9, updated_at = now() WHERE id = $1`, db.Table("alerts")),
 		a.ID, a.State.String(), nullTime(a.ResolvedAt), a.LastEvalAt, nullTime(a.LastSentAt), a.FalseCount, vals,
 		nullPriority(a.Priority), nullPriority(a.Notified))
-	if err != nil {
-		return 0, fmt.Errorf("updating alert %d: %w", a.ID, err)
-	}
-	return a.ID, nil
+	return nil
 }
 
 func nullPriority(p rules.Priority) *int16 {
@@ -206,12 +281,15 @@ func IdempotencyKey(alertID int64, kind string, m window.Minute) string {
 	return fmt.Sprintf("riskwatch-%d-%s-%d", alertID, kind, m.Start().Unix())
 }
 
-func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64, routes []Route) (int, error) {
+// queueNotification queues the outbox row of the change's notification
+// (its alert's ID known) and a delivery to each route's receiver that takes
+// it; it returns how many deliveries.
+func queueNotification(qb *pgx.Batch, db *store.DB, c *AlertChange, routes []Route) (int, error) {
 	a := &c.Snap
 	n := notify.Notification{
-		IdempotencyKey: IdempotencyKey(id, c.Notify, c.Minute),
+		IdempotencyKey: IdempotencyKey(a.ID, c.Notify, c.Minute),
 		Kind:           c.Notify,
-		AlertID:        id,
+		AlertID:        a.ID,
 		Rule:           a.Rule,
 		MerchantID:     a.Merchant,
 		Severity:       c.Severity,
@@ -234,23 +312,16 @@ func (s *Store) enqueue(ctx context.Context, tx pgx.Tx, c *AlertChange, id int64
 	if err != nil {
 		return 0, fmt.Errorf("encoding notification: %w", err)
 	}
-	var nid int64
-	err = tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %s (alert_id, kind, idempotency_key, payload) VALUES ($1, $2, $3, $4) RETURNING id`, s.db.Table("notifications")),
-		id, c.Notify, n.IdempotencyKey, payload).Scan(&nid)
-	if err != nil {
-		return 0, fmt.Errorf("enqueueing notification: %w", err)
-	}
-	count := 0
+	receivers := []string{}
 	for _, r := range routes {
-		if !r.Takes(a.Rule, c.NotifyPriority) {
-			continue
+		if r.Takes(a.Rule, c.NotifyPriority) {
+			receivers = append(receivers, r.Receiver)
 		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (notification_id, receiver) VALUES ($1, $2)`, s.db.Table("deliveries")), nid, r.Receiver); err != nil {
-			return 0, fmt.Errorf("enqueueing delivery to %s: %w", r.Receiver, err)
-		}
-		count++
 	}
-	return count, nil
+	queueExec(qb, "enqueueing notification", fmt.Sprintf(`WITH n AS (INSERT INTO %s (alert_id, kind, idempotency_key, payload) VALUES ($1, $2, $3, $4) RETURNING id)
+		INSERT INTO %s (notification_id, receiver) SELECT n.id, r FROM n, unnest($5::text[]) AS r`, db.Table("notifications"), db.Table("deliveries")),
+		a.ID, c.Notify, n.IdempotencyKey, payload, receivers)
+	return len(receivers), nil
 }
 
 const alertColumns = `id, rule, merchant_id, state, active_at, resolved_at, last_eval_at, last_sent_at, false_count, "values", acked_by, acked_at, ack_comment,
@@ -552,15 +623,22 @@ func (s *Store) ResolveSystemAlert(ctx context.Context, a SystemAlert, routes []
 
 // storeSystem stores a system alert's change and enqueues its notification.
 func (s *Store) storeSystem(ctx context.Context, tx pgx.Tx, c *AlertChange, routes []Route) error {
-	id, err := s.storeAlert(ctx, tx, c, map[alert.Key]int64{})
+	var qb pgx.Batch
+	if err := queueAlert(&qb, s.db, c); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
+		return err
+	}
+	qb = pgx.Batch{}
+	n, err := queueNotification(&qb, s.db, c, routes)
 	if err != nil {
 		return err
 	}
-	n, err := s.enqueue(ctx, tx, c, id, routes)
-	if err != nil || n == 0 {
-		return err
+	if n > 0 {
+		qb.Queue("SELECT pg_notify($1, '')", OutboxChannel)
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", OutboxChannel); err != nil {
+	if err := tx.SendBatch(ctx, &qb).Close(); err != nil {
 		return fmt.Errorf("announcing notifications: %w", err)
 	}
 	return nil

@@ -71,7 +71,7 @@ func seoul(t *testing.T) *time.Location {
 	return loc
 }
 
-func openStore(t *testing.T, loc *time.Location) *Store {
+func openStore(t testing.TB, loc *time.Location) *Store {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, cluster.NewDB(t), "rw_sink", loc)
@@ -85,7 +85,7 @@ func openStore(t *testing.T, loc *time.Location) *Store {
 	return New(db)
 }
 
-func minute(t *testing.T, s string) window.Minute {
+func minute(t testing.TB, s string) window.Minute {
 	tm, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func minute(t *testing.T, s string) window.Minute {
 
 // bootstrapEmpty makes the checkpoint s1, closed through 14:00Z, and
 // returns the position of its claimed writer, which marks minutes closed.
-func bootstrapEmpty(t *testing.T, s *Store) aggregates.CheckpointPosition {
+func bootstrapEmpty(t testing.TB, s *Store) aggregates.CheckpointPosition {
 	t.Helper()
 	ctx := context.Background()
 	agg := aggregates.New(s.db)
