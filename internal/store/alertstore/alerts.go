@@ -149,7 +149,6 @@ func (w *alertWriter) round(qb *pgx.Batch) error {
 		}
 	}
 	w.pending = w.pending[:0]
-	inserted := map[int]bool{}
 	for ; w.next < len(w.b.Changes); w.next++ {
 		i := w.next
 		c := &w.b.Changes[i]
@@ -160,7 +159,8 @@ func (w *alertWriter) round(qb *pgx.Batch) error {
 		// alert stored earlier in this batch find its ID by key.
 		if a.ID == 0 && !c.New {
 			if k, ok := w.created[a.Key()]; ok {
-				if inserted[k] {
+				// Stored new by this round: its ID comes when it runs.
+				if w.b.Changes[k].Snap.ID == 0 {
 					return nil
 				}
 				a.ID = w.b.Changes[k].Snap.ID
@@ -173,7 +173,6 @@ func (w *alertWriter) round(qb *pgx.Batch) error {
 		}
 		if a.ID == 0 {
 			w.created[a.Key()] = i
-			inserted[i] = true
 			w.pending = append(w.pending, i)
 			continue
 		}
