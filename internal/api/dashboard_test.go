@@ -151,7 +151,7 @@ func newWorld(t *testing.T, configure ...func(*config.Config)) *world {
 	agg, st := aggregates.New(db), alertstore.New(db)
 	cp := aggregates.Checkpoint{Slot: "rw", Position: "0/1", LastClosed: lastClosed - 1, Progress: lastClosed.Start()}
 	err = agg.Bootstrap(ctx, cp, func(ctx context.Context, l *aggregates.Loader) error {
-		_, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+		_, err := l.CopyMinutes(ctx, func(w *aggregates.MinuteWriter) error {
 			for _, r := range seedRows() {
 				if _, err := fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%d\t%d\n", r.merchant, r.at.UTC().Format("2006-01-02 15:04:05+00"), r.a, r.aa, r.c, r.ca); err != nil {
 					return err

@@ -429,6 +429,53 @@ func TestMariaDBSnapshotStreamAndDeadLetters(t *testing.T) {
 	}
 }
 
+// TestMariaDBSnapshotSumOverflow: 9,300 payments of 10^15 KRW (max_amount
+// at its largest) in one merchant-minute of the history, whose sum passes
+// int64. The first snapshot leaves that merchant-minute to the stream's
+// own code, row by row, as the PostgreSQL path does: the minute holds the
+// 9,223 that fit, the other 77 are dead letters, and the merchant beside it
+// in the same minute is summed as usual.
+func TestMariaDBSnapshotSumOverflow(t *testing.T) {
+	t.Parallel()
+	e := newMySQLEnv(t)
+	at := seoul(time.Now().Add(-20 * time.Minute).Truncate(time.Minute).Add(30 * time.Second))
+	var b strings.Builder
+	for i := range 9300 {
+		if i%500 == 0 {
+			if b.Len() > 0 {
+				e.exec(b.String())
+			}
+			b.Reset()
+			b.WriteString("INSERT INTO payments (merchant_id, amount, approved_at) VALUES ")
+		} else {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(20, 1000000000000000, '%s')", at)
+	}
+	e.exec(b.String())
+	e.exec(fmt.Sprintf("INSERT INTO payments (merchant_id, amount, approved_at) VALUES (21, 5, '%s'), (21, 7, '%s')", at, at))
+	cfg := e.config(func(c *config.Config) { c.MaxAmount = 1_000_000_000_000_000 })
+	node, _, stop := start(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the engine to stream", func() bool { return node.Status().Ready })
+	stop()
+
+	sink, err := pgxpool.New(context.Background(), cfg.Sink.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	var got string
+	err = sink.QueryRow(context.Background(), `SELECT string_agg(format('%s:%s/%s', merchant_id, approvals, approved_amount), ' ' ORDER BY merchant_id)
+		|| format(' dead=%s', (SELECT count(*) FROM riskwatch.dead_letters WHERE reason = 'amount_out_of_range' AND origin = 'snapshot'))
+		FROM riskwatch.minute_agg`).Scan(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "20:9223/9223000000000000000 21:2/12 dead=77"; got != want {
+		t.Fatalf("after the first snapshot: %s, want %s", got, want)
+	}
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

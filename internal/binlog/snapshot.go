@@ -3,8 +3,7 @@ package binlog
 import (
 	"context"
 	"fmt"
-	"io"
-	"math/big"
+	"math"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -416,7 +415,7 @@ type sums struct {
 // ahead: reading keeps the source server busy and writing the sink, and
 // one after the other each would wait for the other (measured: a third of
 // the first start).
-func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w io.Writer, done func()) error {
+func (snap *Snapshot) Aggregate(ctx context.Context, chunks []bootstrap.Chunk, w bootstrap.MinuteWriter, done func()) error {
 	for _, c := range chunks {
 		cs, err := snap.take(ctx, c)
 		if err != nil {
@@ -591,51 +590,26 @@ func (snap *Snapshot) readChunk(ctx context.Context, c bootstrap.Chunk, cs *chun
 	return nil
 }
 
-// write writes the sums as COPY text rows, minute by minute, so that a
-// minute's rows share the sink's pages as the live stream's do. Within a
-// minute they stay in the order their merchants came: the sink indexes
-// the table by sorting it afterwards either way.
-func (cs *chunkSums) write(w io.Writer) error {
-	var buf, ts []byte
+// write hands the sums to the loader as numbers, minute by minute, so that
+// a minute's rows share the sink's pages as the live stream's do. Within
+// a minute they stay in the order their merchants came: the sink indexes
+// the table by sorting it afterwards either way. An amount's sum past
+// int64 is left to the loader's overflow path, as the text of it was.
+func (cs *chunkSums) write(w bootstrap.MinuteWriter) error {
 	for i, ms := range cs.minutes {
-		if len(ms.acc) == 0 {
-			continue
-		}
-		ts = (cs.base + window.Minute(i)).Start().AppendFormat(ts[:0], "2006-01-02 15:04:05+00")
+		m := cs.base + window.Minute(i)
 		for j := range ms.acc {
 			x := &ms.acc[j]
-			buf = strconv.AppendInt(buf, x.merchant, 10)
-			buf = append(buf, '\t')
-			buf = append(buf, ts...)
-			buf = append(buf, '\t')
-			buf = strconv.AppendInt(buf, x.a, 10)
-			buf = append(buf, '\t')
-			buf = appendWide(buf, x.aaHi, x.aaLo)
-			buf = append(buf, '\t')
-			buf = strconv.AppendInt(buf, x.c, 10)
-			buf = append(buf, '\t')
-			buf = appendWide(buf, x.caHi, x.caLo)
-			buf = append(buf, '\n')
-			if len(buf) >= 64<<10 {
-				if _, err := w.Write(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
+			if x.aaHi != 0 || x.caHi != 0 || x.aaLo > math.MaxInt64 || x.caLo > math.MaxInt64 {
+				w.Overflow(x.merchant, m)
+				continue
+			}
+			if err := w.Sums(x.merchant, m, window.Agg{Approvals: x.a, ApprovedAmount: int64(x.aaLo), Cancels: x.c, CanceledAmount: int64(x.caLo)}); err != nil {
+				return err
 			}
 		}
 	}
-	_, err := w.Write(buf)
-	return err
-}
-
-// appendWide appends the unsigned 128-bit hi:lo in decimal.
-func appendWide(buf []byte, hi, lo uint64) []byte {
-	if hi == 0 {
-		return strconv.AppendUint(buf, lo, 10)
-	}
-	v := new(big.Int).Lsh(new(big.Int).SetUint64(hi), 64)
-	v.Or(v, new(big.Int).SetUint64(lo))
-	return v.Append(buf, 10)
+	return nil
 }
 
 func selectList(cols []string) string {

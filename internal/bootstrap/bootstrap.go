@@ -53,15 +53,25 @@ type Snapshot interface {
 	// Width is how many chunks Aggregate takes at once.
 	Width() int
 	// Aggregate writes the per-merchant minute aggregates of the chunks
-	// to w as COPY text rows (merchant_id, minute, approvals,
-	// approved_amount, cancels, canceled_amount), whole rows, with sums
-	// uncast (the loader leaves out what would not fit); done is called as
-	// each chunk finishes.
-	Aggregate(ctx context.Context, chunks []Chunk, w io.Writer, done func()) error
+	// to w; done is called as each chunk finishes.
+	Aggregate(ctx context.Context, chunks []Chunk, w MinuteWriter, done func()) error
 	// Leftovers maps, as the stream would, every row the aggregation left
 	// out (not events by its reading, or in the merchant-minutes of
 	// overflow).
 	Leftovers(ctx context.Context, overflow []window.Key, each func(*event.Output) error) error
+}
+
+// MinuteWriter takes a snapshot's per-merchant minute aggregates in
+// either of two forms: COPY text rows (merchant_id, minute, approvals,
+// approved_amount, cancels, canceled_amount) through Write, whole rows with
+// sums uncast, as a server's GROUP BY sends them; or, from a snapshot that
+// sums its rows itself, numbers through Sums, with Overflow for a
+// merchant-minute whose sums do not fit an int64. Either way the loader
+// leaves out what would not fit the sink, for Leftovers.
+type MinuteWriter interface {
+	io.Writer
+	Sums(merchant int64, m window.Minute, a window.Agg) error
+	Overflow(merchant int64, m window.Minute)
 }
 
 // Chunk is a range of transaction time [From, To) aggregated in one query.
@@ -147,7 +157,7 @@ func load(ctx context.Context, src Source, st *aggregates.Store, o Options) erro
 			// that its hourly and daily rollups are whole.
 			for i := 0; i < len(days); i += snap.Width() {
 				group := days[i:min(i+snap.Width(), len(days))]
-				n, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+				n, err := l.CopyMinutes(ctx, func(w *aggregates.MinuteWriter) error {
 					return snap.Aggregate(ctx, group, w, func() { rep.Add(1) })
 				})
 				if err != nil {

@@ -54,7 +54,7 @@ func TestScopedTakeover(t *testing.T) {
 	}
 	fmt.Fprintf(&rows, "100\t%s\t30\t300000\t12\t120000\n", m.Start().Format("2006-01-02 15:04:05+00"))
 	err = st.Bootstrap(ctx, aggregates.Checkpoint{Slot: "takeover", Position: "0/1", LastClosed: m - 1, Progress: (m + 200).Start()}, func(ctx context.Context, l *aggregates.Loader) error {
-		_, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+		_, err := l.CopyMinutes(ctx, func(w *aggregates.MinuteWriter) error {
 			_, err := io.WriteString(w, rows.String())
 			return err
 		})

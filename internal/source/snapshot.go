@@ -62,7 +62,7 @@ func (snap *Snapshot) Width() int {
 
 // Aggregate aggregates chunks side by side (opening the second connection
 // at the first call that needs it) into w.
-func (snap *Snapshot) Aggregate(ctx context.Context, chunks []Chunk, w io.Writer, done func()) error {
+func (snap *Snapshot) Aggregate(ctx context.Context, chunks []Chunk, w bootstrap.MinuteWriter, done func()) error {
 	snaps := []*Snapshot{snap}
 	if len(chunks) > 1 {
 		if snap.fork == nil {

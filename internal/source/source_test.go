@@ -18,6 +18,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/pgtest"
+	"github.com/riskwatch/riskwatch/internal/window"
 )
 
 var cluster *pgtest.Cluster
@@ -220,7 +221,8 @@ func TestSnapshotChunksAndDeadLetters(t *testing.T) {
 	if err := cluster.Exec(ctx, dbOf(dsn), `INSERT INTO payments SELECT 100 + g, g % 7 + 1, g, 'a', now() - g * interval '37 minutes' FROM generate_series(1, 250) g`); err != nil {
 		t.Fatal(err)
 	}
-	var serial, side strings.Builder
+	var serial strings.Builder
+	var side textRows
 	err = s.CreateSlotWithSnapshot(ctx, func(ctx context.Context, snap *Snapshot) error {
 		chunks = snap.Days(seoul)
 		for _, c := range chunks {
@@ -302,4 +304,16 @@ func TestLineWriterKeepsRowsWhole(t *testing.T) {
 	if next != [2]int{20000, 20000} {
 		t.Fatalf("rows per producer: %v", next)
 	}
+}
+
+// textRows takes a PostgreSQL snapshot's minutes, which come as the
+// server's COPY text: never as numbers.
+type textRows struct{ strings.Builder }
+
+func (t *textRows) Sums(int64, window.Minute, window.Agg) error {
+	return errors.New("a PostgreSQL snapshot gave its sums as numbers")
+}
+
+func (t *textRows) Overflow(merchant int64, m window.Minute) {
+	fmt.Fprintf(&t.Builder, "overflow %d %s (not text)\n", merchant, m)
 }

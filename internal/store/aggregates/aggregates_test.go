@@ -223,7 +223,7 @@ func TestBootstrapIsAtomic(t *testing.T) {
 	s := openStore(t, seoul(t))
 	load := func(rows string) func(ctx context.Context, l *Loader) error {
 		return func(ctx context.Context, l *Loader) error {
-			if _, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+			if _, err := l.CopyMinutes(ctx, func(w *MinuteWriter) error {
 				_, err := io.WriteString(w, rows)
 				return err
 			}); err != nil {
@@ -242,7 +242,7 @@ func TestBootstrapIsAtomic(t *testing.T) {
 	}
 	// The producer fails midway: nothing of this attempt may remain.
 	failing := func(ctx context.Context, l *Loader) error {
-		_, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+		_, err := l.CopyMinutes(ctx, func(w *MinuteWriter) error {
 			io.WriteString(w, "8\t2026-11-25 10:00:00+00\t1\t1\t0\t0\n")
 			return errors.New("source went away")
 		})

@@ -2,6 +2,7 @@ package aggregates
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -52,7 +53,7 @@ func TestBootstrapRollupsHalfHourZone(t *testing.T) {
 	var steps []string
 	err = s.Bootstrap(ctx, cp, func(ctx context.Context, l *Loader) error {
 		for _, c := range chunks {
-			if _, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+			if _, err := l.CopyMinutes(ctx, func(w *MinuteWriter) error {
 				_, err := io.WriteString(byteWriter{w}, c)
 				return err
 			}); err != nil {
@@ -152,7 +153,7 @@ func TestBootstrapRejectsBadChunks(t *testing.T) {
 	} {
 		err := s.Bootstrap(ctx, cp, func(ctx context.Context, l *Loader) error {
 			for _, c := range tc.chunks {
-				if _, err := l.CopyMinutes(ctx, func(w io.Writer) error {
+				if _, err := l.CopyMinutes(ctx, func(w *MinuteWriter) error {
 					_, err := io.WriteString(w, c)
 					return err
 				}); err != nil {
@@ -170,12 +171,12 @@ func TestBootstrapRejectsBadChunks(t *testing.T) {
 	}
 }
 
-// TestTeeParserLeavesOutOverflow: rows whose sums would not fit the sink
+// TestMinuteWriterLeavesOutOverflow: rows whose sums would not fit the sink
 // (an amount past int64, a count past the minute table's integer, a day
 // whose sum would pass int64) are not passed through but listed, whatever
 // the writes' sizes; the others pass through byte for byte, and only they
 // are in the rollups.
-func TestTeeParserLeavesOutOverflow(t *testing.T) {
+func TestMinuteWriterLeavesOutOverflow(t *testing.T) {
 	const big = "9223372036854775807"
 	rows := []string{
 		"1\t2026-11-25 10:00:00+00\t1\t100\t0\t0\n",
@@ -190,7 +191,7 @@ func TestTeeParserLeavesOutOverflow(t *testing.T) {
 	for _, size := range []int{1, 2, 7, 40, len(input)} {
 		var out strings.Builder
 		roll := newRollups(window.NewCalendar(time.UTC))
-		tp := &teeParser{w: &out, roll: roll}
+		tp := &MinuteWriter{w: &out, roll: roll}
 		for i := 0; i < len(input); i += size {
 			if _, err := tp.Write([]byte(input[i:min(i+size, len(input))])); err != nil {
 				t.Fatal(err)
@@ -213,5 +214,106 @@ func TestTeeParserLeavesOutOverflow(t *testing.T) {
 		if got := roll.days[time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC).Unix()].find(4); got == nil || got.ApprovedAmount != math.MaxInt64 || got.Approvals != 1 {
 			t.Errorf("merchant 4's day = %+v, want the one row that fits", got)
 		}
+	}
+}
+
+// TestMinuteWriterSums gives the rows of the test above as numbers, as a
+// snapshot that sums its own rows does (the amount past int64 as the
+// source's Overflow): the rows passed through (as COPY binary, decoded
+// here), the rollups and the merchant-minutes left out are the same as
+// from the text.
+func TestMinuteWriterSums(t *testing.T) {
+	ten := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	at := func(d int) window.Minute { return window.MinuteOf(ten.Add(time.Duration(d) * time.Minute)) }
+	var out strings.Builder
+	roll := newRollups(window.NewCalendar(time.UTC))
+	mw := &MinuteWriter{w: &out, roll: roll}
+	for _, r := range []struct {
+		merchant int64
+		minute   window.Minute
+		a        window.Agg
+	}{
+		{1, at(0), window.Agg{Approvals: 1, ApprovedAmount: 100}},
+		{3, at(0), window.Agg{Approvals: 1, ApprovedAmount: 5, Cancels: 2147483648, CanceledAmount: 7}},
+		{4, at(3), window.Agg{Approvals: 1, ApprovedAmount: math.MaxInt64}},
+		{4, at(4), window.Agg{Approvals: 1, ApprovedAmount: 1}},
+		{5, at(2), window.Agg{Cancels: 1, CanceledAmount: 9}},
+	} {
+		if r.merchant == 3 {
+			mw.Overflow(2, at(0)) // its amount's sum, 18446744073709551614
+		}
+		if err := mw.Sums(r.merchant, r.minute, r.a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mw.finish(); err != nil {
+		t.Fatal(err)
+	}
+	want := "1\t2026-11-25 10:00:00+00\t1\t100\t0\t0\n" +
+		"4\t2026-11-25 10:03:00+00\t1\t9223372036854775807\t0\t0\n" +
+		"5\t2026-11-25 10:02:00+00\t0\t0\t1\t9\n"
+	if got := copyBinaryText(t, out.String()); got != want {
+		t.Errorf("passed through\n%q\nwant\n%q", got, want)
+	}
+	wantOver := []window.Key{{Merchant: 2, Minute: at(0)}, {Merchant: 3, Minute: at(0)}, {Merchant: 4, Minute: at(4)}}
+	if fmt.Sprint(roll.overflow) != fmt.Sprint(wantOver) {
+		t.Errorf("overflow %v, want %v", roll.overflow, wantOver)
+	}
+	if got := roll.platform.find(ten.Unix()); got == nil || *got != (window.Agg{Approvals: 1, ApprovedAmount: 100}) {
+		t.Errorf("platform 10:00 = %+v, want merchant 1's row alone", got)
+	}
+	if got := roll.hours[ten.Unix()].find(5); got == nil || *got != (window.Agg{Cancels: 1, CanceledAmount: 9}) {
+		t.Errorf("merchant 5's hour = %+v, want its one row", got)
+	}
+	// One call's rows are all text or all sums.
+	if _, err := mw.Write([]byte("6\t2026-11-25 10:05:00+00\t1\t1\t0\t0\n")); err == nil {
+		t.Error("text rows after sums were taken")
+	}
+	text := &MinuteWriter{w: &out, roll: roll}
+	if _, err := text.Write([]byte("6\t2026-11-25 10:05:00+00\t1\t1\t0\t0\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := text.Sums(7, at(5), window.Agg{Approvals: 1, ApprovedAmount: 1}); err == nil {
+		t.Error("sums after text rows were taken")
+	}
+}
+
+// copyBinaryText decodes minute rows in COPY binary (int8, timestamptz,
+// int4, int8, int4, int8) into COPY text.
+func copyBinaryText(t *testing.T, in string) string {
+	t.Helper()
+	b := []byte(in)
+	if len(b) < 19 || string(b[:11]) != "PGCOPY\n\xff\r\n\x00" {
+		t.Fatalf("no COPY binary signature: %q", in)
+	}
+	b = b[19:]
+	be := binary.BigEndian
+	var out strings.Builder
+	for {
+		n := int16(be.Uint16(b))
+		b = b[2:]
+		if n == -1 {
+			if len(b) != 0 {
+				t.Fatalf("%d bytes after the trailer", len(b))
+			}
+			return out.String()
+		}
+		if n != 6 {
+			t.Fatalf("a row of %d fields", n)
+		}
+		var v [6]int64
+		for i, size := range [6]uint32{8, 8, 4, 8, 4, 8} {
+			if got := be.Uint32(b); got != size {
+				t.Fatalf("field %d is %d bytes, want %d", i, got, size)
+			}
+			if size == 8 {
+				v[i] = int64(be.Uint64(b[4:]))
+			} else {
+				v[i] = int64(int32(be.Uint32(b[4:])))
+			}
+			b = b[4+size:]
+		}
+		at := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(v[1]) * time.Microsecond)
+		fmt.Fprintf(&out, "%d\t%s\t%d\t%d\t%d\t%d\n", v[0], at.Format("2006-01-02 15:04:05+00"), v[2], v[3], v[4], v[5])
 	}
 }
