@@ -18,6 +18,7 @@ import (
 
 	"github.com/riskwatch/riskwatch/internal/event"
 	"github.com/riskwatch/riskwatch/internal/progress"
+	"github.com/riskwatch/riskwatch/internal/rules"
 	"github.com/riskwatch/riskwatch/internal/store/aggregates"
 	"github.com/riskwatch/riskwatch/internal/window"
 )
@@ -93,6 +94,13 @@ type Options struct {
 	// Loaded, when set, is called when Start took a new snapshot (not
 	// when it found a checkpoint to resume from).
 	Loaded func()
+	// Rules, when set, is handed the rules state at the new checkpoint's
+	// last closed minute (exposure window of ExposureMinutes), summed by
+	// the loader as the snapshot's rows passed, so that the engine need
+	// not read it back; it is not called when the loader could not (rows
+	// added after the load), and the engine reads the state then.
+	Rules           func(rules.Snapshot)
+	ExposureMinutes int
 }
 
 // Start returns the sink's checkpoint for the source, taking the first
@@ -140,7 +148,8 @@ func Start(ctx context.Context, src Source, st *aggregates.Store, o Options) (ag
 
 func load(ctx context.Context, src Source, st *aggregates.Store, o Options) error {
 	started := o.Now()
-	return src.Snapshot(ctx, func(ctx context.Context, snap Snapshot) error {
+	var loader *aggregates.Loader
+	err := src.Snapshot(ctx, func(ctx context.Context, snap Snapshot) error {
 		if o.Hook != nil {
 			if err := o.Hook(ctx); err != nil {
 				return err
@@ -150,6 +159,10 @@ func load(ctx context.Context, src Source, st *aggregates.Store, o Options) erro
 		lastClosed := window.New(o.Grace, 0).ClosableThrough(snap.Time().UnixMicro())
 		cp := aggregates.Checkpoint{Slot: o.Slot, Position: snap.Position(), LastClosed: lastClosed, Progress: snap.Time()}
 		return st.Bootstrap(ctx, cp, func(ctx context.Context, l *aggregates.Loader) error {
+			loader = l
+			if o.Rules != nil {
+				l.SumRules(o.ExposureMinutes)
+			}
 			days := snap.Days(o.Location)
 			rep := progress.New("first snapshot", "chunks", int64(len(days)), progress.Options{Out: o.ProgressOut, Logger: o.Logger})
 			var minutes int64
@@ -189,4 +202,10 @@ func load(ctx context.Context, src Source, st *aggregates.Store, o Options) erro
 			o.Logger.Info("first snapshot: "+step, "took", took.Round(time.Millisecond).String())
 		})
 	})
+	if err == nil && o.Rules != nil {
+		if snap, ok := loader.LoadedRules(); ok {
+			o.Rules(snap)
+		}
+	}
+	return err
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -85,6 +86,17 @@ func NewScopedEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.C
 func NewEvaluator(ctx context.Context, st *aggregates.Store, cfg *config.Config, lastClosed window.Minute, withOpen bool, open []*alert.Alert) (*Evaluator, error) {
 	return newEvaluator(ctx, st, cfg, open, nil, func(p rules.Params) (rules.Snapshot, error) {
 		return st.RulesSnapshot(ctx, lastClosed, withOpen, p.ExposureMinutes)
+	})
+}
+
+// NewEvaluatorFrom is NewEvaluator from a rules state summed already (by
+// a first snapshot's loader) for the same exposure window.
+func NewEvaluatorFrom(ctx context.Context, st *aggregates.Store, cfg *config.Config, snap rules.Snapshot, open []*alert.Alert) (*Evaluator, error) {
+	return newEvaluator(ctx, st, cfg, open, nil, func(p rules.Params) (rules.Snapshot, error) {
+		if p.ExposureMinutes != snap.ExposureMinutes {
+			return snap, fmt.Errorf("the rules state was summed for an exposure window of %d minutes, the rules need %d", snap.ExposureMinutes, p.ExposureMinutes)
+		}
+		return snap, nil
 	})
 }
 

@@ -169,8 +169,14 @@ func (n *Node) session(ctx context.Context) error {
 	}
 	step("prepare")
 	loaded := false
+	params, err := n.cfg.RuleParams()
+	if err != nil {
+		return err
+	}
+	var summed *rules.Snapshot
 	cp, err := bootstrap.Start(ctx, src, n.agg, bootstrap.Options{Slot: n.cfg.Source.Slot, Location: n.cfg.Location, Grace: n.cfg.Grace.D(),
-		Logger: n.log, ProgressOut: n.o.ProgressOut, Now: n.now, Hook: n.o.SnapshotHook, Loaded: func() { loaded = true }})
+		Logger: n.log, ProgressOut: n.o.ProgressOut, Now: n.now, Hook: n.o.SnapshotHook, Loaded: func() { loaded = true },
+		Rules: func(s rules.Snapshot) { summed = &s }, ExposureMinutes: params.ExposureMinutes})
 	if err != nil {
 		return err
 	}
@@ -195,21 +201,29 @@ func (n *Node) session(ctx context.Context) error {
 		return err
 	}
 	step("open_alerts")
-	// After a first snapshot there is no rules image: the state is read
-	// from the week, and the first close would then wait seconds for the
-	// day's volume curves (the minutes the snapshot took are closed at
-	// once). They are read beside the state instead; nothing is added to
+	// After a first snapshot there is no rules image: the loader summed
+	// the state as it loaded (else it is read from the week), and the
+	// first close would then wait seconds for the day's volume curves
+	// (the minutes the snapshot took are closed at once). They are read
+	// now instead, beside the rest of the restore; nothing is added to
 	// the sink until the stream starts, after the read's snapshot.
 	var curves func() (rules.VolumeDay, error)
 	curvesDay := window.NewCalendar(n.cfg.Location).Day(cp.LastClosed + 1)
 	if loaded {
-		if params, err := n.cfg.RuleParams(); err == nil {
-			if curves, err = n.agg.PrefetchVolumeDay(ctx, curvesDay, params.Volume.LargeDailyAmount, cp.LastClosed); err != nil {
-				n.log.Warn("the volume curves will be read at the first close", "err", err)
-			}
+		if curves, err = n.agg.PrefetchVolumeDay(ctx, curvesDay, params.Volume.LargeDailyAmount, cp.LastClosed); err != nil {
+			n.log.Warn("the volume curves will be read at the first close", "err", err)
 		}
 	}
-	ev, imageAt, err := NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
+	var ev *Evaluator
+	var imageAt window.Minute
+	if summed != nil && summed.LastClosed == cp.LastClosed {
+		// The first snapshot summed it as it loaded: the same state the
+		// week's read gives, without reading it back.
+		n.log.Info("rules state summed by the first snapshot", "merchants", len(summed.Baseline))
+		ev, err = NewEvaluatorFrom(ctx, n.agg, n.cfg, *summed, open)
+	} else {
+		ev, imageAt, err = NewResumedEvaluator(ctx, n.agg, n.cfg, cp, open, n.log)
+	}
 	if err != nil {
 		return fmt.Errorf("restoring rules state: %w", err)
 	}

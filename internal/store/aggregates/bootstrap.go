@@ -31,6 +31,10 @@ type Loader struct {
 	// leftover holds the events of rows the aggregation left out that the
 	// mapping found valid; they are added once the tables are indexed.
 	leftover *window.Window
+	cp       Checkpoint
+	// rules, when SumRules asked for them, sums the rules state as the
+	// rows pass.
+	rules *loadedRules
 }
 
 // copySQL is the COPY of cols into table. Rows are loaded frozen and
@@ -55,7 +59,7 @@ func (l *Loader) CopyMinutes(ctx context.Context, produce func(w *MinuteWriter) 
 	l.roll.reset()
 	n, err := l.copyFrom(ctx, "minute_agg", "merchant_id, minute, approvals, approved_amount, cancels, canceled_amount",
 		func(w io.Writer) error {
-			t := &MinuteWriter{w: w, roll: l.roll}
+			t := &MinuteWriter{w: w, roll: l.roll, rules: l.rules}
 			if err := produce(t); err != nil {
 				return err
 			}
@@ -120,6 +124,10 @@ func (l *Loader) addLeftovers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(kept) > 0 {
+		// The rules' sums did not see these; the state is read instead.
+		l.rules = nil
+	}
 	var qb pgx.Batch
 	if err := l.s.queueDeltas(&qb, kept); err != nil {
 		return err
@@ -176,6 +184,13 @@ func (l *Loader) writeRollups(ctx context.Context) error {
 	}
 	for day := range r.days {
 		r.written[day] = true
+	}
+	if l.rules != nil {
+		for hour, t := range r.hours {
+			for i, k := range t.keys {
+				l.rules.hour(k, hour, t.aggs[i])
+			}
+		}
 	}
 	if err := copyAggs(ctx, l, "hour_agg", "merchant_id, hour", 2, r.hours, func(buf []byte, merchant, hour int64) []byte {
 		return appendTimestamptz(appendInt8(buf, merchant), hour)
@@ -405,6 +420,7 @@ type MinuteWriter struct {
 	// as COPY binary; buf is the row Sums encodes.
 	text, binary bool
 	buf          []byte
+	rules        *loadedRules
 }
 
 // Sums takes one merchant-minute's sums. Like a text row whose sums do
@@ -419,6 +435,9 @@ func (t *MinuteWriter) Sums(merchant int64, m window.Minute, a window.Agg) error
 	if a.Approvals > math.MaxInt32 || a.Cancels > math.MaxInt32 || !t.roll.add(merchant, minute, a) {
 		t.Overflow(merchant, m)
 		return nil
+	}
+	if t.rules != nil {
+		t.rules.minute(merchant, m, a)
 	}
 	t.buf = t.buf[:0]
 	if !t.binary {
@@ -544,7 +563,11 @@ func (t *MinuteWriter) parse(line []byte) (bool, error) {
 	}
 	// The minute table counts in integer columns.
 	fits = fits && v[1] <= math.MaxInt32 && v[3] <= math.MaxInt32
-	if fits && t.roll.add(v[0], minute, window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}) {
+	a := window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}
+	if fits && t.roll.add(v[0], minute, a) {
+		if t.rules != nil {
+			t.rules.minute(v[0], window.MinuteOf(time.Unix(minute, 0)), a)
+		}
 		return true, nil
 	}
 	t.roll.overflow = append(t.roll.overflow, window.Key{Merchant: v[0], Minute: window.MinuteOf(time.Unix(minute, 0))})
@@ -602,8 +625,8 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 			// gives each at least 32MB: 64MB is the leader and one
 			// worker, whose sort runs stay near the processor's cache.
 			// Measured on 12.6 M minutes, 2 cores: both minute indexes
-			// 13.3 s median against 16.9 s at 256MB (two workers) and
-			// 15-18 s at 128MB or with one worker at 256MB.
+			// 13.4 s median against 16.9 s at 256MB (two workers) and
+			// 14-18 s at 128MB or at 256MB with one worker.
 			{"sizing index builds", "SET LOCAL maintenance_work_mem = '64MB'"},
 			// A fenced writer's transactions end the session when idle
 			// for a lease (so a lost writer cannot hold up a takeover);
@@ -616,7 +639,7 @@ func (s *Store) Bootstrap(ctx context.Context, cp Checkpoint, fill func(ctx cont
 				return fmt.Errorf("bootstrap: %s: %w", st.what, err)
 			}
 		}
-		l := &Loader{tx: tx, s: s, roll: newRollups(s.cal), leftover: window.New(0, 0)}
+		l := &Loader{tx: tx, s: s, roll: newRollups(s.cal), leftover: window.New(0, 0), cp: cp}
 		if err := fill(ctx, l); err != nil {
 			return err
 		}

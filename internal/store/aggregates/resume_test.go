@@ -51,121 +51,112 @@ func applyAt(t *testing.T, s *Store, cp Checkpoint, points []window.Delta, evalu
 func TestResumeEqualsReadingTheWeek(t *testing.T) {
 	t.Parallel()
 	x := minute(t, "2026-11-20T07:37:00Z")
-	for _, zone := range []string{"Asia/Seoul", "Asia/Kolkata"} {
-		for _, expo := range []int{rules.BaselineMinutes, 150, 0} {
-			t.Run(zone+"/"+time.Duration(expo*int(time.Minute)).String(), func(t *testing.T) {
-				t.Parallel()
-				loc, err := time.LoadLocation(zone)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := openStore(t, loc)
-				cp := bootstrapEmpty(t, s, 1)
-				rng := rand.New(rand.NewPCG(uint64(expo), 3))
-				var points []window.Delta
-				point := func(merchant int64, m window.Minute) {
-					a := window.Agg{Approvals: rng.Int64N(4), Cancels: rng.Int64N(3)}
-					if a.Approvals == 0 && a.Cancels == 0 {
-						a.Cancels = 1
-					}
-					a.ApprovedAmount, a.CanceledAmount = a.Approvals*(1000+rng.Int64N(9000)), a.Cancels*700
-					points = append(points, window.Delta{Key: window.Key{Merchant: merchant, Minute: m}, Agg: a})
-				}
-				lo := x - rules.BaselineMinutes - rules.HourMinutes - 300
-				for range 4000 {
-					point(1+rng.Int64N(30), lo+window.Minute(rng.Int64N(int64(x+20-lo))))
-				}
-				// The history, written before the image as flushes before x
-				// was evaluated.
-				applyAt(t, s, cp, points[:2000], x-500)
-				seq := applyAt(t, s, cp, points[2000:], x-1)
-				before, err := s.RulesSnapshot(context.Background(), x, true, expo)
-				if err != nil {
-					t.Fatal(err)
-				}
-				// The state at x holds x's business day of volume curves, as
-				// its close left it. With this threshold (Sum7 ≥ 7 × 85,000)
-				// most of merchants 1…30 are large; 31…40, written only after
-				// the image, are not.
-				p := rules.Params{ExposureMinutes: expo, Volume: rules.VolumeDropParams{LargeDailyAmount: 85_000}}
-				st := rules.NewState(before, s.cal)
-				vd, err := s.VolumeDay(context.Background(), s.cal.Day(x), p.Volume.LargeDailyAmount, x)
-				if err != nil || len(vd.Curves) < 10 {
-					t.Fatalf("%d curves at x (%v)", len(vd.Curves), err)
-				}
-				st.SetVolumeDay(vd)
-				if _, err := s.SaveRulesResume(context.Background(), cp, seq, p, st); err != nil {
-					t.Fatal(err)
-				}
-
-				// After the image: late deltas at every edge of B(x), E(x)
-				// and H(x), and minutes up to l+10 (entering, open).
-				points = points[:0]
-				for _, off := range []window.Minute{-10200, -10141, -10140, -10139, -10138, -10080, -4000, -151, -150, -149, -61, -60, -59, -1, 0} {
-					for m := int64(1); m <= 4; m++ {
-						point(m*7, x+off)
-					}
-				}
-				point(99, x-10139) // a merchant only in B(x)'s first minute, leaving at once
-				point(98, x-100)   // one whose only minute arrives late
-				for range 1500 {
-					point(1+rng.Int64N(40), x-10300+window.Minute(rng.Int64N(10300+260)))
-				}
-				for i := range points {
-					// As flushes after the minutes between x and x+200 were
-					// evaluated: deltas to minutes before are logged.
-					applyAt(t, s, cp, points[i:i+1], x+window.Minute(i%200))
-				}
-				log := slog.New(slog.NewTextHandler(io.Discard, nil))
-				withCurves, wantCurves, withToday := 0, 0, 0
-				// x+480 is past midnight in Seoul (the image's sums of
-				// today are another day's there), not in Kolkata.
-				for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240, x + 480} {
-					if s.cal.Day(l + 1).Equal(s.cal.Day(x + 1)) {
-						wantCurves++
-					}
-					want, err := s.RulesSnapshot(context.Background(), l, true, expo)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, imageAt, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, p, log)
-					if err != nil || imageAt != x {
-						t.Fatalf("l = x+%d: resumed from the image at %s (want %s), %v", l-x, imageAt, x, err)
-					}
-					// The day's curves are what reading them at l+1 gives for
-					// the day's large merchants, fixed when it was loaded (a
-					// late sale may have made another one large since).
-					if got.Volume != nil {
-						withCurves++
-						fresh, err := s.VolumeDay(context.Background(), s.cal.Day(l+1), p.Volume.LargeDailyAmount, l)
-						if err != nil {
-							t.Fatal(err)
-						}
-						maps.DeleteFunc(fresh.Curves, func(id int64, _ *rules.Curve) bool { return vd.Curves[id] == nil })
-						maps.DeleteFunc(fresh.Today, func(id, v int64) bool { return v == 0 || vd.Curves[id] == nil })
-						if !reflect.DeepEqual(*got.Volume, fresh) {
-							t.Fatalf("l = x+%d: resumed volume day differs from reading it: %d curves, want %d; today %v, want %v",
-								l-x, len(got.Volume.Curves), len(fresh.Curves), got.Volume.Today, fresh.Today)
-						}
-						got.Volume = nil
-					}
-					if len(want.Today) > 0 {
-						withToday++
-					}
-					if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
-						t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
-					}
-					if !reflect.DeepEqual(got, want) {
-						t.Fatalf("l = x+%d: resumed snapshot differs from reading the week:\n baseline %v\n want     %v\n hours %d, want %d\n exposure %v\n want     %v",
-							l-x, got.Baseline, want.Baseline, len(got.HourOfDay), len(want.HourOfDay), got.Exposure, want.Exposure)
-					}
-				}
-				if withCurves != wantCurves || withToday < 8 {
-					t.Fatalf("%d of %d resumes used the image's volume curves; %d had sums of today", withCurves, wantCurves, withToday)
-				}
-			})
+	eachZoneAndWindow(t, func(t *testing.T, loc *time.Location, expo int) {
+		s := openStore(t, loc)
+		cp := bootstrapEmpty(t, s, 1)
+		rng := rand.New(rand.NewPCG(uint64(expo), 3))
+		var points []window.Delta
+		point := func(merchant int64, m window.Minute) {
+			a := window.Agg{Approvals: rng.Int64N(4), Cancels: rng.Int64N(3)}
+			if a.Approvals == 0 && a.Cancels == 0 {
+				a.Cancels = 1
+			}
+			a.ApprovedAmount, a.CanceledAmount = a.Approvals*(1000+rng.Int64N(9000)), a.Cancels*700
+			points = append(points, window.Delta{Key: window.Key{Merchant: merchant, Minute: m}, Agg: a})
 		}
-	}
+		lo := x - rules.BaselineMinutes - rules.HourMinutes - 300
+		for range 4000 {
+			point(1+rng.Int64N(30), lo+window.Minute(rng.Int64N(int64(x+20-lo))))
+		}
+		// The history, written before the image as flushes before x
+		// was evaluated.
+		applyAt(t, s, cp, points[:2000], x-500)
+		seq := applyAt(t, s, cp, points[2000:], x-1)
+		before, err := s.RulesSnapshot(context.Background(), x, true, expo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state at x holds x's business day of volume curves, as
+		// its close left it. With this threshold (Sum7 ≥ 7 × 85,000)
+		// most of merchants 1…30 are large; 31…40, written only after
+		// the image, are not.
+		p := rules.Params{ExposureMinutes: expo, Volume: rules.VolumeDropParams{LargeDailyAmount: 85_000}}
+		st := rules.NewState(before, s.cal)
+		vd, err := s.VolumeDay(context.Background(), s.cal.Day(x), p.Volume.LargeDailyAmount, x)
+		if err != nil || len(vd.Curves) < 10 {
+			t.Fatalf("%d curves at x (%v)", len(vd.Curves), err)
+		}
+		st.SetVolumeDay(vd)
+		if _, err := s.SaveRulesResume(context.Background(), cp, seq, p, st); err != nil {
+			t.Fatal(err)
+		}
+
+		// After the image: late deltas at every edge of B(x), E(x)
+		// and H(x), and minutes up to l+10 (entering, open).
+		points = points[:0]
+		for _, off := range []window.Minute{-10200, -10141, -10140, -10139, -10138, -10080, -4000, -151, -150, -149, -61, -60, -59, -1, 0} {
+			for m := int64(1); m <= 4; m++ {
+				point(m*7, x+off)
+			}
+		}
+		point(99, x-10139) // a merchant only in B(x)'s first minute, leaving at once
+		point(98, x-100)   // one whose only minute arrives late
+		for range 1500 {
+			point(1+rng.Int64N(40), x-10300+window.Minute(rng.Int64N(10300+260)))
+		}
+		for i := range points {
+			// As flushes after the minutes between x and x+200 were
+			// evaluated: deltas to minutes before are logged.
+			applyAt(t, s, cp, points[i:i+1], x+window.Minute(i%200))
+		}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		withCurves, wantCurves, withToday := 0, 0, 0
+		// x+480 is past midnight in Seoul (the image's sums of
+		// today are another day's there), not in Kolkata.
+		for _, l := range []window.Minute{x, x + 1, x + 23, x + 60, x + 61, x + 83, x + 199, x + 240, x + 480} {
+			if s.cal.Day(l + 1).Equal(s.cal.Day(x + 1)) {
+				wantCurves++
+			}
+			want, err := s.RulesSnapshot(context.Background(), l, true, expo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, imageAt, err := s.ResumeRulesSnapshot(context.Background(), cp.Slot, l, p, log)
+			if err != nil || imageAt != x {
+				t.Fatalf("l = x+%d: resumed from the image at %s (want %s), %v", l-x, imageAt, x, err)
+			}
+			// The day's curves are what reading them at l+1 gives for
+			// the day's large merchants, fixed when it was loaded (a
+			// late sale may have made another one large since).
+			if got.Volume != nil {
+				withCurves++
+				fresh, err := s.VolumeDay(context.Background(), s.cal.Day(l+1), p.Volume.LargeDailyAmount, l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				maps.DeleteFunc(fresh.Curves, func(id int64, _ *rules.Curve) bool { return vd.Curves[id] == nil })
+				maps.DeleteFunc(fresh.Today, func(id, v int64) bool { return v == 0 || vd.Curves[id] == nil })
+				if !reflect.DeepEqual(*got.Volume, fresh) {
+					t.Fatalf("l = x+%d: resumed volume day differs from reading it: %d curves, want %d; today %v, want %v",
+						l-x, len(got.Volume.Curves), len(fresh.Curves), got.Volume.Today, fresh.Today)
+				}
+				got.Volume = nil
+			}
+			if len(want.Today) > 0 {
+				withToday++
+			}
+			if len(want.Baseline) < 30 || len(want.HourOfDay) < 100 {
+				t.Fatalf("l = x+%d: too little data to compare: %d merchants, %d hours", l-x, len(want.Baseline), len(want.HourOfDay))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("l = x+%d: resumed snapshot differs from reading the week:\n baseline %v\n want     %v\n hours %d, want %d\n exposure %v\n want     %v",
+					l-x, got.Baseline, want.Baseline, len(got.HourOfDay), len(want.HourOfDay), got.Exposure, want.Exposure)
+			}
+		}
+		if withCurves != wantCurves || withToday < 8 {
+			t.Fatalf("%d of %d resumes used the image's volume curves; %d had sums of today", withCurves, wantCurves, withToday)
+		}
+	})
 }
 
 // TestResumeFallsBack: an image that cannot be used (none, too old, taken

@@ -157,14 +157,7 @@ type weekQuery struct {
 // either window's whole hours, split in two halves, and each window's edge
 // minutes with the second half.
 func (s *Store) weekParts(b, e *span) []weekQuery {
-	lo, hi := b.h1, b.h2
-	if e != nil && e.h1.Before(e.h2) {
-		if !lo.Before(hi) {
-			lo, hi = e.h1, e.h2
-		} else {
-			lo, hi = minTime(lo, e.h1), maxTime(hi, e.h2)
-		}
-	}
+	lo, hi := hourRange(b, e)
 	hours := fmt.Sprintf(`SELECT 0, merchant_id, hour, approvals, cancels, approved_amount FROM %s WHERE hour >= $1 AND hour < $2`, s.db.Table("hour_agg"))
 	minutes := func(part int, from, to int) string {
 		return fmt.Sprintf(`SELECT %d, merchant_id, minute, approvals::bigint, cancels::bigint, approved_amount FROM %s WHERE minute >= $%d AND minute < $%d`,
@@ -189,6 +182,20 @@ func (s *Store) weekParts(b, e *span) []weekQuery {
 		second.args = append(second.args, ee[0][0], ee[0][1], ee[1][0], ee[1][1])
 	}
 	return []weekQuery{{sql: hours, args: []any{lo, mid}}, second}
+}
+
+// hourRange is the rollup's hours the week's reads take: those of either
+// window's whole hours, [lo, hi) (empty when lo is not before hi).
+func hourRange(b, e *span) (lo, hi time.Time) {
+	lo, hi = b.h1, b.h2
+	if e != nil && e.h1.Before(e.h2) {
+		if !lo.Before(hi) {
+			lo, hi = e.h1, e.h2
+		} else {
+			lo, hi = minTime(lo, e.h1), maxTime(hi, e.h2)
+		}
+	}
+	return lo, hi
 }
 
 // weekAcc is one merchant's sums over B, over the part of B in the last
@@ -221,10 +228,13 @@ type weekSums struct {
 	ids     []int64
 	accs    []weekAcc
 	hod     [24][][2]int32
+	// lastUS's hour of the business day: consecutive rows share it.
+	lastUS   int64
+	lastHour int
 }
 
 func newWeekSums(b, e *span, loc *time.Location, todayUS int64) *weekSums {
-	return &weekSums{b: b, e: e, loc: loc, todayUS: todayUS, index: newSlots(1 << 17)}
+	return &weekSums{b: b, e: e, loc: loc, todayUS: todayUS, index: newSlots(1 << 17), lastUS: math.MinInt64}
 }
 
 func (w *weekSums) slot(m int64) int32 {
@@ -324,36 +334,41 @@ func (w *weekSums) read(ctx context.Context, pool *pgxpool.Pool, q weekQuery) er
 	if err != nil {
 		return err
 	}
-	lastUS, lastHour := int64(math.MinInt64), 0
 	var part int
 	var m, approvals, cancels, amount int64
 	var at time.Time
 	_, err = pgx.ForEachRow(rows, []any{&part, &m, &at, &approvals, &cancels, &amount}, func() error {
-		us := at.UnixMicro()
-		inB, inE := part == 1, part == 2
-		if part == 0 {
-			inB, inE = w.b.holdsHour(us), w.e.holdsHour(us)
-		}
-		i := w.slot(m)
-		a := &w.accs[i]
-		if inB {
-			a.a += approvals
-			a.c += cancels
-			if us != lastUS {
-				lastUS, lastHour = us, at.In(w.loc).Hour()
-			}
-			w.addHour(i, lastHour, approvals, cancels)
-			if us >= w.todayUS {
-				a.ta += approvals
-				a.tc += cancels
-			}
-		}
-		if inE {
-			a.expo, _ = window.SatAdd(a.expo, amount)
-		}
+		w.add(part, m, at.UnixMicro(), approvals, cancels, amount)
 		return nil
 	})
 	return err
+}
+
+// add sums one row of a weekQuery: part, merchant m, its hour's or
+// minute's start us (Unix microseconds), approvals, cancels and approved
+// amount.
+func (w *weekSums) add(part int, m, us, approvals, cancels, amount int64) {
+	inB, inE := part == 1, part == 2
+	if part == 0 {
+		inB, inE = w.b.holdsHour(us), w.e.holdsHour(us)
+	}
+	i := w.slot(m)
+	a := &w.accs[i]
+	if inB {
+		a.a += approvals
+		a.c += cancels
+		if us != w.lastUS {
+			w.lastUS, w.lastHour = us, time.UnixMicro(us).In(w.loc).Hour()
+		}
+		w.addHour(i, w.lastHour, approvals, cancels)
+		if us >= w.todayUS {
+			a.ta += approvals
+			a.tc += cancels
+		}
+	}
+	if inE {
+		a.expo, _ = window.SatAdd(a.expo, amount)
+	}
 }
 
 // merge adds o's sums into w's.
