@@ -218,18 +218,15 @@ func copyAggs(ctx context.Context, l *Loader, table, keyCols string, keys int16,
 			buf := appendCopyHeader(nil)
 			for bucket, t := range buckets {
 				for i, k := range t.keys {
-					buf = binary.BigEndian.AppendUint16(buf, uint16(keys+4))
-					buf = key(buf, k, bucket)
+					buf = key(binary.BigEndian.AppendUint16(buf, uint16(keys+4)), k, bucket)
 					a := t.aggs[i]
 					for _, v := range [...]int64{a.Approvals, a.ApprovedAmount, a.Cancels, a.CanceledAmount} {
 						buf = appendInt8(buf, v)
 					}
-					if len(buf) >= 64<<10 {
-						if _, err := w.Write(buf); err != nil {
-							return err
-						}
-						buf = buf[:0]
+					if _, err := w.Write(buf); err != nil {
+						return err
 					}
+					buf = buf[:0]
 				}
 			}
 			_, err := w.Write(appendCopyTrailer(buf))
@@ -430,24 +427,32 @@ func (t *MinuteWriter) Sums(merchant int64, m window.Minute, a window.Agg) error
 		return fmt.Errorf("minute row %d: sums given after text rows", t.line+1)
 	}
 	t.line++
-	minute := m.Start().Unix()
-	// The minute table counts in integer columns.
-	if a.Approvals > math.MaxInt32 || a.Cancels > math.MaxInt32 || !t.roll.add(merchant, minute, a) {
-		t.Overflow(merchant, m)
+	if !t.keep(merchant, m, a) {
 		return nil
-	}
-	if t.rules != nil {
-		t.rules.minute(merchant, m, a)
 	}
 	t.buf = t.buf[:0]
 	if !t.binary {
 		t.binary, t.buf = true, appendCopyHeader(t.buf)
 	}
 	t.buf = binary.BigEndian.AppendUint16(t.buf, 6)
-	t.buf = appendTimestamptz(appendInt8(t.buf, merchant), minute)
+	t.buf = appendTimestamptz(appendInt8(t.buf, merchant), m.Start().Unix())
 	t.buf = appendInt8(appendInt4(t.buf, int32(a.Approvals)), a.ApprovedAmount)
 	t.buf = appendInt8(appendInt4(t.buf, int32(a.Cancels)), a.CanceledAmount)
 	return t.write(t.buf)
+}
+
+// keep sums a merchant-minute into the rollups (and the rules' sums) and
+// reports whether it fits the sink; one that does not is left out.
+func (t *MinuteWriter) keep(merchant int64, m window.Minute, a window.Agg) bool {
+	// The minute table counts in integer columns.
+	if a.Approvals > math.MaxInt32 || a.Cancels > math.MaxInt32 || !t.roll.add(merchant, m.Start().Unix(), a) {
+		t.Overflow(merchant, m)
+		return false
+	}
+	if t.rules != nil {
+		t.rules.minute(merchant, m, a)
+	}
+	return true
 }
 
 // Overflow leaves a merchant-minute out whose sums the source found too
@@ -561,17 +566,12 @@ func (t *MinuteWriter) parse(line []byte) (bool, error) {
 		}
 		v[i] = n
 	}
-	// The minute table counts in integer columns.
-	fits = fits && v[1] <= math.MaxInt32 && v[3] <= math.MaxInt32
-	a := window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}
-	if fits && t.roll.add(v[0], minute, a) {
-		if t.rules != nil {
-			t.rules.minute(v[0], window.MinuteOf(time.Unix(minute, 0)), a)
-		}
-		return true, nil
+	m := window.MinuteOf(time.Unix(minute, 0))
+	if !fits {
+		t.Overflow(v[0], m)
+		return false, nil
 	}
-	t.roll.overflow = append(t.roll.overflow, window.Key{Merchant: v[0], Minute: window.MinuteOf(time.Unix(minute, 0))})
-	return false, nil
+	return t.keep(v[0], m, window.Agg{Approvals: v[1], ApprovedAmount: v[2], Cancels: v[3], CanceledAmount: v[4]}), nil
 }
 
 // parseMinute reads a timestamptz in PostgreSQL's text output as Unix
